@@ -1,0 +1,49 @@
+//! Deliberately wrong transitions ("mutants"), off unless a checker switches them on.
+//!
+//! Each bug re-introduces a known failure so the checker can show that the property meant
+//! to catch it bites. A deployed node always runs with `Bugs::none()`.
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Bug {
+    /// S4 (Garnet): a learner promoted straight to primary keeps its `recovering` flag.
+    RecoveringNotCleared,
+    /// S5 (Pegasus Go client): on failure the client retries the same node, never
+    /// refreshing its routing from the meta server.
+    ClientNoRefresh,
+    /// S5 root cause: a broken connection does not fail the pending request.
+    ClientIgnoresPeerDown,
+    /// The primary commits after ACKs from all but one secondary.
+    CommitWithoutAllAcks,
+    /// A secondary accepts a prepare carrying an older ballot.
+    AcceptStalePrepare,
+    /// The meta server accepts a proposal whose ballot is not exactly current + 1.
+    MetaAcceptsStaleBallot,
+    /// The meta server's failure detector declares a replica dead without its lease having
+    /// expired (the replica is still serving).
+    FdSkipLease,
+    /// A replica adopts a new configuration without persisting it.
+    ForgetToPersistBallot,
+    /// A secondary takes the primary's commit point without checking it has the entries.
+    CommitBeyondPrepared,
+    /// The primary serves reads from the latest prepared (uncommitted) value.
+    ReadUncommitted,
+    /// A learner keeps a log entry it already had instead of taking the primary's.
+    LearnerKeepsStaleEntries,
+}
+
+/// The set of enabled bugs (a bit set; `Bugs::none()` in production).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bugs(u32);
+
+impl Bugs {
+    pub const fn none() -> Self {
+        Bugs(0)
+    }
+    pub fn with(self, bug: Bug) -> Self {
+        Bugs(self.0 | 1 << bug as u32)
+    }
+    pub fn has(self, bug: Bug) -> bool {
+        self.0 & (1 << bug as u32) != 0
+    }
+}

@@ -1,0 +1,167 @@
+//! The failover client (seed S5): routes by the meta's configuration, fails fast on an
+//! error reply or a broken connection, refreshes the configuration from the meta server,
+//! re-resolves the primary and retries, within a retry budget. It never waits on a dead
+//! node: the request deadline and the connection-failure notification both end a wait.
+use crate::bug::{Bug, Bugs};
+use crate::msg::{Msg, Timer};
+use crate::node::Node;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientCfg {
+    pub meta: Id,
+    pub gpid: Gpid,
+    /// The operations this client performs, in order.
+    pub ops: Vec<ClientOp>,
+    /// Attempts per operation (sends to a primary) before giving up with a definite error.
+    pub max_attempts: u8,
+    /// Arm a per-request deadline. The model disables it in scenarios where failure
+    /// notifications already end every wait, to keep the state space small.
+    pub request_timeout: Option<Duration>,
+    pub bugs: Bugs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Waiting for the meta server's configuration.
+    Querying,
+    /// The current operation was sent to `target`.
+    Sent { target: Id },
+    /// All operations returned, or the client gave up.
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientState {
+    /// Index of the current operation.
+    pub op: u8,
+    pub phase: Phase,
+    /// Sends of the current operation so far.
+    pub attempts: u8,
+    pub config: Option<PartitionConfig>,
+    /// The node that just failed us, and the ballot we routed by: a configuration that
+    /// still names it as primary at that ballot is stale, so we ask again instead.
+    pub suspect: Option<(Id, Ballot)>,
+    pub results: Vec<OpResult>,
+}
+
+impl ClientState {
+    pub fn done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
+pub fn on_start(cfg: &ClientCfg, o: &mut Out<Node>) -> ClientState {
+    let mut s = ClientState { op: 0, phase: Phase::Done, attempts: 0, config: None, suspect: None, results: Vec::new() };
+    if !cfg.ops.is_empty() {
+        s.phase = Phase::Querying;
+        o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
+    }
+    s
+}
+
+fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) {
+    let Some(op) = cfg.ops.get(s.op as usize) else {
+        s.phase = Phase::Done;
+        return;
+    };
+    let req = s.op + 1;
+    s.attempts += 1;
+    s.phase = Phase::Sent { target };
+    match *op {
+        ClientOp::Put(value) => o.send(target, Msg::Write { gpid: cfg.gpid, req, value }),
+        ClientOp::Get => o.send(target, Msg::Read { gpid: cfg.gpid, req }),
+    }
+    if let Some(d) = cfg.request_timeout {
+        o.set_timer(Timer::RequestTimeout, d..d);
+    }
+}
+
+/// Route the current operation by the cached configuration, or ask the meta server.
+fn route(cfg: &ClientCfg, s: &mut ClientState, o: &mut Out<Node>) {
+    let primary = s.config.as_ref().and_then(|c| c.primary.map(|p| (p, c.ballot)));
+    match primary {
+        Some((p, ballot)) if s.suspect != Some((p, ballot)) => send_op(cfg, s, p, o),
+        _ => {
+            s.phase = Phase::Querying;
+            o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
+        }
+    }
+}
+
+fn complete(cfg: &ClientCfg, s: &mut ClientState, result: OpResult, o: &mut Out<Node>) {
+    s.results.push(result);
+    s.op += 1;
+    s.attempts = 0;
+    s.suspect = None;
+    if cfg.request_timeout.is_some() {
+        o.cancel_timer(Timer::RequestTimeout);
+    }
+    if s.op as usize >= cfg.ops.len() {
+        s.phase = Phase::Done;
+    } else {
+        route(cfg, s, o);
+    }
+}
+
+/// Fail fast: give up when the budget is spent, else refresh the routing and retry.
+fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, o: &mut Out<Node>) {
+    if cfg.request_timeout.is_some() {
+        o.cancel_timer(Timer::RequestTimeout);
+    }
+    if s.attempts >= cfg.max_attempts {
+        s.results.push(OpResult::Failed(err));
+        s.phase = Phase::Done;
+        return;
+    }
+    if cfg.bugs.has(Bug::ClientNoRefresh) {
+        send_op(cfg, s, target, o);
+        return;
+    }
+    s.suspect = s.config.as_ref().map(|c| (target, c.ballot));
+    s.phase = Phase::Querying;
+    o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
+}
+
+pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut Out<Node>) {
+    let expected_req = s.op + 1;
+    let sent_to = match s.phase {
+        Phase::Sent { target } => Some(target),
+        _ => None,
+    };
+    match msg {
+        Msg::QueryConfigReply { gpid, config } if gpid == cfg.gpid && s.phase == Phase::Querying => {
+            if let Some(c) = config {
+                if s.config.as_ref().is_none_or(|old| c.ballot >= old.ballot) {
+                    s.config = Some(c);
+                }
+            }
+            route(cfg, s, o);
+        }
+        Msg::WriteReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
+            Ok(()) => complete(cfg, s, OpResult::WriteOk, o),
+            Err(e) => failed(cfg, s, src, e, o),
+        },
+        Msg::ReadReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
+            Ok(v) => complete(cfg, s, OpResult::ReadOk(v), o),
+            Err(e) => failed(cfg, s, src, e, o),
+        },
+        Msg::PeerDown { .. } if sent_to == Some(src) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) => {
+            failed(cfg, s, src, ErrorCode::PeerDown, o)
+        }
+        _ => {}
+    }
+}
+
+pub fn on_timeout(cfg: &ClientCfg, s: &mut ClientState, timer: &Timer, o: &mut Out<Node>) {
+    match (timer, &s.phase) {
+        (Timer::RequestTimeout, Phase::Sent { target }) => {
+            let target = *target;
+            failed(cfg, s, target, ErrorCode::PeerDown, o)
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,17 @@
+//! Petrel's protocol core: pure, deterministic state machines (stateright actors).
+//!
+//! Nothing here touches a clock, a socket, a thread or a random number generator. The
+//! model checker (`petrel-spec`) and the QUIC node both drive the same [`Node`] actor; a
+//! driver only maps [`stateright::actor::Out`] commands to effects.
+pub mod bug;
+pub mod client;
+pub mod meta;
+pub mod msg;
+pub mod node;
+pub mod replica;
+pub mod types;
+
+pub use bug::{Bug, Bugs};
+pub use msg::{Msg, Timer};
+pub use node::{Node, NodeState, NodeStorage};
+pub use types::*;

@@ -1,0 +1,84 @@
+//! Every message and timer of the protocol. Each message carries what its receiver needs
+//! to reject it when stale (a ballot, a request id).
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use stateright::actor::Id;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Msg {
+    // ---- client <-> meta ----
+    /// Ask the meta server for a partition's configuration.
+    QueryConfig { gpid: Gpid },
+    /// `None`: the meta server does not know the partition.
+    QueryConfigReply { gpid: Gpid, config: Option<PartitionConfig> },
+
+    // ---- client <-> replica ----
+    Write { gpid: Gpid, req: ReqId, value: Value },
+    WriteReply { gpid: Gpid, req: ReqId, result: Result<(), ErrorCode> },
+    Read { gpid: Gpid, req: ReqId },
+    ReadReply { gpid: Gpid, req: ReqId, result: Result<Value, ErrorCode> },
+
+    // ---- replica <-> meta ----
+    /// A replica server started with this incarnation (first boot or restart): it holds no
+    /// volatile role state.
+    Register { incarnation: u32 },
+    /// A configuration the meta server committed; the receiver adopts it if newer.
+    ConfigUpdate { config: PartitionConfig },
+    /// The meta server asks the primary to add `node` as a learner (potential secondary).
+    AddSecondary { config: PartitionConfig, node: Id },
+    /// A primary proposes `config` (its ballot must be exactly the current one + 1).
+    ProposeConfig { config: PartitionConfig },
+    /// Ok: the committed config. Err: the meta's current config.
+    ProposeConfigReply { result: Result<PartitionConfig, PartitionConfig> },
+
+    // ---- replica <-> replica (PacificA) ----
+    /// Two-phase write, phase one; carries the sender's config and commit point.
+    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree },
+    PrepareAck { gpid: Gpid, ballot: Ballot, decree: Decree, ok: bool },
+    /// Propagates a new configuration (and the commit point) to the members.
+    GroupCheck { config: PartitionConfig, committed: Decree },
+    /// The primary's state up to its last prepared decree ("the files, collapsed").
+    Learn { config: PartitionConfig, log: BTreeMap<Decree, Entry>, committed: Decree },
+    /// The learner holds everything up to `learned`.
+    LearnDone { gpid: Gpid, ballot: Ballot, learned: Decree },
+
+    // ---- from the driver ----
+    /// The connection to `src` broke or could not be made (the node's QUIC driver), or the
+    /// meta's failure detector declared `src` dead after its grace period (which is longer
+    /// than the replica's lease, so `src` has stopped serving). `incarnation` identifies
+    /// which life of `src` died.
+    PeerDown { incarnation: u32 },
+}
+
+impl Msg {
+    /// The variant name, for traces and filters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::QueryConfig { .. } => "QueryConfig",
+            Msg::QueryConfigReply { .. } => "QueryConfigReply",
+            Msg::Write { .. } => "Write",
+            Msg::WriteReply { .. } => "WriteReply",
+            Msg::Read { .. } => "Read",
+            Msg::ReadReply { .. } => "ReadReply",
+            Msg::Register { .. } => "Register",
+            Msg::ConfigUpdate { .. } => "ConfigUpdate",
+            Msg::AddSecondary { .. } => "AddSecondary",
+            Msg::ProposeConfig { .. } => "ProposeConfig",
+            Msg::ProposeConfigReply { .. } => "ProposeConfigReply",
+            Msg::Prepare { .. } => "Prepare",
+            Msg::PrepareAck { .. } => "PrepareAck",
+            Msg::GroupCheck { .. } => "GroupCheck",
+            Msg::Learn { .. } => "Learn",
+            Msg::LearnDone { .. } => "LearnDone",
+            Msg::PeerDown { .. } => "PeerDown",
+        }
+    }
+}
+
+/// Timers are abstract: one may fire at any time after it is set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// The client's per-request deadline.
+    RequestTimeout,
+}

@@ -1,0 +1,481 @@
+//! The replica server: PacificA-style primary/secondary replication of each partition it
+//! hosts, learning (potential secondaries), and the commit rule "logged locally and ACKed
+//! by every secondary".
+use crate::bug::{Bug, Bugs};
+use crate::msg::Msg;
+use crate::node::{Node, NodeStorage};
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Static configuration of a replica server (not state: it never changes at run time).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaCfg {
+    pub meta: Id,
+    /// Partitions this node serves at its very first boot (a bootstrapped deployment).
+    pub bootstrap: Vec<PartitionConfig>,
+    pub bugs: Bugs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Hosts data but serves nothing until the meta server gives it a role.
+    Inactive,
+    /// A learner: copying the primary's state, `recovering` is set.
+    PotentialSecondary,
+    Secondary,
+    Primary,
+}
+
+/// One partition replica on this server.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Part {
+    pub status: Status,
+    /// The newest configuration this replica knows (its ballot is "the replica's ballot").
+    pub config: PartitionConfig,
+    /// Prepared mutations, committed ones included.
+    pub log: BTreeMap<Decree, Entry>,
+    pub committed: Decree,
+    /// Set while learning; a replica that is recovering must not serve reads. Every role
+    /// change recomputes it (seed S4: a stale flag makes a promoted primary refuse reads).
+    pub recovering: bool,
+    // ---- primary only (volatile, rebuilt empty on every role change) ----
+    /// ACKs per uncommitted decree at the current ballot.
+    pub acks: BTreeMap<Decree, BTreeSet<Id>>,
+    /// Clients to answer when a decree commits.
+    pub waiting: BTreeMap<Decree, (Id, ReqId)>,
+    /// Learners: `true` once caught up (then they receive prepares and must ACK them).
+    pub learners: BTreeMap<Id, bool>,
+}
+
+/// What survives a crash, per partition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PartDurable {
+    pub config: PartitionConfig,
+    pub log: BTreeMap<Decree, Entry>,
+    pub committed: Decree,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaStorage {
+    pub incarnation: u32,
+    pub parts: BTreeMap<Gpid, PartDurable>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaState {
+    /// Boot count (durable): lets the meta server tell a restart from a stale report.
+    pub incarnation: u32,
+    pub parts: BTreeMap<Gpid, Part>,
+    /// An internal invariant broke: the replica stops (what a C++ assert would have done).
+    pub broken: Option<String>,
+}
+
+impl Part {
+    fn new(config: PartitionConfig, status: Status) -> Part {
+        Part {
+            status,
+            config,
+            log: BTreeMap::new(),
+            committed: 0,
+            recovering: false,
+            acks: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            learners: BTreeMap::new(),
+        }
+    }
+    pub fn last_decree(&self) -> Decree {
+        self.log.keys().next_back().copied().unwrap_or(0)
+    }
+    /// The largest decree d such that every decree in committed+1..=d is logged.
+    fn contiguous(&self) -> Decree {
+        let mut d = self.committed;
+        while self.log.contains_key(&(d + 1)) {
+            d += 1;
+        }
+        d
+    }
+    /// The register's value as of decree `d`.
+    pub fn value_at(&self, d: Decree) -> Value {
+        self.log.range(..=d).next_back().map(|(_, e)| e.mutation.value).unwrap_or(0)
+    }
+    /// Replicas whose ACK a commit needs: secondaries and caught-up learners.
+    fn targets(&self) -> Vec<Id> {
+        let mut t = self.config.secondaries.clone();
+        t.extend(self.learners.iter().filter(|(_, caught)| **caught).map(|(id, _)| *id));
+        t
+    }
+}
+
+impl ReplicaState {
+    fn storage(&self, bugs: Bugs) -> ReplicaStorage {
+        ReplicaStorage {
+            incarnation: self.incarnation,
+            parts: self
+                .parts
+                .iter()
+                .map(|(g, p)| {
+                    let mut config = p.config.clone();
+                    if bugs.has(Bug::ForgetToPersistBallot) {
+                        config.ballot = 0;
+                    }
+                    (*g, PartDurable { config, log: p.log.clone(), committed: p.committed })
+                })
+                .collect(),
+        }
+    }
+}
+
+fn persist(cfg: &ReplicaCfg, s: &ReplicaState, o: &mut Out<Node>) {
+    o.save(NodeStorage::Replica(s.storage(cfg.bugs)));
+}
+
+pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &mut Out<Node>) -> ReplicaState {
+    match storage {
+        None => {
+            let parts: BTreeMap<Gpid, Part> = cfg
+                .bootstrap
+                .iter()
+                .filter(|c| c.is_member(id))
+                .map(|c| {
+                    let status = if c.primary == Some(id) { Status::Primary } else { Status::Secondary };
+                    (c.gpid, Part::new(c.clone(), status))
+                })
+                .collect();
+            let s = ReplicaState { incarnation: 1, parts, broken: None };
+            persist(cfg, &s, o);
+            if cfg.bootstrap.is_empty() {
+                o.send(cfg.meta, Msg::Register { incarnation: 1 });
+            }
+            s
+        }
+        Some(st) => {
+            // Recovery: every derived and volatile field is rebuilt here, none is left at a
+            // default that the running code would not expect.
+            let parts = st
+                .parts
+                .iter()
+                .map(|(g, d)| {
+                    let mut p = Part::new(d.config.clone(), Status::Inactive);
+                    p.log = d.log.clone();
+                    p.committed = d.committed;
+                    (*g, p)
+                })
+                .collect();
+            let s = ReplicaState { incarnation: st.incarnation + 1, parts, broken: None };
+            persist(cfg, &s, o);
+            o.send(cfg.meta, Msg::Register { incarnation: s.incarnation });
+            s
+        }
+    }
+}
+
+pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg, o: &mut Out<Node>) {
+    if s.broken.is_some() {
+        return;
+    }
+    match msg {
+        Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, o),
+        Msg::Read { gpid, req } => {
+            let result = match s.parts.get(&gpid) {
+                None => Err(ErrorCode::UnknownPartition),
+                Some(p) if p.status != Status::Primary => Err(ErrorCode::NotPrimary),
+                Some(p) if p.recovering => Err(ErrorCode::Recovering),
+                Some(p) => {
+                    let upto = if cfg.bugs.has(Bug::ReadUncommitted) { p.last_decree() } else { p.committed };
+                    Ok(p.value_at(upto))
+                }
+            };
+            o.send(src, Msg::ReadReply { gpid, req, result });
+        }
+        Msg::Prepare { config, decree, entry, committed } => on_prepare(cfg, id, s, src, config, decree, entry, committed, o),
+        Msg::PrepareAck { gpid, ballot, decree, ok } => {
+            if let Some(p) = s.parts.get_mut(&gpid) {
+                if ok && p.status == Status::Primary && ballot == p.config.ballot && decree > p.committed {
+                    p.acks.entry(decree).or_default().insert(src);
+                    try_commit(cfg, s, gpid, o);
+                }
+            }
+        }
+        Msg::ConfigUpdate { config } => adopt(cfg, id, s, config, o),
+        Msg::ProposeConfigReply { result } => {
+            let config = match result {
+                Ok(c) | Err(c) => c,
+            };
+            if let Some(p) = s.parts.get_mut(&config.gpid) {
+                // A rejected proposal: forget the learners it was about; the meta re-adds.
+                if config.ballot <= p.config.ballot && p.status == Status::Primary {
+                    p.learners.clear();
+                }
+            }
+            adopt(cfg, id, s, config, o);
+        }
+        Msg::GroupCheck { config, committed } => {
+            if config.primary != Some(src) {
+                return;
+            }
+            let gpid = config.gpid;
+            adopt(cfg, id, s, config, o);
+            if let Some(p) = s.parts.get_mut(&gpid) {
+                if p.status == Status::Secondary {
+                    let c = p.committed.max(committed.min(p.contiguous()));
+                    if c != p.committed {
+                        p.committed = c;
+                        persist(cfg, s, o);
+                    }
+                }
+            }
+        }
+        Msg::AddSecondary { config, node } => {
+            if let Some(p) = s.parts.get_mut(&config.gpid) {
+                if p.status == Status::Primary
+                    && config.ballot == p.config.ballot
+                    && !p.config.is_member(node)
+                    && !p.learners.contains_key(&node)
+                {
+                    p.learners.insert(node, false);
+                    o.send(node, Msg::Learn { config: p.config.clone(), log: p.log.clone(), committed: p.committed });
+                }
+            }
+        }
+        Msg::Learn { config, log, committed } => {
+            if config.primary != Some(src) || config.is_member(id) {
+                return;
+            }
+            let gpid = config.gpid;
+            let p = s.parts.entry(gpid).or_insert_with(|| Part::new(config.clone(), Status::Inactive));
+            if config.ballot < p.config.ballot {
+                return;
+            }
+            set_status(cfg, p, Status::PotentialSecondary, o);
+            p.recovering = true;
+            p.config = config;
+            if cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
+                for (d, e) in log {
+                    p.log.entry(d).or_insert(e);
+                }
+            } else {
+                p.log = log;
+            }
+            p.committed = committed;
+            let (ballot, learned) = (p.config.ballot, p.last_decree());
+            persist(cfg, s, o);
+            o.send(src, Msg::LearnDone { gpid, ballot, learned });
+        }
+        Msg::LearnDone { gpid, ballot, learned } => {
+            let Some(p) = s.parts.get_mut(&gpid) else { return };
+            if p.status != Status::Primary || ballot != p.config.ballot || p.learners.get(&src) != Some(&false) {
+                return;
+            }
+            if learned == p.last_decree() {
+                // Caught up: from now on it gets every prepare and its ACK is needed to
+                // commit, so it cannot fall behind while the meta commits the upgrade.
+                p.learners.insert(src, true);
+                let next = p.config.next(|c| c.secondaries.push(src));
+                o.send(cfg.meta, Msg::ProposeConfig { config: next });
+            } else {
+                o.send(src, Msg::Learn { config: p.config.clone(), log: p.log.clone(), committed: p.committed });
+            }
+        }
+        Msg::PeerDown { .. } => {
+            // A learner whose primary died aborts learning (seed S4: and must clear
+            // `recovering`, which `set_status` does).
+            let aborted: Vec<Gpid> = s
+                .parts
+                .iter()
+                .filter(|(_, p)| p.status == Status::PotentialSecondary && p.config.primary == Some(src))
+                .map(|(g, _)| *g)
+                .collect();
+            for g in aborted {
+                if let Some(p) = s.parts.get_mut(&g) {
+                    set_status(cfg, p, Status::Inactive, o);
+                }
+            }
+        }
+        Msg::QueryConfig { .. }
+        | Msg::QueryConfigReply { .. }
+        | Msg::WriteReply { .. }
+        | Msg::ReadReply { .. }
+        | Msg::Register { .. }
+        | Msg::ProposeConfig { .. } => {}
+    }
+}
+
+fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, client: Id, gpid: Gpid, m: Mutation, o: &mut Out<Node>) {
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        o.send(client, Msg::WriteReply { gpid, req: m.req, result: Err(ErrorCode::UnknownPartition) });
+        return;
+    };
+    if p.status != Status::Primary {
+        o.send(client, Msg::WriteReply { gpid, req: m.req, result: Err(ErrorCode::NotPrimary) });
+        return;
+    }
+    // A retry of a write that already took effect answers success once it commits.
+    if let Some(d) = p.log.iter().find(|(_, e)| e.mutation.client == client && e.mutation.req == m.req).map(|(d, _)| *d) {
+        if d <= p.committed {
+            o.send(client, Msg::WriteReply { gpid, req: m.req, result: Ok(()) });
+        } else {
+            p.waiting.insert(d, (client, m.req));
+        }
+        return;
+    }
+    let d = p.last_decree() + 1;
+    let entry = Entry { ballot: p.config.ballot, mutation: m };
+    p.log.insert(d, entry);
+    p.waiting.insert(d, (client, m.req));
+    p.acks.insert(d, BTreeSet::new());
+    let (config, committed, targets) = (p.config.clone(), p.committed, p.targets());
+    persist(cfg, s, o);
+    for t in targets {
+        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed });
+    }
+    try_commit(cfg, s, gpid, o);
+}
+
+/// Commit, in decree order, every decree that is logged and ACKed by every target.
+fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
+    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let targets = p.targets();
+    let needed = if cfg.bugs.has(Bug::CommitWithoutAllAcks) { targets.len().saturating_sub(1) } else { targets.len() };
+    let before = p.committed;
+    while p.log.contains_key(&(p.committed + 1)) {
+        let d = p.committed + 1;
+        let acked = p.acks.get(&d).map_or(0, |a| targets.iter().filter(|t| a.contains(t)).count());
+        if acked < needed {
+            break;
+        }
+        p.committed = d;
+        p.acks.remove(&d);
+        if let Some((client, req)) = p.waiting.remove(&d) {
+            o.send(client, Msg::WriteReply { gpid, req, result: Ok(()) });
+        }
+    }
+    if p.committed != before {
+        persist(cfg, s, o);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_prepare(
+    cfg: &ReplicaCfg,
+    id: Id,
+    s: &mut ReplicaState,
+    src: Id,
+    config: PartitionConfig,
+    decree: Decree,
+    entry: Entry,
+    committed: Decree,
+    o: &mut Out<Node>,
+) {
+    let gpid = config.gpid;
+    let nack = |p: Option<&Part>, o: &mut Out<Node>| {
+        let ballot = p.map_or(0, |p| p.config.ballot);
+        o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: false });
+    };
+    if config.primary != Some(src) {
+        return;
+    }
+    let Some(ballot) = s.parts.get(&gpid).map(|p| p.config.ballot) else {
+        nack(None, o);
+        return;
+    };
+    if config.ballot < ballot && !cfg.bugs.has(Bug::AcceptStalePrepare) {
+        nack(s.parts.get(&gpid), o);
+        return;
+    }
+    if config.ballot > ballot {
+        adopt(cfg, id, s, config.clone(), o);
+    }
+    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let accepts = match p.status {
+        Status::Secondary => true,
+        // A caught-up learner of this primary at this ballot.
+        Status::PotentialSecondary => p.config.primary == Some(src),
+        _ => false,
+    };
+    if !accepts {
+        nack(Some(p), o);
+        return;
+    }
+    if decree <= p.committed {
+        if p.log.get(&decree).map(|e| e.mutation) != Some(entry.mutation) {
+            s.broken = Some(format!("prepare for committed decree {decree} carries a different mutation"));
+        }
+        // Already committed here; ACK so a re-preparing primary can proceed.
+        o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
+        return;
+    }
+    p.log.insert(decree, entry);
+    let c = if cfg.bugs.has(Bug::CommitBeyondPrepared) { committed } else { committed.min(p.contiguous()) };
+    p.committed = p.committed.max(c);
+    let ballot = p.config.ballot;
+    persist(cfg, s, o);
+    o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: true });
+}
+
+/// Change role; rebuilds every role-dependent field (seed S4).
+fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>) {
+    if p.status == Status::Primary && status != Status::Primary {
+        // Fail fast: clients waiting on this primary retry elsewhere.
+        for (_, (client, req)) in std::mem::take(&mut p.waiting) {
+            o.send(client, Msg::WriteReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+        }
+    }
+    let keep_flag = cfg.bugs.has(Bug::RecoveringNotCleared) && status == Status::Primary;
+    if !keep_flag {
+        p.recovering = false;
+    }
+    p.status = status;
+    p.acks.clear();
+    p.waiting.clear();
+    p.learners.clear();
+}
+
+/// Adopt a configuration that the meta server committed, if it is newer.
+fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig, o: &mut Out<Node>) {
+    let gpid = config.gpid;
+    let blank = PartitionConfig { gpid, max_replica_count: config.max_replica_count, ..Default::default() };
+    let p = s.parts.entry(gpid).or_insert_with(|| Part::new(blank, Status::Inactive));
+    if config.ballot <= p.config.ballot {
+        return;
+    }
+    let status = if config.primary == Some(id) {
+        Status::Primary
+    } else if config.secondaries.contains(&id) {
+        Status::Secondary
+    } else {
+        Status::Inactive
+    };
+    set_status(cfg, p, status, o);
+    p.config = config;
+    persist(cfg, s, o);
+    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    if p.status == Status::Primary {
+        // PacificA reconfiguration: re-prepare every uncommitted mutation at the new ballot
+        // and tell the members about the configuration.
+        let ballot = p.config.ballot;
+        let (config, committed) = (p.config.clone(), p.committed);
+        let uncommitted: Vec<Decree> = p.log.range(committed + 1..).map(|(d, _)| *d).collect();
+        for d in &uncommitted {
+            if let Some(e) = p.log.get_mut(d) {
+                e.ballot = ballot;
+            }
+            p.acks.insert(*d, BTreeSet::new());
+        }
+        for t in config.secondaries.clone() {
+            if uncommitted.is_empty() {
+                o.send(t, Msg::GroupCheck { config: config.clone(), committed });
+            }
+            for d in &uncommitted {
+                if let Some(e) = p.log.get(d) {
+                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed });
+                }
+            }
+        }
+        if !uncommitted.is_empty() {
+            persist(cfg, s, o);
+        }
+        try_commit(cfg, s, gpid, o);
+    }
+}

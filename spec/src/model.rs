@@ -1,0 +1,339 @@
+//! The model: core actors in a stateright `ActorModel`, wrapped in an environment that
+//! injects the faults and notifications a real deployment has and stateright lacks:
+//! a bounded number of crashes in total, a connection-failure notification to clients, a
+//! failure detector for the meta server that respects the lease < grace assumption, and
+//! the bounce of a message sent to a crashed node.
+use crate::scenario::Scenario;
+use petrel_core::client::{ClientCfg, ClientState};
+use petrel_core::meta::{bootstrap_configs, MetaCfg, MetaState, TableSpec};
+use petrel_core::replica::{ReplicaCfg, ReplicaState, ReplicaStorage};
+use petrel_core::*;
+use serde::Serialize;
+use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id, Network};
+use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use stateright::{Model, Property};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Auxiliary (history) variables: not part of any actor, used only by properties and to
+/// bound the environment.
+#[derive(Clone, Debug, PartialEq, Hash, Serialize)]
+pub struct Aux {
+    /// Client operations as invoked and returned, in real-time order.
+    pub ops: LinearizabilityTester<Id, Register<Value>>,
+    /// Faults the environment may still inject.
+    pub crashes_left: u8,
+    /// Set when some replica's ballot for a partition went down (SAFE-4).
+    pub ballot_regressed: bool,
+}
+
+pub type State = ActorModelState<Node, Aux>;
+
+/// A step of the system: an actor step, or an environment event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A message delivery or a timer firing (stateright's own actions).
+    Actor(ActorModelAction<Msg, Timer, ()>),
+    /// A replica server crashes: volatile state lost, its connections break.
+    Crash(Id),
+    /// A crashed replica server restarts from its durable storage.
+    Recover(Id),
+    /// Mutant `fd-skip-lease` only: the meta's failure detector fires for a live replica.
+    Suspect(Id),
+}
+
+pub struct PetrelModel {
+    pub scenario: Scenario,
+    pub bugs: Bugs,
+    pub inner: ActorModel<Node, (), Aux>,
+    pub names: Vec<String>,
+    pub meta: Id,
+    pub replicas: Vec<Id>,
+    pub clients: Vec<Id>,
+}
+
+pub const GPID: Gpid = Gpid { table: 0, partition: 0 };
+
+impl PetrelModel {
+    pub fn new(scenario: &Scenario, bugs: Bugs) -> PetrelModel {
+        let meta = Id::from(0);
+        let n = scenario.replicas as usize;
+        let replicas: Vec<Id> = (1..=n).map(Id::from).collect();
+        let clients: Vec<Id> = (n + 1..n + 1 + scenario.clients.len()).map(Id::from).collect();
+        let tables = vec![TableSpec { id: 0, partitions: 1, max_replica_count: scenario.max_replica_count }];
+        let bootstrap = if scenario.bootstrap_members > 0 {
+            bootstrap_configs(&replicas, &tables, scenario.bootstrap_members)
+        } else {
+            Vec::new()
+        };
+        let mut actors = vec![Node::Meta(MetaCfg {
+            replicas: replicas.clone(),
+            tables,
+            bootstrap_members: scenario.bootstrap_members,
+            bugs,
+        })];
+        let mut names = vec!["meta".to_string()];
+        for (i, _) in replicas.iter().enumerate() {
+            actors.push(Node::Replica(ReplicaCfg { meta, bootstrap: bootstrap.clone(), bugs }));
+            names.push(format!("replica-{}", i + 1));
+        }
+        for (i, ops) in scenario.clients.iter().enumerate() {
+            actors.push(Node::Client(ClientCfg {
+                meta,
+                gpid: GPID,
+                ops: ops.clone(),
+                max_attempts: scenario.max_attempts,
+                request_timeout: scenario.request_timeout.then_some(Duration::from_secs(1)),
+                bugs,
+            }));
+            names.push(format!("client-{}", i + 1));
+        }
+        let aux = Aux { ops: LinearizabilityTester::new(Register(0)), crashes_left: scenario.crashes, ballot_regressed: false };
+        let inner = ActorModel::new((), aux)
+            .actors(actors)
+            .init_network(Network::new_unordered_nonduplicating([]));
+        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients }
+    }
+
+    pub fn is_client(&self, id: Id) -> bool {
+        self.clients.contains(&id)
+    }
+
+    pub fn replica<'a>(&self, s: &'a State, id: Id) -> Option<&'a ReplicaState> {
+        match s.actor_states.get(usize::from(id)).map(|a| &**a) {
+            Some(NodeState::Replica(r)) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn storage<'a>(&self, s: &'a State, id: Id) -> Option<&'a ReplicaStorage> {
+        match s.actor_storages.get(usize::from(id)) {
+            Some(Some(NodeStorage::Replica(r))) => Some(r),
+            _ => None,
+        }
+    }
+    pub fn meta_state<'a>(&self, s: &'a State) -> Option<&'a MetaState> {
+        match s.actor_states.get(usize::from(self.meta)).map(|a| &**a) {
+            Some(NodeState::Meta(m)) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn client<'a>(&self, s: &'a State, id: Id) -> Option<&'a ClientState> {
+        match s.actor_states.get(usize::from(id)).map(|a| &**a) {
+            Some(NodeState::Client(c)) => Some(c),
+            _ => None,
+        }
+    }
+    pub fn crashed(&self, s: &State, id: Id) -> bool {
+        s.crashed.get(usize::from(id)).copied().unwrap_or(false)
+    }
+    fn client_ops(&self, id: Id) -> &[ClientOp] {
+        match self.inner.actors.get(usize::from(id)) {
+            Some(Node::Client(c)) => &c.ops,
+            _ => &[],
+        }
+    }
+    pub fn properties_list(&self) -> Vec<Property<Self>> {
+        crate::properties::all(self)
+    }
+
+    /// The actor a step belongs to (the receiver, the timer's owner, the crashed node...).
+    pub fn action_actor(&self, a: &Action) -> Id {
+        match a {
+            Action::Actor(ActorModelAction::Deliver { dst, .. }) => *dst,
+            Action::Actor(ActorModelAction::Timeout(id, _)) => *id,
+            Action::Actor(ActorModelAction::Drop(env)) => env.dst,
+            Action::Actor(ActorModelAction::Crash(id) | ActorModelAction::Recover(id)) => *id,
+            Action::Actor(ActorModelAction::SelectRandom { actor, .. }) => *actor,
+            Action::Crash(id) | Action::Recover(id) => *id,
+            Action::Suspect(_) => self.meta,
+        }
+    }
+
+    // ---- environment mechanics ----
+
+    fn inject(s: &mut State, src: Id, dst: Id, msg: Msg) {
+        if let Network::UnorderedNonDuplicating(map) = &mut s.network {
+            *map.entry(Envelope { src, dst, msg }).or_insert(0) += 1;
+        }
+    }
+
+    fn incarnation(&self, s: &State, id: Id) -> u32 {
+        self.replica(s, id).map_or(0, |r| r.incarnation)
+    }
+
+    /// A message to a crashed node is lost (its connections are gone); a client that sent
+    /// it learns at once that the connection failed.
+    fn bounce(&self, s: &mut State) {
+        let Network::UnorderedNonDuplicating(map) = &mut s.network else { return };
+        let dead: Vec<Envelope<Msg>> = map
+            .keys()
+            .filter(|e| s.crashed.get(usize::from(e.dst)).copied().unwrap_or(false) && !matches!(e.msg, Msg::PeerDown { .. }))
+            .cloned()
+            .collect();
+        for env in dead {
+            map.remove(&env);
+            if self.clients.contains(&env.src) {
+                let inc = match s.actor_states.get(usize::from(env.dst)).map(|a| &**a) {
+                    Some(NodeState::Replica(r)) => r.incarnation,
+                    _ => 0,
+                };
+                *map.entry(Envelope { src: env.dst, dst: env.src, msg: Msg::PeerDown { incarnation: inc } }).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Record client invocations and returns (for linearizability) and ballot regressions.
+    fn observe(&self, before: &State, after: &mut State, id: Id) {
+        match (before.actor_states.get(usize::from(id)).map(|a| &**a), after.actor_states.get(usize::from(id)).map(|a| &**a)) {
+            (Some(NodeState::Client(b)), Some(NodeState::Client(a))) => {
+                let (b, a) = (b.clone(), a.clone());
+                let ops = self.client_ops(id);
+                for r in a.results.iter().skip(b.results.len()) {
+                    let ret = match r {
+                        OpResult::WriteOk => Some(RegisterRet::WriteOk),
+                        OpResult::ReadOk(v) => Some(RegisterRet::ReadOk(*v)),
+                        OpResult::Failed(_) => None, // may or may not have taken effect
+                    };
+                    if let Some(ret) = ret {
+                        let _ = after.history.ops.on_return(id, ret);
+                    }
+                }
+                let invoked = a.attempts >= 1 && (a.op != b.op || b.attempts == 0);
+                if invoked {
+                    if let Some(op) = ops.get(a.op as usize) {
+                        let op = match op {
+                            ClientOp::Put(v) => RegisterOp::Write(*v),
+                            ClientOp::Get => RegisterOp::Read,
+                        };
+                        let _ = after.history.ops.on_invoke(id, op);
+                    }
+                }
+            }
+            (Some(NodeState::Replica(b)), Some(NodeState::Replica(a))) => {
+                let regressed = b.parts.iter().any(|(g, p)| a.parts.get(g).is_some_and(|q| q.config.ballot < p.config.ballot));
+                if regressed {
+                    after.history.ballot_regressed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Model for PetrelModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        self.inner.init_states()
+    }
+
+    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
+        let mut inner = Vec::new();
+        self.inner.actions(s, &mut inner);
+        // Only deliveries and timers: crashes and restarts are the environment's, below.
+        actions.extend(
+            inner
+                .into_iter()
+                .filter(|a| matches!(a, ActorModelAction::Deliver { .. } | ActorModelAction::Timeout(..)))
+                .map(Action::Actor),
+        );
+        if s.history.crashes_left > 0 {
+            for &r in &self.replicas {
+                if !self.crashed(s, r) {
+                    actions.push(Action::Crash(r));
+                }
+            }
+            if self.bugs.has(Bug::FdSkipLease) {
+                for &r in &self.replicas {
+                    if !self.crashed(s, r) {
+                        actions.push(Action::Suspect(r));
+                    }
+                }
+            }
+        }
+        if self.scenario.recover {
+            for &r in &self.replicas {
+                if self.crashed(s, r) {
+                    actions.push(Action::Recover(r));
+                }
+            }
+        }
+    }
+
+    fn next_state(&self, s: &State, action: Action) -> Option<State> {
+        let (mut next, who) = match action {
+            Action::Actor(a) => {
+                let who = self.action_actor(&Action::Actor(a.clone()));
+                (self.inner.next_state(s, a)?, who)
+            }
+            Action::Crash(id) => {
+                let mut next = self.inner.next_state(s, ActorModelAction::Crash(id))?;
+                next.history.crashes_left -= 1;
+                let inc = self.incarnation(s, id);
+                // In-flight messages to the node die with its connections.
+                if let Network::UnorderedNonDuplicating(map) = &mut next.network {
+                    map.retain(|e, _| e.dst != id);
+                }
+                // The meta's failure detector fires after its grace period; the node's
+                // lease (shorter) has expired by then, and a crashed node serves nothing.
+                Self::inject(&mut next, id, self.meta, Msg::PeerDown { incarnation: inc });
+                for &c in &self.clients {
+                    Self::inject(&mut next, id, c, Msg::PeerDown { incarnation: inc });
+                }
+                (next, id)
+            }
+            Action::Recover(id) => (self.inner.next_state(s, ActorModelAction::Recover(id))?, id),
+            Action::Suspect(id) => {
+                let mut next = s.clone();
+                next.history.crashes_left -= 1;
+                Self::inject(&mut next, id, self.meta, Msg::PeerDown { incarnation: self.incarnation(s, id) });
+                (next, self.meta)
+            }
+        };
+        self.observe(s, &mut next, who);
+        self.bounce(&mut next);
+        Some(next)
+    }
+
+    fn format_action(&self, a: &Action) -> String {
+        match a {
+            Action::Actor(ActorModelAction::Deliver { src, dst, msg }) => {
+                format!("{} → {msg:?} → {}", self.name(*src), self.name(*dst))
+            }
+            Action::Actor(ActorModelAction::Timeout(id, t)) => format!("{} timer {t:?}", self.name(*id)),
+            Action::Crash(id) => format!("crash {}", self.name(*id)),
+            Action::Recover(id) => format!("restart {}", self.name(*id)),
+            Action::Suspect(id) => format!("meta suspects live {}", self.name(*id)),
+            Action::Actor(a) => format!("{a:?}"),
+        }
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.properties_list()
+    }
+}
+
+impl PetrelModel {
+    pub fn name(&self, id: Id) -> String {
+        self.names.get(usize::from(id)).cloned().unwrap_or_else(|| format!("{id:?}"))
+    }
+
+    /// Weak-fairness class of an action: message deliveries and timers are fair, restarts
+    /// are fair when the scenario's faults are transient, crashes and suspicions are not.
+    pub fn fair_class(&self, a: &Action) -> Option<u64> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match a {
+            Action::Actor(ActorModelAction::Deliver { src, dst, msg }) => (0u8, src, dst, msg).hash(&mut h),
+            Action::Actor(ActorModelAction::Timeout(id, t)) => (1u8, id, t).hash(&mut h),
+            Action::Recover(id) if self.scenario.recover => (2u8, id).hash(&mut h),
+            _ => return None,
+        }
+        Some(h.finish())
+    }
+}
+
+/// Shared handle used by the checker front end.
+pub type SharedModel = Arc<PetrelModel>;

@@ -1,0 +1,45 @@
+//! The mutant catalogue: a deliberately wrong transition (a core `Bug`), the scenario in
+//! which it shows, and the property expected to catch it.
+use petrel_core::Bug;
+
+#[derive(Clone, Debug)]
+pub struct Mutant {
+    pub name: &'static str,
+    pub bug: Bug,
+    pub scenario: &'static str,
+    /// The property ID that must be violated.
+    pub caught_by: &'static str,
+    pub description: &'static str,
+}
+
+pub fn mutants() -> Vec<Mutant> {
+    let m = |name, bug, scenario, caught_by, description| Mutant { name, bug, scenario, caught_by, description };
+    vec![
+        m("s4-recovering-not-cleared", Bug::RecoveringNotCleared, "learner-primary-dies", "SAFE-9",
+          "S4: a learner promoted to primary keeps its recovering flag and refuses reads"),
+        m("s5-client-no-refresh", Bug::ClientNoRefresh, "client-primary-crash", "LIVE-2",
+          "S5: the client retries the dead primary instead of refreshing its routing"),
+        m("s5-client-ignores-peer-down", Bug::ClientIgnoresPeerDown, "client-primary-crash", "LIVE-1",
+          "S5: a broken connection does not fail the pending request; the client waits forever"),
+        m("commit-without-all-acks", Bug::CommitWithoutAllAcks, "replication", "SAFE-2",
+          "the primary commits after ACKs from all but one secondary"),
+        m("accept-stale-prepare", Bug::AcceptStalePrepare, "replication", "SAFE-3",
+          "a secondary accepts a prepare from a deposed primary (older ballot)"),
+        m("meta-accepts-stale-ballot", Bug::MetaAcceptsStaleBallot, "learner-primary-dies", "SAFE-8",
+          "the meta server accepts a proposal whose ballot is not exactly current + 1"),
+        m("fd-skip-lease", Bug::FdSkipLease, "client-primary-crash", "SAFE-1",
+          "the failure detector declares a replica dead before its lease expired"),
+        m("forget-to-persist-ballot", Bug::ForgetToPersistBallot, "replication", "SAFE-4",
+          "a replica does not persist the ballot of the configuration it adopts"),
+        m("commit-beyond-prepared", Bug::CommitBeyondPrepared, "replication", "SAFE-5",
+          "a secondary takes the primary's commit point beyond what it has prepared"),
+        m("read-uncommitted", Bug::ReadUncommitted, "replication", "SAFE-7",
+          "the primary serves reads of prepared but uncommitted writes"),
+        m("learner-keeps-stale-entries", Bug::LearnerKeepsStaleEntries, "replication", "SAFE-6",
+          "a learner keeps its own stale log entries instead of the primary's"),
+    ]
+}
+
+pub fn mutant(name: &str) -> Option<Mutant> {
+    mutants().into_iter().find(|m| m.name == name)
+}

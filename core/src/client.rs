@@ -16,7 +16,9 @@ pub struct ClientCfg {
     pub gpid: Gpid,
     /// The operations this client performs, in order.
     pub ops: Vec<ClientOp>,
-    /// Attempts per operation (sends to a primary) before giving up with a definite error.
+    /// Failed attempts per operation (a dead node or a deadline) before giving up with a
+    /// definite error. A redirect (not primary, still recovering) costs no attempt: it
+    /// comes from a live node, and the configuration it waits for is on its way.
     pub max_attempts: u8,
     /// Arm a per-request deadline. The model disables it in scenarios where failure
     /// notifications already end every wait, to keep the state space small.
@@ -39,7 +41,9 @@ pub struct ClientState {
     /// Index of the current operation.
     pub op: u8,
     pub phase: Phase,
-    /// Sends of the current operation so far.
+    /// The current operation was sent at least once.
+    pub sent: bool,
+    /// Failed attempts of the current operation so far.
     pub attempts: u8,
     pub config: Option<PartitionConfig>,
     /// The node that just failed us, and the ballot we routed by: a configuration that
@@ -55,7 +59,7 @@ impl ClientState {
 }
 
 pub fn on_start(cfg: &ClientCfg, o: &mut Out<Node>) -> ClientState {
-    let mut s = ClientState { op: 0, phase: Phase::Done, attempts: 0, config: None, suspect: None, results: Vec::new() };
+    let mut s = ClientState { op: 0, phase: Phase::Done, sent: false, attempts: 0, config: None, suspect: None, results: Vec::new() };
     if !cfg.ops.is_empty() {
         s.phase = Phase::Querying;
         o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
@@ -69,7 +73,7 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
         return;
     };
     let req = s.op + 1;
-    s.attempts += 1;
+    s.sent = true;
     s.phase = Phase::Sent { target };
     match *op {
         ClientOp::Put(value) => o.send(target, Msg::Write { gpid: cfg.gpid, req, value }),
@@ -95,6 +99,7 @@ fn route(cfg: &ClientCfg, s: &mut ClientState, o: &mut Out<Node>) {
 fn complete(cfg: &ClientCfg, s: &mut ClientState, result: OpResult, o: &mut Out<Node>) {
     s.results.push(result);
     s.op += 1;
+    s.sent = false;
     s.attempts = 0;
     s.suspect = None;
     if cfg.request_timeout.is_some() {
@@ -112,16 +117,22 @@ fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, o: &
     if cfg.request_timeout.is_some() {
         o.cancel_timer(Timer::RequestTimeout);
     }
-    if s.attempts >= cfg.max_attempts {
-        s.results.push(OpResult::Failed(err));
-        s.phase = Phase::Done;
-        return;
+    let dead = matches!(err, ErrorCode::PeerDown | ErrorCode::Timeout);
+    if dead {
+        s.attempts += 1;
+        if s.attempts >= cfg.max_attempts {
+            s.results.push(OpResult::Failed(err));
+            s.phase = Phase::Done;
+            return;
+        }
     }
     if cfg.bugs.has(Bug::ClientNoRefresh) {
         send_op(cfg, s, target, o);
         return;
     }
-    s.suspect = s.config.as_ref().map(|c| (target, c.ballot));
+    // A dead node stays suspect until the meta's configuration moves past it; a live node
+    // that redirected us is asked again once we have the latest configuration.
+    s.suspect = if dead { s.config.as_ref().map(|c| (target, c.ballot)) } else { None };
     s.phase = Phase::Querying;
     o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
 }
@@ -160,7 +171,7 @@ pub fn on_timeout(cfg: &ClientCfg, s: &mut ClientState, timer: &Timer, o: &mut O
     match (timer, &s.phase) {
         (Timer::RequestTimeout, Phase::Sent { target }) => {
             let target = *target;
-            failed(cfg, s, target, ErrorCode::PeerDown, o)
+            failed(cfg, s, target, ErrorCode::Timeout, o)
         }
         _ => {}
     }

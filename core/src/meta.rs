@@ -140,7 +140,7 @@ pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<N
                 cure(cfg, s, o);
             }
         }
-        Msg::ProposeConfig { config } => {
+        Msg::ProposeConfig { config, incarnation } => {
             let Some(current) = s.configs.get(&config.gpid).cloned() else {
                 return;
             };
@@ -149,13 +149,16 @@ pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<N
             } else {
                 config.ballot == current.ballot + 1
             };
-            if version_ok && current.primary == Some(src) && config.primary == Some(src) {
+            let from_primary = current.primary == Some(src) && config.primary == Some(src);
+            if s.alive.get(&src) != Some(&incarnation) {
+                // From a previous life of the node: nobody is waiting for the answer.
+            } else if version_ok && from_primary {
                 s.adding.remove(&config.gpid);
                 commit(s, config.clone(), o);
-                o.send(src, Msg::ProposeConfigReply { result: Ok(config) });
+                o.send(src, Msg::ProposeConfigReply { result: Ok(config), incarnation });
                 cure(cfg, s, o);
             } else {
-                o.send(src, Msg::ProposeConfigReply { result: Err(current) });
+                o.send(src, Msg::ProposeConfigReply { result: Err(current), incarnation });
             }
         }
         _ => {}
@@ -168,8 +171,8 @@ fn commit(s: &mut MetaState, config: PartitionConfig, o: &mut Out<Node>) {
     s.adding.remove(&config.gpid);
     s.configs.insert(config.gpid, config.clone());
     persist(s, o);
-    if let Some(p) = config.primary {
-        o.send(p, Msg::ConfigUpdate { config });
+    if let Some((p, &incarnation)) = config.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+        o.send(p, Msg::ConfigUpdate { config, incarnation });
     }
 }
 
@@ -203,10 +206,10 @@ fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
         }
         if c.member_count() < c.max_replica_count as usize && !s.adding.contains_key(&gpid) {
             if let Some(&node) = cfg.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
-                s.adding.insert(gpid, node);
-                if let Some(p) = c.primary {
-                    o.send(p, Msg::AddSecondary { config: c.clone(), node });
+                if let Some((p, &incarnation)) = c.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+                    o.send(p, Msg::AddSecondary { config: c.clone(), node, incarnation });
                 }
+                s.adding.insert(gpid, node);
             }
         }
     }

@@ -23,14 +23,16 @@ pub enum Msg {
     /// A replica server started with this incarnation (first boot or restart): it holds no
     /// volatile role state.
     Register { incarnation: u32 },
+    // Meta-to-replica messages name the incarnation they are meant for: a restarted
+    // replica must not act on what the meta server decided about its previous life.
     /// A configuration the meta server committed; the receiver adopts it if newer.
-    ConfigUpdate { config: PartitionConfig },
+    ConfigUpdate { config: PartitionConfig, incarnation: u32 },
     /// The meta server asks the primary to add `node` as a learner (potential secondary).
-    AddSecondary { config: PartitionConfig, node: Id },
+    AddSecondary { config: PartitionConfig, node: Id, incarnation: u32 },
     /// A primary proposes `config` (its ballot must be exactly the current one + 1).
-    ProposeConfig { config: PartitionConfig },
+    ProposeConfig { config: PartitionConfig, incarnation: u32 },
     /// Ok: the committed config. Err: the meta's current config.
-    ProposeConfigReply { result: Result<PartitionConfig, PartitionConfig> },
+    ProposeConfigReply { result: Result<PartitionConfig, PartitionConfig>, incarnation: u32 },
 
     // ---- replica <-> replica (PacificA) ----
     /// Two-phase write, phase one; carries the sender's config and commit point.

@@ -47,6 +47,12 @@ pub struct Part {
     pub waiting: BTreeMap<Decree, (Id, ReqId)>,
     /// Learners: `true` once caught up (then they receive prepares and must ACK them).
     pub learners: BTreeMap<Id, bool>,
+    /// A new primary serves reads only once it has committed everything it inherited
+    /// (the last decree it held when it took over): before that its commit point may be
+    /// behind what the previous primary already acknowledged.
+    pub read_barrier: Decree,
+    /// Reads waiting for the barrier.
+    pub pending_reads: BTreeSet<(Id, ReqId)>,
 }
 
 /// What survives a crash, per partition.
@@ -83,6 +89,8 @@ impl Part {
             acks: BTreeMap::new(),
             waiting: BTreeMap::new(),
             learners: BTreeMap::new(),
+            read_barrier: 0,
+            pending_reads: BTreeSet::new(),
         }
     }
     pub fn last_decree(&self) -> Decree {
@@ -178,14 +186,16 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
     match msg {
         Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, o),
         Msg::Read { gpid, req } => {
-            let result = match s.parts.get(&gpid) {
+            let result = match s.parts.get_mut(&gpid) {
                 None => Err(ErrorCode::UnknownPartition),
                 Some(p) if p.status != Status::Primary => Err(ErrorCode::NotPrimary),
                 Some(p) if p.recovering => Err(ErrorCode::Recovering),
-                Some(p) => {
-                    let upto = if cfg.bugs.has(Bug::ReadUncommitted) { p.last_decree() } else { p.committed };
-                    Ok(p.value_at(upto))
+                Some(p) if cfg.bugs.has(Bug::ReadUncommitted) => Ok(p.value_at(p.last_decree())),
+                Some(p) if p.committed < p.read_barrier => {
+                    p.pending_reads.insert((src, req));
+                    return;
                 }
+                Some(p) => Ok(p.value_at(p.committed)),
             };
             o.send(src, Msg::ReadReply { gpid, req, result });
         }
@@ -198,17 +208,17 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 }
             }
         }
-        Msg::ConfigUpdate { config } => adopt(cfg, id, s, config, o),
-        Msg::ProposeConfigReply { result } => {
+        Msg::ConfigUpdate { incarnation, .. }
+        | Msg::AddSecondary { incarnation, .. }
+        | Msg::ProposeConfigReply { incarnation, .. }
+            if incarnation != s.incarnation => {}
+        Msg::ConfigUpdate { config, .. } => adopt(cfg, id, s, config, o),
+        Msg::ProposeConfigReply { result, .. } => {
             let config = match result {
                 Ok(c) | Err(c) => c,
             };
-            if let Some(p) = s.parts.get_mut(&config.gpid) {
-                // A rejected proposal: forget the learners it was about; the meta re-adds.
-                if config.ballot <= p.config.ballot && p.status == Status::Primary {
-                    p.learners.clear();
-                }
-            }
+            // Caught-up learners stay commit targets until the ballot changes: a proposal
+            // still in flight may yet make them secondaries, so they must not fall behind.
             adopt(cfg, id, s, config, o);
         }
         Msg::GroupCheck { config, committed } => {
@@ -227,7 +237,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 }
             }
         }
-        Msg::AddSecondary { config, node } => {
+        Msg::AddSecondary { config, node, .. } => {
             if let Some(p) = s.parts.get_mut(&config.gpid) {
                 if p.status == Status::Primary
                     && config.ballot == p.config.ballot
@@ -273,7 +283,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 // commit, so it cannot fall behind while the meta commits the upgrade.
                 p.learners.insert(src, true);
                 let next = p.config.next(|c| c.secondaries.push(src));
-                o.send(cfg.meta, Msg::ProposeConfig { config: next });
+                o.send(cfg.meta, Msg::ProposeConfig { config: next, incarnation: s.incarnation });
             } else {
                 o.send(src, Msg::Learn { config: p.config.clone(), log: p.log.clone(), committed: p.committed });
             }
@@ -351,6 +361,12 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
             o.send(client, Msg::WriteReply { gpid, req, result: Ok(()) });
         }
     }
+    if p.committed >= p.read_barrier {
+        let value = p.value_at(p.committed);
+        for (client, req) in std::mem::take(&mut p.pending_reads) {
+            o.send(client, Msg::ReadReply { gpid, req, result: Ok(value) });
+        }
+    }
     if p.committed != before {
         persist(cfg, s, o);
     }
@@ -421,14 +437,25 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
         for (_, (client, req)) in std::mem::take(&mut p.waiting) {
             o.send(client, Msg::WriteReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
         }
+        for (client, req) in std::mem::take(&mut p.pending_reads) {
+            o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+        }
+    }
+    if status == Status::Primary && p.status != Status::Primary {
+        p.read_barrier = p.last_decree();
     }
     let keep_flag = cfg.bugs.has(Bug::RecoveringNotCleared) && status == Status::Primary;
     if !keep_flag {
         p.recovering = false;
     }
+    if status != Status::Primary {
+        p.waiting.clear();
+        p.pending_reads.clear();
+    }
+    // ACKs and learners belong to a ballot; a primary staying primary under a new ballot
+    // keeps its waiting clients (their mutations are re-prepared) but nothing else.
     p.status = status;
     p.acks.clear();
-    p.waiting.clear();
     p.learners.clear();
 }
 

@@ -81,6 +81,8 @@ pub enum ErrorCode {
     InvalidVersion,
     /// The connection to the peer broke or could not be made.
     PeerDown,
+    /// No answer before the request's deadline.
+    Timeout,
 }
 
 /// What a client operation returned.

@@ -200,7 +200,7 @@ impl PetrelModel {
                         let _ = after.history.ops.on_return(id, ret);
                     }
                 }
-                let invoked = a.attempts >= 1 && (a.op != b.op || b.attempts == 0);
+                let invoked = a.sent && (a.op != b.op || !b.sent);
                 if invoked {
                     if let Some(op) = ops.get(a.op as usize) {
                         let op = match op {

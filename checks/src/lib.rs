@@ -1,5 +1,6 @@
 //! petrel-checks: the checking engine (safety with shortest counterexamples, liveness
-//! under weak fairness with lasso counterexamples), the `petrel-check` front end and the
+//! under weak fairness with lasso counterexamples), Petrel's glue to it, and the
 //! counterexample viewer.
 pub mod engine;
+pub mod petrel;
 pub mod view;

@@ -30,8 +30,8 @@ pub struct ClientCfg {
 pub enum Phase {
     /// Waiting for the meta server's configuration.
     Querying,
-    /// The current operation was sent to `target`.
-    Sent { target: Id },
+    /// The current operation was sent to `target`, in its life `incarnation`.
+    Sent { target: Id, incarnation: Option<u32> },
     /// All operations returned, or the client gave up.
     Done,
 }
@@ -46,9 +46,11 @@ pub struct ClientState {
     /// Failed attempts of the current operation so far.
     pub attempts: u8,
     pub config: Option<PartitionConfig>,
-    /// The node that just failed us, and the ballot we routed by: a configuration that
-    /// still names it as primary at that ballot is stale, so we ask again instead.
-    pub suspect: Option<(Id, Ballot)>,
+    /// The primary's incarnation as the meta server last reported it.
+    pub incarnation: Option<u32>,
+    /// The node life that just failed us: a configuration that still names that life as
+    /// primary is stale (the meta's failure detector has not fired yet), so we ask again.
+    pub suspect: Option<(Id, u32)>,
     pub results: Vec<OpResult>,
 }
 
@@ -59,7 +61,7 @@ impl ClientState {
 }
 
 pub fn on_start(cfg: &ClientCfg, o: &mut Out<Node>) -> ClientState {
-    let mut s = ClientState { op: 0, phase: Phase::Done, sent: false, attempts: 0, config: None, suspect: None, results: Vec::new() };
+    let mut s = ClientState { op: 0, phase: Phase::Done, sent: false, attempts: 0, config: None, incarnation: None, suspect: None, results: Vec::new() };
     if !cfg.ops.is_empty() {
         s.phase = Phase::Querying;
         o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
@@ -74,7 +76,7 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
     };
     let req = s.op + 1;
     s.sent = true;
-    s.phase = Phase::Sent { target };
+    s.phase = Phase::Sent { target, incarnation: s.incarnation };
     match *op {
         ClientOp::Put(value) => o.send(target, Msg::Write { gpid: cfg.gpid, req, value }),
         ClientOp::Get => o.send(target, Msg::Read { gpid: cfg.gpid, req }),
@@ -86,9 +88,9 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
 
 /// Route the current operation by the cached configuration, or ask the meta server.
 fn route(cfg: &ClientCfg, s: &mut ClientState, o: &mut Out<Node>) {
-    let primary = s.config.as_ref().and_then(|c| c.primary.map(|p| (p, c.ballot)));
-    match primary {
-        Some((p, ballot)) if s.suspect != Some((p, ballot)) => send_op(cfg, s, p, o),
+    let primary = s.config.as_ref().and_then(|c| c.primary);
+    match (primary, s.incarnation) {
+        (Some(p), Some(i)) if s.suspect != Some((p, i)) => send_op(cfg, s, p, o),
         _ => {
             s.phase = Phase::Querying;
             o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
@@ -113,7 +115,7 @@ fn complete(cfg: &ClientCfg, s: &mut ClientState, result: OpResult, o: &mut Out<
 }
 
 /// Fail fast: give up when the budget is spent, else refresh the routing and retry.
-fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, o: &mut Out<Node>) {
+fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, dead_life: Option<u32>, o: &mut Out<Node>) {
     if cfg.request_timeout.is_some() {
         o.cancel_timer(Timer::RequestTimeout);
     }
@@ -132,36 +134,41 @@ fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, o: &
     }
     // A dead node stays suspect until the meta's configuration moves past it; a live node
     // that redirected us is asked again once we have the latest configuration.
-    s.suspect = if dead { s.config.as_ref().map(|c| (target, c.ballot)) } else { None };
+    s.suspect = dead_life.map(|i| (target, i));
     s.phase = Phase::Querying;
     o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
 }
 
 pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut Out<Node>) {
     let expected_req = s.op + 1;
-    let sent_to = match s.phase {
-        Phase::Sent { target } => Some(target),
-        _ => None,
+    let (sent_to, life) = match s.phase {
+        Phase::Sent { target, incarnation } => (Some(target), incarnation),
+        _ => (None, None),
     };
     match msg {
-        Msg::QueryConfigReply { gpid, config } if gpid == cfg.gpid && s.phase == Phase::Querying => {
+        Msg::QueryConfigReply { gpid, config, incarnation } if gpid == cfg.gpid && s.phase == Phase::Querying => {
             if let Some(c) = config {
                 if s.config.as_ref().is_none_or(|old| c.ballot >= old.ballot) {
                     s.config = Some(c);
+                    s.incarnation = incarnation;
                 }
             }
             route(cfg, s, o);
         }
         Msg::WriteReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
             Ok(()) => complete(cfg, s, OpResult::WriteOk, o),
-            Err(e) => failed(cfg, s, src, e, o),
+            Err(e) => failed(cfg, s, src, e, None, o),
         },
         Msg::ReadReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
             Ok(v) => complete(cfg, s, OpResult::ReadOk(v), o),
-            Err(e) => failed(cfg, s, src, e, o),
+            Err(e) => failed(cfg, s, src, e, None, o),
         },
-        Msg::PeerDown { .. } if sent_to == Some(src) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) => {
-            failed(cfg, s, src, ErrorCode::PeerDown, o)
+        // Only the failure of the life we sent to: a late notice about an earlier life
+        // says nothing about the restarted node.
+        Msg::PeerDown { incarnation }
+            if sent_to == Some(src) && life.is_none_or(|l| l == incarnation) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) =>
+        {
+            failed(cfg, s, src, ErrorCode::PeerDown, Some(incarnation), o)
         }
         _ => {}
     }
@@ -169,9 +176,9 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
 
 pub fn on_timeout(cfg: &ClientCfg, s: &mut ClientState, timer: &Timer, o: &mut Out<Node>) {
     match (timer, &s.phase) {
-        (Timer::RequestTimeout, Phase::Sent { target }) => {
+        (Timer::RequestTimeout, Phase::Sent { target, .. }) => {
             let target = *target;
-            failed(cfg, s, target, ErrorCode::Timeout, o)
+            failed(cfg, s, target, ErrorCode::Timeout, None, o)
         }
         _ => {}
     }

@@ -104,7 +104,9 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
 pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<Node>) {
     match msg {
         Msg::QueryConfig { gpid } => {
-            o.send(src, Msg::QueryConfigReply { gpid, config: s.configs.get(&gpid).cloned() });
+            let config = s.configs.get(&gpid).cloned();
+            let incarnation = config.as_ref().and_then(|c| c.primary).and_then(|p| s.alive.get(&p).copied());
+            o.send(src, Msg::QueryConfigReply { gpid, config, incarnation });
         }
         Msg::Register { incarnation } => {
             if !cfg.replicas.contains(&src) || s.alive.get(&src) == Some(&incarnation) {

@@ -10,8 +10,10 @@ pub enum Msg {
     // ---- client <-> meta ----
     /// Ask the meta server for a partition's configuration.
     QueryConfig { gpid: Gpid },
-    /// `None`: the meta server does not know the partition.
-    QueryConfigReply { gpid: Gpid, config: Option<PartitionConfig> },
+    /// `None`: the meta server does not know the partition. `incarnation`: the life of
+    /// the primary that the meta server believes alive (a client tells a restarted primary
+    /// from the dead one it saw fail).
+    QueryConfigReply { gpid: Gpid, config: Option<PartitionConfig>, incarnation: Option<u32> },
 
     // ---- client <-> replica ----
     Write { gpid: Gpid, req: ReqId, value: Value },

@@ -1,0 +1,337 @@
+//! `petrel-check`: list, check, mutants, explore, view.
+use clap::{Parser, Subcommand};
+use petrel_checks::engine::{self, Limits, Options, Report};
+use petrel_checks::petrel::{explorer_path, print_trace, trace_json};
+use petrel_checks::view;
+use petrel_core::Bugs;
+use petrel_spec::properties::id_of;
+use petrel_spec::{mutant, mutants, scenario, scenarios, PetrelModel, Scenario};
+use serde_json::json;
+use stateright::{Expectation, Model};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "petrel-check", about = "Exhaustively check Petrel's scenarios, mutants and liveness")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop after this many unique states (the run is then incomplete: exit 2).
+    #[arg(long)]
+    max_states: Option<usize>,
+    /// Stop after this many seconds (the run is then incomplete: exit 2).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Judge liveness without weak fairness (every cycle counts).
+    #[arg(long)]
+    no_fairness: bool,
+    /// One JSON object per line instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Scenarios and mutants, one line each.
+    List,
+    /// Check one scenario (or all) exhaustively.
+    Check {
+        scenario: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Switch on a mutant (a deliberately wrong transition).
+        #[arg(long)]
+        mutant: Option<String>,
+        /// Write the first counterexample as petrel-trace/1 JSON.
+        #[arg(long)]
+        trace_out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run every mutant on its scenario and every clean scenario.
+    Mutants {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Serve stateright's Explorer for a scenario (loopback only).
+    Explore {
+        scenario: String,
+        #[arg(long)]
+        mutant: Option<String>,
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: std::net::SocketAddr,
+    },
+    /// Serve the counterexample viewer for a trace file (loopback only).
+    View {
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "127.0.0.1:3001")]
+        addr: std::net::SocketAddr,
+    },
+}
+
+fn options(run: &RunArgs, progress_label: String) -> Options {
+    let mut o = Options::default();
+    if let Some(t) = run.threads {
+        o.threads = t.max(1);
+    }
+    o.limits = Limits { max_states: run.max_states, max_depth: None, timeout: run.timeout.map(Duration::from_secs) };
+    o.fairness = !run.no_fairness;
+    o.stop_when_decided = false;
+    if !run.json {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        o.progress = Some(Box::new(move |p: &engine::Progress| {
+            let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{progress_label}: {} {} unique, {} total, depth {}, {:.0} states/s",
+                p.phase, p.unique_states, p.total_states, p.depth, rate
+            ));
+            bar.tick();
+        }));
+    }
+    o
+}
+
+fn bugs_for(m: Option<&str>) -> Result<Bugs, String> {
+    match m {
+        None => Ok(Bugs::none()),
+        Some(n) => mutant(n).map(|m| Bugs::none().with(m.bug)).ok_or_else(|| format!("unknown mutant `{n}` (see `petrel-check list`)")),
+    }
+}
+
+struct Outcome {
+    report: Report<PetrelModel>,
+    model: PetrelModel,
+    cpu_threads: usize,
+}
+
+fn run_one(sc: &Scenario, mutant: Option<&str>, run: &RunArgs) -> Result<Outcome, String> {
+    let bugs = bugs_for(mutant)?;
+    let model = PetrelModel::new(sc, bugs);
+    let label = match mutant {
+        Some(m) => format!("{} [{m}]", sc.name),
+        None => sc.name.to_string(),
+    };
+    let opts = options(run, label);
+    let report = engine::check(&model, &opts);
+    Ok(Outcome { report, model, cpu_threads: opts.threads })
+}
+
+/// 0 = complete and every property holds, 1 = a property is violated, 2 = incomplete.
+fn verdict(r: &Report<PetrelModel>) -> u8 {
+    let violated = r.properties.iter().any(|p| p.expectation != Expectation::Sometimes && !p.holds);
+    if violated {
+        1
+    } else if !r.complete || !r.errors.is_empty() {
+        2
+    } else {
+        0
+    }
+}
+
+fn json_of(o: &Outcome, mutant: Option<&str>) -> serde_json::Value {
+    let r = &o.report;
+    json!({
+        "scenario": o.model.scenario.name,
+        "mutant": mutant,
+        "complete": r.complete,
+        "stop_reason": r.stop_reason,
+        "unique_states": r.unique_states,
+        "total_states": r.total_states,
+        "edges": r.edges,
+        "scc_count": r.scc_count,
+        "max_depth": r.max_depth,
+        "seconds": r.seconds,
+        "bytes_per_state": r.bytes_per_state,
+        "bytes_per_edge": r.bytes_per_edge,
+        "properties": r.properties.iter().map(|p| json!({
+            "id": id_of(p.name),
+            "name": p.name,
+            "holds": p.holds,
+            "checker": p.checker,
+            "counterexample_len": p.counterexample.as_ref().filter(|_| !p.holds).map(|t| t.len()),
+            "loop_start": p.counterexample.as_ref().filter(|_| !p.holds).and_then(|t| t.loop_start),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_table(o: &Outcome) {
+    let r = &o.report;
+    let cpu = r.seconds * o.cpu_threads as f64;
+    println!(
+        "\n{:<24} {:>9} {:>10} {:>10} {:>6} {:>8} {:>12} {:>8}",
+        "scenario", "complete", "unique", "total", "depth", "seconds", "states/CPU-s", "B/state"
+    );
+    println!(
+        "{:<24} {:>9} {:>10} {:>10} {:>6} {:>8.2} {:>12.0} {:>8.0}",
+        o.model.scenario.name,
+        if r.complete { "yes" } else { "NO" },
+        r.unique_states,
+        r.total_states,
+        r.max_depth,
+        r.seconds,
+        r.unique_states as f64 / cpu.max(1e-6),
+        r.bytes_per_state
+    );
+    if let Some(why) = &r.stop_reason {
+        println!("  incomplete: {why}");
+    }
+    for e in &r.errors {
+        println!("  error: {e}");
+    }
+    println!("  {:<34} {:<10} {:<8} {}", "property", "verdict", "checker", "counterexample");
+    for p in &r.properties {
+        let verdict = if !r.complete && p.holds { "unknown" } else if p.holds { "holds" } else { "VIOLATED" };
+        let cex = match (&p.counterexample, p.holds) {
+            (Some(t), false) => match t.loop_start {
+                Some(l) => format!("lasso: {} steps, loop from step {}", t.len(), l + 1),
+                None => format!("{} steps", t.len()),
+            },
+            _ => String::new(),
+        };
+        println!("  {:<34} {:<10} {:<8} {}", p.name, verdict, p.checker, cex);
+    }
+}
+
+fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std::path::Path>, run: &RunArgs) -> Result<u8, String> {
+    let mut worst = 0u8;
+    for sc in names {
+        let o = run_one(&sc, mutant, run)?;
+        let v = verdict(&o.report);
+        if run.json {
+            println!("{}", json_of(&o, mutant));
+        } else {
+            print_table(&o);
+            for p in o.report.properties.iter().filter(|p| !p.holds && p.expectation != Expectation::Sometimes) {
+                if let Some(t) = &p.counterexample {
+                    println!("\n{} violated; counterexample:", p.name);
+                    print_trace(&o.model, t);
+                    println!("  Explorer: petrel-check explore {} {} then open {}", sc.name, mutant.map(|m| format!("--mutant {m}")).unwrap_or_default(), explorer_path(&o.model, t));
+                }
+            }
+        }
+        if let Some(path) = trace_out {
+            if let Some((p, t)) = o.report.properties.iter().find(|p| !p.holds).and_then(|p| p.counterexample.as_ref().map(|t| (p, t))) {
+                let text = serde_json::to_string_pretty(&trace_json(&o.model, mutant, p, t)).map_err(|e| e.to_string())?;
+                std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                if !run.json {
+                    println!("trace written to {}", path.display());
+                }
+            }
+        }
+        worst = worst.max(v);
+    }
+    Ok(worst)
+}
+
+fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
+    let mut ok = true;
+    let mut rows = Vec::new();
+    for m in mutants() {
+        let sc = scenario(m.scenario).ok_or_else(|| format!("mutant {} names unknown scenario {}", m.name, m.scenario))?;
+        let o = run_one(&sc, Some(m.name), run)?;
+        let hit = o.report.properties.iter().find(|p| id_of(p.name) == m.caught_by && !p.holds);
+        let caught = hit.is_some();
+        ok &= caught;
+        let (len, checker) = hit.map_or((None, ""), |p| (p.counterexample.as_ref().map(|t| t.len()), p.checker));
+        if run.json {
+            let mut j = json_of(&o, Some(m.name));
+            j["caught"] = json!(caught);
+            j["caught_by"] = json!(m.caught_by);
+            println!("{j}");
+        }
+        rows.push((m.name, m.scenario, m.caught_by, caught, checker, len, o.report.unique_states, o.report.seconds));
+    }
+    let mut clean = Vec::new();
+    for sc in scenarios() {
+        let o = run_one(&sc, None, run)?;
+        let v = verdict(&o.report);
+        ok &= v == 0;
+        if run.json {
+            println!("{}", json_of(&o, None));
+        }
+        clean.push((sc.name, v, o.report.unique_states, o.report.seconds));
+    }
+    if !run.json {
+        println!("\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8}", "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds");
+        for (n, s, by, caught, checker, len, states, secs) in &rows {
+            println!(
+                "{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8.2}",
+                n, s, by, if *caught { "yes" } else { "NO" }, checker, len.map(|l| l.to_string()).unwrap_or("-".into()), states, secs
+            );
+        }
+        println!("\n{:<30} {:<10} {:>10} {:>8}", "clean scenario", "verdict", "states", "seconds");
+        for (n, v, states, secs) in &clean {
+            let v = match v { 0 => "pass", 1 => "VIOLATED", _ => "INCOMPLETE" };
+            println!("{:<30} {:<10} {:>10} {:>8.2}", n, v, states, secs);
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::List => {
+            println!("scenarios:");
+            for s in scenarios() {
+                println!("  {:<28} {}", s.name, s.description);
+            }
+            println!("mutants:");
+            for m in mutants() {
+                println!("  {:<28} [{} → {}] {}", m.name, m.scenario, m.caught_by, m.description);
+            }
+            Ok(0)
+        }
+        Cmd::Check { scenario: name, all, mutant: mname, trace_out, run } => {
+            let list = if all {
+                Ok(scenarios())
+            } else {
+                match (name.as_deref(), mname.as_deref().and_then(mutant)) {
+                    (Some(n), _) => scenario(n).map(|s| vec![s]).ok_or_else(|| format!("unknown scenario `{n}` (see `petrel-check list`)")),
+                    (None, Some(m)) => Ok(scenario(m.scenario).into_iter().collect()),
+                    (None, None) => Err("give a scenario or --all".to_string()),
+                }
+            };
+            list.and_then(|l| check_cmd(l, mname.as_deref(), trace_out.as_deref(), &run))
+        }
+        Cmd::Mutants { run } => mutants_cmd(&run),
+        Cmd::Explore { scenario: name, mutant: mname, addr } => (|| {
+            if !addr.ip().is_loopback() {
+                return Err(format!("refusing to serve on {addr}: loopback addresses only"));
+            }
+            let sc = scenario(&name).ok_or_else(|| format!("unknown scenario `{name}`"))?;
+            let bugs = bugs_for(mname.as_deref())?;
+            let run = RunArgs { threads: None, max_states: None, timeout: None, no_fairness: false, json: true };
+            let o = run_one(&sc, mname.as_deref(), &run)?;
+            println!("stateright Explorer on http://{addr}/");
+            if let Some(t) = o.report.properties.iter().find(|p| !p.holds).and_then(|p| p.counterexample.as_ref()) {
+                println!("counterexample: http://{addr}/{}", explorer_path(&o.model, t));
+            }
+            PetrelModel::new(&sc, bugs).checker().serve(addr);
+            Ok(0)
+        })(),
+        Cmd::View { file, addr } => (|| {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            view::validate(&text)?;
+            let server = view::serve(text, addr, None)?;
+            println!("viewer on {}", server.url());
+            server.join();
+            Ok(0)
+        })(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("petrel-check: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

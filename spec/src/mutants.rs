@@ -29,13 +29,13 @@ pub fn mutants() -> Vec<Mutant> {
           "the meta server accepts a proposal whose ballot is not exactly current + 1"),
         m("fd-skip-lease", Bug::FdSkipLease, "client-primary-crash", "SAFE-1",
           "the failure detector declares a replica dead before its lease expired"),
-        m("forget-to-persist-ballot", Bug::ForgetToPersistBallot, "replication", "SAFE-4",
+        m("forget-to-persist-ballot", Bug::ForgetToPersistBallot, "learner-primary-dies", "SAFE-4",
           "a replica does not persist the ballot of the configuration it adopts"),
         m("commit-beyond-prepared", Bug::CommitBeyondPrepared, "replication", "SAFE-5",
           "a secondary takes the primary's commit point beyond what it has prepared"),
         m("read-uncommitted", Bug::ReadUncommitted, "replication", "SAFE-7",
           "the primary serves reads of prepared but uncommitted writes"),
-        m("learner-keeps-stale-entries", Bug::LearnerKeepsStaleEntries, "replication", "SAFE-6",
+        m("learner-keeps-stale-entries", Bug::LearnerKeepsStaleEntries, "learner-primary-dies", "SAFE-6",
           "a learner keeps its own stale log entries instead of the primary's"),
     ]
 }

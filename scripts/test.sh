@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Petrel's test command: release-mode tests (model checks are slow in debug), then the
+# mutant matrix (exit 0 only if every mutant is caught and every clean scenario passes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --release --workspace
+cargo run --release -q -p petrel-checks --bin petrel-check -- mutants --threads 2

@@ -141,6 +141,9 @@ fn timeout_works_with_one_thread() {
                 threads,
                 Limits {
                     timeout: Some(Duration::from_millis(300)),
+                    // Safety net: if the timeout were ignored the run ends here and the
+                    // assertion on `stop_reason` fails instead of the test hanging.
+                    max_states: Some(5_000_000),
                     ..Limits::default()
                 },
             ),
@@ -164,6 +167,7 @@ fn progress_is_reported_from_the_coordinator() {
             threads: 2,
             limits: Limits {
                 timeout: Some(Duration::from_millis(800)),
+                max_states: Some(5_000_000),
                 ..Limits::default()
             },
             progress: Some(Box::new(move |p| {
@@ -174,7 +178,7 @@ fn progress_is_reported_from_the_coordinator() {
             ..Options::default()
         },
     );
-    assert!(!r.complete);
+    assert_eq!(r.stop_reason.as_deref(), Some("timeout 800ms"));
     let n = calls.load(Ordering::Relaxed);
     // ~4 per second plus the start and end reports.
     assert!((3..=8).contains(&n), "{n} progress calls in 0.8 s");

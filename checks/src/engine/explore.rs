@@ -521,19 +521,24 @@ where
             *a = found[i].filter(|f| f.depth <= depth).is_none();
         }
         let level_first = g.level_start.last().copied().unwrap_or(0);
+        let level_len = frontier.len();
+        // Sources are moved out batch by batch so that each batch's states are freed (in
+        // parallel, see `run_batch`) as soon as it is done.
+        let mut pending = std::mem::take(&mut frontier).into_iter();
         let mut pos = 0usize;
-        while pos < frontier.len() {
+        while pos < level_len {
             if run.timed_out() {
                 stop_reason = Some(run.timeout_reason());
                 break 'levels;
             }
             let probe = depth_probe || g.len() >= max_nodes;
-            let end = (pos + batch).min(frontier.len());
+            let end = (pos + batch).min(level_len);
+            let sources: Vec<M::State> = pending.by_ref().take(end - pos).collect();
             let t0 = Instant::now();
             let step = run_batch(
                 &ctx,
                 &mut g,
-                &frontier[pos..end],
+                sources,
                 level_first + pos as u32,
                 probe,
                 max_nodes,
@@ -573,7 +578,7 @@ where
             } else if took > BATCH_SLOW {
                 batch = (batch / 2).max(MIN_BATCH);
             }
-            peak_frontier = peak_frontier.max(frontier.len() + next.len());
+            peak_frontier = peak_frontier.max(level_len - pos + next.len());
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 run.report_progress(g.len(), total_states, depth, "explore");
@@ -646,12 +651,14 @@ struct BatchStep {
 }
 
 /// Runs phases A, B and C on `sources` (node ids `first_id..`). New states are appended to
-/// `next`. With `probe`, nothing is inserted: a new successor only sets `blocked`.
+/// `next`. With `probe`, nothing is inserted: a new successor only sets `blocked`. The
+/// sources are consumed: phase B's threads drop them, since freeing big states is a real
+/// share of the work and would otherwise be serial.
 #[allow(clippy::too_many_arguments)]
 fn run_batch<M>(
     ctx: &Ctx<'_, M>,
     g: &mut Graph,
-    sources: &[M::State],
+    sources: Vec<M::State>,
     first_id: u32,
     probe: bool,
     max_nodes: usize,
@@ -705,7 +712,13 @@ where
         all.sort_unstable_by_key(|(c, _)| *c);
         all.into_iter().map(|(_, out)| out).collect()
     } else {
-        vec![expand_chunk(ctx, tables, sources, first_id, &mut caches[0])]
+        vec![expand_chunk(
+            ctx,
+            tables,
+            &sources,
+            first_id,
+            &mut caches[0],
+        )]
     };
     let generated: usize = chunks.iter().map(|c| c.generated).sum();
 
@@ -724,15 +737,29 @@ where
     let shard_outs: Vec<ShardOut<M::State>> = if parallel {
         let mut jobs: Vec<ShardJob<'_, M::State>> = g.tables.iter_mut().zip(per_shard).collect();
         let group = SHARDS.div_ceil(threads);
+        // One part of the sources per thread, to be dropped there.
+        let mut sources = sources;
+        let per_part = sources.len().div_ceil(threads);
+        let mut parts: Vec<Vec<M::State>> = Vec::with_capacity(threads);
+        while sources.len() > per_part {
+            parts.push(sources.split_off(sources.len() - per_part));
+        }
+        parts.push(sources);
         std::thread::scope(|sc| {
             let mut groups = jobs.chunks_mut(group);
             let mine = groups.next();
+            let mut parts = parts.into_iter();
+            let my_part = parts.next();
             let handles: Vec<_> = groups
                 .map(|grp| {
+                    let part = parts.next();
                     sc.spawn(move || {
-                        grp.iter_mut()
+                        let outs = grp
+                            .iter_mut()
                             .map(|(t, b)| dedup_shard(ctx, t, std::mem::take(b), insert))
-                            .collect::<Vec<_>>()
+                            .collect::<Vec<_>>();
+                        drop(part);
+                        outs
                     })
                 })
                 .collect();
@@ -741,12 +768,15 @@ where
                 .flat_map(|grp| grp.iter_mut())
                 .map(|(t, b)| dedup_shard(ctx, t, std::mem::take(b), insert))
                 .collect();
+            drop(my_part);
+            drop(parts);
             for h in handles {
                 outs.extend(join(h));
             }
             outs
         })
     } else {
+        drop(sources);
         g.tables
             .iter_mut()
             .zip(per_shard)

@@ -153,10 +153,21 @@ mod tests {
         assert_distinct(tuples, "tuples");
         assert_distinct(nested, "nested");
         let n = 3000usize;
-        assert_distinct((0..n).map(|k| fingerprint(&vec![0u64; k])).collect(), "u64 zeros");
-        assert_distinct((0..n).map(|k| fingerprint(&vec![0u8; k])).collect(), "u8 zeros");
-        assert_distinct((0..n).map(|k| fingerprint(&"x".repeat(k))).collect(), "strings");
-        let pairs = (0..n as u64).flat_map(|a| (0..64u64).map(move |b| fingerprint(&(a, b.rotate_left((a % 64) as u32)))));
+        assert_distinct(
+            (0..n).map(|k| fingerprint(&vec![0u64; k])).collect(),
+            "u64 zeros",
+        );
+        assert_distinct(
+            (0..n).map(|k| fingerprint(&vec![0u8; k])).collect(),
+            "u8 zeros",
+        );
+        assert_distinct(
+            (0..n).map(|k| fingerprint(&"x".repeat(k))).collect(),
+            "strings",
+        );
+        let pairs = (0..n as u64).flat_map(|a| {
+            (0..64u64).map(move |b| fingerprint(&(a, b.rotate_left((a % 64) as u32))))
+        });
         assert_distinct(pairs.collect(), "pairs");
     }
 

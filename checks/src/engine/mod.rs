@@ -6,20 +6,28 @@
 //! not shortest, `.timeout()` is ignored with one thread, and a run cut short by a limit looks
 //! the same as a pass. This engine fixes all four:
 //!
-//! * **Exploration** is a level-synchronous BFS ([`explore`]): the frontier of depth `d` is
-//!   expanded (in parallel, in batches) before any state of depth `d + 1`, so the first
-//!   violation found is at minimal depth whatever the thread count. Ties between violations at
-//!   the same depth are broken by fingerprint, and node numbering does not depend on the thread
-//!   count, so counterexamples are identical for 1 and N threads.
+//! * **Exploration** (module `explore`) is a level-synchronous BFS: the frontier of depth `d`
+//!   is expanded (in parallel, in batches) before any state of depth `d + 1`, so the first
+//!   violation found is at minimal depth whatever the thread count. A state's BFS parent is
+//!   always its first discoverer in sequential BFS order and ties between violations at the
+//!   same depth are broken by fingerprint, so counterexamples do not depend on the thread
+//!   count or on timing.
 //! * States are kept as 64-bit fingerprints in sharded open-addressing tables plus a parent
 //!   pointer and action index per state; counterexamples are rebuilt by replaying actions from
-//!   the initial state and checked fingerprint by fingerprint ([`trace`]).
-//! * **Liveness** (`Expectation::Eventually`) is decided on the explored graph
-//!   ([`liveness`]): a violation is a reachable `¬P` state where the system may stay forever,
-//!   or a weakly-fair cycle of `¬P` states (found with an iterative Tarjan SCC pass). Fairness
-//!   comes from the model through [`Fairness::fair_class`].
+//!   the initial state and checked fingerprint by fingerprint (module `trace`); a mismatch is
+//!   reported in [`Report::errors`], never returned as a trace.
+//! * **Liveness** (`Expectation::Eventually`, module `liveness`) is decided on the explored
+//!   graph: a violation is a reachable `¬P` state where the system may stay forever, or a
+//!   weakly-fair cycle of `¬P` states (found with an iterative Tarjan SCC pass). Fairness comes
+//!   from the model through [`Fairness::fair_class`].
 //! * Every limit ([`Limits`]) works with any thread count, and a run stopped by one reports
 //!   `complete: false` with a `stop_reason`.
+//!
+//! `within_boundary`: a successor outside the boundary is neither stored nor counted, but
+//! its action still counts as *enabled* for liveness (a state whose fair actions all lead
+//! outside is not "stuck", and a cycle that leaves such an action enabled without taking it is
+//! not fair). The boundary thus never produces a liveness violation that depends on what lies
+//! beyond it.
 
 mod explore;
 mod hash;
@@ -107,11 +115,13 @@ impl fmt::Debug for Options {
 /// A progress snapshot handed to [`Options::progress`].
 #[derive(Clone, Debug)]
 pub struct Progress {
-    /// Unique states stored so far.
+    /// `"explore"`: unique states stored so far. `"liveness"`: states the SCC pass has
+    /// visited so far for the current `eventually` property.
     pub unique_states: usize,
-    /// Successor states generated so far, duplicates included (plus initial states).
+    /// `"explore"`: successor states generated so far, duplicates included (plus initial
+    /// states). `"liveness"`: states in the graph (the bound for `unique_states`).
     pub total_states: usize,
-    /// Depth of the BFS level being expanded.
+    /// Depth of the BFS level being expanded (0 during liveness).
     pub depth: usize,
     /// Time since [`check`] started.
     pub elapsed: Duration,

@@ -24,8 +24,9 @@ pub enum Bug {
     FdSkipLease,
     /// A replica adopts a new configuration without persisting it.
     ForgetToPersistBallot,
-    /// A secondary takes the primary's commit point without checking it has the entries.
-    CommitBeyondPrepared,
+    /// A learner copies only the primary's uncommitted entries (an incremental learn that
+    /// skips the checkpoint) yet takes the primary's commit point.
+    LearnSkipsCheckpoint,
     /// The primary serves reads from the latest prepared (uncommitted) value.
     ReadUncommitted,
     /// A learner keeps a log entry it already had instead of taking the primary's.

@@ -40,8 +40,11 @@ pub enum Msg {
     /// Two-phase write, phase one; carries the sender's config and commit point.
     Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree },
     PrepareAck { gpid: Gpid, ballot: Ballot, decree: Decree, ok: bool },
-    /// Propagates a new configuration (and the commit point) to the members.
-    GroupCheck { config: PartitionConfig, committed: Decree },
+    /// Propagates a new configuration (and the commit point) to the members. `last` is
+    /// the primary's last decree when it adopted `config`: a member's entries beyond it
+    /// from an older ballot were never committed (the primary, a former member, would
+    /// hold them) and are dropped.
+    GroupCheck { config: PartitionConfig, committed: Decree, last: Decree },
     /// The primary's state up to its last prepared decree ("the files, collapsed").
     Learn { config: PartitionConfig, log: BTreeMap<Decree, Entry>, committed: Decree },
     /// The learner holds everything up to `learned`.

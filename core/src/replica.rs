@@ -53,6 +53,10 @@ pub struct Part {
     pub read_barrier: Decree,
     /// Reads waiting for the barrier.
     pub pending_reads: BTreeSet<(Id, ReqId)>,
+    /// Prepares that arrived ahead of a missing decree: a member's log is always a
+    /// contiguous prefix, and it ACKs only what extends it, so a promoted member never
+    /// has a hole.
+    pub early: BTreeMap<Decree, Entry>,
 }
 
 /// What survives a crash, per partition.
@@ -91,6 +95,7 @@ impl Part {
             learners: BTreeMap::new(),
             read_barrier: 0,
             pending_reads: BTreeSet::new(),
+            early: BTreeMap::new(),
         }
     }
     pub fn last_decree(&self) -> Decree {
@@ -221,17 +226,19 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // still in flight may yet make them secondaries, so they must not fall behind.
             adopt(cfg, id, s, config, o);
         }
-        Msg::GroupCheck { config, committed } => {
+        Msg::GroupCheck { config, committed, last } => {
             if config.primary != Some(src) {
                 return;
             }
-            let gpid = config.gpid;
+            let (gpid, ballot) = (config.gpid, config.ballot);
             adopt(cfg, id, s, config, o);
             if let Some(p) = s.parts.get_mut(&gpid) {
-                if p.status == Status::Secondary {
-                    let c = p.committed.max(committed.min(p.contiguous()));
-                    if c != p.committed {
-                        p.committed = c;
+                if p.status == Status::Secondary && p.config.ballot == ballot {
+                    let before = (p.log.len(), p.committed);
+                    let keep_upto = p.committed.max(last);
+                    p.log.retain(|d, e| *d <= keep_upto || e.ballot >= ballot);
+                    p.committed = p.committed.max(committed.min(p.contiguous()));
+                    if (p.log.len(), p.committed) != before {
                         persist(cfg, s, o);
                     }
                 }
@@ -261,7 +268,9 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             set_status(cfg, p, Status::PotentialSecondary, o);
             p.recovering = true;
             p.config = config;
-            if cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
+            if cfg.bugs.has(Bug::LearnSkipsCheckpoint) {
+                p.log = log.into_iter().filter(|(d, _)| *d > committed).collect();
+            } else if cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
                 for (d, e) in log {
                     p.log.entry(d).or_insert(e);
                 }
@@ -422,12 +431,22 @@ fn on_prepare(
         o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
         return;
     }
-    p.log.insert(decree, entry);
-    let c = if cfg.bugs.has(Bug::CommitBeyondPrepared) { committed } else { committed.min(p.contiguous()) };
-    p.committed = p.committed.max(c);
+    if decree > p.last_decree() + 1 {
+        p.early.insert(decree, entry);
+        return;
+    }
     let ballot = p.config.ballot;
+    p.log.insert(decree, entry);
+    let mut acked = vec![decree];
+    while let Some(e) = p.early.remove(&(p.last_decree() + 1)) {
+        acked.push(p.last_decree() + 1);
+        p.log.insert(p.last_decree() + 1, e);
+    }
+    p.committed = p.committed.max(committed.min(p.contiguous()));
     persist(cfg, s, o);
-    o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: true });
+    for decree in acked {
+        o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: true });
+    }
 }
 
 /// Change role; rebuilds every role-dependent field (seed S4).
@@ -457,6 +476,7 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
     p.status = status;
     p.acks.clear();
     p.learners.clear();
+    p.early.clear();
 }
 
 /// Adopt a configuration that the meta server committed, if it is newer.
@@ -490,10 +510,9 @@ fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig
             }
             p.acks.insert(*d, BTreeSet::new());
         }
+        let last = p.last_decree();
         for t in config.secondaries.clone() {
-            if uncommitted.is_empty() {
-                o.send(t, Msg::GroupCheck { config: config.clone(), committed });
-            }
+            o.send(t, Msg::GroupCheck { config: config.clone(), committed, last });
             for d in &uncommitted {
                 if let Some(e) = p.log.get(d) {
                     o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed });

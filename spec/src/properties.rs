@@ -106,6 +106,13 @@ fn one_config_per_ballot(m: &PetrelModel, s: &State) -> bool {
             configs.extend(st.parts.values().map(|p| &p.config));
         }
     }
+    // Committed configurations still travelling from the meta server count too.
+    for env in s.network.iter_deliverable() {
+        match env.msg {
+            Msg::ConfigUpdate { config, .. } | Msg::ProposeConfigReply { result: Ok(config), .. } => configs.push(config),
+            _ => {}
+        }
+    }
     for c in configs {
         if c.ballot == 0 {
             continue;

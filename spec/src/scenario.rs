@@ -46,10 +46,37 @@ impl Scenario {
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
-            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Get]],
+            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Get, ClientOp::Get]],
             ..Scenario::base(
                 "replication",
-                "1 meta, 3 replicas, 1 partition, 2 clients (put, get), 1 crash of any replica",
+                "1 meta, 3 replicas, 1 partition, 2 clients (put; get, get), 1 crash of any replica",
+            )
+        },
+        Scenario {
+            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Put(2)]],
+            ..Scenario::base(
+                "two-writers",
+                "3 replicas, two concurrent writers, 1 crash: a deposed primary's prepares still in flight",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Put(2)]],
+            recover: true,
+            max_attempts: 1,
+            expect_success: false,
+            ..Scenario::base(
+                "stale-learner",
+                "2 replicas, two writers, 1 crash with restart: the restarted node holds an entry the new primary replaced",
+            )
+        },
+        Scenario {
+            bootstrap_members: 2,
+            ..Scenario::base(
+                "grow-while-failing",
+                "3 replicas, table at 2 of 3: a learner is added while a member crashes",
             )
         },
         Scenario {

@@ -186,7 +186,7 @@ fn print_table(o: &Outcome) {
     for e in &r.errors {
         println!("  error: {e}");
     }
-    println!("  {:<34} {:<10} {:<8} {}", "property", "verdict", "checker", "counterexample");
+    println!("  {:<34} {:<10} {:<8} counterexample", "property", "verdict", "checker");
     for p in &r.properties {
         let verdict = if !r.complete && p.holds { "unknown" } else if p.holds { "holds" } else { "VIOLATED" };
         let cex = match (&p.counterexample, p.holds) {

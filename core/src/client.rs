@@ -175,11 +175,8 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
 }
 
 pub fn on_timeout(cfg: &ClientCfg, s: &mut ClientState, timer: &Timer, o: &mut Out<Node>) {
-    match (timer, &s.phase) {
-        (Timer::RequestTimeout, Phase::Sent { target, .. }) => {
-            let target = *target;
-            failed(cfg, s, target, ErrorCode::Timeout, None, o)
-        }
-        _ => {}
+    if let (Timer::RequestTimeout, Phase::Sent { target, .. }) = (timer, &s.phase) {
+        let target = *target;
+        failed(cfg, s, target, ErrorCode::Timeout, None, o)
     }
 }

@@ -135,12 +135,10 @@ pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<N
             }
             cure(cfg, s, o);
         }
-        Msg::PeerDown { incarnation } => {
-            if s.alive.get(&src) == Some(&incarnation) {
-                s.alive.remove(&src);
-                s.adding.retain(|_, n| *n != src);
-                cure(cfg, s, o);
-            }
+        Msg::PeerDown { incarnation } if s.alive.get(&src) == Some(&incarnation) => {
+            s.alive.remove(&src);
+            s.adding.retain(|_, n| *n != src);
+            cure(cfg, s, o);
         }
         Msg::ProposeConfig { config, incarnation } => {
             let Some(current) = s.configs.get(&config.gpid).cloned() else {

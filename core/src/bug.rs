@@ -31,6 +31,18 @@ pub enum Bug {
     ReadUncommitted,
     /// A learner keeps a log entry it already had instead of taking the primary's.
     LearnerKeepsStaleEntries,
+    /// S1 (Pegasus): a duplicator restored on restart or primary switch leaves
+    /// `min_checkpoint_decree` invalid and triggers a checkpoint with it.
+    MinCheckpointReset,
+    /// S2 (Pegasus): the follower meta answers "exists" to a repeat of the same
+    /// duplication's create request, and the source treats that as a failure and retries.
+    AppExistIsFailure,
+    /// S3 (Pegasus): the follower-ready check demands a secondary.
+    ReadyNeedsSecondary,
+    /// A refused checkpoint or creation sets no stall reason.
+    DupAuthSilent,
+    /// The source meta server moves a duplication from PREPARE straight to LOG.
+    DupPrepareToLog,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

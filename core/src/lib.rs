@@ -5,6 +5,7 @@
 //! driver only maps [`stateright::actor::Out`] commands to effects.
 pub mod bug;
 pub mod client;
+pub mod dup;
 pub mod meta;
 pub mod msg;
 pub mod node;
@@ -12,6 +13,6 @@ pub mod replica;
 pub mod types;
 
 pub use bug::{Bug, Bugs};
-pub use msg::{Msg, Timer};
+pub use msg::{DupProgress, Msg, Timer};
 pub use node::{Node, NodeState, NodeStorage};
 pub use types::*;

@@ -4,7 +4,8 @@
 //! secondary when the primary is gone, remove dead members, add learners when
 //! under-replicated.
 use crate::bug::{Bug, Bugs};
-use crate::msg::Msg;
+use crate::dup::*;
+use crate::msg::{DupProgress, Msg, Timer};
 use crate::node::{Node, NodeStorage};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ pub struct MetaCfg {
     /// Members per partition of a bootstrapped deployment (`bootstrap_configs`); 0 means
     /// primaries are assigned at run time.
     pub bootstrap_members: u8,
+    /// Duplications of this cluster's tables at first boot (an operator's `dup add`).
+    pub dups: Vec<DupRecord>,
+    /// Accept create-follower requests from other clusters (the cluster credential check).
+    pub accept_duplication: bool,
     pub bugs: Bugs,
 }
 
@@ -37,11 +42,17 @@ pub struct MetaState {
     pub alive: BTreeMap<Id, u32>,
     /// A learner the primary was asked to add, per partition (one at a time).
     pub adding: BTreeMap<Gpid, Id>,
+    /// Source side: duplications of this cluster's tables (durable).
+    pub dups: BTreeMap<DupId, DupRecord>,
+    /// Follower side: follower tables and the duplication that owns each (durable).
+    pub followers: BTreeMap<u8, DupIdent>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MetaStorage {
     pub configs: BTreeMap<Gpid, PartitionConfig>,
+    pub dups: BTreeMap<DupId, DupRecord>,
+    pub followers: BTreeMap<u8, DupIdent>,
 }
 
 /// The initial assignment of a bootstrapped deployment: partition p's primary is replica
@@ -68,16 +79,24 @@ pub fn bootstrap_configs(replicas: &[Id], tables: &[TableSpec], members: u8) -> 
 }
 
 fn persist(s: &MetaState, o: &mut Out<Node>) {
-    o.save(NodeStorage::Meta(MetaStorage { configs: s.configs.clone() }));
+    o.save(NodeStorage::Meta(MetaStorage { configs: s.configs.clone(), dups: s.dups.clone(), followers: s.followers.clone() }));
 }
 
 pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>) -> MetaState {
     let mut s = match storage {
-        Some(st) => MetaState { configs: st.configs.clone(), alive: BTreeMap::new(), adding: BTreeMap::new() },
+        Some(st) => MetaState {
+            configs: st.configs.clone(),
+            alive: BTreeMap::new(),
+            adding: BTreeMap::new(),
+            dups: st.dups.clone(),
+            followers: st.followers.clone(),
+        },
         None if cfg.bootstrap_members > 0 => MetaState {
             configs: bootstrap_configs(&cfg.replicas, &cfg.tables, cfg.bootstrap_members).into_iter().map(|c| (c.gpid, c)).collect(),
             alive: cfg.replicas.iter().map(|r| (*r, 1)).collect(),
             adding: BTreeMap::new(),
+            dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
+            followers: BTreeMap::new(),
         },
         None => MetaState {
             configs: cfg
@@ -92,16 +111,22 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
                 .collect(),
             alive: BTreeMap::new(),
             adding: BTreeMap::new(),
+            dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
+            followers: BTreeMap::new(),
         },
     };
     if storage.is_none() {
         persist(&s, o);
     }
     cure(cfg, &mut s, o);
+    let gpids: Vec<Gpid> = s.configs.keys().copied().collect();
+    for g in gpids {
+        sync_dups(&s, g, o);
+    }
     s
 }
 
-pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<Node>) {
+pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<Node>) {
     match msg {
         Msg::QueryConfig { gpid } => {
             let config = s.configs.get(&gpid).cloned();
@@ -161,7 +186,189 @@ pub fn on_msg(cfg: &MetaCfg, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<N
                 o.send(src, Msg::ProposeConfigReply { result: Err(current), incarnation });
             }
         }
+        Msg::DupReport { gpid, dupid, progress } => on_dup_report(cfg, id, s, gpid, dupid, progress, o),
+        Msg::CreateFollower { source, table, partitions, replica_count } => {
+            let result = if !cfg.accept_duplication {
+                Err(CreateError::Refused(format!(
+                    "cluster of {:?} is not authorised to duplicate into this cluster (credential mismatch)",
+                    source.source_meta
+                )))
+            } else if cfg.bugs.has(Bug::AppExistIsFailure) && s.followers.contains_key(&table) {
+                Err(CreateError::Exists)
+            } else {
+                follower_answer(s.followers.get(&table), &source)
+            };
+            if result.is_ok() && !s.followers.contains_key(&table) {
+                s.followers.insert(table, source);
+                for p in 0..partitions {
+                    let gpid = Gpid { table, partition: p };
+                    s.configs.insert(gpid, PartitionConfig { gpid, max_replica_count: replica_count, ..Default::default() });
+                }
+                persist(s, o);
+                cure(cfg, s, o);
+            }
+            o.send(src, Msg::CreateFollowerReply { source, result });
+        }
+        Msg::CreateFollowerReply { source, result } => {
+            let Some(rec) = s.dups.get_mut(&source.dupid) else { return };
+            if rec.status != DupStatus::Prepare || source.source_meta != id {
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    rec.status = if cfg.bugs.has(Bug::DupPrepareToLog) { DupStatus::Log } else { DupStatus::App };
+                    rec.create_attempts = 0;
+                    rec.stall = None;
+                    let table = rec.table;
+                    o.cancel_timer(Timer::DupRetry);
+                    persist(s, o);
+                    sync_table(s, table, o);
+                }
+                Err(CreateError::Exists) if cfg.bugs.has(Bug::AppExistIsFailure) => {
+                    // The bug: treat "exists" as a transient failure and ask again at once
+                    // (an answer came, so the remote counts as reachable: no timer).
+                    o.cancel_timer(Timer::DupRetry);
+                    let (remote, msg) = create_request(s, id, source.dupid);
+                    if let Some(msg) = msg {
+                        o.send(remote, msg);
+                    }
+                }
+                Err(e) => {
+                    if !cfg.bugs.has(Bug::DupAuthSilent) {
+                        rec.stall = Some(match e {
+                            CreateError::Exists => format!("follower table {} belongs to another duplication", rec.remote_table),
+                            CreateError::Refused(r) => format!("follower cluster refused: {r}"),
+                        });
+                    }
+                    rec.create_attempts = 0;
+                    o.cancel_timer(Timer::DupRetry);
+                    persist(s, o);
+                }
+            }
+        }
+        Msg::QueryFollower { table } => {
+            let configs = s.configs.values().filter(|c| c.gpid.table == table).cloned().collect();
+            o.send(src, Msg::QueryFollowerReply { table, configs });
+        }
+        Msg::QueryFollowerReply { table, configs } => {
+            let Some(rec) = s.dups.values_mut().find(|d| d.remote_table == table && d.remote_meta == src) else { return };
+            if rec.status != DupStatus::App {
+                return;
+            }
+            let demand = cfg.bugs.has(Bug::ReadyNeedsSecondary);
+            if !configs.is_empty() && configs.iter().all(|c| follower_partition_ready(c, demand)) {
+                rec.status = DupStatus::Log;
+                let t = rec.table;
+                persist(s, o);
+                sync_table(s, t, o);
+            } else {
+                // Not yet: the follower cluster is still assigning; ask again.
+                o.send(src, Msg::QueryFollower { table });
+            }
+        }
         _ => {}
+    }
+}
+
+pub fn on_timeout(_cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &mut Out<Node>) {
+    if *timer != Timer::DupRetry {
+        return;
+    }
+    let waiting: Vec<DupId> =
+        s.dups.values().filter(|d| d.status == DupStatus::Prepare && d.create_attempts > 0).map(|d| d.dupid).collect();
+    for dupid in waiting {
+        let Some(rec) = s.dups.get_mut(&dupid) else { continue };
+        if rec.create_attempts >= MAX_CREATE_ATTEMPTS {
+            rec.stall = Some(format!("follower cluster did not answer {MAX_CREATE_ATTEMPTS} create requests"));
+            rec.create_attempts = 0;
+            persist(s, o);
+            continue;
+        }
+        rec.create_attempts += 1;
+        let (remote, msg) = create_request(s, id, dupid);
+        if let Some(msg) = msg {
+            o.send(remote, msg);
+            o.set_timer(Timer::DupRetry, RETRY..RETRY);
+        }
+    }
+}
+
+const RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn create_request(s: &MetaState, id: Id, dupid: DupId) -> (Id, Option<Msg>) {
+    let Some(rec) = s.dups.get(&dupid) else { return (id, None) };
+    let partitions = s.configs.keys().filter(|g| g.table == rec.table).count() as u8;
+    let source = DupIdent { source_meta: id, table: rec.table, dupid };
+    let msg = Msg::CreateFollower { source, table: rec.remote_table, partitions, replica_count: rec.remote_replica_count };
+    (rec.remote_meta, Some(msg))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: DupId, progress: DupProgress, o: &mut Out<Node>) {
+    let partitions = s.configs.keys().filter(|g| g.table == gpid.table).count();
+    let Some(rec) = s.dups.get_mut(&dupid) else { return };
+    if rec.table != gpid.table {
+        return;
+    }
+    match progress {
+        DupProgress::Checkpoint(d) if rec.status == DupStatus::Prepare => {
+            if rec.checkpoints.insert(gpid.partition, d) == Some(d) {
+                return;
+            }
+            let ready = rec.checkpoints.len() == partitions && rec.create_attempts == 0 && rec.stall.is_none();
+            if ready {
+                rec.create_attempts = 1;
+            }
+            persist(s, o);
+            if ready {
+                let (remote, msg) = create_request(s, id, dupid);
+                if let Some(msg) = msg {
+                    o.send(remote, msg);
+                    o.set_timer(Timer::DupRetry, RETRY..RETRY);
+                }
+            }
+        }
+        DupProgress::Applied if rec.status == DupStatus::App => {
+            if !rec.applied.insert(gpid.partition) {
+                return;
+            }
+            let all = rec.applied.len() == partitions;
+            let (remote, table) = (rec.remote_meta, rec.remote_table);
+            persist(s, o);
+            if all {
+                o.send(remote, Msg::QueryFollower { table });
+            }
+        }
+        DupProgress::Refused(reason) if rec.status == DupStatus::App => {
+            if !cfg.bugs.has(Bug::DupAuthSilent) {
+                let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));
+                if rec.stall != stall {
+                    rec.stall = stall;
+                    persist(s, o);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Tell a partition's primary the duplications of its table (after any change).
+fn sync_dups(s: &MetaState, gpid: Gpid, o: &mut Out<Node>) {
+    let dups: BTreeMap<DupId, DupEntry> =
+        s.dups.values().filter(|d| d.table == gpid.table && d.status.is_valid()).map(|d| (d.dupid, d.entry())).collect();
+    if dups.is_empty() {
+        return;
+    }
+    let Some(c) = s.configs.get(&gpid) else { return };
+    if let Some((p, &incarnation)) = c.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+        o.send(p, Msg::DupUpdate { gpid, dups, incarnation });
+    }
+}
+
+fn sync_table(s: &MetaState, table: u8, o: &mut Out<Node>) {
+    let gpids: Vec<Gpid> = s.configs.keys().filter(|g| g.table == table).copied().collect();
+    for g in gpids {
+        sync_dups(s, g, o);
     }
 }
 
@@ -171,9 +378,11 @@ fn commit(s: &mut MetaState, config: PartitionConfig, o: &mut Out<Node>) {
     s.adding.remove(&config.gpid);
     s.configs.insert(config.gpid, config.clone());
     persist(s, o);
+    let gpid = config.gpid;
     if let Some((p, &incarnation)) = config.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
         o.send(p, Msg::ConfigUpdate { config, incarnation });
     }
+    sync_dups(s, gpid, o);
 }
 
 /// Bring every partition towards a healthy configuration, one committed change at a time.

@@ -1,5 +1,6 @@
 //! Every message and timer of the protocol. Each message carries what its receiver needs
 //! to reject it when stale (a ballot, a request id).
+use crate::dup::{CreateError, DupEntry, DupId, DupIdent};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +51,25 @@ pub enum Msg {
     /// The learner holds everything up to `learned`.
     LearnDone { gpid: Gpid, ballot: Ballot, learned: Decree },
 
+    // ---- duplication (source meta <-> source primary) ----
+    /// The duplications of the receiver's partition, for the life `incarnation`.
+    DupUpdate { gpid: Gpid, dups: BTreeMap<DupId, DupEntry>, incarnation: u32 },
+    /// A source primary's progress on one duplication.
+    DupReport { gpid: Gpid, dupid: DupId, progress: DupProgress },
+
+    // ---- duplication (source meta <-> follower meta) ----
+    CreateFollower { source: DupIdent, table: u8, partitions: u8, replica_count: u8 },
+    CreateFollowerReply { source: DupIdent, result: Result<(), CreateError> },
+    QueryFollower { table: u8 },
+    QueryFollowerReply { table: u8, configs: Vec<PartitionConfig> },
+
+    // ---- duplication (source primary <-> follower primary) ----
+    /// The source checkpoint of a follower partition, written through the follower's own
+    /// replication as a mutation of `origin` (the source meta server) numbered `decree`.
+    Checkpoint { gpid: Gpid, origin: Id, decree: Decree, value: Value },
+    /// Err(None): not the primary (ask again); Err(Some(reason)): refused.
+    CheckpointReply { gpid: Gpid, decree: Decree, result: Result<(), Option<String>> },
+
     // ---- from the driver ----
     /// The connection to `src` broke or could not be made (the node's QUIC driver), or the
     /// meta's failure detector declared `src` dead after its grace period (which is longer
@@ -79,6 +99,14 @@ impl Msg {
             Msg::Learn { .. } => "Learn",
             Msg::LearnDone { .. } => "LearnDone",
             Msg::PeerDown { .. } => "PeerDown",
+            Msg::DupUpdate { .. } => "DupUpdate",
+            Msg::DupReport { .. } => "DupReport",
+            Msg::CreateFollower { .. } => "CreateFollower",
+            Msg::CreateFollowerReply { .. } => "CreateFollowerReply",
+            Msg::QueryFollower { .. } => "QueryFollower",
+            Msg::QueryFollowerReply { .. } => "QueryFollowerReply",
+            Msg::Checkpoint { .. } => "Checkpoint",
+            Msg::CheckpointReply { .. } => "CheckpointReply",
         }
     }
 }
@@ -88,4 +116,17 @@ impl Msg {
 pub enum Timer {
     /// The client's per-request deadline.
     RequestTimeout,
+    /// The source meta server's retry of an unanswered create-follower request.
+    DupRetry,
+}
+
+/// What a source primary reports about one duplication.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DupProgress {
+    /// The checkpoint for the duplication is made, covering this decree.
+    Checkpoint(Decree),
+    /// The follower primary applied the checkpoint.
+    Applied,
+    /// The follower refused the checkpoint (the reason is for the operator).
+    Refused(String),
 }

@@ -66,16 +66,18 @@ impl Actor for Node {
 
     fn on_msg(&self, id: Id, state: &mut Cow<NodeState>, src: Id, msg: Msg, o: &mut Out<Self>) {
         match (self, state.to_mut()) {
-            (Node::Meta(cfg), NodeState::Meta(s)) => meta::on_msg(cfg, s, src, msg, o),
+            (Node::Meta(cfg), NodeState::Meta(s)) => meta::on_msg(cfg, id, s, src, msg, o),
             (Node::Replica(cfg), NodeState::Replica(s)) => replica::on_msg(cfg, id, s, src, msg, o),
             (Node::Client(cfg), NodeState::Client(s)) => client::on_msg(cfg, s, src, msg, o),
             _ => {}
         }
     }
 
-    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
-        if let (Node::Client(cfg), NodeState::Client(s)) = (self, state.to_mut()) {
-            client::on_timeout(cfg, s, timer, o)
+    fn on_timeout(&self, id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+        match (self, state.to_mut()) {
+            (Node::Client(cfg), NodeState::Client(s)) => client::on_timeout(cfg, s, timer, o),
+            (Node::Meta(cfg), NodeState::Meta(s)) => meta::on_timeout(cfg, id, s, timer, o),
+            _ => {}
         }
     }
 }

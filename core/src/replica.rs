@@ -2,7 +2,8 @@
 //! hosts, learning (potential secondaries), and the commit rule "logged locally and ACKed
 //! by every secondary".
 use crate::bug::{Bug, Bugs};
-use crate::msg::Msg;
+use crate::dup::*;
+use crate::msg::{DupProgress, Msg};
 use crate::node::{Node, NodeStorage};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,9 @@ pub struct ReplicaCfg {
     pub meta: Id,
     /// Partitions this node serves at its very first boot (a bootstrapped deployment).
     pub bootstrap: Vec<PartitionConfig>,
+    /// Accept checkpoints and shipped mutations from other clusters (the cluster
+    /// credential check of a follower).
+    pub accept_duplication: bool,
     pub bugs: Bugs,
 }
 
@@ -43,8 +47,8 @@ pub struct Part {
     // ---- primary only (volatile, rebuilt empty on every role change) ----
     /// ACKs per uncommitted decree at the current ballot.
     pub acks: BTreeMap<Decree, BTreeSet<Id>>,
-    /// Clients to answer when a decree commits.
-    pub waiting: BTreeMap<Decree, (Id, ReqId)>,
+    /// Who to answer when a decree commits: (peer, request, is a duplication checkpoint).
+    pub waiting: BTreeMap<Decree, (Id, ReqId, bool)>,
     /// Learners: `true` once caught up (then they receive prepares and must ACK them).
     pub learners: BTreeMap<Id, bool>,
     /// A new primary serves reads only once it has committed everything it inherited
@@ -57,6 +61,10 @@ pub struct Part {
     /// contiguous prefix, and it ACKs only what extends it, so a promoted member never
     /// has a hole.
     pub early: BTreeMap<Decree, Entry>,
+    /// The duplications of this partition, as the meta server last said (durable).
+    pub dup_entries: BTreeMap<DupId, DupEntry>,
+    /// A primary's duplicators (volatile: rebuilt on every start of a duplicator).
+    pub dups: BTreeMap<DupId, Duplicator>,
 }
 
 /// What survives a crash, per partition.
@@ -65,6 +73,7 @@ pub struct PartDurable {
     pub config: PartitionConfig,
     pub log: BTreeMap<Decree, Entry>,
     pub committed: Decree,
+    pub dups: BTreeMap<DupId, DupEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +105,8 @@ impl Part {
             read_barrier: 0,
             pending_reads: BTreeSet::new(),
             early: BTreeMap::new(),
+            dup_entries: BTreeMap::new(),
+            dups: BTreeMap::new(),
         }
     }
     pub fn last_decree(&self) -> Decree {
@@ -133,7 +144,7 @@ impl ReplicaState {
                     if bugs.has(Bug::ForgetToPersistBallot) {
                         config.ballot = 0;
                     }
-                    (*g, PartDurable { config, log: p.log.clone(), committed: p.committed })
+                    (*g, PartDurable { config, log: p.log.clone(), committed: p.committed, dups: p.dup_entries.clone() })
                 })
                 .collect(),
         }
@@ -173,6 +184,7 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                     let mut p = Part::new(d.config.clone(), Status::Inactive);
                     p.log = d.log.clone();
                     p.committed = d.committed;
+                    p.dup_entries = d.dups.clone();
                     (*g, p)
                 })
                 .collect();
@@ -189,7 +201,70 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         return;
     }
     match msg {
-        Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, o),
+        Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, false, o),
+        Msg::Checkpoint { gpid, origin, decree, value } => {
+            if !cfg.accept_duplication {
+                let reason = format!("replica does not accept the credentials of {origin:?}'s cluster");
+                o.send(src, Msg::CheckpointReply { gpid, decree, result: Err(Some(reason)) });
+                return;
+            }
+            on_write(cfg, s, src, gpid, Mutation { client: origin, req: decree as ReqId, value }, true, o)
+        }
+        Msg::DupUpdate { gpid, dups, .. } => {
+            let Some(p) = s.parts.get_mut(&gpid) else { return };
+            if p.dup_entries != dups {
+                p.dup_entries = dups;
+                persist(cfg, s, o);
+            }
+            sync_duplicators(cfg, s, gpid, false, o);
+        }
+        Msg::QueryConfigReply { gpid: fgpid, config: Some(fc), .. } => {
+            // The follower cluster's answer: where to push a checkpoint.
+            let Some(b) = fc.primary else {
+                // Not assigned yet: ask again.
+                o.send(src, Msg::QueryConfig { gpid: fgpid });
+                return;
+            };
+            for (g, p) in s.parts.iter_mut() {
+                let log = &p.log;
+                for d in p.dups.values_mut() {
+                    let mine = d.entry.remote_meta == src && Gpid { table: d.entry.remote_table, partition: g.partition } == fgpid;
+                    if mine && d.entry.status == DupStatus::App && !d.applied {
+                        if let Some(decree) = d.checkpoint {
+                            let value = log.range(..=decree).next_back().map_or(0, |(_, e)| e.mutation.value);
+                            d.pushed_to = Some(b);
+                            o.send(b, Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, value });
+                        }
+                    }
+                }
+            }
+        }
+        Msg::CheckpointReply { gpid: fgpid, decree, result } => {
+            let meta = cfg.meta;
+            for (g, p) in s.parts.iter_mut() {
+                for (dupid, d) in p.dups.iter_mut() {
+                    let mine = Gpid { table: d.entry.remote_table, partition: g.partition } == fgpid
+                        && d.pushed_to == Some(src)
+                        && d.checkpoint == Some(decree);
+                    if !mine || d.applied || d.entry.status != DupStatus::App {
+                        continue;
+                    }
+                    match &result {
+                        Ok(()) => {
+                            d.applied = true;
+                            o.send(meta, Msg::DupReport { gpid: *g, dupid: *dupid, progress: DupProgress::Applied });
+                        }
+                        Err(Some(reason)) => {
+                            o.send(meta, Msg::DupReport { gpid: *g, dupid: *dupid, progress: DupProgress::Refused(reason.clone()) });
+                        }
+                        Err(None) => {
+                            d.pushed_to = None;
+                            o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: fgpid });
+                        }
+                    }
+                }
+            }
+        }
         Msg::Read { gpid, req } => {
             let result = match s.parts.get_mut(&gpid) {
                 None => Err(ErrorCode::UnknownPartition),
@@ -314,6 +389,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         }
         Msg::QueryConfig { .. }
         | Msg::QueryConfigReply { .. }
+        | Msg::DupReport { .. }
+        | Msg::CreateFollower { .. }
+        | Msg::CreateFollowerReply { .. }
+        | Msg::QueryFollower { .. }
+        | Msg::QueryFollowerReply { .. }
         | Msg::WriteReply { .. }
         | Msg::ReadReply { .. }
         | Msg::Register { .. }
@@ -321,28 +401,37 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
     }
 }
 
-fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, client: Id, gpid: Gpid, m: Mutation, o: &mut Out<Node>) {
+/// Answer a write: a client's, or a source primary's checkpoint push (`dup`).
+fn reply_write(o: &mut Out<Node>, to: Id, gpid: Gpid, req: ReqId, dup: bool, result: Result<(), ErrorCode>) {
+    if dup {
+        o.send(to, Msg::CheckpointReply { gpid, decree: req as Decree, result: result.map_err(|_| None) });
+    } else {
+        o.send(to, Msg::WriteReply { gpid, req, result });
+    }
+}
+
+fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m: Mutation, dup: bool, o: &mut Out<Node>) {
     let Some(p) = s.parts.get_mut(&gpid) else {
-        o.send(client, Msg::WriteReply { gpid, req: m.req, result: Err(ErrorCode::UnknownPartition) });
+        reply_write(o, reply_to, gpid, m.req, dup, Err(ErrorCode::UnknownPartition));
         return;
     };
     if p.status != Status::Primary {
-        o.send(client, Msg::WriteReply { gpid, req: m.req, result: Err(ErrorCode::NotPrimary) });
+        reply_write(o, reply_to, gpid, m.req, dup, Err(ErrorCode::NotPrimary));
         return;
     }
     // A retry of a write that already took effect answers success once it commits.
-    if let Some(d) = p.log.iter().find(|(_, e)| e.mutation.client == client && e.mutation.req == m.req).map(|(d, _)| *d) {
+    if let Some(d) = p.log.iter().find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req).map(|(d, _)| *d) {
         if d <= p.committed {
-            o.send(client, Msg::WriteReply { gpid, req: m.req, result: Ok(()) });
+            reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
         } else {
-            p.waiting.insert(d, (client, m.req));
+            p.waiting.insert(d, (reply_to, m.req, dup));
         }
         return;
     }
     let d = p.last_decree() + 1;
     let entry = Entry { ballot: p.config.ballot, mutation: m };
     p.log.insert(d, entry);
-    p.waiting.insert(d, (client, m.req));
+    p.waiting.insert(d, (reply_to, m.req, dup));
     p.acks.insert(d, BTreeSet::new());
     let (config, committed, targets) = (p.config.clone(), p.committed, p.targets());
     persist(cfg, s, o);
@@ -366,8 +455,8 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
         }
         p.committed = d;
         p.acks.remove(&d);
-        if let Some((client, req)) = p.waiting.remove(&d) {
-            o.send(client, Msg::WriteReply { gpid, req, result: Ok(()) });
+        if let Some((to, req, dup)) = p.waiting.remove(&d) {
+            reply_write(o, to, gpid, req, dup, Ok(()));
         }
     }
     if p.committed >= p.read_barrier {
@@ -453,8 +542,8 @@ fn on_prepare(
 fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>) {
     if p.status == Status::Primary && status != Status::Primary {
         // Fail fast: clients waiting on this primary retry elsewhere.
-        for (_, (client, req)) in std::mem::take(&mut p.waiting) {
-            o.send(client, Msg::WriteReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+        for (_, (to, req, dup)) in std::mem::take(&mut p.waiting) {
+            reply_write(o, to, p.config.gpid, req, dup, Err(ErrorCode::NotPrimary));
         }
         for (client, req) in std::mem::take(&mut p.pending_reads) {
             o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
@@ -477,6 +566,60 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
     p.acks.clear();
     p.learners.clear();
     p.early.clear();
+    // Duplicators run on primaries only; a new one is started (and re-derives
+    // everything) whenever this replica becomes primary.
+    p.dups.clear();
+}
+
+/// Start, update or drop the primary's duplicators to match `dup_entries`, then drive
+/// each. `restored`: started from the durable record (restart or primary switch) rather
+/// than from the meta server's first announcement.
+fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored: bool, o: &mut Out<Node>) {
+    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    if p.status != Status::Primary {
+        return;
+    }
+    let entries = p.dup_entries.clone();
+    p.dups.retain(|id, _| entries.get(id).is_some_and(|e| e.status.is_valid()));
+    let mut broken = None;
+    for (dupid, entry) in entries.into_iter().filter(|(_, e)| e.status.is_valid()) {
+        let committed = p.committed;
+        let d = p.dups.entry(dupid).or_insert_with(|| Duplicator {
+            entry: entry.clone(),
+            // Derived from the applied state on every start (seed S1).
+            min_checkpoint_decree: if restored && cfg.bugs.has(Bug::MinCheckpointReset) { None } else { Some(committed) },
+            checkpoint: None,
+            pushed_to: None,
+            applied: false,
+        });
+        if d.entry.status != entry.status {
+            d.pushed_to = None;
+        }
+        d.entry = entry;
+        match d.entry.status {
+            DupStatus::Prepare if d.checkpoint.is_none() => {
+                // The emergency checkpoint; it must cover min_checkpoint_decree.
+                let Some(min) = d.min_checkpoint_decree else {
+                    broken = Some(format!("dup {dupid}: checkpoint triggered with an invalid min_checkpoint_decree"));
+                    break;
+                };
+                let ck = committed.max(min);
+                d.checkpoint = Some(ck);
+                o.send(cfg.meta, Msg::DupReport { gpid, dupid, progress: DupProgress::Checkpoint(ck) });
+            }
+            DupStatus::App if !d.applied && d.pushed_to.is_none() => {
+                if d.checkpoint.is_none() {
+                    d.checkpoint = Some(committed);
+                }
+                let fgpid = Gpid { table: d.entry.remote_table, partition: gpid.partition };
+                o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: fgpid });
+            }
+            _ => {}
+        }
+    }
+    if broken.is_some() {
+        s.broken = broken;
+    }
 }
 
 /// Adopt a configuration that the meta server committed, if it is newer.
@@ -523,5 +666,6 @@ fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig
             persist(cfg, s, o);
         }
         try_commit(cfg, s, gpid, o);
+        sync_duplicators(cfg, s, gpid, true, o);
     }
 }

@@ -5,6 +5,7 @@
 //! the bounce of a message sent to a crashed node.
 use crate::scenario::Scenario;
 use petrel_core::client::{ClientCfg, ClientState};
+use petrel_core::dup::{DupRecord, DupStatus, FailMode};
 use petrel_core::meta::{bootstrap_configs, MetaCfg, MetaState, TableSpec};
 use petrel_core::replica::{ReplicaCfg, ReplicaState, ReplicaStorage};
 use petrel_core::*;
@@ -27,6 +28,10 @@ pub struct Aux {
     pub crashes_left: u8,
     /// Set when some replica's ballot for a partition went down (SAFE-4).
     pub ballot_regressed: bool,
+    /// Messages the environment may still lose.
+    pub drops_left: u8,
+    /// Set when a duplication's status changed against the allowed table (SAFE-10).
+    pub bad_dup_transition: bool,
 }
 
 pub type State = ActorModelState<Node, Aux>;
@@ -42,6 +47,8 @@ pub enum Action {
     Recover(Id),
     /// Mutant `fd-skip-lease` only: the meta's failure detector fires for a live replica.
     Suspect(Id),
+    /// The network loses a message (only kinds the scenario names, within a budget).
+    Drop(Envelope<Msg>),
 }
 
 pub struct PetrelModel {
@@ -52,6 +59,9 @@ pub struct PetrelModel {
     pub meta: Id,
     pub replicas: Vec<Id>,
     pub clients: Vec<Id>,
+    /// The follower cluster's meta server and replicas (duplication scenarios).
+    pub meta_b: Option<Id>,
+    pub replicas_b: Vec<Id>,
 }
 
 pub const GPID: Gpid = Gpid { table: 0, partition: 0 };
@@ -61,23 +71,71 @@ impl PetrelModel {
         let meta = Id::from(0);
         let n = scenario.replicas as usize;
         let replicas: Vec<Id> = (1..=n).map(Id::from).collect();
-        let clients: Vec<Id> = (n + 1..n + 1 + scenario.clients.len()).map(Id::from).collect();
+        let mut next = n + 1;
+        let (meta_b, replicas_b) = match &scenario.follower {
+            Some(f) => {
+                let mb = Id::from(next);
+                let rb: Vec<Id> = (next + 1..=next + f.replicas as usize).map(Id::from).collect();
+                next += 1 + f.replicas as usize;
+                (Some(mb), rb)
+            }
+            None => (None, Vec::new()),
+        };
+        let clients: Vec<Id> = (next..next + scenario.clients.len()).map(Id::from).collect();
         let tables = vec![TableSpec { id: 0, partitions: 1, max_replica_count: scenario.max_replica_count }];
         let bootstrap = if scenario.bootstrap_members > 0 {
             bootstrap_configs(&replicas, &tables, scenario.bootstrap_members)
         } else {
             Vec::new()
         };
+        let dups = match (&scenario.follower, meta_b) {
+            (Some(f), Some(mb)) => vec![DupRecord {
+                dupid: 1,
+                table: 0,
+                status: DupStatus::Prepare,
+                remote_meta: mb,
+                remote_table: 1,
+                remote_replica_count: f.replica_count,
+                fail_mode: FailMode::Slow,
+                checkpoints: Default::default(),
+                applied: Default::default(),
+                create_attempts: 0,
+                stall: None,
+            }],
+            _ => Vec::new(),
+        };
         let mut actors = vec![Node::Meta(MetaCfg {
             replicas: replicas.clone(),
             tables,
             bootstrap_members: scenario.bootstrap_members,
+            dups,
+            accept_duplication: false,
             bugs,
         })];
-        let mut names = vec!["meta".to_string()];
+        let mut names = vec![if meta_b.is_some() { "meta-A" } else { "meta" }.to_string()];
         for (i, _) in replicas.iter().enumerate() {
-            actors.push(Node::Replica(ReplicaCfg { meta, bootstrap: bootstrap.clone(), bugs }));
-            names.push(format!("replica-{}", i + 1));
+            actors.push(Node::Replica(ReplicaCfg { meta, bootstrap: bootstrap.clone(), accept_duplication: false, bugs }));
+            names.push(if meta_b.is_some() { format!("replica-A{}", i + 1) } else { format!("replica-{}", i + 1) });
+        }
+        if let (Some(f), Some(mb)) = (&scenario.follower, meta_b) {
+            actors.push(Node::Meta(MetaCfg {
+                replicas: replicas_b.clone(),
+                tables: Vec::new(),
+                bootstrap_members: 0,
+                dups: Vec::new(),
+                accept_duplication: f.meta_accepts,
+                bugs,
+            }));
+            names.push("meta-B".to_string());
+            for (i, _) in replicas_b.iter().enumerate() {
+                actors.push(Node::Replica(ReplicaCfg {
+                    meta: mb,
+                    bootstrap: Vec::new(),
+                    accept_duplication: f.replicas_accept,
+                    bugs,
+                }));
+                names.push(format!("replica-B{}", i + 1));
+            }
         }
         for (i, ops) in scenario.clients.iter().enumerate() {
             actors.push(Node::Client(ClientCfg {
@@ -90,11 +148,25 @@ impl PetrelModel {
             }));
             names.push(format!("client-{}", i + 1));
         }
-        let aux = Aux { ops: LinearizabilityTester::new(Register(0)), crashes_left: scenario.crashes, ballot_regressed: false };
+        let drops = scenario.follower.as_ref().map_or(0, |f| f.lose_create_replies);
+        let aux = Aux {
+            ops: LinearizabilityTester::new(Register(0)),
+            crashes_left: scenario.crashes,
+            ballot_regressed: false,
+            drops_left: drops,
+            bad_dup_transition: false,
+        };
         let inner = ActorModel::new((), aux)
             .actors(actors)
             .init_network(Network::new_unordered_nonduplicating([]));
-        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients }
+        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients, meta_b, replicas_b }
+    }
+
+    pub fn meta_b_state<'a>(&self, s: &'a State) -> Option<&'a MetaState> {
+        match self.meta_b.and_then(|m| s.actor_states.get(usize::from(m))).map(|a| &**a) {
+            Some(NodeState::Meta(m)) => Some(m),
+            _ => None,
+        }
     }
 
     pub fn is_client(&self, id: Id) -> bool {
@@ -148,6 +220,7 @@ impl PetrelModel {
             Action::Actor(ActorModelAction::SelectRandom { actor, .. }) => *actor,
             Action::Crash(id) | Action::Recover(id) => *id,
             Action::Suspect(_) => self.meta,
+            Action::Drop(env) => env.dst,
         }
     }
 
@@ -211,6 +284,12 @@ impl PetrelModel {
                     }
                 }
             }
+            (Some(NodeState::Meta(b)), Some(NodeState::Meta(a))) => {
+                let bad = b.dups.iter().any(|(id, d)| a.dups.get(id).is_some_and(|n| !d.status.can_become(n.status)));
+                if bad {
+                    after.history.bad_dup_transition = true;
+                }
+            }
             (Some(NodeState::Replica(b)), Some(NodeState::Replica(a))) => {
                 let regressed = b.parts.iter().any(|(g, p)| a.parts.get(g).is_some_and(|q| q.config.ballot < p.config.ballot));
                 if regressed {
@@ -254,6 +333,13 @@ impl Model for PetrelModel {
                 }
             }
         }
+        if s.history.drops_left > 0 {
+            for env in s.network.iter_deliverable() {
+                if matches!(env.msg, Msg::CreateFollowerReply { .. }) {
+                    actions.push(Action::Drop(env.to_cloned_msg()));
+                }
+            }
+        }
         if self.scenario.recover {
             for &r in &self.replicas {
                 if self.crashed(s, r) {
@@ -286,6 +372,21 @@ impl Model for PetrelModel {
                 (next, id)
             }
             Action::Recover(id) => (self.inner.next_state(s, ActorModelAction::Recover(id))?, id),
+            Action::Drop(env) => {
+                let mut next = s.clone();
+                next.history.drops_left -= 1;
+                if let Network::UnorderedNonDuplicating(map) = &mut next.network {
+                    match map.get_mut(&env) {
+                        Some(c) if *c > 1 => *c -= 1,
+                        Some(_) => {
+                            map.remove(&env);
+                        }
+                        None => return None,
+                    }
+                }
+                let dst = env.dst;
+                (next, dst)
+            }
             Action::Suspect(id) => {
                 let mut next = s.clone();
                 next.history.crashes_left -= 1;
@@ -307,6 +408,7 @@ impl Model for PetrelModel {
             Action::Crash(id) => format!("crash {}", self.name(*id)),
             Action::Recover(id) => format!("restart {}", self.name(*id)),
             Action::Suspect(id) => format!("meta suspects live {}", self.name(*id)),
+            Action::Drop(env) => format!("network loses {} → {:?} → {}", self.name(env.src), env.msg, self.name(env.dst)),
             Action::Actor(a) => format!("{a:?}"),
         }
     }

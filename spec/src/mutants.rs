@@ -37,6 +37,16 @@ pub fn mutants() -> Vec<Mutant> {
           "the primary serves reads of prepared but uncommitted writes"),
         m("learner-keeps-stale-entries", Bug::LearnerKeepsStaleEntries, "stale-learner", "SAFE-3",
           "a learner keeps its own stale log entries instead of the primary's"),
+        m("s1-min-checkpoint-reset", Bug::MinCheckpointReset, "dup-restart-in-prepare", "SAFE-6",
+          "S1: a duplicator restored after a restart leaves min_checkpoint_decree invalid; the checkpoint assertion fires"),
+        m("s2-app-exist-is-failure", Bug::AppExistIsFailure, "dup-create-reply-lost", "SAFE-11",
+          "S2: B answers a repeat create request \"exists\" and A retries forever"),
+        m("s3-ready-needs-secondary", Bug::ReadyNeedsSecondary, "dup-single-replica-follower", "LIVE-3",
+          "S3: the follower-ready check demands a secondary; a 1-replica follower never reaches LOG"),
+        m("dup-auth-silent", Bug::DupAuthSilent, "dup-auth-mismatch", "LIVE-3",
+          "a refused checkpoint sets no stall reason: the duplication hangs silently"),
+        m("dup-prepare-to-log", Bug::DupPrepareToLog, "dup-single-replica-follower", "SAFE-10",
+          "the source meta moves a duplication from PREPARE straight to LOG"),
     ]
 }
 

@@ -25,10 +25,33 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
         Property { expectation: Expectation::Always, name: "SAFE-9 primary-not-recovering", condition: primary_not_recovering },
         Property { expectation: Expectation::Eventually, name: "LIVE-1 clients-finish", condition: clients_finish },
     ];
+    v.push(Property { expectation: Expectation::Always, name: "SAFE-10 dup-status-transitions", condition: |_, s| !s.history.bad_dup_transition });
+    v.push(Property { expectation: Expectation::Always, name: "SAFE-11 follower-create-idempotent", condition: follower_create_idempotent });
     if m.scenario.expect_success {
         v.push(Property { expectation: Expectation::Eventually, name: "LIVE-2 clients-succeed", condition: clients_succeed });
     }
+    if m.scenario.follower.is_some() {
+        v.push(Property { expectation: Expectation::Eventually, name: "LIVE-3 dup-reaches-log-or-stalls", condition: dup_progress });
+    }
     v
+}
+
+/// The follower meta server never answers "exists" to the duplication that owns the table.
+fn follower_create_idempotent(m: &PetrelModel, s: &State) -> bool {
+    let Some(b) = m.meta_b_state(s) else { return true };
+    s.network.iter_deliverable().all(|env| match &env.msg {
+        Msg::CreateFollowerReply { source, result: Err(petrel_core::dup::CreateError::Exists) } => {
+            !b.followers.values().any(|owner| owner == source)
+        }
+        _ => true,
+    })
+}
+
+/// Every duplication reaches LOG, or says why it cannot.
+fn dup_progress(m: &PetrelModel, s: &State) -> bool {
+    m.meta_state(s).is_none_or(|meta| {
+        meta.dups.values().all(|d| d.status == petrel_core::dup::DupStatus::Log || d.stall.is_some())
+    })
 }
 
 /// A replica's log and commit point as they matter for durability: the live state, or

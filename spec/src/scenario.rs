@@ -23,6 +23,28 @@ pub struct Scenario {
     pub request_timeout: bool,
     /// LIVE-2 applies: every client operation eventually succeeds.
     pub expect_success: bool,
+    /// A second cluster holding a follower table of a full duplication of the table.
+    pub follower: Option<Follower>,
+}
+
+/// The follower cluster of a duplication scenario.
+#[derive(Clone, Debug)]
+pub struct Follower {
+    pub replicas: u8,
+    /// The follower table's replica count.
+    pub replica_count: u8,
+    /// The follower meta server accepts the source cluster's create request.
+    pub meta_accepts: bool,
+    /// The follower replicas accept the source cluster's checkpoint.
+    pub replicas_accept: bool,
+    /// Create-follower replies the network may lose.
+    pub lose_create_replies: u8,
+}
+
+impl Follower {
+    fn ok() -> Follower {
+        Follower { replicas: 1, replica_count: 1, meta_accepts: true, replicas_accept: true, lose_create_replies: 0 }
+    }
 }
 
 impl Scenario {
@@ -39,6 +61,19 @@ impl Scenario {
             recover: false,
             request_timeout: false,
             expect_success: true,
+            follower: None,
+        }
+    }
+
+    fn dup(name: &'static str, description: &'static str, follower: Follower) -> Scenario {
+        Scenario {
+            replicas: 1,
+            max_replica_count: 1,
+            bootstrap_members: 1,
+            clients: vec![],
+            crashes: 0,
+            follower: Some(follower),
+            ..Scenario::base(name, description)
         }
     }
 }
@@ -97,6 +132,30 @@ pub fn scenarios() -> Vec<Scenario> {
                 "S5: the primary crashes under a client; the client must fail fast, refresh and finish on the new primary",
             )
         },
+        Scenario {
+            crashes: 1,
+            recover: true,
+            ..Scenario::dup(
+                "dup-restart-in-prepare",
+                "S1: A's only replica restarts while the duplication is in PREPARE because B refuses A",
+                Follower { meta_accepts: false, ..Follower::ok() },
+            )
+        },
+        Scenario::dup(
+            "dup-create-reply-lost",
+            "S2: B creates the follower table, the reply is lost, A retries and must progress",
+            Follower { lose_create_replies: 1, ..Follower::ok() },
+        ),
+        Scenario::dup(
+            "dup-single-replica-follower",
+            "S3: a follower table of one replica must be found ready and reach LOG",
+            Follower::ok(),
+        ),
+        Scenario::dup(
+            "dup-auth-mismatch",
+            "B's replicas may not read A: the duplication must show a stall reason, not hang",
+            Follower { replicas_accept: false, ..Follower::ok() },
+        ),
     ]
 }
 

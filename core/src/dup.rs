@@ -1,0 +1,133 @@
+//! Cross-cluster duplication: the status machine, the meta server's record of a
+//! duplication, and the follower side's bookkeeping. The transitions live in `meta.rs`
+//! (source and follower meta server) and `replica.rs` (source primary's duplicator,
+//! follower primary); this module holds the types and the pure rules they share.
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type DupId = u8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DupStatus {
+    Init,
+    /// Every source primary makes a checkpoint covering `min_checkpoint_decree`.
+    Prepare,
+    /// The follower table exists; the checkpoint is copied to its primaries.
+    App,
+    /// Mutations after the checkpoint are shipped.
+    Log,
+    Pause,
+    Removed,
+}
+
+impl DupStatus {
+    /// The allowed status changes: any→itself, INIT→PREPARE, PREPARE→APP,
+    /// APP|PAUSE|INIT→LOG, LOG→PAUSE, any→REMOVED.
+    pub fn can_become(self, to: DupStatus) -> bool {
+        use DupStatus::*;
+        self == to
+            || to == Removed
+            || matches!((self, to), (Init, Prepare) | (Prepare, App) | (App | Pause | Init, Log) | (Log, Pause))
+    }
+    /// Init and Removed are invalid: no duplicator exists for them.
+    pub fn is_valid(self) -> bool {
+        !matches!(self, DupStatus::Init | DupStatus::Removed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FailMode {
+    /// Retry forever (the default).
+    Slow,
+    /// Skip what cannot be loaded, accepting loss.
+    Skip,
+}
+
+/// Who a follower table belongs to: the source meta server, table and duplication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DupIdent {
+    pub source_meta: Id,
+    pub table: u8,
+    pub dupid: DupId,
+}
+
+/// What the source meta server's duplicators need to know (pushed to primaries).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DupEntry {
+    pub status: DupStatus,
+    pub remote_meta: Id,
+    pub remote_table: u8,
+}
+
+/// The source meta server's record of one duplication (durable).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DupRecord {
+    pub dupid: DupId,
+    pub table: u8,
+    pub status: DupStatus,
+    pub remote_meta: Id,
+    pub remote_table: u8,
+    pub remote_replica_count: u8,
+    pub fail_mode: FailMode,
+    /// Partitions whose primary reported a checkpoint, with its decree.
+    pub checkpoints: BTreeMap<u8, Decree>,
+    /// Partitions whose follower primary applied the checkpoint.
+    pub applied: BTreeSet<u8>,
+    /// Create-follower requests sent without an answer.
+    pub create_attempts: u8,
+    /// Why the duplication cannot progress (shown to the operator), if it cannot.
+    pub stall: Option<String>,
+}
+
+impl DupRecord {
+    pub fn entry(&self) -> DupEntry {
+        DupEntry { status: self.status, remote_meta: self.remote_meta, remote_table: self.remote_table }
+    }
+}
+
+/// Create-follower requests are retried this many times before the record stalls.
+pub const MAX_CREATE_ATTEMPTS: u8 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CreateError {
+    /// The follower cluster does not accept duplication from the source.
+    Refused(String),
+    /// A table of that name exists and belongs to another duplication.
+    Exists,
+}
+
+/// The follower meta server's answer to a create-follower request, given what it holds
+/// under that name: a repeat of a request that already took effect for the same source
+/// duplication is success (seed S2); "exists" is only for another owner.
+pub fn follower_answer(existing: Option<&DupIdent>, source: &DupIdent) -> Result<(), CreateError> {
+    match existing {
+        None => Ok(()),
+        Some(owner) if owner == source => Ok(()),
+        Some(_) => Err(CreateError::Exists),
+    }
+}
+
+/// The "follower ready" rule for one follower partition: it has a primary, and (since
+/// each follower primary has applied the checkpoint before the source asks) nothing more.
+/// Secondaries are the follower cluster's own business: its meta server adds them, and a
+/// table of one replica has none (seed S3).
+pub fn follower_partition_ready(config: &PartitionConfig, demand_secondary: bool) -> bool {
+    config.primary.is_some() && (!demand_secondary || !config.secondaries.is_empty())
+}
+
+/// The source primary's duplicator for one duplication.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Duplicator {
+    pub entry: DupEntry,
+    /// The decree the checkpoint must cover; derived from the applied state on every
+    /// start of the duplicator (seed S1: never left at an invalid value).
+    pub min_checkpoint_decree: Option<Decree>,
+    /// The checkpoint made for this duplication.
+    pub checkpoint: Option<Decree>,
+    /// APP: the follower primary the checkpoint was pushed to, once known.
+    pub pushed_to: Option<Id>,
+    /// APP: the follower applied the checkpoint.
+    pub applied: bool,
+}

@@ -134,7 +134,8 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             o.send(src, Msg::QueryConfigReply { gpid, config, incarnation });
         }
         Msg::Register { incarnation } => {
-            if !cfg.replicas.contains(&src) || s.alive.get(&src) == Some(&incarnation) {
+            // Only a newer life counts: a delayed Register of an older one is stale.
+            if !cfg.replicas.contains(&src) || s.alive.get(&src).is_some_and(|known| *known >= incarnation) {
                 return;
             }
             s.alive.insert(src, incarnation);
@@ -194,6 +195,9 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                     source.source_meta
                 )))
             } else if cfg.bugs.has(Bug::AppExistIsFailure) && s.followers.contains_key(&table) {
+                Err(CreateError::Exists)
+            } else if !s.followers.contains_key(&table) && s.configs.keys().any(|g| g.table == table) {
+                // A table of this cluster's own, not a follower: never taken over.
                 Err(CreateError::Exists)
             } else {
                 follower_answer(s.followers.get(&table), &source)
@@ -339,13 +343,11 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 o.send(remote, Msg::QueryFollower { table });
             }
         }
-        DupProgress::Refused(reason) if rec.status == DupStatus::App => {
-            if !cfg.bugs.has(Bug::DupAuthSilent) {
-                let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));
-                if rec.stall != stall {
-                    rec.stall = stall;
-                    persist(s, o);
-                }
+        DupProgress::Refused(reason) if rec.status == DupStatus::App && !cfg.bugs.has(Bug::DupAuthSilent) => {
+            let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));
+            if rec.stall != stall {
+                rec.stall = stall;
+                persist(s, o);
             }
         }
         _ => {}

@@ -38,14 +38,17 @@ pub enum Msg {
     ProposeConfigReply { result: Result<PartitionConfig, PartitionConfig>, incarnation: u32 },
 
     // ---- replica <-> replica (PacificA) ----
-    /// Two-phase write, phase one; carries the sender's config and commit point.
-    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree },
+    /// Two-phase write, phase one; carries the sender's config, commit point and `base`
+    /// (see `GroupCheck`).
+    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree, base: Decree },
     PrepareAck { gpid: Gpid, ballot: Ballot, decree: Decree, ok: bool },
-    /// Propagates a new configuration (and the commit point) to the members. `last` is
-    /// the primary's last decree when it adopted `config`: a member's entries beyond it
-    /// from an older ballot were never committed (the primary, a former member, would
-    /// hold them) and are dropped.
-    GroupCheck { config: PartitionConfig, committed: Decree, last: Decree },
+    /// Propagates a new configuration (and the commit point) to the members. `base` is
+    /// the primary's last decree when it adopted `config`: a member that adopts the
+    /// ballot drops its entries beyond `base` from older ballots (never committed: the
+    /// primary, a former member that ACKed every commit, would hold them). Every message
+    /// of a ballot carries it, so whichever arrives first truncates, before any entry of
+    /// the new ballot is taken.
+    GroupCheck { config: PartitionConfig, committed: Decree, base: Decree },
     /// The primary's state up to its last prepared decree ("the files, collapsed").
     Learn { config: PartitionConfig, log: BTreeMap<Decree, Entry>, committed: Decree },
     /// The learner holds everything up to `learned`.

@@ -55,6 +55,8 @@ pub struct Part {
     /// (the last decree it held when it took over): before that its commit point may be
     /// behind what the previous primary already acknowledged.
     pub read_barrier: Decree,
+    /// The primary's last decree when it adopted the current ballot.
+    pub base: Decree,
     /// Reads waiting for the barrier.
     pub pending_reads: BTreeSet<(Id, ReqId)>,
     /// Prepares that arrived ahead of a missing decree: a member's log is always a
@@ -103,6 +105,7 @@ impl Part {
             waiting: BTreeMap::new(),
             learners: BTreeMap::new(),
             read_barrier: 0,
+            base: 0,
             pending_reads: BTreeSet::new(),
             early: BTreeMap::new(),
             dup_entries: BTreeMap::new(),
@@ -115,7 +118,7 @@ impl Part {
     /// The largest decree d such that every decree in committed+1..=d is logged.
     fn contiguous(&self) -> Decree {
         let mut d = self.committed;
-        while self.log.contains_key(&(d + 1)) {
+        while d < Decree::MAX && self.log.contains_key(&(d + 1)) {
             d += 1;
         }
         d
@@ -188,7 +191,7 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                     (*g, p)
                 })
                 .collect();
-            let s = ReplicaState { incarnation: st.incarnation + 1, parts, broken: None };
+            let s = ReplicaState { incarnation: st.incarnation.saturating_add(1), parts, broken: None };
             persist(cfg, &s, o);
             o.send(cfg.meta, Msg::Register { incarnation: s.incarnation });
             s
@@ -279,7 +282,9 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             };
             o.send(src, Msg::ReadReply { gpid, req, result });
         }
-        Msg::Prepare { config, decree, entry, committed } => on_prepare(cfg, id, s, src, config, decree, entry, committed, o),
+        Msg::Prepare { config, decree, entry, committed, base } => {
+            on_prepare(cfg, id, s, src, config, decree, entry, committed, base, o)
+        }
         Msg::PrepareAck { gpid, ballot, decree, ok } => {
             if let Some(p) = s.parts.get_mut(&gpid) {
                 if ok && p.status == Status::Primary && ballot == p.config.ballot && decree > p.committed {
@@ -301,19 +306,17 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // still in flight may yet make them secondaries, so they must not fall behind.
             adopt(cfg, id, s, config, o);
         }
-        Msg::GroupCheck { config, committed, last } => {
+        Msg::GroupCheck { config, committed, base } => {
             if config.primary != Some(src) {
                 return;
             }
             let (gpid, ballot) = (config.gpid, config.ballot);
-            adopt(cfg, id, s, config, o);
+            adopt_with_base(cfg, id, s, config, Some(base), o);
             if let Some(p) = s.parts.get_mut(&gpid) {
                 if p.status == Status::Secondary && p.config.ballot == ballot {
-                    let before = (p.log.len(), p.committed);
-                    let keep_upto = p.committed.max(last);
-                    p.log.retain(|d, e| *d <= keep_upto || e.ballot >= ballot);
-                    p.committed = p.committed.max(committed.min(p.contiguous()));
-                    if (p.log.len(), p.committed) != before {
+                    let c = p.committed.max(committed.min(p.contiguous()));
+                    if c != p.committed {
+                        p.committed = c;
                         persist(cfg, s, o);
                     }
                 }
@@ -352,7 +355,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             } else {
                 p.log = log;
             }
-            p.committed = committed;
+            p.committed = committed.min(p.last_decree());
             let (ballot, learned) = (p.config.ballot, p.last_decree());
             persist(cfg, s, o);
             o.send(src, Msg::LearnDone { gpid, ballot, learned });
@@ -428,15 +431,15 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
         }
         return;
     }
-    let d = p.last_decree() + 1;
+    let d = p.last_decree().saturating_add(1);
     let entry = Entry { ballot: p.config.ballot, mutation: m };
     p.log.insert(d, entry);
     p.waiting.insert(d, (reply_to, m.req, dup));
     p.acks.insert(d, BTreeSet::new());
-    let (config, committed, targets) = (p.config.clone(), p.committed, p.targets());
+    let (config, committed, base, targets) = (p.config.clone(), p.committed, p.base, p.targets());
     persist(cfg, s, o);
     for t in targets {
-        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed });
+        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed, base });
     }
     try_commit(cfg, s, gpid, o);
 }
@@ -447,8 +450,8 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
     let targets = p.targets();
     let needed = if cfg.bugs.has(Bug::CommitWithoutAllAcks) { targets.len().saturating_sub(1) } else { targets.len() };
     let before = p.committed;
-    while p.log.contains_key(&(p.committed + 1)) {
-        let d = p.committed + 1;
+    while p.log.contains_key(&(p.committed.saturating_add(1))) {
+        let d = p.committed.saturating_add(1);
         let acked = p.acks.get(&d).map_or(0, |a| targets.iter().filter(|t| a.contains(t)).count());
         if acked < needed {
             break;
@@ -480,9 +483,13 @@ fn on_prepare(
     decree: Decree,
     entry: Entry,
     committed: Decree,
+    base: Decree,
     o: &mut Out<Node>,
 ) {
     let gpid = config.gpid;
+    if decree == 0 {
+        return; // decrees start at 1: malformed
+    }
     let nack = |p: Option<&Part>, o: &mut Out<Node>| {
         let ballot = p.map_or(0, |p| p.config.ballot);
         o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: false });
@@ -499,7 +506,7 @@ fn on_prepare(
         return;
     }
     if config.ballot > ballot {
-        adopt(cfg, id, s, config.clone(), o);
+        adopt_with_base(cfg, id, s, config.clone(), Some(base), o);
     }
     let Some(p) = s.parts.get_mut(&gpid) else { return };
     let accepts = match p.status {
@@ -515,21 +522,22 @@ fn on_prepare(
     if decree <= p.committed {
         if p.log.get(&decree).map(|e| e.mutation) != Some(entry.mutation) {
             s.broken = Some(format!("prepare for committed decree {decree} carries a different mutation"));
+            return;
         }
         // Already committed here; ACK so a re-preparing primary can proceed.
         o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
         return;
     }
-    if decree > p.last_decree() + 1 {
+    if decree > p.last_decree().saturating_add(1) {
         p.early.insert(decree, entry);
         return;
     }
     let ballot = p.config.ballot;
     p.log.insert(decree, entry);
     let mut acked = vec![decree];
-    while let Some(e) = p.early.remove(&(p.last_decree() + 1)) {
-        acked.push(p.last_decree() + 1);
-        p.log.insert(p.last_decree() + 1, e);
+    while let Some(e) = p.early.remove(&(p.last_decree().saturating_add(1))) {
+        acked.push(p.last_decree().saturating_add(1));
+        p.log.insert(p.last_decree().saturating_add(1), e);
     }
     p.committed = p.committed.max(committed.min(p.contiguous()));
     persist(cfg, s, o);
@@ -624,6 +632,11 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
 
 /// Adopt a configuration that the meta server committed, if it is newer.
 fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig, o: &mut Out<Node>) {
+    adopt_with_base(cfg, id, s, config, None, o)
+}
+
+/// `base`: the new primary's last decree at the ballot's start, when the message says.
+fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig, base: Option<Decree>, o: &mut Out<Node>) {
     let gpid = config.gpid;
     let blank = PartitionConfig { gpid, max_replica_count: config.max_replica_count, ..Default::default() };
     let p = s.parts.entry(gpid).or_insert_with(|| Part::new(blank, Status::Inactive));
@@ -638,7 +651,14 @@ fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig
         Status::Inactive
     };
     set_status(cfg, p, status, o);
+    if let (Some(base), Status::Secondary) = (base, status) {
+        let (keep, ballot) = (p.committed.max(base), config.ballot);
+        p.log.retain(|d, e| *d <= keep || e.ballot >= ballot);
+    }
     p.config = config;
+    if status == Status::Primary {
+        p.base = p.last_decree();
+    }
     persist(cfg, s, o);
     let Some(p) = s.parts.get_mut(&gpid) else { return };
     if p.status == Status::Primary {
@@ -646,19 +666,19 @@ fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig
         // and tell the members about the configuration.
         let ballot = p.config.ballot;
         let (config, committed) = (p.config.clone(), p.committed);
-        let uncommitted: Vec<Decree> = p.log.range(committed + 1..).map(|(d, _)| *d).collect();
+        let uncommitted: Vec<Decree> = p.log.range(committed.saturating_add(1)..).map(|(d, _)| *d).collect();
         for d in &uncommitted {
             if let Some(e) = p.log.get_mut(d) {
                 e.ballot = ballot;
             }
             p.acks.insert(*d, BTreeSet::new());
         }
-        let last = p.last_decree();
+        let base = p.base;
         for t in config.secondaries.clone() {
-            o.send(t, Msg::GroupCheck { config: config.clone(), committed, last });
+            o.send(t, Msg::GroupCheck { config: config.clone(), committed, base });
             for d in &uncommitted {
                 if let Some(e) = p.log.get(d) {
-                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed });
+                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed, base });
                 }
             }
         }

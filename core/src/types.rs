@@ -42,7 +42,7 @@ impl PartitionConfig {
     /// The configuration after one change: `ballot + 1`, with `f` applied.
     pub fn next(&self, f: impl FnOnce(&mut PartitionConfig)) -> PartitionConfig {
         let mut c = self.clone();
-        c.ballot += 1;
+        c.ballot = c.ballot.saturating_add(1);
         f(&mut c);
         c.secondaries.sort();
         c.secondaries.dedup();

@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Browser tests of the counterexample viewer: build and start the `serve_synthetic` example
-# (three synthetic traces on loopback ports), run the node tests against it in Debian's
-# headless Chromium, and leave screenshots under target/browser-artifacts/.
+# Browser tests of the counterexample viewer, in Debian's headless Chromium:
+#
+#  * real counterexamples, made by the real CLI: the S4 safety trace, the S5 liveness trace
+#    and S4's LIVE-2 lasso (`petrel-check check ... --trace-out target/traces/*.json`), each
+#    served by `petrel-check view`;
+#  * `petrel-check explore` on S4: the stateright Explorer URL it prints must open the same
+#    path, and its viewer must link there;
+#  * synthetic traces from the `serve_synthetic` example (a safety trace, a lasso, and the
+#    1,000-step × 10-actor trace whose first render is timed).
 #
 #   bash checks/browser-tests/run.sh
 #
-# Needs: node >= 20 + npm, and /usr/bin/chromium (apt-get install -y chromium).
-# Environment: PETREL_SERVE_BIN (prebuilt serve_synthetic), PETREL_SERVE_SECONDS (server
-# lifetime, default 600), PETREL_ARTIFACTS (screenshot folder), PETREL_RENDER_BOUND_MS.
+# Screenshots go to target/browser-artifacts/; PETREL_UPDATE_DOCS=1 also copies the two
+# README screenshots (S4 and the lasso) to docs/.
+#
+# Needs: node >= 20 + npm, /usr/bin/chromium (apt-get install -y chromium), cargo.
+# Environment: PETREL_CHECK_BIN / PETREL_SERVE_BIN (prebuilt petrel-check / serve_synthetic),
+# PETREL_THREADS (checker threads, default 2), PETREL_SERVE_SECONDS (server lifetime,
+# default 600), PETREL_ARTIFACTS (screenshot folder), PETREL_RENDER_BOUND_MS.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export PETREL_ARTIFACTS="${PETREL_ARTIFACTS:-$ROOT/target/browser-artifacts}"
+TRACES="$ROOT/target/traces"
 SERVE_SECONDS="${PETREL_SERVE_SECONDS:-600}"
+THREADS="${PETREL_THREADS:-2}"
+T_START=$(date +%s)
 
 if [ ! -x /usr/bin/chromium ] && [ -z "${PETREL_CHROMIUM:-}" ]; then
   echo "run.sh: /usr/bin/chromium is missing (apt-get install -y chromium)" >&2
@@ -27,31 +40,110 @@ if [ ! -d node_modules/playwright-core ]; then
 fi
 
 cd "$ROOT"
-# PETREL_SERVE_BIN: use an already built serve_synthetic instead of building it here.
+PC="${PETREL_CHECK_BIN:-}"
 SERVE_BIN="${PETREL_SERVE_BIN:-}"
-if [ -z "$SERVE_BIN" ]; then
-  cargo build -p petrel-checks --example serve_synthetic
-  SERVE_BIN="$TARGET/debug/examples/serve_synthetic"
+if [ -z "$PC" ] || [ -z "$SERVE_BIN" ]; then
+  # Release, like scripts/test.sh, so after it this is only a freshness check.
+  cargo build --release -q -p petrel-checks --bin petrel-check --example serve_synthetic
+  PC="${PC:-$TARGET/release/petrel-check}"
+  SERVE_BIN="${SERVE_BIN:-$TARGET/release/examples/serve_synthetic}"
 fi
-mkdir -p "$PETREL_ARTIFACTS"
-URLS_FILE="$(mktemp)"
-"$SERVE_BIN" "$SERVE_SECONDS" >"$URLS_FILE" &
-SERVER_PID=$!
-cleanup() { kill "$SERVER_PID" 2>/dev/null || true; rm -f "$URLS_FILE"; }
+mkdir -p "$PETREL_ARTIFACTS" "$TRACES"
+
+TMP="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
 trap cleanup EXIT
 
-for _ in $(seq 1 600); do
-  [ -s "$URLS_FILE" ] && break
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "run.sh: serve_synthetic exited early" >&2; exit 1; fi
-  sleep 0.1
+# wait_for FILE PID PATTERN: wait until FILE has a line matching PATTERN; print that line.
+wait_for() {
+  local file=$1 pid=$2 pattern=$3
+  for _ in $(seq 1 1800); do
+    if grep -q -- "$pattern" "$file" 2>/dev/null; then grep -m1 -- "$pattern" "$file"; return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run.sh: server exited early; its output:" >&2; cat "$file" >&2; return 1
+    fi
+    sleep 0.1
+  done
+  echo "run.sh: timed out waiting for '$pattern' in $file" >&2
+  return 1
+}
+
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+# 1. `explore` on S4 first: it checks the scenario before it serves, and runs meanwhile.
+EXPLORER_PORT="$(free_port)"
+"$PC" explore learner-primary-dies --mutant s4-recovering-not-cleared --threads "$THREADS" \
+  --addr "127.0.0.1:$EXPLORER_PORT" --view-addr 127.0.0.1:0 >"$TMP/explore.out" 2>"$TMP/explore.err" &
+EXPLORE_PID=$!
+PIDS+=("$EXPLORE_PID")
+
+# 2. Real counterexamples through the CLI. `check` exits 1 when a property is violated.
+trace() {
+  local out=$1; shift
+  local rc=0
+  "$PC" check "$@" --threads "$THREADS" --json --trace-out "$out" >"$out.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 1 ] || [ ! -s "$out" ]; then
+    echo "run.sh: petrel-check check $* exited $rc without a counterexample in $out:" >&2
+    cat "$out.log" >&2
+    exit 1
+  fi
+  echo "trace: $out ($(node -e 'const t=require(process.argv[1]);console.log(t.property.id+", "+t.steps.length+" steps, loop_start "+t.loop_start)' "$out"))"
+}
+T0=$(date +%s)
+trace "$TRACES/s4.json" learner-primary-dies --mutant s4-recovering-not-cleared
+trace "$TRACES/s5.json" client-primary-crash --mutant s5-client-no-refresh
+trace "$TRACES/s4-lasso.json" learner-primary-dies --mutant s4-recovering-not-cleared --property LIVE-2
+echo "traces made in $(( $(date +%s) - T0 )) s"
+
+# 3. Viewers: one `petrel-check view` per real trace, plus the synthetic ones. Started here
+# (not in a $(...) subshell) so that their PIDs are ours to stop.
+declare -A VIEW_PID
+for name in s4 s5 s4-lasso; do
+  "$PC" view "$TRACES/$name.json" --addr 127.0.0.1:0 >"$TMP/$name.out" 2>&1 &
+  VIEW_PID[$name]=$!
+  PIDS+=("$!")
 done
-[ -s "$URLS_FILE" ] || { echo "run.sh: serve_synthetic printed no URLs" >&2; exit 1; }
+"$SERVE_BIN" "$SERVE_SECONDS" >"$TMP/synthetic.out" &
+SYNTH_PID=$!
+PIDS+=("$SYNTH_PID")
 
-read_url() { node -e 'const u=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(u[process.argv[2]])' "$URLS_FILE" "$1"; }
-export PETREL_VIEW_URL="$(read_url view)"
-export PETREL_LASSO_URL="$(read_url lasso)"
-export PETREL_BIG_URL="$(read_url big)"
-echo "viewer URLs: $PETREL_VIEW_URL $PETREL_LASSO_URL $PETREL_BIG_URL"
+view_url() { wait_for "$TMP/$1.out" "${VIEW_PID[$1]}" '^viewer on ' | sed 's/^viewer on //'; }
+PETREL_S4_URL="$(view_url s4)"
+PETREL_S5_URL="$(view_url s5)"
+PETREL_S4_LASSO_URL="$(view_url s4-lasso)"
+export PETREL_S4_URL PETREL_S5_URL PETREL_S4_LASSO_URL
+export PETREL_S4_TRACE="$TRACES/s4.json"
 
-node --test "$HERE/"
+wait_for "$TMP/synthetic.out" "$SYNTH_PID" '"big"' >/dev/null
+read_url() { node -e 'const u=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(u[process.argv[2]])' "$TMP/synthetic.out" "$1"; }
+PETREL_VIEW_URL="$(read_url view)"
+PETREL_LASSO_URL="$(read_url lasso)"
+PETREL_BIG_URL="$(read_url big)"
+export PETREL_VIEW_URL PETREL_LASSO_URL PETREL_BIG_URL
+
+PETREL_EXPLORER_URL="$(wait_for "$TMP/explore.out" "$EXPLORE_PID" '^counterexample in the Explorer: ' | sed 's/^counterexample in the Explorer: //')"
+PETREL_EXPLORE_VIEW_URL="$(wait_for "$TMP/explore.out" "$EXPLORE_PID" '^counterexample viewer: ' | sed 's/^counterexample viewer: //')"
+export PETREL_EXPLORER_URL PETREL_EXPLORE_VIEW_URL
+echo "explore:"
+sed 's/^/  /' "$TMP/explore.out"
+echo "viewers: s4 $PETREL_S4_URL  s5 $PETREL_S5_URL  lasso $PETREL_S4_LASSO_URL"
+echo "synthetic: $PETREL_VIEW_URL $PETREL_LASSO_URL $PETREL_BIG_URL"
+
+# 4. The tests, one file after the other (the render timing should not share the CPU).
+T0=$(date +%s)
+status=0
+for f in counterexamples.test.mjs viewer.test.mjs; do
+  node --test "$HERE/$f" || status=1
+done
+echo "browser tests ran in $(( $(date +%s) - T0 )) s; everything in $(( $(date +%s) - T_START )) s"
 echo "screenshots: $PETREL_ARTIFACTS"
+[ "$status" = 0 ] || { echo "run.sh: browser tests failed" >&2; exit 1; }
+
+if [ "${PETREL_UPDATE_DOCS:-}" = 1 ]; then
+  cp "$PETREL_ARTIFACTS/viewer-s4.png" "$PETREL_ARTIFACTS/viewer-lasso.png" "$ROOT/docs/"
+  echo "copied viewer-s4.png and viewer-lasso.png to docs/"
+fi

@@ -52,6 +52,10 @@ enum Cmd {
         /// Write the first counterexample as petrel-trace/1 JSON.
         #[arg(long)]
         trace_out: Option<std::path::PathBuf>,
+        /// With --trace-out: write the counterexample of this violated property (ID such as
+        /// LIVE-2, or the full name) instead of the first one.
+        #[arg(long, value_name = "ID")]
+        property: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -60,13 +64,25 @@ enum Cmd {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Serve stateright's Explorer for a scenario (loopback only).
+    /// Check a scenario, then serve stateright's Explorer (at --addr) and the counterexample
+    /// viewer (at --view-addr) for its first counterexample (loopback only).
     Explore {
         scenario: String,
         #[arg(long)]
         mutant: Option<String>,
+        /// The stateright Explorer's address.
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: std::net::SocketAddr,
+        /// The viewer's address (default: the Explorer's port + 1).
+        #[arg(long)]
+        view_addr: Option<std::net::SocketAddr>,
+        /// Show the counterexample of this violated property (ID such as LIVE-2) instead of
+        /// the first one.
+        #[arg(long, value_name = "ID")]
+        property: Option<String>,
+        /// Worker threads for the check (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Serve the counterexample viewer for a trace file (loopback only).
     View {
@@ -200,9 +216,12 @@ fn print_table(o: &Outcome) {
     }
 }
 
-fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std::path::Path>, run: &RunArgs) -> Result<u8, String> {
+fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std::path::Path>, property: Option<&str>, run: &RunArgs) -> Result<u8, String> {
     let mut worst = 0u8;
     for sc in names {
+        if let Some(id) = property {
+            known_property(&PetrelModel::new(&sc, bugs_for(mutant)?), id)?;
+        }
         let o = run_one(&sc, mutant, run)?;
         let v = verdict(&o.report);
         if run.json {
@@ -213,17 +232,20 @@ fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std:
                 if let Some(t) = &p.counterexample {
                     println!("\n{} violated; counterexample:", p.name);
                     print_trace(&o.model, t);
-                    println!("  Explorer: petrel-check explore {} {} then open {}", sc.name, mutant.map(|m| format!("--mutant {m}")).unwrap_or_default(), explorer_path(&o.model, t));
+                    let m = mutant.map(|m| format!(" --mutant {m}")).unwrap_or_default();
+                    println!("  open it: petrel-check explore {}{m} --property {}  (Explorer path {})", sc.name, id_of(p.name), explorer_path(&o.model, t));
                 }
             }
         }
         if let Some(path) = trace_out {
-            if let Some((p, t)) = o.report.properties.iter().find(|p| !p.holds).and_then(|p| p.counterexample.as_ref().map(|t| (p, t))) {
+            if let Some((p, t)) = counterexample(&o.report, property) {
                 let text = serde_json::to_string_pretty(&trace_json(&o.model, mutant, p, t)).map_err(|e| e.to_string())?;
                 std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 if !run.json {
                     println!("trace written to {}", path.display());
                 }
+            } else if let Some(id) = property {
+                eprintln!("petrel-check: {id} is not violated in {}: no trace written to {}", sc.name, path.display());
             }
         }
         worst = worst.max(v);
@@ -290,7 +312,7 @@ fn main() -> ExitCode {
             }
             Ok(0)
         }
-        Cmd::Check { scenario: name, all, mutant: mname, trace_out, run } => {
+        Cmd::Check { scenario: name, all, mutant: mname, trace_out, property, run } => {
             let list = if all {
                 Ok(scenarios())
             } else {
@@ -300,24 +322,12 @@ fn main() -> ExitCode {
                     (None, None) => Err("give a scenario or --all".to_string()),
                 }
             };
-            list.and_then(|l| check_cmd(l, mname.as_deref(), trace_out.as_deref(), &run))
+            list.and_then(|l| check_cmd(l, mname.as_deref(), trace_out.as_deref(), property.as_deref(), &run))
         }
         Cmd::Mutants { run } => mutants_cmd(&run),
-        Cmd::Explore { scenario: name, mutant: mname, addr } => (|| {
-            if !addr.ip().is_loopback() {
-                return Err(format!("refusing to serve on {addr}: loopback addresses only"));
-            }
-            let sc = scenario(&name).ok_or_else(|| format!("unknown scenario `{name}`"))?;
-            let bugs = bugs_for(mname.as_deref())?;
-            let run = RunArgs { threads: None, max_states: None, timeout: None, no_fairness: false, json: true };
-            let o = run_one(&sc, mname.as_deref(), &run)?;
-            println!("stateright Explorer on http://{addr}/");
-            if let Some(t) = o.report.properties.iter().find(|p| !p.holds).and_then(|p| p.counterexample.as_ref()) {
-                println!("counterexample: http://{addr}/{}", explorer_path(&o.model, t));
-            }
-            PetrelModel::new(&sc, bugs).checker().serve(addr);
-            Ok(0)
-        })(),
+        Cmd::Explore { scenario: name, mutant: mname, addr, view_addr, property, threads } => {
+            explore_cmd(&name, mname.as_deref(), addr, view_addr, property.as_deref(), threads)
+        }
         Cmd::View { file, addr } => (|| {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             view::validate(&text)?;
@@ -334,4 +344,111 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The property named `id` (its ID, e.g. `LIVE-2`, or its full name), or an error listing them.
+fn known_property(model: &PetrelModel, id: &str) -> Result<(), String> {
+    let props = model.properties();
+    if props.iter().any(|p| id_of(p.name) == id || p.name == id) {
+        Ok(())
+    } else {
+        let ids: Vec<&str> = props.iter().map(|p| id_of(p.name)).collect();
+        Err(format!("unknown property `{id}` (this scenario has {})", ids.join(", ")))
+    }
+}
+
+/// With `id`: that property's counterexample (none if it holds). Without: the first violated
+/// property's (a `sometimes` property without a witness has none).
+fn counterexample<'a>(
+    r: &'a Report<PetrelModel>,
+    id: Option<&str>,
+) -> Option<(&'a engine::PropertyResult<PetrelModel>, &'a engine::Trace<PetrelModel>)> {
+    r.properties
+        .iter()
+        .filter(|p| !p.holds && p.expectation != Expectation::Sometimes)
+        .filter(|p| id.is_none_or(|id| id_of(p.name) == id || p.name == id))
+        .find_map(|p| p.counterexample.as_ref().map(|t| (p, t)))
+}
+
+/// `explore`: check the scenario, then serve the counterexample viewer and stateright's
+/// Explorer side by side, both on loopback, the viewer's steps linking into the Explorer.
+fn explore_cmd(
+    name: &str,
+    mutant: Option<&str>,
+    addr: std::net::SocketAddr,
+    view_addr: Option<std::net::SocketAddr>,
+    property: Option<&str>,
+    threads: Option<usize>,
+) -> Result<u8, String> {
+    if addr.port() == 0 {
+        return Err("--addr needs a port other than 0 (the Explorer's URL is printed before it serves)".into());
+    }
+    let view_addr = match view_addr {
+        Some(v) => v,
+        None => {
+            let port = addr.port().checked_add(1).ok_or("--addr port 65535 leaves no next port for the viewer: give --view-addr")?;
+            std::net::SocketAddr::new(addr.ip(), port)
+        }
+    };
+    for (what, a) in [("Explorer", addr), ("viewer", view_addr)] {
+        if !a.ip().is_loopback() {
+            return Err(format!("refusing to serve the {what} on {a}: loopback addresses only"));
+        }
+    }
+    if addr == view_addr {
+        return Err(format!("the Explorer and the viewer cannot share {addr}"));
+    }
+    // Fail before the (possibly long) check if the Explorer's port is taken.
+    drop(std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for the Explorer: {e}"))?);
+    let sc = scenario(name).ok_or_else(|| format!("unknown scenario `{name}` (see `petrel-check list`)"))?;
+    let bugs = bugs_for(mutant)?;
+    let model = PetrelModel::new(&sc, bugs);
+    if let Some(id) = property {
+        known_property(&model, id)?;
+    }
+    let run = RunArgs { threads, max_states: None, timeout: None, no_fairness: false, json: false };
+    let label = mutant.map_or_else(|| sc.name.to_string(), |m| format!("{} [{m}]", sc.name));
+    let report = engine::check(&model, &options(&run, label));
+    eprintln!();
+    let explorer_base = format!("http://{addr}");
+    let viewer = match counterexample(&report, property) {
+        Some((p, t)) => {
+            println!("{} violated ({} steps{})", p.name, t.len(), t.loop_start.map(|l| format!(", loops from step {}", l + 1)).unwrap_or_default());
+            let text = serde_json::to_string(&trace_json(&model, mutant, p, t)).map_err(|e| e.to_string())?;
+            let server = view::serve(text, view_addr, Some(explorer_base.clone()))?;
+            Some((server, explorer_path(&model, t)))
+        }
+        None => {
+            match property {
+                Some(id) => println!("{id} is not violated: no counterexample to show"),
+                None if verdict(&report) == 2 => println!("the check is incomplete and found no counterexample"),
+                None => println!("every property holds: no counterexample to show"),
+            }
+            None
+        }
+    };
+    let explorer_model = PetrelModel::new(&sc, bugs);
+    let explorer = std::thread::Builder::new()
+        .name("explorer".into())
+        .spawn(move || {
+            explorer_model.checker().serve(addr);
+        })
+        .map_err(|e| format!("cannot start the Explorer: {e}"))?;
+    // Print the URLs once the Explorer answers (stateright binds in its own thread).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if explorer.is_finished() || std::time::Instant::now() > deadline {
+            return Err(format!("the Explorer did not start on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("stateright Explorer: {explorer_base}/");
+    if let Some((server, path)) = &viewer {
+        println!("counterexample in the Explorer: {explorer_base}/{path}");
+        println!("counterexample viewer: {}", server.url());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    explorer.join().map_err(|_| format!("the Explorer on {addr} stopped"))?;
+    Ok(0)
 }

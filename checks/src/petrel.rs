@@ -18,6 +18,14 @@ fn role_of(name: &str) -> &str {
     name.split('-').next().unwrap_or("")
 }
 
+/// An actor's cluster, when its name carries one: `meta-A`, `replica-B1` → `A`, `B`; none for
+/// `replica-1` or `client-1` (single-cluster scenarios).
+fn cluster_of(name: &str) -> Option<&str> {
+    let rest = name.split_once('-')?.1;
+    let n = rest.chars().take_while(char::is_ascii_uppercase).count();
+    (n > 0).then(|| &rest[..n])
+}
+
 /// The JSON state of every actor. The role's enum tag (`{"Replica": {..}}`) is left out, the
 /// lane already says the role; a state that cannot be serialised shows the error instead.
 fn states_json(model: &PetrelModel, s: &State) -> Value {
@@ -113,7 +121,7 @@ pub fn trace_json(model: &PetrelModel, mutant: Option<&str>, p: &PropertyResult<
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            json!({"id": i, "name": n, "role": role_of(n)})
+            json!({"id": i, "name": n, "role": role_of(n), "cluster": cluster_of(n)})
         })
         .collect();
     let mut prev = &trace.init;
@@ -166,6 +174,54 @@ pub fn print_trace(model: &PetrelModel, trace: &Trace<PetrelModel>) {
     }
     if trace.loop_start.is_some() {
         println!("      ── back to the first step of the loop ──");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{self, Options};
+    use petrel_core::Bugs;
+    use petrel_spec::{mutant, scenario};
+
+    #[test]
+    fn names_give_roles_and_clusters() {
+        assert_eq!((role_of("meta"), cluster_of("meta")), ("meta", None));
+        assert_eq!((role_of("replica-2"), cluster_of("replica-2")), ("replica", None));
+        assert_eq!((role_of("client-1"), cluster_of("client-1")), ("client", None));
+        assert_eq!((role_of("meta-B"), cluster_of("meta-B")), ("meta", Some("B")));
+        assert_eq!((role_of("replica-A1"), cluster_of("replica-A1")), ("replica", Some("A")));
+    }
+
+    /// A real counterexample exports as a valid trace whose states are all objects, and its
+    /// Explorer path, walked the way stateright's Explorer walks it (`Path::final_state`: the
+    /// first index picks an initial state, each further one an action of `actions()`), passes
+    /// through exactly the trace's states.
+    #[test]
+    fn real_trace_exports_and_its_explorer_path_replays() {
+        let m = mutant("s5-client-no-refresh").expect("mutant");
+        let model = PetrelModel::new(&scenario(m.scenario).expect("scenario"), Bugs::none().with(m.bug));
+        let report = engine::check(&model, &Options { threads: 1, stop_when_decided: false, ..Options::default() });
+        let p = report.properties.iter().find(|p| !p.holds && id_of(p.name) == m.caught_by).expect("caught");
+        let t = p.counterexample.as_ref().expect("counterexample");
+        let j = trace_json(&model, Some(m.name), p, t);
+        crate::view::validate(&j.to_string()).expect("valid petrel-trace/1");
+        for (i, st) in std::iter::once(&j["initial"]).chain(j["steps"].as_array().expect("steps")).enumerate() {
+            for a in st["actors"].as_array().expect("actors") {
+                assert!(a.is_object() && a.get("(not serialisable)").is_none(), "state {i}: {a}");
+            }
+        }
+        let path = j["explorer_path"].as_str().expect("path");
+        let idx: Vec<usize> = path.strip_prefix("#/steps/").expect("prefix").split('/').map(|x| x.parse().expect("index")).collect();
+        assert_eq!(idx.len(), t.len() + 1, "{path}: the initial state's index, then one per step");
+        let mut s = model.init_states().swap_remove(idx[0]);
+        assert!(s == t.init);
+        for (k, (&ai, (_, expected))) in idx[1..].iter().zip(&t.steps).enumerate() {
+            let mut actions = Vec::new();
+            model.actions(&s, &mut actions);
+            s = model.next_state(&s, actions.swap_remove(ai)).expect("enabled");
+            assert!(&s == expected, "step {}: the Explorer's action #{ai} leads elsewhere", k + 1);
+        }
     }
 }
 

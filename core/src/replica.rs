@@ -355,7 +355,16 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             } else {
                 p.log = log;
             }
-            p.committed = if cfg.bugs.has(Bug::LearnSkipsCheckpoint) { committed } else { committed.min(p.last_decree()) };
+            p.committed = if cfg.bugs.has(Bug::LearnSkipsCheckpoint) {
+                committed
+            } else {
+                // Never beyond the gap-free prefix 1..=k of what was learned.
+                let mut k: Decree = 0;
+                while k < Decree::MAX && p.log.contains_key(&(k + 1)) {
+                    k += 1;
+                }
+                committed.min(k)
+            };
             let (ballot, learned) = (p.config.ballot, p.last_decree());
             persist(cfg, s, o);
             o.send(src, Msg::LearnDone { gpid, ballot, learned });
@@ -652,8 +661,12 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
     };
     set_status(cfg, p, status, o);
     if let (Some(base), Status::Secondary) = (base, status) {
+        // Cut the log at the first stale entry beyond `keep`, so it stays a prefix.
         let (keep, ballot) = (p.committed.max(base), config.ballot);
-        p.log.retain(|d, e| *d <= keep || e.ballot >= ballot);
+        let cut = p.log.range(keep.saturating_add(1)..).find(|(_, e)| e.ballot < ballot).map(|(d, _)| *d);
+        if let Some(cut) = cut {
+            p.log.retain(|d, _| *d < cut);
+        }
     }
     p.config = config;
     if status == Status::Primary {

@@ -334,11 +334,16 @@ impl Model for PetrelModel {
             }
         }
         if s.history.drops_left > 0 {
-            for env in s.network.iter_deliverable() {
-                if matches!(env.msg, Msg::CreateFollowerReply { .. }) {
-                    actions.push(Action::Drop(env.to_cloned_msg()));
-                }
-            }
+            // Sorted: the network iterates in hash order, and action indices must be stable
+            // (they are the Explorer's `#/steps/...` path).
+            let mut drops: Vec<Envelope<Msg>> = s
+                .network
+                .iter_deliverable()
+                .filter(|env| matches!(env.msg, Msg::CreateFollowerReply { .. }))
+                .map(|env| env.to_cloned_msg())
+                .collect();
+            drops.sort();
+            actions.extend(drops.into_iter().map(Action::Drop));
         }
         if self.scenario.recover {
             for &r in &self.replicas {

@@ -15,6 +15,9 @@
   const LOOP = TR.loop_start || null;
   const LASSO = LOOP !== null;
   const FAIL = S; // safety: the state after the last step breaks the property
+  // Liveness without a loop: after the last step no fair step is enabled, so the system may
+  // stay in that state forever without the property ever holding.
+  const STUCK = !LASSO && TR.property.kind === 'eventually';
 
   const ROW_H = 28;
   const GUTTER = 64;
@@ -111,6 +114,7 @@
     laneX: new Float64Array(N),
     LW: 100,
     lanesW: 0,
+    totalW: 0,
     focus: null,     // {actor, path} to reveal in the inspector after a search jump
     playTimer: null,
   };
@@ -151,8 +155,10 @@
     const scroll = $('lanes-scroll');
     const avail = Math.max(0, scroll.clientWidth - GUTTER - LABEL_MIN);
     const n = Math.max(1, ui.laneOrder.length);
-    ui.LW = Math.max(58, Math.min(132, Math.floor(avail / n)));
+    ui.LW = Math.max(58, Math.min(112, Math.floor(avail / n)));
     ui.lanesW = ui.laneOrder.length * ui.LW;
+    // The event column takes whatever width the lanes leave (at least LABEL_MIN).
+    ui.totalW = Math.max(GUTTER + ui.lanesW + LABEL_MIN, scroll.clientWidth);
     ui.laneX.fill(NaN);
     ui.laneOrder.forEach((a, k) => { ui.laneX[a] = k * ui.LW + ui.LW / 2; });
   }
@@ -164,29 +170,32 @@
     $('property-id').textContent = TR.property.id;
     $('property-name').textContent = TR.property.name;
     const badge = $('verdict-badge');
-    badge.textContent = LASSO ? 'liveness lasso' : 'safety';
-    badge.classList.add(LASSO ? 'badge-lasso' : 'badge-safety');
+    badge.textContent = LASSO ? 'liveness lasso' : STUCK ? 'liveness · stuck' : 'safety';
+    badge.classList.add(LASSO || STUCK ? 'badge-lasso' : 'badge-safety');
     badge.title = 'property kind: ' + TR.property.kind;
     const f = $('failing');
     f.textContent = '';
     if (LASSO) {
       f.append(
-        'Never satisfied: steps ', jumpLink(LOOP), '–', jumpLink(S),
+        'Never satisfied: steps ', jumpLink(LOOP, String(LOOP)), '–', jumpLink(S, String(S)),
         ' repeat forever (after step ' + S + ' the system is back in the state before step ' + LOOP + ').'
       );
+    } else if (STUCK) {
+      f.append('Never satisfied: after ', S ? jumpLink(S) : 'the initial state',
+        ' no fair step is enabled, so the system may stay in this state forever without ' + TR.property.id + ' ever holding.');
     } else if (S === 0) {
       f.append('Violated in the initial state.');
     } else {
       const st = STEPS[S - 1];
-      f.append('Violated after step ', jumpLink(S), ': ', el('span', { class: 'pill pill-' + st.kind, text: st.kind }), ' ',
+      f.append('Violated after ', jumpLink(S), ': ', el('span', { class: 'pill pill-' + st.kind, text: st.kind }), ' ',
         el('code', { text: st.label }), ' at ', el('b', { text: actorName(st.actor) }), '.');
     }
     const dl = $('download');
     dl.setAttribute('download', (TR.scenario + (TR.mutant ? '--' + TR.mutant : '')).replace(/[^A-Za-z0-9._-]/g, '_') + '.trace.json');
     if (LASSO) { $('play-loop').hidden = false; $('stop-loop').hidden = false; }
   }
-  function jumpLink(i) {
-    return el('a', { href: '#step=' + i, class: 'jump', text: 'step ' + i, onclick: (e) => { e.preventDefault(); select(i, { scroll: true }); } });
+  function jumpLink(i, text) {
+    return el('a', { href: '#step=' + i, class: 'jump', text: text || 'step ' + i, onclick: (e) => { e.preventDefault(); select(i, { scroll: true }); } });
   }
 
   // -------------------------------------------------------------- filters
@@ -226,7 +235,7 @@
   function renderLaneHead() {
     const head = $('lanes-head');
     head.textContent = '';
-    head.style.width = (GUTTER + ui.lanesW + LABEL_MIN) + 'px';
+    head.style.width = ui.totalW + 'px';
     head.append(el('div', { class: 'head-gutter', text: 'step' }));
     const sst = stateAt(ui.sel);
     const cur = step(ui.sel);
@@ -264,9 +273,8 @@
 
   function renderBody() {
     const body = $('lanes-body');
-    const totalW = GUTTER + ui.lanesW + LABEL_MIN;
     body.style.height = (ui.rows.length * ROW_H + 8) + 'px';
-    body.style.width = totalW + 'px';
+    body.style.width = ui.totalW + 'px';
     renderLoopBracket();
     renderVisible(true);
   }
@@ -348,13 +356,13 @@
     lab.style.left = labelLeft + 'px';
     if (!st) {
       lab.append(el('span', { class: 'pill pill-init', text: 'initial' }), el('span', { class: 'lbl muted', text: S ? 'state before step 1' : 'the initial state' }));
-      if (!LASSO && FAIL === 0) lab.append(el('span', { class: 'fail-tag', text: '✖ ' + TR.property.id }));
+      if (!LASSO && FAIL === 0) lab.append(el('span', { class: 'fail-tag', text: failTag() }));
     } else {
       lab.append(el('span', { class: 'pill pill-' + st.kind, text: st.kind }));
       const t = el('span', { class: 'lbl', text: st.label });
       if (st.kind === 'deliver' || st.kind === 'drop') t.style.borderLeftColor = stepColor(st);
       lab.append(t);
-      if (!LASSO && i === FAIL) lab.append(el('span', { class: 'fail-tag', text: '✖ ' + TR.property.id }));
+      if (!LASSO && i === FAIL) lab.append(el('span', { class: 'fail-tag', text: failTag(), title: STUCK ? 'the system may stay here forever' : 'the property is violated after this step' }));
       lab.title = describeStep(i);
     }
     if (EXPLORER) {
@@ -364,6 +372,8 @@
     row.addEventListener('click', (e) => { if (e.target.closest('a')) return; select(i); });
     return row;
   }
+
+  function failTag() { return '✖ ' + TR.property.id + (STUCK ? ' · stuck' : ''); }
 
   function describeStep(i) {
     const st = step(i);
@@ -635,7 +645,7 @@
         who.append(el('b', { text: actorName(st.actor) }), el('span', { class: 'muted', text: ' · ' + ({ timeout: 'timer fired', crash: 'crashed', recover: 'recovered', env: 'environment event' }[st.kind] || st.kind) }));
       }
       const tags = el('div', { class: 'insp-tags' },
-        (!LASSO && i === FAIL) ? el('span', { class: 'fail-tag', text: '✖ ' + TR.property.name + ' is violated after this step' }) : null,
+        (!LASSO && i === FAIL) ? el('span', { class: 'fail-tag', text: STUCK ? '✖ stuck: no fair step is left, ' + TR.property.name + ' never holds' : '✖ ' + TR.property.name + ' is violated after this step' }) : null,
         (LASSO && i >= LOOP) ? el('span', { class: 'loop-tag', text: '⟲ part of the loop (steps ' + LOOP + '–' + S + ')' }) : null);
       if (tags.childElementCount) info.append(tags);
       info.append(el('code', { class: 'insp-label', text: st.label }), who);
@@ -653,7 +663,7 @@
         info.append(ul);
       }
     } else {
-      if (!LASSO && FAIL === 0) info.append(el('div', { class: 'insp-tags' }, el('span', { class: 'fail-tag', text: '✖ ' + TR.property.name + ' is violated in the initial state' })));
+      if (!LASSO && FAIL === 0) info.append(el('div', { class: 'insp-tags' }, el('span', { class: 'fail-tag', text: STUCK ? '✖ stuck in the initial state: ' + TR.property.name + ' never holds' : '✖ ' + TR.property.name + ' is violated in the initial state' })));
       info.append(el('div', { class: 'muted', text: 'The state of every actor before the first step.' }));
     }
     const diffs = diffsFor(prev, i);
@@ -717,6 +727,16 @@
     }
   }
 
+  // A field path for the narrow change list: its last segments, as many as fit in about 26
+  // characters (at least the last one), "…." in front when some were left out.
+  function shortPath(path) {
+    if (!path.length) return '(whole state)';
+    let out = String(path[path.length - 1]);
+    let k = path.length - 2;
+    for (; k >= 0 && out.length + String(path[k]).length + 1 <= 26; k--) out = path[k] + '.' + out;
+    return k >= 0 ? '….' + out : out;
+  }
+
   // One line per changed field: "actor  path  old → new"; click reveals it in the tree.
   function changeList(diffs, prev, i) {
     const items = [];
@@ -740,7 +760,7 @@
     const row = (it) => {
       const b = el('button', { type: 'button', class: 'change-item ch-' + it.kind, 'data-testid': 'change-item', title: 'show in the state tree' },
         el('span', { class: 'ch-actor', text: actorName(it.a) }),
-        el('span', { class: 'ch-path', text: it.path.length ? it.path.join('.') : '(whole state)' }),
+        el('span', { class: 'ch-path', text: shortPath(it.path), title: it.path.join('.') }),
         el('span', { class: 'ch-val' },
           it.kind === 'add' ? el('span', { class: 'ch-tag', text: 'added ' }) : el('span', { class: 'ch-old', text: short(it.oldV) }),
           it.kind === 'add' ? null : ' → ',
@@ -824,7 +844,9 @@
       tog, keySpan, el('span', { class: 'colon', text: ': ' }), brief,
       innerDiff ? el('span', { class: 'inner-count', text: d.n + ' changed' }) : null, oldNote);
     wrap.append(line);
-    if (n === 0) { tog.textContent = ' '; return wrap; }
+    // An empty container has nothing to unfold, unless the step emptied it: then it lists
+    // what was removed.
+    if (n === 0 && !innerDiff) { tog.textContent = ' '; return wrap; }
     const kidsEl = el('div', { class: 'kids' });
     let filled = false;
     const fill = () => { if (!filled) { filled = true; renderChildren(kidsEl, v, innerDiff ? d : null, depth, path, actor); } };

@@ -354,6 +354,12 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
     }
 }
 
+/// A configuration's primary and the life of it the meta believes alive: every
+/// meta-to-replica decision is addressed to that life.
+fn primary_life(s: &MetaState, c: &PartitionConfig) -> Option<(Id, u32)> {
+    c.primary.and_then(|p| s.alive.get(&p).map(|i| (p, *i)))
+}
+
 /// Tell a partition's primary the duplications of its table (after any change).
 fn sync_dups(s: &MetaState, gpid: Gpid, o: &mut Out<Node>) {
     let dups: BTreeMap<DupId, DupEntry> =
@@ -362,7 +368,7 @@ fn sync_dups(s: &MetaState, gpid: Gpid, o: &mut Out<Node>) {
         return;
     }
     let Some(c) = s.configs.get(&gpid) else { return };
-    if let Some((p, &incarnation)) = c.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+    if let Some((p, incarnation)) = primary_life(s, c) {
         o.send(p, Msg::DupUpdate { gpid, dups, incarnation });
     }
 }
@@ -381,7 +387,7 @@ fn commit(s: &mut MetaState, config: PartitionConfig, o: &mut Out<Node>) {
     s.configs.insert(config.gpid, config.clone());
     persist(s, o);
     let gpid = config.gpid;
-    if let Some((p, &incarnation)) = config.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+    if let Some((p, incarnation)) = primary_life(s, &config) {
         o.send(p, Msg::ConfigUpdate { config, incarnation });
     }
     sync_dups(s, gpid, o);
@@ -417,7 +423,7 @@ fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
         }
         if c.member_count() < c.max_replica_count as usize && !s.adding.contains_key(&gpid) {
             if let Some(&node) = cfg.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
-                if let Some((p, &incarnation)) = c.primary.and_then(|p| s.alive.get(&p).map(|i| (p, i))) {
+                if let Some((p, incarnation)) = primary_life(s, &c) {
                     o.send(p, Msg::AddSecondary { config: c.clone(), node, incarnation });
                 }
                 s.adding.insert(gpid, node);

@@ -239,20 +239,19 @@ impl PetrelModel {
     /// A message to a crashed node is lost (its connections are gone); a client that sent
     /// it learns at once that the connection failed.
     fn bounce(&self, s: &mut State) {
-        let Network::UnorderedNonDuplicating(map) = &mut s.network else { return };
-        let dead: Vec<Envelope<Msg>> = map
-            .keys()
-            .filter(|e| s.crashed.get(usize::from(e.dst)).copied().unwrap_or(false) && !matches!(e.msg, Msg::PeerDown { .. }))
-            .cloned()
+        let dead: Vec<Envelope<Msg>> = s
+            .network
+            .iter_deliverable()
+            .filter(|e| self.crashed(s, e.dst) && !matches!(e.msg, Msg::PeerDown { .. }))
+            .map(|e| e.to_cloned_msg())
             .collect();
         for env in dead {
-            map.remove(&env);
+            if let Network::UnorderedNonDuplicating(map) = &mut s.network {
+                map.remove(&env);
+            }
             if self.clients.contains(&env.src) {
-                let inc = match s.actor_states.get(usize::from(env.dst)).map(|a| &**a) {
-                    Some(NodeState::Replica(r)) => r.incarnation,
-                    _ => 0,
-                };
-                *map.entry(Envelope { src: env.dst, dst: env.src, msg: Msg::PeerDown { incarnation: inc } }).or_insert(0) += 1;
+                let incarnation = self.incarnation(s, env.dst);
+                Self::inject(s, env.dst, env.src, Msg::PeerDown { incarnation });
             }
         }
     }

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Browser tests of the counterexample viewer, in Debian's headless Chromium:
 #
-#  * real counterexamples, made by the real CLI: the S4 safety trace, the S5 liveness trace
-#    and S4's LIVE-2 lasso (`petrel-check check ... --trace-out target/traces/*.json`), each
-#    served by `petrel-check view`;
-#  * `petrel-check explore` on S4: the stateright Explorer URL it prints must open the same
-#    path, and its viewer must link there;
+#  * real counterexamples, made by the real CLI (`petrel-check check ... --trace-out
+#    target/traces/*.json`), each served by `petrel-check view`:
+#      s1.json        S1 dup-restart-in-prepare / s1-min-checkpoint-reset: SAFE-6 (safety)
+#      s2-lasso.json  S2 dup-create-reply-lost / s2-app-exist-is-failure --property LIVE-3 (a lasso)
+#      s4.json        S4 learner-primary-dies / s4-recovering-not-cleared: SAFE-9 (safety)
+#      s5.json        S5 client-primary-crash / s5-client-no-refresh: LIVE-2 (liveness)
+#      s4-lasso.json  S4 with --property LIVE-2 (a lasso)
+#    the tests check lanes, the property, → through every step's diff, the loop marker and
+#    Play loop (counterexamples.test.mjs);
+#  * `petrel-check explore` on S1 and on S4: the stateright Explorer URL each prints must open
+#    the same path, ending in the violating state, and the viewer it serves must link there;
 #  * synthetic traces from the `serve_synthetic` example (a safety trace, a lasso, and the
-#    1,000-step × 10-actor trace whose first render is timed).
+#    1,000-step × 10-actor trace whose first render is timed; viewer.test.mjs).
 #
 #   bash checks/browser-tests/run.sh
 #
-# Screenshots go to target/browser-artifacts/; PETREL_UPDATE_DOCS=1 also copies the two
-# README screenshots (S4 and the lasso) to docs/.
+# Screenshots go to target/browser-artifacts/ (viewer-s1.png, viewer-s2-lasso.png, ...);
+# PETREL_UPDATE_DOCS=1 also copies the two README screenshots (viewer-s1.png and
+# viewer-s2-lasso.png) to docs/.
 #
 # Needs: node >= 20 + npm, /usr/bin/chromium (apt-get install -y chromium), cargo.
 # Environment: PETREL_CHECK_BIN / PETREL_SERVE_BIN (prebuilt petrel-check / serve_synthetic),
@@ -74,12 +81,19 @@ wait_for() {
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
-# 1. `explore` on S4 first: it checks the scenario before it serves, and runs meanwhile.
-EXPLORER_PORT="$(free_port)"
-"$PC" explore learner-primary-dies --mutant s4-recovering-not-cleared --threads "$THREADS" \
-  --addr "127.0.0.1:$EXPLORER_PORT" --view-addr 127.0.0.1:0 >"$TMP/explore.out" 2>"$TMP/explore.err" &
-EXPLORE_PID=$!
-PIDS+=("$EXPLORE_PID")
+# 1. `explore` on S4 and S1 first: each checks its scenario before it serves, and runs meanwhile.
+declare -A EXPLORE_PID
+explore() {
+  local name=$1; shift
+  local port
+  port="$(free_port)"
+  "$PC" explore "$@" --threads "$THREADS" --addr "127.0.0.1:$port" --view-addr 127.0.0.1:0 \
+    >"$TMP/explore-$name.out" 2>"$TMP/explore-$name.err" &
+  EXPLORE_PID[$name]=$!
+  PIDS+=("$!")
+}
+explore s4 learner-primary-dies --mutant s4-recovering-not-cleared
+explore s1 dup-restart-in-prepare --mutant s1-min-checkpoint-reset
 
 # 2. Real counterexamples through the CLI. `check` exits 1 when a property is violated.
 trace() {
@@ -94,6 +108,8 @@ trace() {
   echo "trace: $out ($(node -e 'const t=require(process.argv[1]);console.log(t.property.id+", "+t.steps.length+" steps, loop_start "+t.loop_start)' "$out"))"
 }
 T0=$(date +%s)
+trace "$TRACES/s1.json" dup-restart-in-prepare --mutant s1-min-checkpoint-reset
+trace "$TRACES/s2-lasso.json" dup-create-reply-lost --mutant s2-app-exist-is-failure --property LIVE-3
 trace "$TRACES/s4.json" learner-primary-dies --mutant s4-recovering-not-cleared
 trace "$TRACES/s5.json" client-primary-crash --mutant s5-client-no-refresh
 trace "$TRACES/s4-lasso.json" learner-primary-dies --mutant s4-recovering-not-cleared --property LIVE-2
@@ -102,7 +118,7 @@ echo "traces made in $(( $(date +%s) - T0 )) s"
 # 3. Viewers: one `petrel-check view` per real trace, plus the synthetic ones. Started here
 # (not in a $(...) subshell) so that their PIDs are ours to stop.
 declare -A VIEW_PID
-for name in s4 s5 s4-lasso; do
+for name in s1 s2-lasso s4 s5 s4-lasso; do
   "$PC" view "$TRACES/$name.json" --addr 127.0.0.1:0 >"$TMP/$name.out" 2>&1 &
   VIEW_PID[$name]=$!
   PIDS+=("$!")
@@ -112,11 +128,13 @@ SYNTH_PID=$!
 PIDS+=("$SYNTH_PID")
 
 view_url() { wait_for "$TMP/$1.out" "${VIEW_PID[$1]}" '^viewer on ' | sed 's/^viewer on //'; }
+PETREL_S1_URL="$(view_url s1)"
+PETREL_S2_LASSO_URL="$(view_url s2-lasso)"
 PETREL_S4_URL="$(view_url s4)"
 PETREL_S5_URL="$(view_url s5)"
 PETREL_S4_LASSO_URL="$(view_url s4-lasso)"
-export PETREL_S4_URL PETREL_S5_URL PETREL_S4_LASSO_URL
-export PETREL_S4_TRACE="$TRACES/s4.json"
+export PETREL_S1_URL PETREL_S2_LASSO_URL PETREL_S4_URL PETREL_S5_URL PETREL_S4_LASSO_URL
+export PETREL_S1_TRACE="$TRACES/s1.json" PETREL_S4_TRACE="$TRACES/s4.json"
 
 wait_for "$TMP/synthetic.out" "$SYNTH_PID" '"big"' >/dev/null
 read_url() { node -e 'const u=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(u[process.argv[2]])' "$TMP/synthetic.out" "$1"; }
@@ -125,12 +143,18 @@ PETREL_LASSO_URL="$(read_url lasso)"
 PETREL_BIG_URL="$(read_url big)"
 export PETREL_VIEW_URL PETREL_LASSO_URL PETREL_BIG_URL
 
-PETREL_EXPLORER_URL="$(wait_for "$TMP/explore.out" "$EXPLORE_PID" '^counterexample in the Explorer: ' | sed 's/^counterexample in the Explorer: //')"
-PETREL_EXPLORE_VIEW_URL="$(wait_for "$TMP/explore.out" "$EXPLORE_PID" '^counterexample viewer: ' | sed 's/^counterexample viewer: //')"
-export PETREL_EXPLORER_URL PETREL_EXPLORE_VIEW_URL
-echo "explore:"
-sed 's/^/  /' "$TMP/explore.out"
-echo "viewers: s4 $PETREL_S4_URL  s5 $PETREL_S5_URL  lasso $PETREL_S4_LASSO_URL"
+# explore_url NAME PREFIX: the URL after PREFIX in what `explore NAME` printed.
+explore_url() { wait_for "$TMP/explore-$1.out" "${EXPLORE_PID[$1]}" "^$2" | sed "s/^$2//"; }
+PETREL_S1_EXPLORER_URL="$(explore_url s1 'counterexample in the Explorer: ')"
+PETREL_S1_EXPLORE_VIEW_URL="$(explore_url s1 'counterexample viewer: ')"
+PETREL_EXPLORER_URL="$(explore_url s4 'counterexample in the Explorer: ')"
+PETREL_EXPLORE_VIEW_URL="$(explore_url s4 'counterexample viewer: ')"
+export PETREL_S1_EXPLORER_URL PETREL_S1_EXPLORE_VIEW_URL PETREL_EXPLORER_URL PETREL_EXPLORE_VIEW_URL
+for name in s1 s4; do
+  echo "explore $name:"
+  sed 's/^/  /' "$TMP/explore-$name.out"
+done
+echo "viewers: s1 $PETREL_S1_URL  s2-lasso $PETREL_S2_LASSO_URL  s4 $PETREL_S4_URL  s5 $PETREL_S5_URL  s4-lasso $PETREL_S4_LASSO_URL"
 echo "synthetic: $PETREL_VIEW_URL $PETREL_LASSO_URL $PETREL_BIG_URL"
 
 # 4. The tests, one file after the other (the render timing should not share the CPU).
@@ -144,6 +168,6 @@ echo "screenshots: $PETREL_ARTIFACTS"
 [ "$status" = 0 ] || { echo "run.sh: browser tests failed" >&2; exit 1; }
 
 if [ "${PETREL_UPDATE_DOCS:-}" = 1 ]; then
-  cp "$PETREL_ARTIFACTS/viewer-s4.png" "$PETREL_ARTIFACTS/viewer-lasso.png" "$ROOT/docs/"
-  echo "copied viewer-s4.png and viewer-lasso.png to docs/"
+  cp "$PETREL_ARTIFACTS/viewer-s1.png" "$PETREL_ARTIFACTS/viewer-s2-lasso.png" "$ROOT/docs/"
+  echo "copied viewer-s1.png and viewer-s2-lasso.png to docs/"
 fi

@@ -43,6 +43,14 @@ pub enum Bug {
     DupAuthSilent,
     /// The source meta server moves a duplication from PREPARE straight to LOG.
     DupPrepareToLog,
+    /// Log garbage collection ignores duplications: entries not yet confirmed by the
+    /// follower are collected.
+    DupGcBeforeConfirm,
+    /// The duplicator ships prepared but uncommitted mutations.
+    DupShipUncommitted,
+    /// A duplicator restored on a primary switch or restart does not look up the
+    /// follower primary; it waits for one that never comes.
+    DupSwitchForgetsFollower,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

@@ -74,7 +74,7 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
         s.phase = Phase::Done;
         return;
     };
-    let req = s.op + 1;
+    let req = ReqId::from(s.op) + 1;
     s.sent = true;
     s.phase = Phase::Sent { target, incarnation: s.incarnation };
     match *op {
@@ -140,7 +140,7 @@ fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, dead
 }
 
 pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut Out<Node>) {
-    let expected_req = s.op + 1;
+    let expected_req = ReqId::from(s.op) + 1;
     let (sent_to, life) = match s.phase {
         Phase::Sent { target, incarnation } => (Some(target), incarnation),
         _ => (None, None),

@@ -59,14 +59,23 @@ pub struct DupEntry {
     pub status: DupStatus,
     pub remote_meta: Id,
     pub remote_table: u8,
+    /// Bumped on every status change: a primary takes the status of the highest version
+    /// it heard (announcements may arrive out of order).
+    pub version: u32,
+    /// The receiving partition's confirmed decree as the meta server persisted it: the
+    /// follower holds every source mutation up to here. A LOG duplicator resumes after it,
+    /// and no replica collects log entries above it.
+    pub confirmed: Decree,
 }
 
 /// The source meta server's record of one duplication (durable).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DupRecord {
     pub dupid: DupId,
     pub table: u8,
     pub status: DupStatus,
+    /// Status changes so far (see `DupEntry::version`).
+    pub version: u32,
     pub remote_meta: Id,
     pub remote_table: u8,
     pub remote_replica_count: u8,
@@ -75,6 +84,9 @@ pub struct DupRecord {
     pub checkpoints: BTreeMap<u8, Decree>,
     /// Partitions whose follower primary applied the checkpoint.
     pub applied: BTreeSet<u8>,
+    /// Per partition: the follower holds every source mutation up to this decree (set
+    /// from the applied checkpoint, then advanced by the primaries' reports).
+    pub confirmed: BTreeMap<u8, Decree>,
     /// Create-follower requests sent without an answer.
     pub create_attempts: u8,
     /// Why the duplication cannot progress (shown to the operator), if it cannot.
@@ -82,8 +94,33 @@ pub struct DupRecord {
 }
 
 impl DupRecord {
-    pub fn entry(&self) -> DupEntry {
-        DupEntry { status: self.status, remote_meta: self.remote_meta, remote_table: self.remote_table }
+    /// What the primary of `partition` needs to know.
+    pub fn entry(&self, partition: u8) -> DupEntry {
+        DupEntry {
+            status: self.status,
+            remote_meta: self.remote_meta,
+            remote_table: self.remote_table,
+            version: self.version,
+            confirmed: self.confirmed.get(&partition).copied().unwrap_or(0),
+        }
+    }
+    pub fn set_status(&mut self, status: DupStatus) {
+        if status != self.status {
+            self.status = status;
+            self.version = self.version.saturating_add(1);
+        }
+    }
+}
+
+impl DupEntry {
+    /// Merge an announcement into what a replica knows: the newer status wins, and the
+    /// confirmed decree only grows (an older announcement may arrive late).
+    pub fn merge(known: Option<&DupEntry>, heard: &DupEntry) -> DupEntry {
+        match known {
+            Some(k) if k.version > heard.version => DupEntry { confirmed: k.confirmed.max(heard.confirmed), ..k.clone() },
+            Some(k) => DupEntry { confirmed: k.confirmed.max(heard.confirmed), ..heard.clone() },
+            None => heard.clone(),
+        }
     }
 }
 
@@ -126,8 +163,19 @@ pub struct Duplicator {
     pub min_checkpoint_decree: Option<Decree>,
     /// The checkpoint made for this duplication.
     pub checkpoint: Option<Decree>,
-    /// APP: the follower primary the checkpoint was pushed to, once known.
-    pub pushed_to: Option<Id>,
+    /// APP and LOG: the follower primary the checkpoint or mutations go to, once known.
+    pub target: Option<Id>,
+    /// A follower configuration query is outstanding.
+    pub asking: bool,
     /// APP: the follower applied the checkpoint.
     pub applied: bool,
+    /// LOG: the follower committed every mutation up to here (starts at the meta's
+    /// persisted value); `confirmed <= shipped <= committed` always.
+    pub confirmed: Decree,
+    /// LOG: the last decree sent. One batch is in flight at a time, so the follower sees
+    /// decrees in order; a lost batch is resent from `confirmed` once the link resets.
+    pub shipped: Decree,
 }
+
+/// Mutations per shipped batch.
+pub const SHIP_BATCH: u32 = 2;

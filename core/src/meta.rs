@@ -10,7 +10,7 @@ use crate::node::{Node, NodeStorage};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A table as the operator created it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -220,7 +220,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             }
             match result {
                 Ok(()) => {
-                    rec.status = if cfg.bugs.has(Bug::DupPrepareToLog) { DupStatus::Log } else { DupStatus::App };
+                    rec.set_status(if cfg.bugs.has(Bug::DupPrepareToLog) { DupStatus::Log } else { DupStatus::App });
                     rec.create_attempts = 0;
                     rec.stall = None;
                     let table = rec.table;
@@ -250,6 +250,88 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 }
             }
         }
+        Msg::CreateTable { table, partitions, replica_count } => {
+            let result = if s.configs.keys().any(|g| g.table == table) || s.followers.contains_key(&table) {
+                Err(format!("table {table} exists"))
+            } else if partitions == 0 || replica_count == 0 {
+                Err("a table needs at least one partition and one replica".to_string())
+            } else {
+                for p in 0..partitions {
+                    let gpid = Gpid { table, partition: p };
+                    s.configs.insert(gpid, PartitionConfig { gpid, max_replica_count: replica_count, ..Default::default() });
+                }
+                persist(s, o);
+                cure(cfg, s, o);
+                Ok(())
+            };
+            o.send(src, Msg::CreateTableReply { table, result });
+        }
+        Msg::AddDup { table, remote_meta, remote_table, remote_replica_count, full } => {
+            let next = s.dups.keys().next_back().map_or(Some(1), |d| d.checked_add(1));
+            let result = if !s.configs.keys().any(|g| g.table == table) {
+                Err(format!("no table {table}"))
+            } else if s.followers.contains_key(&table) {
+                Err(format!("table {table} is itself a follower table"))
+            } else if remote_meta == id {
+                Err("a duplication needs another cluster".to_string())
+            } else if remote_replica_count == 0 {
+                Err("the follower table needs at least one replica".to_string())
+            } else if let Some(dupid) = next {
+                s.dups.insert(
+                    dupid,
+                    DupRecord {
+                        dupid,
+                        table,
+                        status: if full { DupStatus::Prepare } else { DupStatus::Log },
+                        version: 0,
+                        remote_meta,
+                        remote_table,
+                        remote_replica_count,
+                        fail_mode: FailMode::Slow,
+                        checkpoints: BTreeMap::new(),
+                        applied: BTreeSet::new(),
+                        confirmed: BTreeMap::new(),
+                        create_attempts: 0,
+                        stall: None,
+                    },
+                );
+                persist(s, o);
+                sync_table(s, table, o);
+                Ok(dupid)
+            } else {
+                Err("no duplication id left".to_string())
+            };
+            o.send(src, Msg::AddDupReply { table, result });
+        }
+        Msg::QueryCluster => {
+            o.send(
+                src,
+                Msg::ClusterStatus {
+                    configs: s.configs.values().cloned().collect(),
+                    alive: s.alive.iter().map(|(k, v)| (*k, *v)).collect(),
+                    dups: s.dups.values().cloned().collect(),
+                    followers: s.followers.iter().map(|(k, v)| (*k, *v)).collect(),
+                },
+            );
+        }
+        Msg::ModifyDup { dupid, status } => {
+            let result = match s.dups.get_mut(&dupid) {
+                None => Err(format!("no duplication {dupid}")),
+                Some(rec) if !rec.status.can_become(status) => {
+                    Err(format!("duplication {dupid} cannot change from {:?} to {:?}", rec.status, status))
+                }
+                Some(rec) => {
+                    let table = rec.table;
+                    rec.set_status(status);
+                    // Persistence is part of this step (the driver makes it durable before
+                    // the reply leaves), so no second change can see this one half done.
+                    persist(s, o);
+                    sync_table(s, table, o);
+                    Ok(status)
+                }
+            };
+            o.send(src, Msg::ModifyDupReply { dupid, result });
+        }
         Msg::QueryFollower { table } => {
             let configs = s.configs.values().filter(|c| c.gpid.table == table).cloned().collect();
             o.send(src, Msg::QueryFollowerReply { table, configs });
@@ -261,7 +343,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             }
             let demand = cfg.bugs.has(Bug::ReadyNeedsSecondary);
             if !configs.is_empty() && configs.iter().all(|c| follower_partition_ready(c, demand)) {
-                rec.status = DupStatus::Log;
+                rec.set_status(DupStatus::Log);
                 let t = rec.table;
                 persist(s, o);
                 sync_table(s, t, o);
@@ -332,16 +414,28 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 }
             }
         }
-        DupProgress::Applied if rec.status == DupStatus::App => {
+        DupProgress::Applied(decree) if rec.status == DupStatus::App => {
             if !rec.applied.insert(gpid.partition) {
                 return;
             }
+            // The follower holds the source state up to the checkpoint: LOG resumes there.
+            rec.confirmed.insert(gpid.partition, decree);
             let all = rec.applied.len() == partitions;
             let (remote, table) = (rec.remote_meta, rec.remote_table);
             persist(s, o);
             if all {
                 o.send(remote, Msg::QueryFollower { table });
             }
+        }
+        DupProgress::Confirmed(decree) if matches!(rec.status, DupStatus::Log | DupStatus::Pause) => {
+            let known = rec.confirmed.entry(gpid.partition).or_insert(0);
+            if decree <= *known {
+                return;
+            }
+            *known = decree;
+            // Persisted before the primary hears it: only then may replicas collect the log.
+            persist(s, o);
+            sync_dups(s, gpid, o);
         }
         DupProgress::Refused(reason) if rec.status == DupStatus::App && !cfg.bugs.has(Bug::DupAuthSilent) => {
             let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));
@@ -362,9 +456,15 @@ fn primary_life(s: &MetaState, c: &PartitionConfig) -> Option<(Id, u32)> {
 
 /// Tell a partition's primary the duplications of its table (after any change).
 fn sync_dups(s: &MetaState, gpid: Gpid, o: &mut Out<Node>) {
-    let dups: BTreeMap<DupId, DupEntry> =
-        s.dups.values().filter(|d| d.table == gpid.table && d.status.is_valid()).map(|d| (d.dupid, d.entry())).collect();
-    if dups.is_empty() {
+    let dups: BTreeMap<DupId, DupEntry> = s
+        .dups
+        .values()
+        .filter(|d| d.table == gpid.table)
+        .map(|d| (d.dupid, d.entry(gpid.partition)))
+        .collect();
+    // Tables that never had a duplication need no announcement (a removed one keeps its
+    // record, status REMOVED, so its primaries hear that it is gone).
+    if !s.dups.values().any(|d| d.table == gpid.table) {
         return;
     }
     let Some(c) = s.configs.get(&gpid) else { return };

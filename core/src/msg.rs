@@ -1,6 +1,6 @@
 //! Every message and timer of the protocol. Each message carries what its receiver needs
 //! to reject it when stale (a ballot, a request id).
-use crate::dup::{CreateError, DupEntry, DupId, DupIdent};
+use crate::dup::{CreateError, DupEntry, DupId, DupIdent, DupRecord, DupStatus};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,7 +40,8 @@ pub enum Msg {
     // ---- replica <-> replica (PacificA) ----
     /// Two-phase write, phase one; carries the sender's config, commit point and `base`
     /// (see `GroupCheck`).
-    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree, base: Decree },
+    /// `retain`: members keep their log above this decree (duplications still need it).
+    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree, base: Decree, retain: Decree },
     PrepareAck { gpid: Gpid, ballot: Ballot, decree: Decree, ok: bool },
     /// Propagates a new configuration (and the commit point) to the members. `base` is
     /// the primary's last decree when it adopted `config`: a member that adopts the
@@ -48,9 +49,10 @@ pub enum Msg {
     /// primary, a former member that ACKed every commit, would hold them). Every message
     /// of a ballot carries it, so whichever arrives first truncates, before any entry of
     /// the new ballot is taken.
-    GroupCheck { config: PartitionConfig, committed: Decree, base: Decree },
-    /// The primary's state up to its last prepared decree ("the files, collapsed").
-    Learn { config: PartitionConfig, log: BTreeMap<Decree, Entry>, committed: Decree },
+    GroupCheck { config: PartitionConfig, committed: Decree, base: Decree, retain: Decree },
+    /// The primary's state up to its last prepared decree: its collapsed prefix and the
+    /// log after it.
+    Learn { config: PartitionConfig, snapshot: Snapshot, log: BTreeMap<Decree, Entry>, committed: Decree, retain: Decree },
     /// The learner holds everything up to `learned`.
     LearnDone { gpid: Gpid, ballot: Ballot, learned: Decree },
 
@@ -70,8 +72,35 @@ pub enum Msg {
     /// The source checkpoint of a follower partition, written through the follower's own
     /// replication as a mutation of `origin` (the source meta server) numbered `decree`.
     Checkpoint { gpid: Gpid, origin: Id, decree: Decree, value: Value },
-    /// Err(None): not the primary (ask again); Err(Some(reason)): refused.
-    CheckpointReply { gpid: Gpid, decree: Decree, result: Result<(), Option<String>> },
+    /// LOG: committed source mutations, consecutive decrees in order, each applied once
+    /// through the follower's replication as a mutation of `origin` numbered by decree.
+    Ship { gpid: Gpid, origin: Id, entries: Vec<(Decree, Value)> },
+    /// The follower committed the checkpoint or shipped mutation `decree` (and, since it
+    /// applies them in order, everything of `origin` before it). Err(None): not the
+    /// primary (ask again); Err(Some(reason)): refused.
+    ApplyReply { gpid: Gpid, decree: Decree, result: Result<(), Option<String>> },
+
+    // ---- operator -> meta ----
+    /// Create a table; its partitions get primaries as replicas are alive.
+    CreateTable { table: u8, partitions: u8, replica_count: u8 },
+    CreateTableReply { table: u8, result: Result<(), String> },
+    /// Duplicate `table` to `remote_table` of the cluster whose meta server is
+    /// `remote_meta`. Full: starts in PREPARE (the follower table is created and the
+    /// checkpoint copied). Log-only: starts in LOG; the follower table must exist, and the
+    /// mutations still in each primary's log ship.
+    AddDup { table: u8, remote_meta: Id, remote_table: u8, remote_replica_count: u8, full: bool },
+    AddDupReply { table: u8, result: Result<DupId, String> },
+    /// Change a duplication's status (the allowed table is `DupStatus::can_become`).
+    ModifyDup { dupid: DupId, status: DupStatus },
+    ModifyDupReply { dupid: DupId, result: Result<DupStatus, String> },
+    /// What the meta server knows: configurations, live replicas, duplications.
+    QueryCluster,
+    ClusterStatus {
+        configs: Vec<PartitionConfig>,
+        alive: Vec<(Id, u32)>,
+        dups: Vec<DupRecord>,
+        followers: Vec<(u8, DupIdent)>,
+    },
 
     // ---- from the driver ----
     /// The connection to `src` broke or could not be made (the node's QUIC driver), or the
@@ -109,7 +138,16 @@ impl Msg {
             Msg::QueryFollower { .. } => "QueryFollower",
             Msg::QueryFollowerReply { .. } => "QueryFollowerReply",
             Msg::Checkpoint { .. } => "Checkpoint",
-            Msg::CheckpointReply { .. } => "CheckpointReply",
+            Msg::Ship { .. } => "Ship",
+            Msg::ApplyReply { .. } => "ApplyReply",
+            Msg::CreateTable { .. } => "CreateTable",
+            Msg::CreateTableReply { .. } => "CreateTableReply",
+            Msg::AddDup { .. } => "AddDup",
+            Msg::AddDupReply { .. } => "AddDupReply",
+            Msg::QueryCluster => "QueryCluster",
+            Msg::ClusterStatus { .. } => "ClusterStatus",
+            Msg::ModifyDup { .. } => "ModifyDup",
+            Msg::ModifyDupReply { .. } => "ModifyDupReply",
         }
     }
 }
@@ -128,8 +166,10 @@ pub enum Timer {
 pub enum DupProgress {
     /// The checkpoint for the duplication is made, covering this decree.
     Checkpoint(Decree),
-    /// The follower primary applied the checkpoint.
-    Applied,
+    /// The follower primary applied the checkpoint, which covers this decree.
+    Applied(Decree),
+    /// LOG: the follower committed every mutation up to this decree.
+    Confirmed(Decree),
     /// The follower refused the checkpoint (the reason is for the operator).
     Refused(String),
 }

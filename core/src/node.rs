@@ -21,6 +21,17 @@ pub enum NodeState {
     Client(ClientState),
 }
 
+impl NodeState {
+    /// The life of this node that a driver announces to its peers (a replica's durable
+    /// boot count). A peer's `PeerDown` names the life it saw die.
+    pub fn incarnation(&self) -> u32 {
+        match self {
+            NodeState::Replica(r) => r.incarnation,
+            _ => 1,
+        }
+    }
+}
+
 /// What survives a crash. Clients keep nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NodeStorage {

@@ -16,9 +16,15 @@ pub struct ReplicaCfg {
     pub meta: Id,
     /// Partitions this node serves at its very first boot (a bootstrapped deployment).
     pub bootstrap: Vec<PartitionConfig>,
+    /// Duplications configured at first boot (the meta server's are the same): their
+    /// partitions retain the log from the first decree.
+    pub bootstrap_dups: Vec<DupRecord>,
     /// Accept checkpoints and shipped mutations from other clusters (the cluster
     /// credential check of a follower).
     pub accept_duplication: bool,
+    /// Collect the committed log prefix into a snapshot as soon as nothing needs it (log
+    /// retention). Off, the whole log is kept.
+    pub gc: bool,
     pub bugs: Bugs,
 }
 
@@ -38,9 +44,14 @@ pub struct Part {
     pub status: Status,
     /// The newest configuration this replica knows (its ballot is "the replica's ballot").
     pub config: PartitionConfig,
-    /// Prepared mutations, committed ones included.
+    /// What garbage collection made of the log's prefix.
+    pub snapshot: Snapshot,
+    /// Prepared mutations after the snapshot, committed ones included.
     pub log: BTreeMap<Decree, Entry>,
     pub committed: Decree,
+    /// Keep log entries above this decree: duplications have not confirmed them. A
+    /// primary derives it from its duplications; members take it from the primary.
+    pub retain: Decree,
     /// Set while learning; a replica that is recovering must not serve reads. Every role
     /// change recomputes it (seed S4: a stale flag makes a promoted primary refuse reads).
     pub recovering: bool,
@@ -73,8 +84,10 @@ pub struct Part {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PartDurable {
     pub config: PartitionConfig,
+    pub snapshot: Snapshot,
     pub log: BTreeMap<Decree, Entry>,
     pub committed: Decree,
+    pub retain: Decree,
     pub dups: BTreeMap<DupId, DupEntry>,
 }
 
@@ -98,8 +111,10 @@ impl Part {
         Part {
             status,
             config,
+            snapshot: Snapshot::default(),
             log: BTreeMap::new(),
             committed: 0,
+            retain: Decree::MAX,
             recovering: false,
             acks: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -113,7 +128,7 @@ impl Part {
         }
     }
     pub fn last_decree(&self) -> Decree {
-        self.log.keys().next_back().copied().unwrap_or(0)
+        self.log.keys().next_back().copied().unwrap_or(self.snapshot.decree)
     }
     /// The largest decree d such that every decree in committed+1..=d is logged.
     fn contiguous(&self) -> Decree {
@@ -125,7 +140,54 @@ impl Part {
     }
     /// The register's value as of decree `d`.
     pub fn value_at(&self, d: Decree) -> Value {
-        self.log.range(..=d).next_back().map(|(_, e)| e.mutation.value).unwrap_or(0)
+        self.log.range(..=d).next_back().map_or(self.snapshot.value, |(_, e)| e.mutation.value)
+    }
+    /// The last mutation of `writer` this replica holds (a source meta server's, for a
+    /// follower partition: the source decree it has applied up to).
+    pub fn last_req(&self, writer: Id) -> Option<ReqId> {
+        let logged = self.log.values().filter(|e| e.mutation.client == writer).map(|e| e.mutation.req).max();
+        logged.or_else(|| self.snapshot.last_req.get(&writer).copied())
+    }
+    /// Garbage-collect the committed log up to what duplications have confirmed.
+    fn collect(&mut self, cfg: &ReplicaCfg) {
+        if !cfg.gc {
+            return;
+        }
+        let bound = if cfg.bugs.has(Bug::DupGcBeforeConfirm) { self.committed } else { self.committed.min(self.retain) };
+        while let Some(entry) = self.log.first_entry() {
+            if *entry.key() > bound {
+                break;
+            }
+            let (d, e) = entry.remove_entry();
+            self.snapshot.decree = d;
+            self.snapshot.value = e.mutation.value;
+            let last = self.snapshot.last_req.entry(e.mutation.client).or_insert(0);
+            *last = (*last).max(e.mutation.req);
+        }
+    }
+    /// A primary's retain bound: for each duplication, the checkpoint it is building or
+    /// copying (PREPARE, APP), or the decree the meta server persisted as confirmed.
+    fn dup_retain(&self) -> Decree {
+        self.dup_entries
+            .iter()
+            .filter(|(_, e)| e.status.is_valid())
+            .map(|(id, e)| match e.status {
+                DupStatus::Prepare | DupStatus::App => {
+                    self.dups.get(id).and_then(|d| d.checkpoint).unwrap_or(self.committed)
+                }
+                _ => e.confirmed,
+            })
+            .min()
+            .unwrap_or(Decree::MAX)
+    }
+    fn learn_msg(&self) -> Msg {
+        Msg::Learn {
+            config: self.config.clone(),
+            snapshot: self.snapshot.clone(),
+            log: self.log.clone(),
+            committed: self.committed,
+            retain: self.retain,
+        }
     }
     /// Replicas whose ACK a commit needs: secondaries and caught-up learners.
     fn targets(&self) -> Vec<Id> {
@@ -147,7 +209,15 @@ impl ReplicaState {
                     if bugs.has(Bug::ForgetToPersistBallot) {
                         config.ballot = 0;
                     }
-                    (*g, PartDurable { config, log: p.log.clone(), committed: p.committed, dups: p.dup_entries.clone() })
+                    let d = PartDurable {
+                        config,
+                        snapshot: p.snapshot.clone(),
+                        log: p.log.clone(),
+                        committed: p.committed,
+                        retain: p.retain,
+                        dups: p.dup_entries.clone(),
+                    };
+                    (*g, d)
                 })
                 .collect(),
         }
@@ -167,7 +237,13 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                 .filter(|c| c.is_member(id))
                 .map(|c| {
                     let status = if c.primary == Some(id) { Status::Primary } else { Status::Secondary };
-                    (c.gpid, Part::new(c.clone(), status))
+                    let mut p = Part::new(c.clone(), status);
+                    for d in cfg.bootstrap_dups.iter().filter(|d| d.table == c.gpid.table && d.status.is_valid()) {
+                        let entry = d.entry(c.gpid.partition);
+                        p.retain = p.retain.min(entry.confirmed);
+                        p.dup_entries.insert(d.dupid, entry);
+                    }
+                    (c.gpid, p)
                 })
                 .collect();
             let s = ReplicaState { incarnation: 1, parts, broken: None };
@@ -185,8 +261,10 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                 .iter()
                 .map(|(g, d)| {
                     let mut p = Part::new(d.config.clone(), Status::Inactive);
+                    p.snapshot = d.snapshot.clone();
                     p.log = d.log.clone();
                     p.committed = d.committed;
+                    p.retain = d.retain;
                     p.dup_entries = d.dups.clone();
                     (*g, p)
                 })
@@ -206,68 +284,77 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
     match msg {
         Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, false, o),
         Msg::Checkpoint { gpid, origin, decree, value } => {
-            if !cfg.accept_duplication {
-                let reason = format!("replica does not accept the credentials of {origin:?}'s cluster");
-                o.send(src, Msg::CheckpointReply { gpid, decree, result: Err(Some(reason)) });
+            if refuse_duplication(cfg, src, gpid, origin, decree, o) {
                 return;
             }
-            on_write(cfg, s, src, gpid, Mutation { client: origin, req: decree as ReqId, value }, true, o)
+            // A checkpoint replaces the state; one older than what this follower already
+            // applied from `origin` (a previous source primary's) answers with that.
+            let last = s.parts.get(&gpid).and_then(|p| p.last_req(origin));
+            let req = last.map_or(decree, |l| l.max(decree));
+            on_write(cfg, s, src, gpid, Mutation { client: origin, req, value }, true, o)
+        }
+        Msg::Ship { gpid, origin, entries } => {
+            let first = entries.first().map_or(0, |(d, _)| *d);
+            if refuse_duplication(cfg, src, gpid, origin, first, o) {
+                return;
+            }
+            for (decree, value) in entries {
+                // In order, each once: a repeat is answered as done, a gap is ignored (the
+                // source resends from its confirmed decree).
+                let last = match s.parts.get(&gpid) {
+                    Some(p) if p.status == Status::Primary => p.last_req(origin),
+                    _ => {
+                        o.send(src, Msg::ApplyReply { gpid, decree, result: Err(None) });
+                        return;
+                    }
+                };
+                if last.is_some_and(|l| decree > l.saturating_add(1)) {
+                    break;
+                }
+                on_write(cfg, s, src, gpid, Mutation { client: origin, req: decree, value }, true, o);
+            }
         }
         Msg::DupUpdate { gpid, dups, .. } => {
             let Some(p) = s.parts.get_mut(&gpid) else { return };
-            if p.dup_entries != dups {
-                p.dup_entries = dups;
+            let merged: BTreeMap<DupId, DupEntry> =
+                dups.iter().map(|(id, heard)| (*id, DupEntry::merge(p.dup_entries.get(id), heard))).collect();
+            if p.dup_entries != merged {
+                p.dup_entries = merged;
                 persist(cfg, s, o);
             }
             sync_duplicators(cfg, s, gpid, false, o);
         }
         Msg::QueryConfigReply { gpid: fgpid, config: Some(fc), .. } => {
-            // The follower cluster's answer: where to push a checkpoint.
+            // The follower cluster's answer: where to push the checkpoint or mutations.
             let Some(b) = fc.primary else {
                 // Not assigned yet: ask again.
                 o.send(src, Msg::QueryConfig { gpid: fgpid });
                 return;
             };
-            for (g, p) in s.parts.iter_mut() {
-                let log = &p.log;
+            let gpids: Vec<Gpid> = s.parts.keys().copied().collect();
+            for g in gpids {
+                let Some(p) = s.parts.get_mut(&g) else { continue };
+                let mut pushes = Vec::new();
+                let (snapshot, log) = (&p.snapshot, &p.log);
+                let value_at = |d: Decree| log.range(..=d).next_back().map_or(snapshot.value, |(_, e)| e.mutation.value);
                 for d in p.dups.values_mut() {
-                    let mine = d.entry.remote_meta == src && Gpid { table: d.entry.remote_table, partition: g.partition } == fgpid;
-                    if mine && d.entry.status == DupStatus::App && !d.applied {
-                        if let Some(decree) = d.checkpoint {
-                            let value = log.range(..=decree).next_back().map_or(0, |(_, e)| e.mutation.value);
-                            d.pushed_to = Some(b);
-                            o.send(b, Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, value });
-                        }
-                    }
-                }
-            }
-        }
-        Msg::CheckpointReply { gpid: fgpid, decree, result } => {
-            let meta = cfg.meta;
-            for (g, p) in s.parts.iter_mut() {
-                for (dupid, d) in p.dups.iter_mut() {
-                    let mine = Gpid { table: d.entry.remote_table, partition: g.partition } == fgpid
-                        && d.pushed_to == Some(src)
-                        && d.checkpoint == Some(decree);
-                    if !mine || d.applied || d.entry.status != DupStatus::App {
+                    let mine = d.entry.remote_meta == src && follower_gpid(d, g) == fgpid && d.asking;
+                    if !mine {
                         continue;
                     }
-                    match &result {
-                        Ok(()) => {
-                            d.applied = true;
-                            o.send(meta, Msg::DupReport { gpid: *g, dupid: *dupid, progress: DupProgress::Applied });
-                        }
-                        Err(Some(reason)) => {
-                            o.send(meta, Msg::DupReport { gpid: *g, dupid: *dupid, progress: DupProgress::Refused(reason.clone()) });
-                        }
-                        Err(None) => {
-                            d.pushed_to = None;
-                            o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: fgpid });
-                        }
+                    d.asking = false;
+                    d.target = Some(b);
+                    if let (DupStatus::App, false, Some(decree)) = (d.entry.status, d.applied, d.checkpoint) {
+                        pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, value: value_at(decree) });
                     }
                 }
+                for m in pushes {
+                    o.send(b, m);
+                }
+                ship(cfg, s, g, o);
             }
         }
+        Msg::ApplyReply { gpid: fgpid, decree, result } => on_apply_reply(cfg, s, src, fgpid, decree, result, o),
         Msg::Read { gpid, req } => {
             let result = match s.parts.get_mut(&gpid) {
                 None => Err(ErrorCode::UnknownPartition),
@@ -282,8 +369,8 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             };
             o.send(src, Msg::ReadReply { gpid, req, result });
         }
-        Msg::Prepare { config, decree, entry, committed, base } => {
-            on_prepare(cfg, id, s, src, config, decree, entry, committed, base, o)
+        Msg::Prepare { config, decree, entry, committed, base, retain } => {
+            on_prepare(cfg, id, s, src, config, decree, entry, committed, base, retain, o)
         }
         Msg::PrepareAck { gpid, ballot, decree, ok } => {
             if let Some(p) = s.parts.get_mut(&gpid) {
@@ -306,7 +393,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // still in flight may yet make them secondaries, so they must not fall behind.
             adopt(cfg, id, s, config, o);
         }
-        Msg::GroupCheck { config, committed, base } => {
+        Msg::GroupCheck { config, committed, base, retain } => {
             if config.primary != Some(src) {
                 return;
             }
@@ -315,8 +402,10 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             if let Some(p) = s.parts.get_mut(&gpid) {
                 if p.status == Status::Secondary && p.config.ballot == ballot {
                     let c = p.committed.max(committed.min(p.contiguous()));
-                    if c != p.committed {
+                    if c != p.committed || retain != p.retain {
                         p.committed = c;
+                        p.retain = retain;
+                        p.collect(cfg);
                         persist(cfg, s, o);
                     }
                 }
@@ -330,11 +419,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                     && !p.learners.contains_key(&node)
                 {
                     p.learners.insert(node, false);
-                    o.send(node, Msg::Learn { config: p.config.clone(), log: p.log.clone(), committed: p.committed });
+                    o.send(node, p.learn_msg());
                 }
             }
         }
-        Msg::Learn { config, log, committed } => {
+        Msg::Learn { config, snapshot, log, committed, retain } => {
             if config.primary != Some(src) || config.is_member(id) {
                 return;
             }
@@ -346,6 +435,10 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             set_status(cfg, p, Status::PotentialSecondary, o);
             p.recovering = true;
             p.config = config;
+            p.retain = retain;
+            if !cfg.bugs.has(Bug::LearnSkipsCheckpoint) && !cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
+                p.snapshot = snapshot;
+            }
             if cfg.bugs.has(Bug::LearnSkipsCheckpoint) {
                 p.log = log.into_iter().filter(|(d, _)| *d > committed).collect();
             } else if cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
@@ -358,8 +451,8 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             p.committed = if cfg.bugs.has(Bug::LearnSkipsCheckpoint) {
                 committed
             } else {
-                // Never beyond the gap-free prefix 1..=k of what was learned.
-                let mut k: Decree = 0;
+                // Never beyond the gap-free prefix of what was learned.
+                let mut k: Decree = p.snapshot.decree;
                 while k < Decree::MAX && p.log.contains_key(&(k + 1)) {
                     k += 1;
                 }
@@ -381,10 +474,23 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 let next = p.config.next(|c| c.secondaries.push(src));
                 o.send(cfg.meta, Msg::ProposeConfig { config: next, incarnation: s.incarnation });
             } else {
-                o.send(src, Msg::Learn { config: p.config.clone(), log: p.log.clone(), committed: p.committed });
+                o.send(src, p.learn_msg());
             }
         }
         Msg::PeerDown { .. } => {
+            // A follower primary we were shipping to is gone: ask B again, resend from the
+            // confirmed decree.
+            let mut ask = Vec::new();
+            for (g, p) in s.parts.iter_mut() {
+                for d in p.dups.values_mut().filter(|d| d.target == Some(src)) {
+                    reset_link(d);
+                    d.asking = true;
+                    ask.push((d.entry.remote_meta, follower_gpid(d, *g)));
+                }
+            }
+            for (meta, fgpid) in ask {
+                o.send(meta, Msg::QueryConfig { gpid: fgpid });
+            }
             // A learner whose primary died aborts learning (seed S4: and must clear
             // `recovering`, which `set_status` does).
             let aborted: Vec<Gpid> = s
@@ -409,14 +515,22 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         | Msg::WriteReply { .. }
         | Msg::ReadReply { .. }
         | Msg::Register { .. }
-        | Msg::ProposeConfig { .. } => {}
+        | Msg::ProposeConfig { .. }
+        | Msg::ModifyDup { .. }
+        | Msg::ModifyDupReply { .. }
+        | Msg::CreateTable { .. }
+        | Msg::CreateTableReply { .. }
+        | Msg::AddDup { .. }
+        | Msg::AddDupReply { .. }
+        | Msg::QueryCluster
+        | Msg::ClusterStatus { .. } => {}
     }
 }
 
 /// Answer a write: a client's, or a source primary's checkpoint push (`dup`).
 fn reply_write(o: &mut Out<Node>, to: Id, gpid: Gpid, req: ReqId, dup: bool, result: Result<(), ErrorCode>) {
     if dup {
-        o.send(to, Msg::CheckpointReply { gpid, decree: req as Decree, result: result.map_err(|_| None) });
+        o.send(to, Msg::ApplyReply { gpid, decree: req, result: result.map_err(|_| None) });
     } else {
         o.send(to, Msg::WriteReply { gpid, req, result });
     }
@@ -432,6 +546,10 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
         return;
     }
     // A retry of a write that already took effect answers success once it commits.
+    if p.snapshot.last_req.get(&m.client).is_some_and(|r| *r >= m.req) {
+        reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
+        return;
+    }
     if let Some(d) = p.log.iter().find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req).map(|(d, _)| *d) {
         if d <= p.committed {
             reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
@@ -445,10 +563,10 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
     p.log.insert(d, entry);
     p.waiting.insert(d, (reply_to, m.req, dup));
     p.acks.insert(d, BTreeSet::new());
-    let (config, committed, base, targets) = (p.config.clone(), p.committed, p.base, p.targets());
+    let (config, committed, base, retain, targets) = (p.config.clone(), p.committed, p.base, p.retain, p.targets());
     persist(cfg, s, o);
     for t in targets {
-        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed, base });
+        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed, base, retain });
     }
     try_commit(cfg, s, gpid, o);
 }
@@ -478,7 +596,9 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
         }
     }
     if p.committed != before {
+        p.collect(cfg);
         persist(cfg, s, o);
+        ship(cfg, s, gpid, o);
     }
 }
 
@@ -493,6 +613,7 @@ fn on_prepare(
     entry: Entry,
     committed: Decree,
     base: Decree,
+    retain: Decree,
     o: &mut Out<Node>,
 ) {
     let gpid = config.gpid;
@@ -528,6 +649,12 @@ fn on_prepare(
         nack(Some(p), o);
         return;
     }
+    p.retain = retain;
+    if decree <= p.snapshot.decree {
+        // Committed and collected here.
+        o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
+        return;
+    }
     if decree <= p.committed {
         if p.log.get(&decree).map(|e| e.mutation) != Some(entry.mutation) {
             s.broken = Some(format!("prepare for committed decree {decree} carries a different mutation"));
@@ -549,6 +676,7 @@ fn on_prepare(
         p.log.insert(p.last_decree().saturating_add(1), e);
     }
     p.committed = p.committed.max(committed.min(p.contiguous()));
+    p.collect(cfg);
     persist(cfg, s, o);
     for decree in acked {
         o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: true });
@@ -590,7 +718,7 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
 
 /// Start, update or drop the primary's duplicators to match `dup_entries`, then drive
 /// each. `restored`: started from the durable record (restart or primary switch) rather
-/// than from the meta server's first announcement.
+/// than from the meta server's announcement.
 fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored: bool, o: &mut Out<Node>) {
     let Some(p) = s.parts.get_mut(&gpid) else { return };
     if p.status != Status::Primary {
@@ -601,19 +729,28 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
     let mut broken = None;
     for (dupid, entry) in entries.into_iter().filter(|(_, e)| e.status.is_valid()) {
         let committed = p.committed;
+        // What this replica collected was confirmed (it collects nothing else), even if
+        // the meta server's announcement of that has not reached it yet.
+        let confirmed = entry.confirmed.max(p.snapshot.decree);
         let d = p.dups.entry(dupid).or_insert_with(|| Duplicator {
             entry: entry.clone(),
             // Derived from the applied state on every start (seed S1).
             min_checkpoint_decree: if restored && cfg.bugs.has(Bug::MinCheckpointReset) { None } else { Some(committed) },
             checkpoint: None,
-            pushed_to: None,
+            target: None,
+            asking: false,
             applied: false,
+            confirmed,
+            shipped: confirmed,
         });
         if d.entry.status != entry.status {
-            d.pushed_to = None;
+            reset_link(d);
         }
+        // The meta server's persisted value only ever catches up with ours.
+        d.confirmed = d.confirmed.max(entry.confirmed);
+        d.shipped = d.shipped.max(d.confirmed);
         d.entry = entry;
-        match d.entry.status {
+        let ask = match d.entry.status {
             DupStatus::Prepare if d.checkpoint.is_none() => {
                 // The emergency checkpoint; it must cover min_checkpoint_decree.
                 let Some(min) = d.min_checkpoint_decree else {
@@ -623,19 +760,139 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
                 let ck = committed.max(min);
                 d.checkpoint = Some(ck);
                 o.send(cfg.meta, Msg::DupReport { gpid, dupid, progress: DupProgress::Checkpoint(ck) });
+                false
             }
-            DupStatus::App if !d.applied && d.pushed_to.is_none() => {
+            DupStatus::App if !d.applied => {
                 if d.checkpoint.is_none() {
                     d.checkpoint = Some(committed);
                 }
-                let fgpid = Gpid { table: d.entry.remote_table, partition: gpid.partition };
-                o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: fgpid });
+                d.target.is_none()
             }
-            _ => {}
+            DupStatus::Log => d.target.is_none(),
+            _ => false,
+        };
+        let forgets = restored && cfg.bugs.has(Bug::DupSwitchForgetsFollower);
+        if ask && !d.asking && !forgets {
+            d.asking = true;
+            o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: follower_gpid(d, gpid) });
         }
     }
     if broken.is_some() {
         s.broken = broken;
+        return;
+    }
+    // A restored primary may not yet know every duplication its predecessor served: it
+    // keeps the bound it inherited until the meta server's announcement.
+    let bound = p.dup_retain();
+    p.retain = if restored { p.retain.min(bound) } else { bound };
+    p.collect(cfg);
+    ship(cfg, s, gpid, o);
+}
+
+/// The follower partition a duplicator feeds.
+fn follower_gpid(d: &Duplicator, gpid: Gpid) -> Gpid {
+    Gpid { table: d.entry.remote_table, partition: gpid.partition }
+}
+
+/// Forget the follower primary: the next one gets the checkpoint again, or the
+/// mutations from the confirmed decree on.
+fn reset_link(d: &mut Duplicator) {
+    d.target = None;
+    d.asking = false;
+    d.shipped = d.confirmed;
+}
+
+/// The follower side's credential check of a checkpoint or shipped mutations.
+fn refuse_duplication(cfg: &ReplicaCfg, src: Id, gpid: Gpid, origin: Id, decree: Decree, o: &mut Out<Node>) -> bool {
+    if cfg.accept_duplication {
+        return false;
+    }
+    let reason = format!("replica does not accept the credentials of {origin:?}'s cluster");
+    o.send(src, Msg::ApplyReply { gpid, decree, result: Err(Some(reason)) });
+    true
+}
+
+/// LOG: send the next batch of committed mutations to each follower primary that has
+/// confirmed everything shipped so far.
+fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
+    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    if p.status != Status::Primary {
+        return;
+    }
+    let upto = if cfg.bugs.has(Bug::DupShipUncommitted) { p.last_decree() } else { p.committed };
+    let mut broken = None;
+    for (dupid, d) in p.dups.iter_mut() {
+        let Some(target) = d.target else { continue };
+        if d.entry.status != DupStatus::Log || d.shipped != d.confirmed || d.confirmed >= upto {
+            continue;
+        }
+        let end = upto.min(d.confirmed.saturating_add(SHIP_BATCH));
+        let entries: Vec<(Decree, Value)> =
+            p.log.range(d.confirmed.saturating_add(1)..=end).map(|(k, e)| (*k, e.mutation.value)).collect();
+        if entries.len() as u64 != u64::from(end - d.confirmed) {
+            broken = Some(format!("dup {dupid}: log above the confirmed decree {} was collected", d.confirmed));
+            break;
+        }
+        d.shipped = end;
+        o.send(target, Msg::Ship { gpid: follower_gpid(d, gpid), origin: cfg.meta, entries });
+    }
+    if broken.is_some() {
+        s.broken = broken;
+    }
+}
+
+/// The follower primary committed (or refused) a checkpoint or shipped mutation.
+fn on_apply_reply(
+    cfg: &ReplicaCfg,
+    s: &mut ReplicaState,
+    src: Id,
+    fgpid: Gpid,
+    decree: Decree,
+    result: Result<(), Option<String>>,
+    o: &mut Out<Node>,
+) {
+    let gpids: Vec<Gpid> = s.parts.keys().copied().collect();
+    for g in gpids {
+        let Some(p) = s.parts.get_mut(&g) else { continue };
+        let mut reports = Vec::new();
+        let mut ask = Vec::new();
+        for (dupid, d) in p.dups.iter_mut() {
+            if follower_gpid(d, g) != fgpid || d.target != Some(src) {
+                continue;
+            }
+            let progress = match (&result, d.entry.status) {
+                (Err(Some(reason)), DupStatus::App | DupStatus::Log) => Some(DupProgress::Refused(reason.clone())),
+                (Err(None), DupStatus::App | DupStatus::Log) => {
+                    reset_link(d);
+                    d.asking = true;
+                    ask.push(d.entry.remote_meta);
+                    None
+                }
+                // The follower may hold a newer checkpoint of ours (a previous primary's).
+                (Ok(()), DupStatus::App) if !d.applied && d.checkpoint.is_some_and(|c| decree >= c) => {
+                    d.applied = true;
+                    d.checkpoint = Some(decree);
+                    Some(DupProgress::Applied(decree))
+                }
+                (Ok(()), DupStatus::Log) if decree > d.confirmed && decree <= d.shipped => {
+                    d.confirmed = decree;
+                    // One report per batch: the meta server persists it, and its
+                    // announcement raises the retain bound.
+                    (d.confirmed == d.shipped).then_some(DupProgress::Confirmed(decree))
+                }
+                _ => None,
+            };
+            if let Some(progress) = progress {
+                reports.push(Msg::DupReport { gpid: g, dupid: *dupid, progress });
+            }
+        }
+        for m in reports {
+            o.send(cfg.meta, m);
+        }
+        for meta in ask {
+            o.send(meta, Msg::QueryConfig { gpid: fgpid });
+        }
+        ship(cfg, s, g, o);
     }
 }
 
@@ -686,12 +943,12 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
             }
             p.acks.insert(*d, BTreeSet::new());
         }
-        let base = p.base;
+        let (base, retain) = (p.base, p.retain);
         for t in config.secondaries.clone() {
-            o.send(t, Msg::GroupCheck { config: config.clone(), committed, base });
+            o.send(t, Msg::GroupCheck { config: config.clone(), committed, base, retain });
             for d in &uncommitted {
                 if let Some(e) = p.log.get(d) {
-                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed, base });
+                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed, base, retain });
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Value types shared by every role.
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
+use std::collections::BTreeMap;
 
 /// A configuration version. Every committed configuration change increments it by one.
 pub type Ballot = u32;
@@ -8,8 +9,9 @@ pub type Ballot = u32;
 pub type Decree = u32;
 /// The value a client writes (the model uses a single register per partition; 0 = unset).
 pub type Value = u8;
-/// A client's request number; with the client id it identifies a mutation for dedup.
-pub type ReqId = u8;
+/// A client's request number; with the client id it identifies a mutation for dedup. A
+/// duplicated mutation's is its source decree (the source meta server is the "client").
+pub type ReqId = u32;
 
 /// Global partition id: table and partition index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -99,4 +101,14 @@ pub enum OpResult {
 pub enum ClientOp {
     Put(Value),
     Get,
+}
+
+/// The collapsed prefix of a log, what garbage collection leaves of decrees 1..=`decree`:
+/// the register's value there, and each writer's last request (so a retry of a mutation
+/// whose entry was collected is still recognised as done).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub decree: Decree,
+    pub value: Value,
+    pub last_req: BTreeMap<Id, ReqId>,
 }

@@ -92,13 +92,16 @@ impl PetrelModel {
             (Some(f), Some(mb)) => vec![DupRecord {
                 dupid: 1,
                 table: 0,
-                status: DupStatus::Prepare,
+                status: f.start,
+                version: 0,
                 remote_meta: mb,
                 remote_table: 1,
                 remote_replica_count: f.replica_count,
                 fail_mode: FailMode::Slow,
                 checkpoints: Default::default(),
                 applied: Default::default(),
+                // Log-only from an empty table: everything from decree 1 ships.
+                confirmed: (f.start == DupStatus::Log).then(|| (0, 0)).into_iter().collect(),
                 create_attempts: 0,
                 stall: None,
             }],
@@ -108,20 +111,34 @@ impl PetrelModel {
             replicas: replicas.clone(),
             tables,
             bootstrap_members: scenario.bootstrap_members,
-            dups,
+            dups: dups.clone(),
             accept_duplication: false,
             bugs,
         })];
         let mut names = vec![if meta_b.is_some() { "meta-A" } else { "meta" }.to_string()];
         for (i, _) in replicas.iter().enumerate() {
-            actors.push(Node::Replica(ReplicaCfg { meta, bootstrap: bootstrap.clone(), accept_duplication: false, bugs }));
+            actors.push(Node::Replica(ReplicaCfg {
+                meta,
+                bootstrap: bootstrap.clone(),
+                bootstrap_dups: dups.clone(),
+                accept_duplication: false,
+                gc: scenario.gc,
+                bugs,
+            }));
             names.push(if meta_b.is_some() { format!("replica-A{}", i + 1) } else { format!("replica-{}", i + 1) });
         }
         if let (Some(f), Some(mb)) = (&scenario.follower, meta_b) {
+            // A log-only duplication's follower table exists at boot.
+            let (tables_b, members_b) = if f.start == DupStatus::Log {
+                (vec![TableSpec { id: 1, partitions: 1, max_replica_count: f.replica_count }], f.replica_count)
+            } else {
+                (Vec::new(), 0)
+            };
+            let bootstrap_b = bootstrap_configs(&replicas_b, &tables_b, members_b);
             actors.push(Node::Meta(MetaCfg {
                 replicas: replicas_b.clone(),
-                tables: Vec::new(),
-                bootstrap_members: 0,
+                tables: tables_b,
+                bootstrap_members: members_b,
                 dups: Vec::new(),
                 accept_duplication: f.meta_accepts,
                 bugs,
@@ -130,8 +147,10 @@ impl PetrelModel {
             for (i, _) in replicas_b.iter().enumerate() {
                 actors.push(Node::Replica(ReplicaCfg {
                     meta: mb,
-                    bootstrap: Vec::new(),
+                    bootstrap: bootstrap_b.clone(),
+                    bootstrap_dups: Vec::new(),
                     accept_duplication: f.replicas_accept,
+                    gc: false,
                     bugs,
                 }));
                 names.push(format!("replica-B{}", i + 1));

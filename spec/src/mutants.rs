@@ -47,6 +47,12 @@ pub fn mutants() -> Vec<Mutant> {
           "a refused checkpoint sets no stall reason: the duplication hangs silently"),
         m("dup-prepare-to-log", Bug::DupPrepareToLog, "dup-single-replica-follower", "SAFE-10",
           "the source meta moves a duplication from PREPARE straight to LOG"),
+        m("dup-gc-before-confirm", Bug::DupGcBeforeConfirm, "dup-log-shipping", "SAFE-14",
+          "log garbage collection ignores duplications and collects mutations B has not confirmed"),
+        m("dup-ship-uncommitted", Bug::DupShipUncommitted, "dup-log-shipping", "SAFE-13",
+          "the duplicator ships prepared but uncommitted mutations"),
+        m("dup-switch-forgets-follower", Bug::DupSwitchForgetsFollower, "dup-log-shipping", "LIVE-4",
+          "a duplicator restored on a primary switch never looks up the follower primary: shipping stops"),
     ]
 }
 

@@ -30,8 +30,12 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
     if m.scenario.expect_success {
         v.push(Property { expectation: Expectation::Eventually, name: "LIVE-2 clients-succeed", condition: clients_succeed });
     }
+    v.push(Property { expectation: Expectation::Always, name: "SAFE-12 follower-applies-in-order", condition: follower_in_order });
+    v.push(Property { expectation: Expectation::Always, name: "SAFE-13 confirmed-le-shipped-le-committed", condition: confirmed_le_shipped });
+    v.push(Property { expectation: Expectation::Always, name: "SAFE-14 no-gc-of-unconfirmed-log", condition: no_gc_unconfirmed });
     if m.scenario.follower.is_some() {
         v.push(Property { expectation: Expectation::Eventually, name: "LIVE-3 dup-reaches-log-or-stalls", condition: dup_progress });
+        v.push(Property { expectation: Expectation::Eventually, name: "LIVE-4 follower-converges", condition: follower_converges });
     }
     v
 }
@@ -54,14 +58,118 @@ fn dup_progress(m: &PetrelModel, s: &State) -> bool {
     })
 }
 
-/// A replica's log and commit point as they matter for durability: the live state, or
-/// what its disk holds while it is down.
-fn durable_view(m: &PetrelModel, s: &State, r: Id) -> Option<(BTreeMap<Decree, Entry>, Decree)> {
-    if m.crashed(s, r) {
-        m.storage(s, r).and_then(|st| st.parts.get(&crate::model::GPID)).map(|p| (p.log.clone(), p.committed))
-    } else {
-        m.replica(s, r).and_then(|st| st.parts.get(&crate::model::GPID)).map(|p| (p.log.clone(), p.committed))
+/// A replica's partition as it matters for durability: the live state, or what its disk
+/// holds while it is down.
+struct View {
+    snapshot: Snapshot,
+    log: BTreeMap<Decree, Entry>,
+    committed: Decree,
+}
+
+impl View {
+    fn value_at(&self, d: Decree) -> Value {
+        self.log.range(..=d).next_back().map_or(self.snapshot.value, |(_, e)| e.mutation.value)
     }
+}
+
+fn durable_view_of(m: &PetrelModel, s: &State, r: Id, gpid: Gpid) -> Option<View> {
+    if m.crashed(s, r) {
+        let p = m.storage(s, r)?.parts.get(&gpid)?;
+        Some(View { snapshot: p.snapshot.clone(), log: p.log.clone(), committed: p.committed })
+    } else {
+        let p = m.replica(s, r)?.parts.get(&gpid)?;
+        Some(View { snapshot: p.snapshot.clone(), log: p.log.clone(), committed: p.committed })
+    }
+}
+
+fn durable_view(m: &PetrelModel, s: &State, r: Id) -> Option<View> {
+    durable_view_of(m, s, r, crate::model::GPID)
+}
+
+/// The follower partition of the model's duplication (dup 1 → table 1).
+const FOLLOWER_GPID: Gpid = Gpid { table: 1, partition: 0 };
+
+/// The follower holds the source's mutations at most once each, in decree order, and
+/// only committed ones with the source's values (a checkpoint holds the source state at
+/// its decree).
+fn follower_in_order(m: &PetrelModel, s: &State) -> bool {
+    let origin = m.meta;
+    let sources: Vec<View> = m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).collect();
+    m.replicas_b.iter().filter_map(|r| durable_view_of(m, s, *r, FOLLOWER_GPID)).all(|b| {
+        let mut last: Option<ReqId> = b.snapshot.last_req.get(&origin).copied();
+        b.log.values().filter(|e| e.mutation.client == origin).all(|e| {
+            let d = e.mutation.req;
+            let ordered = last.is_none_or(|l| d > l);
+            last = Some(d);
+            let committed: Vec<&View> = sources.iter().filter(|a| a.committed >= d).collect();
+            ordered
+                && !committed.is_empty()
+                && committed.iter().filter(|a| a.snapshot.decree <= d).all(|a| a.value_at(d) == e.mutation.value)
+        })
+    })
+}
+
+/// Each source duplicator in LOG: confirmed <= shipped <= committed; and what the meta
+/// server persisted as confirmed is committed on the follower.
+fn confirmed_le_shipped(m: &PetrelModel, s: &State) -> bool {
+    let duplicators_ok = m.replicas.iter().filter(|r| !m.crashed(s, **r)).all(|r| {
+        m.replica(s, *r).is_none_or(|st| {
+            st.parts.values().all(|p| {
+                p.dups.values().all(|d| {
+                    d.entry.status != petrel_core::dup::DupStatus::Log || (d.confirmed <= d.shipped && d.shipped <= p.committed)
+                })
+            })
+        })
+    });
+    let Some(meta) = m.meta_state(s) else { return duplicators_ok };
+    let origin = m.meta;
+    let held: Decree = m
+        .replicas_b
+        .iter()
+        .filter_map(|r| durable_view_of(m, s, *r, FOLLOWER_GPID))
+        .filter_map(|b| {
+            let logged = b.log.range(..=b.committed).filter(|(_, e)| e.mutation.client == origin).map(|(_, e)| e.mutation.req).max();
+            logged.or_else(|| b.snapshot.last_req.get(&origin).copied())
+        })
+        .max()
+        .unwrap_or(0);
+    duplicators_ok && meta.dups.values().all(|d| d.confirmed.get(&0).is_none_or(|c| *c == 0 || *c <= held))
+}
+
+/// No source replica collected log entries a LOG or PAUSE duplication has not confirmed.
+fn no_gc_unconfirmed(m: &PetrelModel, s: &State) -> bool {
+    use petrel_core::dup::DupStatus;
+    let Some(meta) = m.meta_state(s) else { return true };
+    let bound = meta
+        .dups
+        .values()
+        .filter(|d| matches!(d.status, DupStatus::Log | DupStatus::Pause))
+        .map(|d| d.confirmed.get(&0).copied().unwrap_or(0))
+        .min();
+    let Some(bound) = bound else { return true };
+    m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).all(|v| v.snapshot.decree <= bound)
+}
+
+/// Every duplication ends stalled with a reason, or in LOG with everything the source
+/// committed confirmed and the follower holding the source's value.
+fn follower_converges(m: &PetrelModel, s: &State) -> bool {
+    let Some(meta) = m.meta_state(s) else { return true };
+    let sources: Vec<View> = m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).collect();
+    let Some(top) = sources.iter().max_by_key(|v| v.committed) else { return true };
+    let value = top.value_at(top.committed);
+    let follower_value = m
+        .replicas_b
+        .iter()
+        .filter_map(|r| durable_view_of(m, s, *r, FOLLOWER_GPID))
+        .max_by_key(|v| v.committed)
+        .map_or(0, |v| v.value_at(v.committed));
+    clients_finish(m, s)
+        && meta.dups.values().all(|d| {
+            d.stall.is_some()
+                || (d.status == petrel_core::dup::DupStatus::Log
+                    && d.confirmed.get(&0).is_some_and(|c| *c >= top.committed)
+                    && follower_value == value)
+        })
 }
 
 fn one_serving_primary(m: &PetrelModel, s: &State) -> bool {
@@ -78,27 +186,32 @@ fn committed_never_lost(m: &PetrelModel, s: &State) -> bool {
     let Some(meta) = m.meta_state(s) else { return true };
     let Some(config) = meta.configs.get(&crate::model::GPID) else { return true };
     let mut committed: BTreeMap<Decree, Mutation> = BTreeMap::new();
+    let mut top: Decree = 0;
     for &r in &m.replicas {
-        if let Some((log, c)) = durable_view(m, s, r) {
-            for (d, e) in log.range(..=c) {
+        if let Some(v) = durable_view(m, s, r) {
+            top = top.max(v.committed);
+            for (d, e) in v.log.range(..=v.committed) {
                 committed.insert(*d, e.mutation);
             }
         }
     }
     config.members().all(|member| {
-        let Some((log, _)) = durable_view(m, s, member) else { return committed.is_empty() };
-        committed.iter().all(|(d, mu)| log.get(d).map(|e| e.mutation) == Some(*mu))
+        let Some(v) = durable_view(m, s, member) else { return top == 0 };
+        // A collected prefix counts as held (its snapshot is of committed decrees).
+        v.snapshot.decree.max(v.log.keys().next_back().copied().unwrap_or(0)) >= top
+            && committed.iter().all(|(d, mu)| *d <= v.snapshot.decree || v.log.get(d).map(|e| e.mutation) == Some(*mu))
     })
 }
 
 /// Committed prefixes agree: the same decree holds the same mutation everywhere.
 fn log_agreement(m: &PetrelModel, s: &State) -> bool {
     let views: Vec<_> = m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).collect();
-    for (i, (la, ca)) in views.iter().enumerate() {
-        for (lb, cb) in views.iter().skip(i + 1) {
-            let upto = (*ca).min(*cb);
-            for d in 1..=upto {
-                if la.get(&d).map(|e| e.mutation) != lb.get(&d).map(|e| e.mutation) {
+    for (i, a) in views.iter().enumerate() {
+        for b in views.iter().skip(i + 1) {
+            let upto = a.committed.min(b.committed);
+            let from = a.snapshot.decree.max(b.snapshot.decree).saturating_add(1);
+            for d in from..=upto {
+                if a.log.get(&d).map(|e| e.mutation) != b.log.get(&d).map(|e| e.mutation) {
                     return false;
                 }
             }
@@ -109,7 +222,9 @@ fn log_agreement(m: &PetrelModel, s: &State) -> bool {
 
 fn committed_le_prepared(m: &PetrelModel, s: &State) -> bool {
     m.replicas.iter().filter(|r| !m.crashed(s, **r)).all(|r| {
-        m.replica(s, *r).is_none_or(|st| st.parts.values().all(|p| (1..=p.committed).all(|d| p.log.contains_key(&d))))
+        m.replica(s, *r).is_none_or(|st| {
+            st.parts.values().all(|p| (p.snapshot.decree.saturating_add(1)..=p.committed).all(|d| p.log.contains_key(&d)))
+        })
     })
 }
 

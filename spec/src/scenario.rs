@@ -1,5 +1,6 @@
 //! The scenario catalogue: small, exhaustively checkable deployments, each tied to what it
 //! is meant to exercise (a seed incident where there is one).
+use petrel_core::dup::DupStatus;
 use petrel_core::ClientOp;
 
 #[derive(Clone, Debug)]
@@ -23,8 +24,10 @@ pub struct Scenario {
     pub request_timeout: bool,
     /// LIVE-2 applies: every client operation eventually succeeds.
     pub expect_success: bool,
-    /// A second cluster holding a follower table of a full duplication of the table.
+    /// A second cluster holding a follower table of a duplication of the table.
     pub follower: Option<Follower>,
+    /// Replicas garbage-collect their committed log (as far as duplications allow).
+    pub gc: bool,
 }
 
 /// The follower cluster of a duplication scenario.
@@ -39,11 +42,22 @@ pub struct Follower {
     pub replicas_accept: bool,
     /// Create-follower replies the network may lose.
     pub lose_create_replies: u8,
+    /// The duplication's status at boot: PREPARE (full duplication: the follower table
+    /// is created and the checkpoint copied) or LOG (log-only, added while the table was
+    /// empty: the follower table exists at boot and mutations ship from decree 1).
+    pub start: DupStatus,
 }
 
 impl Follower {
     fn ok() -> Follower {
-        Follower { replicas: 1, replica_count: 1, meta_accepts: true, replicas_accept: true, lose_create_replies: 0 }
+        Follower {
+            replicas: 1,
+            replica_count: 1,
+            meta_accepts: true,
+            replicas_accept: true,
+            lose_create_replies: 0,
+            start: DupStatus::Prepare,
+        }
     }
 }
 
@@ -62,6 +76,7 @@ impl Scenario {
             request_timeout: false,
             expect_success: true,
             follower: None,
+            gc: false,
         }
     }
 
@@ -156,6 +171,19 @@ pub fn scenarios() -> Vec<Scenario> {
             "B's replicas may not read A: the duplication must show a stall reason, not hang",
             Follower { replicas_accept: false, ..Follower::ok() },
         ),
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::Put(1), ClientOp::Put(2)]],
+            crashes: 1,
+            gc: true,
+            ..Scenario::dup(
+                "dup-log-shipping",
+                "LOG: two writes on A ship to B while A's primary may crash; replicas collect the log as far as B confirmed",
+                Follower { start: DupStatus::Log, ..Follower::ok() },
+            )
+        },
     ]
 }
 

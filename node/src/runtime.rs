@@ -1,0 +1,247 @@
+//! Hosting one core actor: the event loop that turns the actor's `Out` into effects.
+//!
+//! The loop takes one event (an inbound message, a `PeerDown`, a due timer), then up to
+//! [`MAX_BATCH`] more that are already waiting, and calls `on_msg` / `on_timeout` for each
+//! in order with the state held as a `Cow` (an unchanged state is never copied). Then, for
+//! the whole batch, strictly in this order:
+//!
+//! 1. **saves** — the last `Save` of the batch is written and fsynced (each `Save` is the
+//!    whole durable value, so the last one subsumes the others: group commit, one fsync
+//!    per batch instead of one per message);
+//! 2. **timers** — already applied right after each handler (they are volatile, so
+//!    applying them before the save is indistinguishable from after, and a timer cancelled
+//!    by an earlier event of the batch must not fire in a later one);
+//! 3. **sends** — handed to the transport, in the order the handlers produced them.
+//!
+//! So no message leaves before the state it depends on is durable ("persist before the
+//! messages that depend on it are sent"). A crash before the fsync loses the batch's
+//! effects and its sends together, which is the same as the crash happening before those
+//! events were delivered. A storage error stops the node (fail-stop): continuing would
+//! send messages the disk does not back.
+//!
+//! Timers: `SetTimer(t, range)` arms `t` at `now + range.start`, replacing an armed timer
+//! of the same value; `CancelTimer(t)` disarms it. The core's timers are abstract ("fires
+//! at any time after it is set"), so the earliest allowed time is the natural choice.
+use crate::eventlog::{Event, EventLog};
+use crate::storage::Store;
+use crate::transport::{raw_of, Transport};
+use anyhow::{Context, Result};
+use petrel_core::{Msg, Node, NodeState, NodeStorage, Timer};
+use stateright::actor::{Actor, Command, Id, Out};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::future::Future;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Events handled per turn before the group commit.
+pub const MAX_BATCH: usize = 64;
+/// Capacity of the inbound queue; a full queue backpressures the readers (and so, through
+/// QUIC flow control, the senders).
+pub const INBOUND_CAPACITY: usize = 4096;
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// `stop_when` held (a one-shot client finished).
+    Done,
+    /// The shutdown signal fired.
+    Shutdown,
+}
+
+pub struct Host {
+    actor: Node,
+    id: Id,
+    state: NodeState,
+    store: Option<Store<NodeStorage>>,
+    pub transport: Transport,
+    inbound: mpsc::Receiver<(Id, Msg)>,
+    events: Option<EventLog>,
+    timers: BTreeMap<Timer, Instant>,
+    /// Durable saves so far.
+    pub saves: u64,
+    /// Events handled so far.
+    pub handled: u64,
+}
+
+enum Ev {
+    Msg(Id, Msg),
+    Timers,
+}
+
+impl Host {
+    /// Boot the actor: load what the store holds, call `on_start`, bring up the transport
+    /// (which announces the incarnation `on_start` chose), then execute the start's output.
+    pub async fn start(
+        actor: Node,
+        id: Id,
+        store: Option<(Store<NodeStorage>, Option<NodeStorage>)>,
+        events: Option<EventLog>,
+        transport: impl FnOnce(u32, mpsc::Sender<(Id, Msg)>) -> Result<Transport>,
+    ) -> Result<Host> {
+        let (store, stored) = match store {
+            Some((s, v)) => (Some(s), v),
+            None => (None, None),
+        };
+        let mut out = Out::new();
+        let state = actor.on_start(id, &stored, &mut out);
+        let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
+        let transport = transport(state.incarnation(), tx)?;
+        let mut host =
+            Host { actor, id, state, store, transport, inbound: rx, events, timers: BTreeMap::new(), saves: 0, handled: 0 };
+        tracing::info!(id = raw_of(id), incarnation = host.state.incarnation(), restored = stored.is_some(), "actor started");
+        host.log(Event::Start { storage: stored.is_some() }, &out);
+        host.apply_timers(&out);
+        host.execute(vec![out]).await?;
+        Ok(host)
+    }
+
+    pub fn state(&self) -> &NodeState {
+        &self.state
+    }
+
+    /// Handle events until `shutdown` completes or `stop_when` holds for the state.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>, stop_when: impl Fn(&NodeState) -> bool) -> Result<Exit> {
+        tokio::pin!(shutdown);
+        loop {
+            if stop_when(&self.state) {
+                return Ok(Exit::Done);
+            }
+            let next_timer = self.timers.values().min().copied();
+            let first = tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(Exit::Shutdown),
+                m = self.inbound.recv() => match m {
+                    Some((src, msg)) => Ev::Msg(src, msg),
+                    None => return Ok(Exit::Shutdown),
+                },
+                _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => Ev::Timers,
+            };
+            let mut outs = Vec::new();
+            self.handle(first, &mut outs);
+            while outs.len() < MAX_BATCH {
+                match self.inbound.try_recv() {
+                    Ok((src, msg)) => self.handle(Ev::Msg(src, msg), &mut outs),
+                    Err(_) => break,
+                }
+            }
+            self.execute(outs).await?;
+        }
+    }
+
+    fn handle(&mut self, ev: Ev, outs: &mut Vec<Out<Node>>) {
+        match ev {
+            Ev::Msg(src, msg) => {
+                self.handled += 1;
+                let logged = self.events.is_some().then(|| msg.clone());
+                let mut out = Out::new();
+                let mut state = Cow::Borrowed(&self.state);
+                self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
+                if let Cow::Owned(s) = state {
+                    self.state = s;
+                }
+                if let Some(m) = &logged {
+                    self.log(Event::Msg { src: raw_of(src), msg: m }, &out);
+                }
+                self.apply_timers(&out);
+                outs.push(out);
+            }
+            Ev::Timers => {
+                let now = Instant::now();
+                let mut due: Vec<(Instant, Timer)> =
+                    self.timers.iter().filter(|(_, at)| **at <= now).map(|(t, at)| (*at, t.clone())).collect();
+                due.sort();
+                for (_, timer) in due {
+                    // An earlier timer's handler may have cancelled or re-armed this one.
+                    if self.timers.get(&timer).is_none_or(|at| *at > now) {
+                        continue;
+                    }
+                    self.timers.remove(&timer);
+                    self.handled += 1;
+                    let mut out = Out::new();
+                    let mut state = Cow::Borrowed(&self.state);
+                    self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
+                    if let Cow::Owned(s) = state {
+                        self.state = s;
+                    }
+                    self.log(Event::Timer(&timer), &out);
+                    self.apply_timers(&out);
+                    outs.push(out);
+                }
+            }
+        }
+    }
+
+    fn apply_timers(&mut self, out: &Out<Node>) {
+        for c in out.iter() {
+            match c {
+                Command::SetTimer(t, range) => {
+                    self.timers.insert(t.clone(), Instant::now() + range.start);
+                }
+                Command::CancelTimer(t) => {
+                    self.timers.remove(t);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn log(&mut self, event: Event<'_>, out: &Out<Node>) {
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.record(event, out) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                self.events = None;
+            }
+        }
+    }
+
+    /// Group commit, then sends (timers were applied per handler).
+    async fn execute(&mut self, outs: Vec<Out<Node>>) -> Result<()> {
+        let mut last_save = None;
+        let mut sends = Vec::new();
+        for out in outs {
+            for c in out {
+                match c {
+                    Command::Save(s) => last_save = Some(s),
+                    Command::Send(dst, msg) => sends.push((dst, msg)),
+                    Command::SetTimer(..) | Command::CancelTimer(_) => {}
+                    Command::ChooseRandom(key, _) => tracing::warn!(key, "the core asked for a random choice; the node makes none"),
+                }
+            }
+        }
+        if let Some(value) = last_save {
+            match self.store.take() {
+                Some(mut store) => {
+                    // fsync blocks: keep it off the async workers.
+                    let (store, r) = tokio::task::spawn_blocking(move || {
+                        let r = store.save(&value);
+                        (store, r)
+                    })
+                    .await
+                    .context("storage task failed")?;
+                    self.store = Some(store);
+                    r.context("cannot make the actor's state durable; stopping (fail-stop)")?;
+                    self.saves += 1;
+                }
+                None => tracing::debug!("save without a store (a client): ignored"),
+            }
+        }
+        for (dst, msg) in sends {
+            self.transport.send(dst, msg);
+        }
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.flush() {
+                tracing::warn!("event log flush failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Close the transport (peers see a clean close) and flush the event log.
+    pub async fn stop(&mut self) {
+        self.transport.shutdown().await;
+        if let Some(log) = &mut self.events {
+            let _ = log.flush();
+        }
+    }
+}

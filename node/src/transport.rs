@@ -1,0 +1,866 @@
+//! QUIC transport with mutual TLS: how one actor's `Send`s reach another process, and how
+//! a broken link becomes the core's `Msg::PeerDown`.
+//!
+//! **Identity.** Both ends present certificates of a trusted cluster CA (the node's own
+//! plus configured remote-cluster CAs, for cross-cluster duplication). A dialer asks TLS
+//! to verify the server against the name the address book expects (`n<id>.<cluster>.petrel`,
+//! see `certs.rs`). An acceptor maps the client certificate's SAN to an [`Identity`] and
+//! requires the peer's `Hello` to claim exactly that identity; a node id must be in the
+//! address book *for that cluster*, a client must be of this node's cluster. Anything else
+//! is refused: a `warn!` log with the reason, and the connection is closed with the reason
+//! as its close message, so the other side can print it.
+//!
+//! **Links.** One connection per peer pair, opened lazily on the first send and reused;
+//! accepted connections are registered too, so replies (e.g. to clients, which are in no
+//! address book) go back over them. Each side opens one unidirectional stream whose first
+//! frame is its `Hello` (`codec.rs`); further streams a peer opens must start with the same
+//! `Hello`. If both sides dial at once there are briefly two connections: both are kept,
+//! the newest carries sends.
+//!
+//! **Failures.** A malformed, oversized or unexpected frame closes the connection with an
+//! error log; nothing a peer sends can panic the node. When a registered connection ends
+//! (closed, reset, idle timeout: `idle_timeout` with `keep_alive` pings), the actor receives
+//! `PeerDown { incarnation }` from that peer, with the incarnation its `Hello` announced —
+//! unless another live connection to the same life of that peer remains. A failed dial
+//! (unreachable, handshake refused, no `Hello`) drops the messages queued for that peer and
+//! delivers `PeerDown` with the *last incarnation this node heard that peer announce, or 0
+//! if it never heard one*. 0 is no life (lives start at 1), so a core that fences by
+//! incarnation ignores such a notice and falls back on its own timers: a driver must not
+//! invent which life it failed to reach. A failed dial with nothing queued (a `watch`
+//! reconnect) delivers nothing: no message was lost.
+//!
+//! **Overload.** Sends never block the actor. Each connection's queue is bounded in bytes
+//! (`max_queued_bytes`); a peer that does not drain it is disconnected (and so reported
+//! down) rather than letting memory grow without bound.
+use crate::certs::{cert_identities, node_name, Identity};
+use crate::codec::{self, Frame};
+use anyhow::{bail, Context};
+use petrel_core::Msg;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
+use stateright::actor::Id;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Ids at or above this are clients (random per process); below are address-book nodes.
+pub const CLIENT_ID_BASE: u64 = 1 << 32;
+/// TLS application protocol: a peer speaking anything else fails the handshake.
+pub const ALPN: &[u8] = b"petrel/1";
+
+/// Application close codes (the reason text travels with them).
+pub mod close {
+    pub const SHUTDOWN: u32 = 0;
+    /// A malformed, oversized or unexpected frame.
+    pub const PROTOCOL: u32 = 1;
+    /// The peer's identity was refused.
+    pub const REFUSED: u32 = 2;
+    /// The peer did not drain its send queue.
+    pub const OVERLOADED: u32 = 3;
+}
+
+pub fn id_of(raw: u64) -> Id {
+    // Ids are 64-bit; `usize` is 64-bit on every platform this node targets.
+    Id::from(raw as usize)
+}
+
+pub fn raw_of(id: Id) -> u64 {
+    usize::from(id) as u64
+}
+
+/// Where a node of the address book listens, and which cluster it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub cluster: String,
+    pub addr: SocketAddr,
+}
+
+/// Transport tunables (see `config.rs` for the defaults and the operator's names).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A connection silent this long is dead (the QUIC idle timeout): the failure
+    /// detector's grace.
+    pub idle_timeout: Duration,
+    /// Ping interval keeping live connections from idling out.
+    pub keep_alive: Duration,
+    /// Time allowed for the TLS handshake and the `Hello` exchange.
+    pub handshake_timeout: Duration,
+    pub max_frame: usize,
+    /// Bytes queued for one connection before the peer counts as overloaded.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
+            max_frame: codec::MAX_FRAME,
+            max_queued_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Certificates and key of this process.
+pub struct TlsMaterial {
+    pub roots: Vec<CertificateDer<'static>>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl TlsMaterial {
+    /// Load PEM files: this cluster's CA, remote clusters' CAs, this process's chain + key.
+    pub fn load(ca: &Path, remote_cas: &[PathBuf], cert: &Path, key: &Path) -> anyhow::Result<TlsMaterial> {
+        let mut roots = Vec::new();
+        for path in std::iter::once(ca).chain(remote_cas.iter().map(PathBuf::as_path)) {
+            let certs = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read CA certificate file {}", path.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+            if certs.is_empty() {
+                bail!("{} holds no certificate", path.display());
+            }
+            roots.extend(certs);
+        }
+        let chain = CertificateDer::pem_file_iter(cert)
+            .with_context(|| format!("cannot read certificate file {}", cert.display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{} is not a PEM certificate file", cert.display()))?;
+        if chain.is_empty() {
+            bail!("{} holds no certificate", cert.display());
+        }
+        let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("cannot read private key {}", key.display()))?;
+        Ok(TlsMaterial { roots, chain, key })
+    }
+
+    /// The identities this process's own certificate names.
+    pub fn identities(&self) -> Vec<Identity> {
+        self.chain.first().map(|c| cert_identities(c)).unwrap_or_default()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn root_store(tls: &TlsMaterial) -> anyhow::Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for c in &tls.roots {
+        roots.add(c.clone()).context("a CA certificate was refused")?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn quic_transport(s: &Settings) -> anyhow::Result<Arc<quinn::TransportConfig>> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(s.idle_timeout).context("idle timeout out of range")?));
+    t.keep_alive_interval(Some(s.keep_alive));
+    // Frames travel on unidirectional streams only.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(0));
+    t.max_concurrent_uni_streams(VarInt::from_u32(16));
+    Ok(Arc::new(t))
+}
+
+/// The dialing side's QUIC + TLS configuration (public for tools and tests that speak
+/// the wire protocol directly).
+pub fn client_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<quinn::ClientConfig> {
+    let mut c = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 unavailable")?
+        .with_root_certificates(root_store(tls)?)
+        .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
+        .context("the certificate and key do not form a valid client identity")?;
+    c.alpn_protocols = vec![ALPN.to_vec()];
+    let mut cfg = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c).context("QUIC client TLS config")?));
+    cfg.transport_config(quic_transport(s)?);
+    Ok(cfg)
+}
+
+fn server_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<quinn::ServerConfig> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(root_store(tls)?, provider())
+        .build()
+        .context("client certificate verifier")?;
+    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 unavailable")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(tls.chain.clone(), tls.key.clone_key())
+        .context("the certificate and key do not form a valid server identity")?;
+    c.alpn_protocols = vec![ALPN.to_vec()];
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(c).context("QUIC server TLS config")?));
+    cfg.transport_config(quic_transport(s)?);
+    Ok(cfg)
+}
+
+/// One registered connection to a peer.
+struct Link {
+    stable_id: usize,
+    incarnation: u32,
+    conn: Connection,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Peers {
+    /// Live registered connections per peer, oldest first (the last one carries sends).
+    links: HashMap<u64, Vec<Link>>,
+    /// Frames waiting for a dial in progress.
+    dialing: HashMap<u64, Vec<Vec<u8>>>,
+    /// The last incarnation each peer announced.
+    known: HashMap<u64, u32>,
+    /// The last failure per peer, for operators (the client prints these).
+    errors: BTreeMap<u64, String>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    client_cfg: quinn::ClientConfig,
+    me: u64,
+    cluster: String,
+    hello: Vec<u8>,
+    book: BTreeMap<u64, PeerAddr>,
+    settings: Settings,
+    inbound: mpsc::Sender<(Id, Msg)>,
+    peers: Mutex<Peers>,
+    stopping: AtomicBool,
+}
+
+/// A handle on this process's QUIC endpoint (cheap to clone).
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+/// What a peer's `Hello` said.
+#[derive(Clone, Debug)]
+struct Hello {
+    cluster: String,
+    id: u64,
+    incarnation: u32,
+}
+
+/// Whether a peer is a client (restricted messages) or a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Node,
+    Client,
+}
+
+impl Transport {
+    /// A node: listen on `listen` (accepting mutual-TLS connections) and dial peers from
+    /// the same endpoint. Delivers inbound messages (and `PeerDown`s) to `inbound`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bind_node(
+        listen: SocketAddr,
+        me: u64,
+        cluster: &str,
+        incarnation: u32,
+        book: BTreeMap<u64, PeerAddr>,
+        tls: &TlsMaterial,
+        settings: Settings,
+        inbound: mpsc::Sender<(Id, Msg)>,
+    ) -> anyhow::Result<Transport> {
+        let mut endpoint = Endpoint::server(server_config(tls, &settings)?, listen)
+            .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
+        endpoint.set_default_client_config(client_config(tls, &settings)?);
+        let t = Transport::new(endpoint, me, cluster, incarnation, book, tls, settings, inbound)?;
+        let accept = t.clone();
+        tokio::spawn(async move { accept.accept_loop().await });
+        Ok(t)
+    }
+
+    /// A client: dial only (no listening socket besides the ephemeral local one).
+    pub fn bind_client(
+        me: u64,
+        cluster: &str,
+        book: BTreeMap<u64, PeerAddr>,
+        tls: &TlsMaterial,
+        settings: Settings,
+        inbound: mpsc::Sender<(Id, Msg)>,
+    ) -> anyhow::Result<Transport> {
+        // Bind where the peers are: loopback for a loopback cluster, else any address.
+        let v6 = book.values().next().is_some_and(|p| p.addr.is_ipv6());
+        let loopback = book.values().all(|p| p.addr.ip().is_loopback());
+        let ip: IpAddr = match (v6, loopback) {
+            (false, true) => Ipv4Addr::LOCALHOST.into(),
+            (true, true) => Ipv6Addr::LOCALHOST.into(),
+            (false, false) => Ipv4Addr::UNSPECIFIED.into(),
+            (true, false) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let mut endpoint = Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
+        endpoint.set_default_client_config(client_config(tls, &settings)?);
+        Transport::new(endpoint, me, cluster, 1, book, tls, settings, inbound)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        endpoint: Endpoint,
+        me: u64,
+        cluster: &str,
+        incarnation: u32,
+        book: BTreeMap<u64, PeerAddr>,
+        tls: &TlsMaterial,
+        settings: Settings,
+        inbound: mpsc::Sender<(Id, Msg)>,
+    ) -> anyhow::Result<Transport> {
+        let mine = if me >= CLIENT_ID_BASE {
+            Identity::Client { cluster: cluster.to_string() }
+        } else {
+            Identity::Node { cluster: cluster.to_string(), id: me }
+        };
+        let ids = tls.identities();
+        if !ids.contains(&mine) {
+            let names: Vec<String> = ids.iter().map(|i| i.dns_name()).collect();
+            bail!(
+                "this process is {mine} but its certificate names {}: peers would refuse it",
+                if names.is_empty() { "no Petrel identity".to_string() } else { names.join(", ") }
+            );
+        }
+        let hello = codec::encode(&Frame::Hello { cluster: cluster.to_string(), id: me, incarnation })?;
+        let client_cfg = client_config(tls, &settings)?;
+        Ok(Transport {
+            inner: Arc::new(Inner {
+                endpoint,
+                client_cfg,
+                me,
+                cluster: cluster.to_string(),
+                hello,
+                book,
+                settings,
+                inbound,
+                peers: Mutex::new(Peers::default()),
+                stopping: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    fn peers(&self) -> MutexGuard<'_, Peers> {
+        // A poisoned lock only means another task panicked mid-update; the maps stay usable.
+        self.inner.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last transport error per peer (newest state), for operator messages.
+    pub fn errors(&self) -> Vec<(u64, String)> {
+        self.peers().errors.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// The address book entry of a node.
+    pub fn addr_of(&self, id: u64) -> Option<&PeerAddr> {
+        self.inner.book.get(&id)
+    }
+
+    /// Queue `msg` for `dst`. Never blocks; a message that cannot be delivered is dropped
+    /// (the actor learns of it through `PeerDown`, like a message lost with a crash).
+    pub fn send(&self, dst: Id, msg: Msg) {
+        let d = raw_of(dst);
+        if d == self.inner.me {
+            let tx = self.inner.inbound.clone();
+            tokio::spawn(async move {
+                let _ = tx.send((dst, msg)).await;
+            });
+            return;
+        }
+        let kind = msg.kind();
+        let frame = match codec::encode(&Frame::Msg(msg)) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(peer = d, kind, "dropping a message that cannot be sent: {e}");
+                return;
+            }
+        };
+        let mut peers = self.peers();
+        if let Some(link) = peers.links.get(&d).and_then(|v| v.last()) {
+            self.push(link, frame, d);
+            return;
+        }
+        if let Some(q) = peers.dialing.get_mut(&d) {
+            q.push(frame);
+            return;
+        }
+        if self.inner.book.contains_key(&d) {
+            peers.dialing.insert(d, vec![frame]);
+            drop(peers);
+            self.spawn_dial(d);
+        } else {
+            tracing::debug!(peer = d, kind, "no connection to a peer outside the address book (gone?): message dropped");
+        }
+    }
+
+    fn push(&self, link: &Link, frame: Vec<u8>, peer: u64) {
+        let len = frame.len();
+        let queued = link.queued.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > self.inner.settings.max_queued_bytes {
+            tracing::warn!(peer, queued, "peer is not draining its queue; disconnecting it");
+            link.conn.close(VarInt::from_u32(close::OVERLOADED), b"send queue overflow");
+            return;
+        }
+        if link.tx.send(frame).is_err() {
+            link.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    /// Keep a connection to `peer` open (re-dialing after `keep_alive` when it is gone), so
+    /// the failure of either side is noticed without traffic. A replica watches its meta
+    /// server: that link is the meta server's failure detector.
+    pub fn watch(&self, peer: u64) {
+        let t = self.clone();
+        tokio::spawn(async move {
+            while !t.inner.stopping.load(Ordering::Relaxed) {
+                let start = {
+                    let mut peers = t.peers();
+                    let idle = peers.links.get(&peer).is_none_or(|v| v.is_empty()) && !peers.dialing.contains_key(&peer);
+                    if idle {
+                        peers.dialing.insert(peer, Vec::new());
+                    }
+                    idle
+                };
+                if start {
+                    t.dial(peer).await;
+                }
+                tokio::time::sleep(t.inner.settings.keep_alive).await;
+            }
+        });
+    }
+
+    fn spawn_dial(&self, peer: u64) {
+        let t = self.clone();
+        tokio::spawn(async move { t.dial(peer).await });
+    }
+
+    async fn dial(&self, peer: u64) {
+        let result = self.try_dial(peer).await;
+        match result {
+            Ok((conn, hello, send, recv)) => self.register(conn, Kind::Node, hello, send, recv),
+            Err(reason) => {
+                let addr = self.inner.book.get(&peer).map(|p| p.addr.to_string()).unwrap_or_default();
+                let mut peers = self.peers();
+                peers.errors.insert(peer, format!("node {peer} at {addr}: {reason}"));
+                let queued = peers.dialing.remove(&peer).unwrap_or_default();
+                if let Some(link) = peers.links.get(&peer).and_then(|v| v.last()) {
+                    // The peer dialed us meanwhile: use that connection.
+                    for f in queued {
+                        self.push(link, f, peer);
+                    }
+                    return;
+                }
+                if queued.is_empty() {
+                    tracing::debug!(peer, %addr, "dial failed: {reason}");
+                    return;
+                }
+                let life = peers.known.get(&peer).copied().unwrap_or(0);
+                drop(peers);
+                tracing::warn!(peer, %addr, dropped = queued.len(), "cannot reach peer: {reason}");
+                self.deliver_peer_down(peer, life);
+            }
+        }
+    }
+
+    async fn try_dial(&self, peer: u64) -> Result<(Connection, Hello, SendStream, RecvStream), String> {
+        let Some(p) = self.inner.book.get(&peer) else { return Err("not in the address book".into()) };
+        let name = node_name(&p.cluster, peer);
+        let connecting =
+            self.inner.endpoint.connect_with(self.inner.client_cfg.clone(), p.addr, &name).map_err(|e| format!("cannot dial: {e}"))?;
+        let conn = match tokio::time::timeout(self.inner.settings.handshake_timeout, connecting).await {
+            Err(_) => return Err("TLS handshake timed out".into()),
+            Ok(Err(e)) => return Err(format!("TLS handshake failed: {}", describe(&e))),
+            Ok(Ok(c)) => c,
+        };
+        let (hello, send, recv) = match self.exchange_hello(&conn).await {
+            Ok(x) => x,
+            Err(reason) => {
+                conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
+                return Err(reason);
+            }
+        };
+        if hello.id != peer || hello.cluster != p.cluster {
+            let reason = format!(
+                "refused: dialed node {peer} of cluster {}, but its Hello claims node {} of cluster {}",
+                p.cluster, hello.id, hello.cluster
+            );
+            conn.close(VarInt::from_u32(close::REFUSED), reason.as_bytes());
+            return Err(reason);
+        }
+        Ok((conn, hello, send, recv))
+    }
+
+    /// Send our `Hello` on a new stream and read the peer's from the first stream it opens.
+    async fn exchange_hello(&self, conn: &Connection) -> Result<(Hello, SendStream, RecvStream), String> {
+        let limit = self.inner.settings.handshake_timeout;
+        let mut send = conn.open_uni().await.map_err(|e| format!("cannot open a stream: {}", describe(&e)))?;
+        send.write_all(&self.inner.hello).await.map_err(|e| format!("cannot send Hello: {e}"))?;
+        let mut recv = match tokio::time::timeout(limit, conn.accept_uni()).await {
+            Err(_) => return Err("no Hello within the handshake timeout".into()),
+            Ok(Err(e)) => return Err(format!("connection lost before Hello: {}", describe(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let hello = read_hello(&mut recv, limit, self.inner.settings.max_frame).await?;
+        Ok((hello, send, recv))
+    }
+
+    async fn accept_loop(self) {
+        while let Some(incoming) = self.inner.endpoint.accept().await {
+            let t = self.clone();
+            tokio::spawn(async move { t.handle_incoming(incoming).await });
+        }
+    }
+
+    async fn handle_incoming(&self, incoming: quinn::Incoming) {
+        let remote = incoming.remote_address();
+        let conn = match tokio::time::timeout(self.inner.settings.handshake_timeout, incoming).await {
+            Err(_) => {
+                tracing::warn!(%remote, "incoming connection: TLS handshake timed out");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%remote, "incoming connection refused: TLS handshake failed: {}", describe(&e));
+                return;
+            }
+            Ok(Ok(c)) => c,
+        };
+        let cert_ids = peer_identities(&conn);
+        let (hello, send, recv) = match self.exchange_hello(&conn).await {
+            Ok(x) => x,
+            Err(reason) => {
+                tracing::warn!(%remote, "incoming connection closed: {reason}");
+                conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
+                return;
+            }
+        };
+        match self.check_accepted(&hello, &cert_ids) {
+            Ok(kind) => self.register(conn, kind, hello, send, recv),
+            Err(reason) => {
+                tracing::warn!(%remote, claimed_id = hello.id, claimed_cluster = %hello.cluster, "refused peer: {reason}");
+                conn.close(VarInt::from_u32(close::REFUSED), format!("refused: {reason}").as_bytes());
+            }
+        }
+    }
+
+    /// The acceptor's identity check: the `Hello` must claim what the certificate names,
+    /// and that identity must belong here.
+    fn check_accepted(&self, hello: &Hello, cert_ids: &[Identity]) -> Result<Kind, String> {
+        let claimed = if hello.id >= CLIENT_ID_BASE {
+            Identity::Client { cluster: hello.cluster.clone() }
+        } else {
+            Identity::Node { cluster: hello.cluster.clone(), id: hello.id }
+        };
+        if !cert_ids.contains(&claimed) {
+            let names = if cert_ids.is_empty() {
+                "no Petrel identity".to_string()
+            } else {
+                cert_ids.iter().map(|i| format!("{i} ({})", i.dns_name())).collect::<Vec<_>>().join(", ")
+            };
+            return Err(format!("its Hello claims to be {claimed}, but its certificate names {names}"));
+        }
+        if hello.id == self.inner.me {
+            return Err("it claims this node's own id".into());
+        }
+        match &claimed {
+            Identity::Node { cluster, id } => match self.inner.book.get(id) {
+                None => Err(format!("node {id} of cluster {cluster} is not in this node's address book")),
+                Some(p) if &p.cluster != cluster => Err(format!(
+                    "it holds a certificate of cluster {cluster}, but node {id} belongs to cluster {} in the address book",
+                    p.cluster
+                )),
+                Some(_) => Ok(Kind::Node),
+            },
+            Identity::Client { cluster } if *cluster != self.inner.cluster => {
+                Err(format!("a client of cluster {cluster} may not use cluster {}", self.inner.cluster))
+            }
+            Identity::Client { .. } => Ok(Kind::Client),
+        }
+    }
+
+    /// Make a checked connection live: writer, readers, and the watcher that turns its end
+    /// into `PeerDown`.
+    fn register(&self, conn: Connection, kind: Kind, hello: Hello, send: SendStream, recv: RecvStream) {
+        let peer = hello.id;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let link = Link { stable_id: conn.stable_id(), incarnation: hello.incarnation, conn: conn.clone(), tx, queued: queued.clone() };
+        {
+            let mut peers = self.peers();
+            let waiting = peers.dialing.remove(&peer).unwrap_or_default();
+            for f in waiting {
+                self.push(&link, f, peer);
+            }
+            // Only nodes are remembered: client ids are random per call and would pile up.
+            if peer < CLIENT_ID_BASE {
+                peers.known.insert(peer, hello.incarnation);
+                peers.errors.remove(&peer);
+            }
+            peers.links.entry(peer).or_default().push(link);
+        }
+        if kind == Kind::Node {
+            tracing::info!(peer, cluster = %hello.cluster, incarnation = hello.incarnation, remote = %conn.remote_address(), "connected");
+        } else {
+            tracing::debug!(peer, remote = %conn.remote_address(), "client connected");
+        }
+        tokio::spawn(writer(send, rx, queued, conn.clone()));
+        let t = self.clone();
+        let (c, h) = (conn.clone(), hello.clone());
+        tokio::spawn(async move { t.reader(c, kind, h, recv).await });
+        let t = self.clone();
+        let (c, h) = (conn.clone(), hello.clone());
+        tokio::spawn(async move { t.more_streams(c, kind, h).await });
+        let t = self.clone();
+        tokio::spawn(async move { t.watch_close(conn, hello).await });
+    }
+
+    /// Further streams a peer opens must start with the connection's `Hello`.
+    async fn more_streams(&self, conn: Connection, kind: Kind, hello: Hello) {
+        while let Ok(mut recv) = conn.accept_uni().await {
+            let limit = self.inner.settings.handshake_timeout;
+            match read_hello(&mut recv, limit, self.inner.settings.max_frame).await {
+                Ok(h) if h.id == hello.id && h.cluster == hello.cluster && h.incarnation == hello.incarnation => {
+                    let t = self.clone();
+                    let (c, h) = (conn.clone(), hello.clone());
+                    tokio::spawn(async move { t.reader(c, kind, h, recv).await });
+                }
+                Ok(h) => {
+                    let reason = format!("a new stream's Hello ({} of {}) differs from the connection's", h.id, h.cluster);
+                    tracing::error!(peer = hello.id, "{reason}; closing the connection");
+                    conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
+                    return;
+                }
+                Err(reason) => {
+                    tracing::error!(peer = hello.id, "bad stream: {reason}; closing the connection");
+                    conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn reader(&self, conn: Connection, kind: Kind, hello: Hello, mut recv: RecvStream) {
+        let peer = hello.id;
+        loop {
+            match codec::read_frame(&mut recv, self.inner.settings.max_frame).await {
+                Ok(Some(Frame::Msg(msg))) => {
+                    if !allowed(kind, &msg) {
+                        tracing::warn!(peer, kind = msg.kind(), "dropping a message this peer may not send");
+                        continue;
+                    }
+                    if self.inner.inbound.send((id_of(peer), msg)).await.is_err() {
+                        return; // the actor is gone: shutting down
+                    }
+                }
+                Ok(Some(Frame::Hello { .. })) => {
+                    tracing::error!(peer, "second Hello on a stream; closing the connection");
+                    conn.close(VarInt::from_u32(close::PROTOCOL), b"unexpected Hello");
+                    return;
+                }
+                Ok(None) => return,
+                Err(codec::ReadError::Io(e)) => {
+                    // The connection or stream went away; `watch_close` reports it.
+                    tracing::debug!(peer, "stream ended: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(peer, "bad frame from peer: {e}; closing the connection");
+                    conn.close(VarInt::from_u32(close::PROTOCOL), e.to_string().as_bytes());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn watch_close(&self, conn: Connection, hello: Hello) {
+        let reason = conn.closed().await;
+        let peer = hello.id;
+        let stable = conn.stable_id();
+        let still_up = {
+            let mut peers = self.peers();
+            if let Some(v) = peers.links.get_mut(&peer) {
+                v.retain(|l| l.stable_id != stable);
+                let up = v.iter().any(|l| l.incarnation == hello.incarnation);
+                if v.is_empty() {
+                    peers.links.remove(&peer);
+                }
+                up
+            } else {
+                false
+            }
+        };
+        if self.inner.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let why = describe(&reason);
+        if still_up {
+            tracing::info!(peer, "one of two connections to the peer closed ({why}); the other stays");
+            return;
+        }
+        if peer < CLIENT_ID_BASE {
+            tracing::warn!(peer, incarnation = hello.incarnation, "connection lost: {why}");
+            let addr = self.inner.book.get(&peer).map(|p| p.addr.to_string()).unwrap_or_default();
+            self.peers().errors.insert(peer, format!("node {peer} at {addr}: connection lost: {why}"));
+        } else {
+            tracing::debug!(peer, "client connection closed: {why}");
+        }
+        self.deliver_peer_down(peer, hello.incarnation);
+    }
+
+    fn deliver_peer_down(&self, peer: u64, incarnation: u32) {
+        let tx = self.inner.inbound.clone();
+        tokio::spawn(async move {
+            let _ = tx.send((id_of(peer), Msg::PeerDown { incarnation })).await;
+        });
+    }
+
+    /// Close every connection (peers see a clean close at once) and wait briefly for the
+    /// close to be sent.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+/// What a client may ask of a node. Everything else (and `PeerDown`, which only the
+/// driver may produce) is dropped.
+fn allowed(kind: Kind, msg: &Msg) -> bool {
+    match msg {
+        Msg::PeerDown { .. } => false,
+        _ if kind == Kind::Node => true,
+        Msg::QueryConfig { .. } | Msg::Write { .. } | Msg::Read { .. } | Msg::ModifyDup { .. } => true,
+        _ => false,
+    }
+}
+
+async fn read_hello(recv: &mut RecvStream, limit: Duration, max: usize) -> Result<Hello, String> {
+    match tokio::time::timeout(limit, codec::read_frame(recv, max)).await {
+        Err(_) => Err("no Hello within the handshake timeout".into()),
+        Ok(Err(e)) => Err(format!("bad Hello: {e}")),
+        Ok(Ok(None)) => Err("stream ended before its Hello".into()),
+        Ok(Ok(Some(Frame::Msg(_)))) => Err("first frame of a stream is not a Hello".into()),
+        Ok(Ok(Some(Frame::Hello { cluster, id, incarnation }))) => Ok(Hello { cluster, id, incarnation }),
+    }
+}
+
+async fn writer(mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, queued: Arc<AtomicUsize>, conn: Connection) {
+    while let Some(frame) = rx.recv().await {
+        let len = frame.len();
+        let r = send.write_all(&frame).await;
+        queued.fetch_sub(len, Ordering::Relaxed);
+        if let Err(e) = r {
+            tracing::debug!(peer = %conn.remote_address(), "write failed: {e}");
+            conn.close(VarInt::from_u32(close::PROTOCOL), b"write failed");
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// The Petrel identities of the peer's end-entity certificate.
+fn peer_identities(conn: &Connection) -> Vec<Identity> {
+    conn.peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(|c| cert_identities(c)))
+        .unwrap_or_default()
+}
+
+/// A connection error as an operator should read it (the peer's close reason verbatim).
+pub fn describe(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let reason = String::from_utf8_lossy(&c.reason);
+            match c.error_code.into_inner() as u32 {
+                close::SHUTDOWN => format!("peer shut down ({reason})"),
+                close::REFUSED => format!("peer refused this node: {reason}"),
+                close::PROTOCOL => format!("closed for a protocol error: {reason}"),
+                close::OVERLOADED => format!("closed as overloaded: {reason}"),
+                code => format!("closed by peer (code {code}): {reason}"),
+            }
+        }
+        quinn::ConnectionError::LocallyClosed => "closed locally".into(),
+        quinn::ConnectionError::TimedOut => "timed out (no answer within the idle timeout)".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs;
+
+    fn settings() -> Settings {
+        Settings {
+            idle_timeout: Duration::from_millis(1000),
+            keep_alive: Duration::from_millis(200),
+            handshake_timeout: Duration::from_millis(500),
+            ..Settings::default()
+        }
+    }
+
+    async fn recv(rx: &mut mpsc::Receiver<(Id, Msg)>) -> (u64, Msg) {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some((src, msg))) => (raw_of(src), msg),
+            other => panic!("nothing received: {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_and_peer_down_carry_the_announced_life() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs::issue("alpha", &[0, 1], 0, dir.path()).expect("certs");
+        let tls = |id: u64| {
+            let (c, k) = certs::node_cert_paths(dir.path(), id);
+            TlsMaterial::load(&dir.path().join("ca.pem"), &[], &c, &k).expect("tls")
+        };
+        let ports = crate::up::free_udp_ports(3).expect("ports");
+        let addr = |i: usize| SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i]));
+        let book: BTreeMap<u64, PeerAddr> =
+            (0..3).map(|i| (i as u64, PeerAddr { cluster: "alpha".into(), addr: addr(i) })).collect();
+        let (tx_a, mut rx_a) = mpsc::channel(16);
+        let (tx_b, mut rx_b) = mpsc::channel(16);
+        let a = Transport::bind_node(addr(0), 0, "alpha", 1, book.clone(), &tls(0), settings(), tx_a).expect("a");
+        let b = Transport::bind_node(addr(1), 1, "alpha", 7, book.clone(), &tls(1), settings(), tx_b).expect("b");
+
+        // A dials B lazily; B answers over the accepted connection.
+        a.send(id_of(1), Msg::Register { incarnation: 1 });
+        assert_eq!(recv(&mut rx_b).await, (0, Msg::Register { incarnation: 1 }));
+        b.send(id_of(0), Msg::Register { incarnation: 7 });
+        assert_eq!(recv(&mut rx_a).await, (1, Msg::Register { incarnation: 7 }));
+
+        // B goes away: A hears PeerDown for the life B announced.
+        b.shutdown().await;
+        drop(b);
+        assert_eq!(recv(&mut rx_a).await, (1, Msg::PeerDown { incarnation: 7 }));
+        // A later send to B fails to dial: PeerDown again with the last life heard.
+        a.send(id_of(1), Msg::Register { incarnation: 1 });
+        assert_eq!(recv(&mut rx_a).await, (1, Msg::PeerDown { incarnation: 7 }));
+        // A node never heard from: PeerDown with 0 (no life), and the error is recorded.
+        a.send(id_of(2), Msg::Register { incarnation: 1 });
+        assert_eq!(recv(&mut rx_a).await, (2, Msg::PeerDown { incarnation: 0 }));
+        assert!(a.errors().iter().any(|(p, e)| *p == 2 && e.contains("node 2")), "{:?}", a.errors());
+        // Outside the address book: dropped without a notice.
+        a.send(id_of(99), Msg::Register { incarnation: 1 });
+        assert!(tokio::time::timeout(Duration::from_millis(300), rx_a.recv()).await.is_err());
+        a.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_process_must_hold_its_own_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs::issue("alpha", &[1], 0, dir.path()).expect("certs");
+        let (c, k) = certs::node_cert_paths(dir.path(), 1);
+        let tls = TlsMaterial::load(&dir.path().join("ca.pem"), &[], &c, &k).expect("tls");
+        let (tx, _rx) = mpsc::channel(1);
+        let err = Transport::bind_node("127.0.0.1:0".parse().expect("addr"), 2, "alpha", 1, BTreeMap::new(), &tls, settings(), tx)
+            .err()
+            .expect("node 2 with node 1's certificate");
+        assert!(err.to_string().contains("n1.alpha.petrel"), "{err}");
+    }
+}

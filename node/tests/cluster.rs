@@ -1,0 +1,465 @@
+//! End-to-end tests with real `petrel` processes on 127.0.0.1: a cluster serves a client,
+//! survives `kill -9` of its primary and takes the restarted replica back; nodes refuse a
+//! certificate of another cluster; garbage on the wire does not stop a node.
+//!
+//! Every child process is killed when its guard drops (also when a test fails), and every
+//! wait is bounded.
+use petrel_node::certs::{self, node_name};
+use petrel_node::codec::{self, Frame};
+use petrel_node::config::{ClientSection, Config, TransportSection};
+use petrel_node::launch::Role;
+use petrel_node::transport::{self, close, Settings, TlsMaterial};
+use petrel_node::up::{self, Layout, Plan};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_petrel");
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, args: &[&str], log: &Path) -> Proc {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info,petrel_node=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn petrel");
+        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log holds `needle` `times` times; panics with the log on timeout.
+    fn wait_log(&mut self, needle: &str, times: usize, limit: Duration) {
+        let until = Instant::now() + limit;
+        loop {
+            if self.log_text().matches(needle).count() >= times {
+                return;
+            }
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("{} exited ({status}) while waiting for {needle:?}:\n{}", self.name, self.log_text());
+                }
+            }
+            assert!(Instant::now() < until, "{}: no {needle:?} within {limit:?}:\n{}", self.name, self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    layout: Layout,
+    procs: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+fn fast_plan(cluster: &str, replicas: usize) -> Plan {
+    let mut plan = Plan::new(cluster, replicas);
+    // A fast failure detector so the tests run in seconds.
+    plan.transport = TransportSection { idle_timeout_ms: 1500, keep_alive_ms: 300, handshake_timeout_ms: 1500 };
+    plan.client =
+        ClientSection { table: None, partition: 0, request_timeout_ms: Some(1000), max_attempts: Some(3), deadline_ms: Some(8000) };
+    plan
+}
+
+impl Cluster {
+    /// Lay out and start a cluster; returns once every node logged "ready".
+    fn start(plan: &Plan) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = up::write_cluster(dir.path(), plan).expect("layout");
+        let mut c = Cluster { layout, procs: Vec::new(), _dir: dir };
+        for i in 0..c.layout.nodes.len() {
+            c.start_node(i);
+        }
+        c
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let n = self.layout.nodes[i].clone();
+        let name = format!("{}-{}", n.role, n.id);
+        let log = self.layout.dir.join(format!("{name}.log"));
+        let config = n.config.to_string_lossy().to_string();
+        let mut p = Proc::spawn(&name, &[&n.role.to_string(), "--config", &config], &log);
+        let starts = p.log_text().matches(" ready").count() + 1;
+        p.wait_log(" ready", starts, Duration::from_secs(20));
+        if let Some(old) = self.procs.iter_mut().find(|q| q.name == name) {
+            *old = p;
+        } else {
+            self.procs.push(p);
+        }
+    }
+
+    fn proc(&mut self, name: &str) -> &mut Proc {
+        self.procs.iter_mut().find(|p| p.name == name).expect("known process")
+    }
+
+    fn client_config(&self) -> PathBuf {
+        self.layout.client_config.clone()
+    }
+}
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run `petrel client` with a hard bound on its run time.
+fn petrel_client(config: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("client")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |r: Option<&mut dyn std::io::Read>| {
+        let mut s = String::new();
+        if let Some(r) = r {
+            let _ = r.read_to_string(&mut s);
+        }
+        s
+    };
+    let stdout = read(child.stdout.as_mut().map(|r| r as &mut dyn std::io::Read));
+    let stderr = read(child.stderr.as_mut().map(|r| r as &mut dyn std::io::Read));
+    Output { code: status.and_then(|s| s.code()), stdout, stderr }
+}
+
+/// Retry a client call until it succeeds with `expect` on stdout (bounded).
+fn eventually(config: &Path, args: &[&str], expect: &str, limit: Duration) {
+    let until = Instant::now() + limit;
+    let mut last = String::new();
+    while Instant::now() < until {
+        let out = petrel_client(config, args);
+        if out.code == Some(0) && out.stdout.trim() == expect {
+            return;
+        }
+        last = format!("exit {:?}\nstdout: {}\nstderr: {}", out.code, out.stdout, out.stderr);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("`petrel client {}` did not print {expect:?} within {limit:?}; last attempt: {last}", args.join(" "));
+}
+
+fn config_of(config: &Path) -> serde_json::Value {
+    let out = petrel_client(config, &["config"]);
+    assert_eq!(out.code, Some(0), "config query failed: {}", out.stderr);
+    serde_json::from_str(out.stdout.trim()).expect("config json")
+}
+
+#[test]
+fn put_get_survive_kill9_of_the_primary_and_restart() {
+    let mut c = Cluster::start(&fast_plan("alpha", 3));
+    let cc = c.client_config();
+    let out = petrel_client(&cc, &["put", "7"]);
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "ok"), "{}", out.stderr);
+    let out = petrel_client(&cc, &["get"]);
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "7"), "{}", out.stderr);
+
+    // kill -9 the primary.
+    let cfg = config_of(&cc);
+    let primary = cfg["config"]["primary"].as_u64().expect("a primary");
+    let name = format!("replica-{primary}");
+    c.proc(&name).kill9();
+    // The meta server notices through the dead link (idle timeout) and promotes a
+    // secondary; the client fails over.
+    eventually(&cc, &["put", "8"], "ok", Duration::from_secs(30));
+    eventually(&cc, &["get"], "8", Duration::from_secs(10));
+    let cfg = config_of(&cc);
+    assert_ne!(cfg["config"]["primary"].as_u64(), Some(primary), "{cfg}");
+
+    // Restart it from its data directory: a new life, and it rejoins as a member.
+    let i = c.layout.nodes.iter().position(|n| n.id == primary).expect("node");
+    c.start_node(i);
+    let log = c.proc(&name).log_text();
+    assert!(log.contains("restored=true") && log.contains("incarnation=2"), "{log}");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cfg = config_of(&cc);
+        let members: Vec<u64> = cfg["config"]["secondaries"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+            .unwrap_or_default();
+        if members.contains(&primary) || cfg["config"]["primary"].as_u64() == Some(primary) {
+            break;
+        }
+        assert!(Instant::now() < until, "replica {primary} did not rejoin: {cfg}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eventually(&cc, &["put", "9"], "ok", Duration::from_secs(20));
+    eventually(&cc, &["get"], "9", Duration::from_secs(10));
+    // The restarted replica took part: it holds the new value in its durable state.
+    let events = std::fs::read_to_string(c.layout.nodes[i].data_dir.join("events.jsonl")).expect("event log");
+    assert!(events.contains("\"start\":{\"storage\":true}"), "restart recorded");
+    assert!(events.contains("\"value\":9"), "the restarted replica saw the write of 9");
+}
+
+fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathBuf {
+    let mut c = Config::load(path).expect("config");
+    edit(&mut c);
+    std::fs::write(out, c.to_toml().expect("toml")).expect("write config");
+    out.to_path_buf()
+}
+
+/// A transport identity for raw wire tests.
+fn tls_of(certs: &Path, cert: &str, cas: &[&Path]) -> TlsMaterial {
+    let remote: Vec<PathBuf> = cas.iter().map(|p| p.to_path_buf()).collect();
+    TlsMaterial::load(&certs.join("ca.pem"), &remote, &certs.join(format!("{cert}.pem")), &certs.join(format!("{cert}.key")))
+        .expect("tls")
+}
+
+/// Dial `addr` as `tls`, expecting the server to be `expect_name`.
+async fn raw_connect(tls: &TlsMaterial, addr: std::net::SocketAddr, expect_name: &str) -> Result<quinn::Connection, String> {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    ep.set_default_client_config(transport::client_config(tls, &Settings::default()).expect("client config"));
+    let connecting = ep.connect(addr, expect_name).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(transport::describe(&e)),
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Send `bytes` on a new stream and return how the node closed the connection.
+async fn send_and_wait_close(conn: &quinn::Connection, bytes: &[u8]) -> quinn::ConnectionError {
+    if let Ok(mut s) = conn.open_uni().await {
+        let _ = s.write_all(bytes).await;
+        let _ = s.finish();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
+        Ok(e) => e,
+        Err(_) => panic!("the node did not close the connection after {} bytes of garbage", bytes.len()),
+    }
+}
+
+fn closed_with(e: &quinn::ConnectionError, code: u32) -> bool {
+    matches!(e, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == u64::from(code))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_cluster_is_refused() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Cluster beta's certificates and a running beta meta server.
+    let mut beta = tokio::task::block_in_place(|| Cluster::start(&fast_plan("beta", 1)));
+    // Cluster alpha, whose meta server also trusts beta's CA (a duplication partner).
+    let mut alpha_plan = fast_plan("alpha", 1);
+    alpha_plan.client.deadline_ms = Some(4000);
+    let mut alpha = tokio::task::block_in_place(|| {
+        let d = tempfile::tempdir().expect("tempdir");
+        let layout = up::write_cluster(d.path(), &alpha_plan).expect("layout");
+        let meta = layout.nodes.iter().find(|n| n.role == Role::Meta).expect("meta").config.clone();
+        let beta_ca = beta.layout.certs.join("ca.pem");
+        with_config(&meta, &meta, |c| c.tls.remote_cas = vec![beta_ca]);
+        let mut c = Cluster { layout, procs: Vec::new(), _dir: d };
+        for i in 0..c.layout.nodes.len() {
+            c.start_node(i);
+        }
+        c
+    });
+
+    // 1. An alpha client whose address book sends it to beta's meta server: the server's
+    //    certificate (n0.beta.petrel, from a CA the client trusts) is not node 0 of alpha.
+    let beta_meta_addr = beta.layout.nodes[0].addr;
+    let beta_ca = beta.layout.certs.join("ca.pem");
+    let misrouted = with_config(&alpha.client_config(), &dir.path().join("misrouted.toml"), |c| {
+        c.peers.iter_mut().filter(|p| p.id == 0).for_each(|p| p.addr = beta_meta_addr);
+        c.tls.remote_cas = vec![beta_ca.clone()];
+    });
+    let out = tokio::task::block_in_place(|| petrel_client(&misrouted, &["get"]));
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("TLS handshake failed") && out.stderr.contains("n0.alpha.petrel"),
+        "the client names the refused certificate: {}",
+        out.stderr
+    );
+
+    tokio::task::block_in_place(|| beta.proc("meta-0").wait_log("TLS handshake failed", 1, Duration::from_secs(5)));
+
+    // 2. A node of beta dials alpha's meta server (trusted CA, right TLS name): its Hello
+    //    says node 1 of beta, but node 1 is alpha's in the address book.
+    let alpha_meta = alpha.layout.nodes[0].addr;
+    let beta_node = tls_of(&beta.layout.certs, "node-1", &[&alpha.layout.certs.join("ca.pem")]);
+    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", 0)).await.expect("TLS with a trusted CA works");
+    let hello = codec::encode(&Frame::Hello { cluster: "beta".into(), id: 1, incarnation: 1 }).expect("hello");
+    let e = send_and_wait_close(&conn, &hello).await;
+    assert!(closed_with(&e, close::REFUSED), "{e:?}");
+    assert!(transport::describe(&e).contains("belongs to cluster alpha"), "{}", transport::describe(&e));
+    tokio::task::block_in_place(|| {
+        alpha.proc("meta-0").wait_log("it holds a certificate of cluster beta, but node 1 belongs to cluster alpha", 1, Duration::from_secs(5))
+    });
+
+    // 3. The same certificate claiming to be alpha's node 1: the Hello does not match it.
+    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", 0)).await.expect("TLS");
+    let hello = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: 1, incarnation: 1 }).expect("hello");
+    let e = send_and_wait_close(&conn, &hello).await;
+    assert!(closed_with(&e, close::REFUSED), "{e:?}");
+    tokio::task::block_in_place(|| {
+        alpha.proc("meta-0").wait_log("its Hello claims to be node 1 of cluster alpha, but its certificate names node 1 of cluster beta", 1, Duration::from_secs(5))
+    });
+
+    // 4. A cluster whose CA nobody trusts: refused in the TLS handshake, and logged.
+    let gamma = dir.path().join("gamma");
+    certs::issue("gamma", &[1], 0, &gamma).expect("gamma certs");
+    let gamma_node = tls_of(&gamma, "node-1", &[&alpha.layout.certs.join("ca.pem")]);
+    let replica = alpha.layout.nodes[1].addr;
+    let r = raw_connect(&gamma_node, replica, &node_name("alpha", 1)).await;
+    if let Ok(conn) = r {
+        // TLS 1.3: the client may learn of the refusal only on its first use.
+        let e = send_and_wait_close(&conn, b"").await;
+        assert!(!closed_with(&e, close::SHUTDOWN), "{e:?}");
+    }
+    tokio::task::block_in_place(|| {
+        alpha.proc("replica-1").wait_log("invalid peer certificate", 1, Duration::from_secs(5))
+    });
+
+    // Alpha still serves its own client.
+    let cc = alpha.client_config();
+    tokio::task::block_in_place(|| {
+        eventually(&cc, &["put", "5"], "ok", Duration::from_secs(15));
+        eventually(&cc, &["get"], "5", Duration::from_secs(10));
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frames_do_not_stop_a_node() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut c = tokio::task::block_in_place(|| Cluster::start(&fast_plan("alpha", 1)));
+    let client = tls_of(&c.layout.certs, "client-0", &[]);
+    let replica = c.layout.nodes[1].addr;
+    let name = node_name("alpha", 1);
+    let hello = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: transport::CLIENT_ID_BASE + 77, incarnation: 1 }).expect("hello");
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage instead of a Hello", b"\x00\x00\x00\x05hello, petrel".to_vec()),
+        ("an oversized length before the Hello", u32::MAX.to_be_bytes().to_vec()),
+    ];
+    let mut bad_version = hello.clone();
+    bad_version.extend(codec::encode(&Frame::Msg(petrel_core::Msg::Register { incarnation: 1 })).expect("msg"));
+    let at = hello.len() + 4;
+    bad_version[at] = 0xee;
+    cases.push(("a frame of an unknown version", bad_version));
+    let mut oversized = hello.clone();
+    oversized.extend(((codec::MAX_FRAME + 1) as u32).to_be_bytes());
+    cases.push(("an oversized frame after the Hello", oversized));
+    let mut malformed = hello.clone();
+    malformed.extend([0, 0, 0, 6, codec::VERSION, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    cases.push(("a malformed frame after the Hello", malformed));
+    let mut second_hello = hello.clone();
+    second_hello.extend(hello.clone());
+    cases.push(("a second Hello", second_hello));
+
+    for (what, bytes) in &cases {
+        let conn = raw_connect(&client, replica, &name).await.expect("connect");
+        let e = send_and_wait_close(&conn, bytes).await;
+        assert!(closed_with(&e, close::PROTOCOL), "{what}: {e:?}");
+    }
+    // A client certificate claiming to be a node is refused.
+    let conn = raw_connect(&client, replica, &name).await.expect("connect");
+    let claim = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: 0, incarnation: 1 }).expect("hello");
+    let e = send_and_wait_close(&conn, &claim).await;
+    assert!(closed_with(&e, close::REFUSED), "{e:?}");
+    // A client may not send replica-to-replica messages; they are dropped, not fatal.
+    let conn = raw_connect(&client, replica, &name).await.expect("connect");
+    let mut bytes = hello.clone();
+    bytes.extend(codec::encode(&Frame::Msg(petrel_core::Msg::Register { incarnation: 9 })).expect("msg"));
+    if let Ok(mut s) = conn.open_uni().await {
+        let _ = s.write_all(&bytes).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(conn.close_reason().is_none(), "a forbidden message is dropped, the connection stays");
+    conn.close(0u32.into(), b"done");
+
+    let log = c.proc("replica-1").log_text();
+    for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send"] {
+        assert!(log.contains(needle), "replica log lacks {needle:?}:\n{log}");
+    }
+    // The node still serves.
+    let cc = c.client_config();
+    tokio::task::block_in_place(|| {
+        eventually(&cc, &["put", "3"], "ok", Duration::from_secs(15));
+        eventually(&cc, &["get"], "3", Duration::from_secs(10));
+    });
+}
+
+#[test]
+fn up_launches_a_cluster_and_stops_it_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("up.out");
+    let out = std::fs::File::create(&out_path).expect("out");
+    let err = std::fs::File::create(dir.path().join("up.err")).expect("err");
+    let cdir = dir.path().join("cluster");
+    let child = Command::new(BIN)
+        .args(["up", "--replicas", "1", "--cluster", "demo", "--dir"])
+        .arg(&cdir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn up");
+    let mut up = Proc { name: "up".into(), child: Some(child), log: out_path };
+    up.wait_log("is up", 1, Duration::from_secs(30));
+    let text = up.log_text();
+    assert!(text.contains("client --config") && text.contains("put 7"), "prints a ready-to-paste command:\n{text}");
+    let cc = cdir.join("client.toml");
+    eventually(&cc, &["put", "7"], "ok", Duration::from_secs(15));
+    eventually(&cc, &["get"], "7", Duration::from_secs(10));
+    // SIGTERM (what Ctrl-C does to the whole group): the nodes stop and release their data.
+    let pid = up.child.as_ref().map(|c| c.id()).expect("pid");
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(Ok(Some(s))) = up.child.as_mut().map(|c| c.try_wait()) {
+            break s;
+        }
+        assert!(Instant::now() < until, "up did not stop:\n{}", up.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(up.log_text().contains("stopped"));
+    for n in ["n0", "n1"] {
+        let data = cdir.join("data").join(n);
+        assert!(petrel_node::launch::lock_data_dir(&data).is_ok(), "{n} still running");
+        let log = std::fs::read_to_string(cdir.join("logs").join(if n == "n0" { "meta-0.log" } else { "replica-1.log" })).expect("log");
+        assert!(log.contains("stopped"), "{n} stopped cleanly:\n{log}");
+    }
+}

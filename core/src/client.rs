@@ -30,6 +30,10 @@ pub struct ClientCfg {
 pub enum Phase {
     /// Waiting for the meta server's configuration.
     Querying,
+    /// The meta server's answer named no usable primary (none, or the life that just
+    /// failed us): ask again when `QueryBackoff` fires, not at once (a client must not
+    /// spin on the meta server while it is still detecting a failure).
+    Backoff,
     /// The current operation was sent to `target`, in its life `incarnation`.
     Sent { target: Id, incarnation: Option<u32> },
     /// All operations returned, or the client gave up.
@@ -86,11 +90,19 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
     }
 }
 
-/// Route the current operation by the cached configuration, or ask the meta server.
-fn route(cfg: &ClientCfg, s: &mut ClientState, o: &mut Out<Node>) {
+/// Pause between configuration queries that named no usable primary.
+pub const QUERY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Route the current operation by the cached configuration, or ask the meta server
+/// (after a pause when `answered`: its last answer did not help).
+fn route(cfg: &ClientCfg, s: &mut ClientState, answered: bool, o: &mut Out<Node>) {
     let primary = s.config.as_ref().and_then(|c| c.primary);
     match (primary, s.incarnation) {
         (Some(p), Some(i)) if s.suspect != Some((p, i)) => send_op(cfg, s, p, o),
+        _ if answered => {
+            s.phase = Phase::Backoff;
+            o.set_timer(Timer::QueryBackoff, QUERY_BACKOFF..QUERY_BACKOFF);
+        }
         _ => {
             s.phase = Phase::Querying;
             o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
@@ -110,7 +122,7 @@ fn complete(cfg: &ClientCfg, s: &mut ClientState, result: OpResult, o: &mut Out<
     if s.op as usize >= cfg.ops.len() {
         s.phase = Phase::Done;
     } else {
-        route(cfg, s, o);
+        route(cfg, s, false, o);
     }
 }
 
@@ -153,7 +165,7 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
                     s.incarnation = incarnation;
                 }
             }
-            route(cfg, s, o);
+            route(cfg, s, true, o);
         }
         Msg::WriteReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
             Ok(()) => complete(cfg, s, OpResult::WriteOk, o),
@@ -163,6 +175,23 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
             Ok(v) => complete(cfg, s, OpResult::ReadOk(v), o),
             Err(e) => failed(cfg, s, src, e, None, o),
         },
+        // Life 0: a connection could not be made (the driver never learned which life it
+        // dialled). It may be about an earlier send to an earlier life, so it proves
+        // nothing about the life we sent to: no suspicion, no attempt; ask the meta server
+        // again after a pause and resend (a repeat of a write that took effect is
+        // answered as done). The checker found the livelock that treating it as the
+        // current life causes.
+        Msg::PeerDown { incarnation: 0 } if sent_to == Some(src) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) => {
+            if cfg.bugs.has(Bug::ClientNoRefresh) {
+                send_op(cfg, s, src, o);
+                return;
+            }
+            if cfg.request_timeout.is_some() {
+                o.cancel_timer(Timer::RequestTimeout);
+            }
+            s.phase = Phase::Backoff;
+            o.set_timer(Timer::QueryBackoff, QUERY_BACKOFF..QUERY_BACKOFF);
+        }
         // Only the failure of the life we sent to: a late notice about an earlier life
         // says nothing about the restarted node.
         Msg::PeerDown { incarnation }
@@ -175,8 +204,15 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
 }
 
 pub fn on_timeout(cfg: &ClientCfg, s: &mut ClientState, timer: &Timer, o: &mut Out<Node>) {
-    if let (Timer::RequestTimeout, Phase::Sent { target, .. }) = (timer, &s.phase) {
-        let target = *target;
-        failed(cfg, s, target, ErrorCode::Timeout, None, o)
+    match (timer, &s.phase) {
+        (Timer::RequestTimeout, Phase::Sent { target, .. }) => {
+            let target = *target;
+            failed(cfg, s, target, ErrorCode::Timeout, None, o)
+        }
+        (Timer::QueryBackoff, Phase::Backoff) => {
+            s.phase = Phase::Querying;
+            o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
+        }
+        _ => {}
     }
 }

@@ -177,5 +177,19 @@ pub struct Duplicator {
     pub shipped: Decree,
 }
 
-/// Mutations per shipped batch.
+/// Mutations per shipped batch in the model (a deployment chooses its own).
 pub const SHIP_BATCH: u32 = 2;
+
+impl std::fmt::Display for DupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            DupStatus::Init => "INIT",
+            DupStatus::Prepare => "PREPARE",
+            DupStatus::App => "APP",
+            DupStatus::Log => "LOG",
+            DupStatus::Pause => "PAUSE",
+            DupStatus::Removed => "REMOVED",
+        };
+        f.write_str(name)
+    }
+}

@@ -40,6 +40,13 @@ pub struct MetaState {
     pub configs: BTreeMap<Gpid, PartitionConfig>,
     /// Replica servers believed alive, with the incarnation that registered.
     pub alive: BTreeMap<Id, u32>,
+    /// The latest life each replica server registered (durable): a `Register` of that
+    /// same life is the node announcing itself again (after this meta server restarted or
+    /// the link came back), not a restart of the node.
+    pub lives: BTreeMap<Id, u32>,
+    /// Restarted, within the grace period: nobody is judged dead yet, since the replicas
+    /// that are alive have not re-registered.
+    pub grace: bool,
     /// A learner the primary was asked to add, per partition (one at a time).
     pub adding: BTreeMap<Gpid, Id>,
     /// Source side: duplications of this cluster's tables (durable).
@@ -53,7 +60,12 @@ pub struct MetaStorage {
     pub configs: BTreeMap<Gpid, PartitionConfig>,
     pub dups: BTreeMap<DupId, DupRecord>,
     pub followers: BTreeMap<u8, DupIdent>,
+    pub lives: BTreeMap<Id, u32>,
 }
+
+/// How long a restarted meta server waits for live replicas to re-register. Longer than
+/// a replica's link timeout plus its re-register pause.
+pub const META_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The initial assignment of a bootstrapped deployment: partition p's primary is replica
 /// `p mod n`, followed by the next `members - 1` replicas as secondaries.
@@ -79,21 +91,33 @@ pub fn bootstrap_configs(replicas: &[Id], tables: &[TableSpec], members: u8) -> 
 }
 
 fn persist(s: &MetaState, o: &mut Out<Node>) {
-    o.save(NodeStorage::Meta(MetaStorage { configs: s.configs.clone(), dups: s.dups.clone(), followers: s.followers.clone() }));
+    o.save(NodeStorage::Meta(MetaStorage {
+        configs: s.configs.clone(),
+        dups: s.dups.clone(),
+        followers: s.followers.clone(),
+        lives: s.lives.clone(),
+    }));
 }
 
 pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>) -> MetaState {
     let mut s = match storage {
-        Some(st) => MetaState {
-            configs: st.configs.clone(),
-            alive: BTreeMap::new(),
-            adding: BTreeMap::new(),
-            dups: st.dups.clone(),
-            followers: st.followers.clone(),
-        },
+        Some(st) => {
+            o.set_timer(Timer::MetaGrace, META_GRACE..META_GRACE);
+            MetaState {
+                configs: st.configs.clone(),
+                alive: BTreeMap::new(),
+                lives: st.lives.clone(),
+                grace: true,
+                adding: BTreeMap::new(),
+                dups: st.dups.clone(),
+                followers: st.followers.clone(),
+            }
+        }
         None if cfg.bootstrap_members > 0 => MetaState {
             configs: bootstrap_configs(&cfg.replicas, &cfg.tables, cfg.bootstrap_members).into_iter().map(|c| (c.gpid, c)).collect(),
             alive: cfg.replicas.iter().map(|r| (*r, 1)).collect(),
+            lives: cfg.replicas.iter().map(|r| (*r, 1)).collect(),
+            grace: false,
             adding: BTreeMap::new(),
             dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
             followers: BTreeMap::new(),
@@ -110,6 +134,8 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
                 })
                 .collect(),
             alive: BTreeMap::new(),
+            lives: BTreeMap::new(),
+            grace: false,
             adding: BTreeMap::new(),
             dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
             followers: BTreeMap::new(),
@@ -134,11 +160,24 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             o.send(src, Msg::QueryConfigReply { gpid, config, incarnation });
         }
         Msg::Register { incarnation } => {
-            // Only a newer life counts: a delayed Register of an older one is stale.
-            if !cfg.replicas.contains(&src) || s.alive.get(&src).is_some_and(|known| *known >= incarnation) {
+            if !cfg.replicas.contains(&src) {
                 return;
             }
+            match s.lives.get(&src) {
+                // A delayed Register of an older life is stale.
+                Some(known) if *known > incarnation => return,
+                Some(known) if *known == incarnation => {
+                    // The same life again: it kept its role state; it is simply alive.
+                    if s.alive.insert(src, incarnation).is_none() {
+                        cure(cfg, s, o);
+                    }
+                    return;
+                }
+                _ => {}
+            }
             s.alive.insert(src, incarnation);
+            s.lives.insert(src, incarnation);
+            persist(s, o);
             // The node restarted: it lost its volatile role state. Take it out of every
             // configuration, except where it is the only one left holding the data: then it
             // is re-assigned primary at a new ballot.
@@ -318,7 +357,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             let result = match s.dups.get_mut(&dupid) {
                 None => Err(format!("no duplication {dupid}")),
                 Some(rec) if !rec.status.can_become(status) => {
-                    Err(format!("duplication {dupid} cannot change from {:?} to {:?}", rec.status, status))
+                    Err(format!("duplication {dupid} cannot change from {} to {}", rec.status, status))
                 }
                 Some(rec) => {
                     let table = rec.table;
@@ -348,15 +387,34 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 persist(s, o);
                 sync_table(s, t, o);
             } else {
-                // Not yet: the follower cluster is still assigning; ask again.
-                o.send(src, Msg::QueryFollower { table });
+                // Not yet: the follower cluster is still assigning; ask again after a pause.
+                o.set_timer(Timer::FollowerCheck, FOLLOWER_CHECK..FOLLOWER_CHECK);
             }
         }
         _ => {}
     }
 }
 
-pub fn on_timeout(_cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &mut Out<Node>) {
+pub fn on_timeout(cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &mut Out<Node>) {
+    if *timer == Timer::MetaGrace && s.grace {
+        s.grace = false;
+        cure(cfg, s, o);
+        return;
+    }
+    if *timer == Timer::FollowerCheck {
+        // Every APP duplication whose checkpoints are all applied asks again.
+        let asks: Vec<(Id, u8)> = s
+            .dups
+            .values()
+            .filter(|d| d.status == DupStatus::App)
+            .filter(|d| d.applied.len() == s.configs.keys().filter(|g| g.table == d.table).count())
+            .map(|d| (d.remote_meta, d.remote_table))
+            .collect();
+        for (remote, table) in asks {
+            o.send(remote, Msg::QueryFollower { table });
+        }
+        return;
+    }
     if *timer != Timer::DupRetry {
         return;
     }
@@ -380,6 +438,7 @@ pub fn on_timeout(_cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &
 }
 
 const RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+const FOLLOWER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn create_request(s: &MetaState, id: Id, dupid: DupId) -> (Id, Option<Msg>) {
     let Some(rec) = s.dups.get(&dupid) else { return (id, None) };
@@ -495,9 +554,22 @@ fn commit(s: &mut MetaState, config: PartitionConfig, o: &mut Out<Node>) {
 
 /// Bring every partition towards a healthy configuration, one committed change at a time.
 fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
+    if s.grace {
+        return;
+    }
     let gpids: Vec<Gpid> = s.configs.keys().copied().collect();
     for gpid in gpids {
-        let Some(c) = s.configs.get(&gpid).cloned() else { continue };
+        // A new partition's first primary enables the next step at once (its learners);
+        // other changes wait for the next event, as the model checks them.
+        while cure_one(cfg, s, gpid, o) {}
+    }
+}
+
+/// One step towards a healthy configuration of `gpid`; true if the next step may follow
+/// at once.
+fn cure_one(cfg: &MetaCfg, s: &mut MetaState, gpid: Gpid, o: &mut Out<Node>) -> bool {
+    {
+        let Some(c) = s.configs.get(&gpid).cloned() else { return false };
         let alive = |n: &Id| s.alive.contains_key(n);
         let live_secs: Vec<Id> = c.secondaries.iter().copied().filter(alive).collect();
         let primary_ok = c.primary.is_some_and(|p| alive(&p));
@@ -509,17 +581,19 @@ fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
                     c.primary = Some(new);
                     c.secondaries = live_secs.clone();
                 }), o);
+                return false;
             } else if c.ballot == 0 {
                 if let Some(&first) = s.alive.keys().next() {
                     commit(s, c.next(|c| c.primary = Some(first)), o);
+                    return true;
                 }
             }
             // Otherwise wait: only the last primary holds the data; it re-registers.
-            continue;
+            return false;
         }
         if live_secs.len() != c.secondaries.len() {
             commit(s, c.next(|c| c.secondaries = live_secs.clone()), o);
-            continue;
+            return false;
         }
         if c.member_count() < c.max_replica_count as usize && !s.adding.contains_key(&gpid) {
             if let Some(&node) = cfg.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
@@ -529,5 +603,6 @@ fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
                 s.adding.insert(gpid, node);
             }
         }
+        false
     }
 }

@@ -159,6 +159,19 @@ pub enum Timer {
     RequestTimeout,
     /// The source meta server's retry of an unanswered create-follower request.
     DupRetry,
+    /// A client's pause before asking the meta server again.
+    QueryBackoff,
+    /// A source primary's pause before asking the follower cluster again where a
+    /// follower primary is (none assigned yet).
+    DupQuery,
+    /// A source meta server's pause before asking again whether the follower table is
+    /// ready.
+    FollowerCheck,
+    /// A replica's pause before registering again with a meta server it lost.
+    Reregister,
+    /// A restarted meta server's grace period: replicas that were alive re-register
+    /// before it judges who is dead.
+    MetaGrace,
 }
 
 /// What a source primary reports about one duplication.

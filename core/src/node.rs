@@ -88,6 +88,7 @@ impl Actor for Node {
         match (self, state.to_mut()) {
             (Node::Client(cfg), NodeState::Client(s)) => client::on_timeout(cfg, s, timer, o),
             (Node::Meta(cfg), NodeState::Meta(s)) => meta::on_timeout(cfg, id, s, timer, o),
+            (Node::Replica(cfg), NodeState::Replica(s)) => replica::on_timeout(cfg, s, timer, o),
             _ => {}
         }
     }

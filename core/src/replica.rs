@@ -3,7 +3,7 @@
 //! by every secondary".
 use crate::bug::{Bug, Bugs};
 use crate::dup::*;
-use crate::msg::{DupProgress, Msg};
+use crate::msg::{DupProgress, Msg, Timer};
 use crate::node::{Node, NodeStorage};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,8 @@ pub struct ReplicaCfg {
     /// Collect the committed log prefix into a snapshot as soon as nothing needs it (log
     /// retention). Off, the whole log is kept.
     pub gc: bool,
+    /// Mutations per shipped batch (the model uses `SHIP_BATCH`).
+    pub ship_batch: u32,
     pub bugs: Bugs,
 }
 
@@ -324,11 +326,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             }
             sync_duplicators(cfg, s, gpid, false, o);
         }
-        Msg::QueryConfigReply { gpid: fgpid, config: Some(fc), .. } => {
+        Msg::QueryConfigReply { gpid: fgpid, config, .. } => {
             // The follower cluster's answer: where to push the checkpoint or mutations.
-            let Some(b) = fc.primary else {
-                // Not assigned yet: ask again.
-                o.send(src, Msg::QueryConfig { gpid: fgpid });
+            let Some(b) = config.and_then(|c| c.primary) else {
+                // Not assigned yet (or not created yet): ask again after a pause.
+                o.set_timer(Timer::DupQuery, DUP_QUERY..DUP_QUERY);
                 return;
             };
             let gpids: Vec<Gpid> = s.parts.keys().copied().collect();
@@ -412,6 +414,10 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             }
         }
         Msg::AddSecondary { config, node, .. } => {
+            // The meta committed `config`; it may overtake its own ConfigUpdate.
+            if config.primary == Some(id) {
+                adopt(cfg, id, s, config.clone(), o);
+            }
             if let Some(p) = s.parts.get_mut(&config.gpid) {
                 if p.status == Status::Primary
                     && config.ballot == p.config.ballot
@@ -477,6 +483,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 o.send(src, p.learn_msg());
             }
         }
+        Msg::PeerDown { .. } if src == cfg.meta => {
+            // The link to the meta server broke (it may have restarted and forgotten who
+            // is alive): announce this life again after a pause.
+            o.set_timer(Timer::Reregister, REREGISTER..REREGISTER);
+        }
         Msg::PeerDown { .. } => {
             // A follower primary we were shipping to is gone: ask B again, resend from the
             // confirmed decree.
@@ -506,7 +517,6 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             }
         }
         Msg::QueryConfig { .. }
-        | Msg::QueryConfigReply { .. }
         | Msg::DupReport { .. }
         | Msg::CreateFollower { .. }
         | Msg::CreateFollowerReply { .. }
@@ -524,6 +534,33 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         | Msg::AddDupReply { .. }
         | Msg::QueryCluster
         | Msg::ClusterStatus { .. } => {}
+    }
+}
+
+/// Pause before registering again with a meta server whose link broke.
+pub const REREGISTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Pause before asking a follower cluster again for a follower primary.
+pub const DUP_QUERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub fn on_timeout(cfg: &ReplicaCfg, s: &mut ReplicaState, timer: &Timer, o: &mut Out<Node>) {
+    if s.broken.is_some() {
+        return;
+    }
+    match timer {
+        Timer::Reregister => o.send(cfg.meta, Msg::Register { incarnation: s.incarnation }),
+        Timer::DupQuery => {
+            let mut asks = BTreeSet::new();
+            for (g, p) in &s.parts {
+                for d in p.dups.values().filter(|d| d.asking && p.status == Status::Primary) {
+                    asks.insert((d.entry.remote_meta, follower_gpid(d, *g)));
+                }
+            }
+            for (meta, gpid) in asks {
+                o.send(meta, Msg::QueryConfig { gpid });
+            }
+        }
+        _ => {}
     }
 }
 
@@ -826,7 +863,7 @@ fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
         if d.entry.status != DupStatus::Log || d.shipped != d.confirmed || d.confirmed >= upto {
             continue;
         }
-        let end = upto.min(d.confirmed.saturating_add(SHIP_BATCH));
+        let end = upto.min(d.confirmed.saturating_add(cfg.ship_batch.max(1)));
         let entries: Vec<(Decree, Value)> =
             p.log.range(d.confirmed.saturating_add(1)..=end).map(|(k, e)| (*k, e.mutation.value)).collect();
         if entries.len() as u64 != u64::from(end - d.confirmed) {

@@ -30,6 +30,12 @@
 //! cluster = "alpha"
 //! addr = "127.0.0.1:7000"
 //!
+//! [[peers]]                    # another cluster's meta server (a duplication partner):
+//! id = 100                     # node ids are unique across every cluster of the book
+//! cluster = "beta"
+//! addr = "127.0.0.1:7100"
+//! meta = true                  # `petrel admin dup add --remote-cluster beta` finds it
+//!
 //! [transport]                  # optional; defaults shown
 //! idle_timeout_ms = 5000       # a silent connection is dead after this: PeerDown
 //! keep_alive_ms = 1000
@@ -126,6 +132,10 @@ pub struct Peer {
     pub id: u64,
     pub cluster: String,
     pub addr: SocketAddr,
+    /// This node is its cluster's meta server (how `petrel admin dup add` finds a remote
+    /// cluster's meta server; the own cluster's is `topology.meta`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub meta: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -241,6 +251,9 @@ impl Config {
             }
         };
         own(self.topology.meta, "the meta server")?;
+        if let Some(p) = self.peers.iter().find(|p| p.meta && p.cluster == self.cluster && p.id != self.topology.meta) {
+            bail!("peer {} is marked `meta = true`, but this cluster's meta server is {}", p.id, self.topology.meta);
+        }
         for r in &self.topology.replicas {
             own(*r, "replica")?;
         }
@@ -262,6 +275,31 @@ impl Config {
     /// The address book.
     pub fn book(&self) -> BTreeMap<u64, PeerAddr> {
         self.peers.iter().map(|p| (p.id, PeerAddr { cluster: p.cluster.clone(), addr: p.addr })).collect()
+    }
+
+    /// The meta server of cluster `name`: `topology.meta` for this cluster, else the
+    /// `[[peers]]` entry of that cluster marked `meta = true`.
+    pub fn meta_of(&self, name: &str) -> Result<u64> {
+        if name == self.cluster {
+            return Ok(self.topology.meta);
+        }
+        let of_cluster: Vec<&Peer> = self.peers.iter().filter(|p| p.cluster == name).collect();
+        if of_cluster.is_empty() {
+            let known: BTreeSet<&str> = self.peers.iter().map(|p| p.cluster.as_str()).collect();
+            bail!("the address book knows no cluster {name:?} (it knows {})", known.into_iter().collect::<Vec<_>>().join(", "));
+        }
+        let metas: Vec<u64> = of_cluster.iter().filter(|p| p.meta).map(|p| p.id).collect();
+        match metas.as_slice() {
+            [id] => Ok(*id),
+            [] => bail!("the address book lists no meta server of cluster {name:?}: mark its [[peers]] entry with `meta = true`"),
+            _ => bail!("the address book marks several meta servers of cluster {name:?}: {metas:?}"),
+        }
+    }
+
+    /// Nodes of cluster `name` in the address book that are not its meta server.
+    pub fn replicas_of(&self, name: &str) -> Vec<u64> {
+        let meta = self.meta_of(name).ok();
+        self.peers.iter().filter(|p| p.cluster == name && Some(p.id) != meta).map(|p| p.id).collect()
     }
 
     pub fn settings(&self) -> Settings {
@@ -329,6 +367,8 @@ impl Config {
             bootstrap_dups: Vec::new(),
             accept_duplication: self.accept_duplication,
             gc: self.gc,
+            // Many mutations per round trip: one batch is in flight at a time.
+            ship_batch: 64,
             bugs: Bugs::none(),
         })
     }
@@ -393,6 +433,11 @@ addr = "127.0.0.1:7003"
 id = 10
 cluster = "beta"
 addr = "127.0.0.1:7010"
+meta = true
+[[peers]]
+id = 11
+cluster = "beta"
+addr = "127.0.0.1:7011"
 "#;
 
     fn write(dir: &Path, text: &str) -> PathBuf {
@@ -416,7 +461,12 @@ addr = "127.0.0.1:7010"
         assert_eq!(c.book()[&10].cluster, "beta");
         // Round trip through TOML.
         let again: Config = toml::from_str(&c.to_toml().expect("toml")).expect("parse");
-        assert_eq!(again.peers.len(), 5);
+        assert_eq!(again.peers.len(), 6);
+        assert_eq!((c.meta_of("alpha").expect("own"), c.meta_of("beta").expect("remote")), (0, 10));
+        assert_eq!(c.replicas_of("beta"), vec![11]);
+        assert!(format!("{:#}", c.meta_of("gamma").expect_err("unknown")).contains("knows no cluster \"gamma\""));
+        let unmarked = Config::load(&write(dir.path(), &EXAMPLE.replace("meta = true\n", ""))).expect("load");
+        assert!(format!("{:#}", unmarked.meta_of("beta").expect_err("unmarked")).contains("meta = true"));
     }
 
     #[test]

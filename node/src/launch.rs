@@ -2,6 +2,7 @@
 //! client call. (The CLI in `main.rs` only parses arguments and prints.)
 use crate::config::Config;
 use crate::eventlog::EventLog;
+use crate::metrics::Metrics;
 use crate::runtime::{Exit, Host};
 use crate::storage::{Store, StoreOptions};
 use crate::transport::{id_of, raw_of, Transport, CLIENT_ID_BASE};
@@ -10,6 +11,7 @@ use petrel_core::client::Phase;
 use petrel_core::{ClientOp, Gpid, Msg, Node, NodeState, NodeStorage, OpResult, PartitionConfig};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -53,8 +55,9 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
-/// Run a meta or replica server until `shutdown` completes.
-pub async fn run_node(role: Role, cfg: &Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// Run a meta or replica server until `shutdown` completes; with `metrics`, serve
+/// Prometheus metrics on that address.
+pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let (id, listen, data) = cfg.node_parts()?;
     let actor = match role {
         Role::Meta => Node::Meta(cfg.meta_cfg()?),
@@ -79,6 +82,12 @@ pub async fn run_node(role: Role, cfg: &Config, shutdown: impl Future<Output = (
     if role == Role::Replica {
         // The replica-to-meta link is the meta server's failure detector.
         host.transport.watch(cfg.topology.meta);
+    }
+    if let Some(at) = metrics {
+        let m = Metrics::new(if role == Role::Meta { "meta" } else { "replica" }, id, &cfg.cluster);
+        let bound = m.serve(at).await?;
+        host.set_metrics(m);
+        tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
     }
     let addr = host.transport.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%role, id, cluster = %cfg.cluster, %addr, incarnation = host.state().incarnation(), "ready");
@@ -127,7 +136,9 @@ pub async fn run_client(cfg: &Config, ops: Vec<ClientOp>) -> Result<ClientOutcom
         NodeState::Client(c) => (
             c.results.clone(),
             match &c.phase {
-                Phase::Querying => format!("the meta server (node {}) to send the partition's configuration", cfg.topology.meta),
+                Phase::Querying | Phase::Backoff => {
+                    format!("the meta server (node {}) to name a usable primary of the partition", cfg.topology.meta)
+                }
                 Phase::Sent { target, .. } => format!("node {} to answer the request", raw_of(*target)),
                 Phase::Done => "nothing".to_string(),
             },
@@ -139,34 +150,55 @@ pub async fn run_client(cfg: &Config, ops: Vec<ClientOp>) -> Result<ClientOutcom
     Ok(ClientOutcome { done: exit == Exit::Done, results, waiting_for, errors })
 }
 
-/// Ask the meta server for a partition's configuration (read-only; no actor involved).
-pub async fn query_config(cfg: &Config, gpid: Gpid, deadline: Duration) -> Result<(Option<PartitionConfig>, Option<u32>)> {
+/// Why a one-shot request to the meta server got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("cannot reach the meta server (node {meta}): {why}")]
+    Unreachable { meta: u64, why: String },
+    #[error("no answer from the meta server (node {meta}) within {deadline:?}{why}")]
+    Deadline { meta: u64, deadline: Duration, why: String },
+    #[error(transparent)]
+    Setup(#[from] anyhow::Error),
+}
+
+/// Send one message to this cluster's meta server as a client and return the first
+/// message from it that `answer` accepts (no actor involved: an operator's request has no
+/// retry logic of its own; it is answered or the deadline passes).
+pub async fn ask_meta(cfg: &Config, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
     let me = random_client_id();
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let t = client_transport(cfg, me, tx)?;
-    let meta = id_of(cfg.topology.meta);
-    t.send(meta, Msg::QueryConfig { gpid });
-    let answer = tokio::time::timeout(deadline, async {
+    let raw = cfg.topology.meta;
+    let meta = id_of(raw);
+    t.send(meta, msg);
+    let why = |t: &Transport| t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
+    let result = tokio::time::timeout(deadline, async {
         while let Some((src, msg)) = rx.recv().await {
             match msg {
-                Msg::QueryConfigReply { gpid: g, config, incarnation } if src == meta && g == gpid => return Ok((config, incarnation)),
-                Msg::PeerDown { .. } if src == meta => {
-                    let why = t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
-                    bail!("cannot reach the meta server: {why}")
-                }
+                m if src == meta && answer(&m) => return Ok(m),
+                Msg::PeerDown { .. } if src == meta => return Err(AskError::Unreachable { meta: raw, why: why(&t) }),
                 _ => {}
             }
         }
-        bail!("transport closed")
+        Err(AskError::Unreachable { meta: raw, why: "transport closed".into() })
     })
     .await;
     t.shutdown().await;
-    match answer {
+    match result {
         Ok(r) => r,
         Err(_) => {
-            let why = t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
-            bail!("no answer from the meta server within {deadline:?}{}", if why.is_empty() { String::new() } else { format!(": {why}") })
+            let w = why(&t);
+            Err(AskError::Deadline { meta: raw, deadline, why: if w.is_empty() { String::new() } else { format!(": {w}") } })
         }
+    }
+}
+
+/// Ask the meta server for a partition's configuration (read-only; no actor involved).
+pub async fn query_config(cfg: &Config, gpid: Gpid, deadline: Duration) -> Result<(Option<PartitionConfig>, Option<u32>)> {
+    let reply = ask_meta(cfg, Msg::QueryConfig { gpid }, deadline, |m| matches!(m, Msg::QueryConfigReply { gpid: g, .. } if *g == gpid)).await?;
+    match reply {
+        Msg::QueryConfigReply { config, incarnation, .. } => Ok((config, incarnation)),
+        other => bail!("unexpected answer {}", other.kind()),
     }
 }
 

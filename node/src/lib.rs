@@ -11,4 +11,6 @@ pub mod eventlog;
 pub mod runtime;
 pub mod transport;
 pub mod launch;
+pub mod metrics;
+pub mod admin;
 pub mod up;

@@ -2,10 +2,13 @@
 //! certificates, or launch a local cluster. See node/README.md.
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use petrel_core::dup::DupStatus;
 use petrel_core::{ClientOp, Gpid, OpResult, Value};
+use petrel_node::admin;
 use petrel_node::config::Config;
-use petrel_node::launch::{self, Role};
+use petrel_node::launch::{self, AskError, Role};
 use petrel_node::up;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -36,11 +39,32 @@ enum Cmd {
     Meta {
         #[arg(long)]
         config: PathBuf,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
     },
     /// Run a replica server described by a config file (until Ctrl-C / SIGTERM).
     Replica {
         #[arg(long)]
         config: PathBuf,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9101).
+        #[arg(long)]
+        metrics_addr: Option<SocketAddr>,
+    },
+    /// One operator request to this cluster's meta server (client certificate and address
+    /// book from the config). Exit status: 0 done, 1 the meta server refused (its reason is
+    /// printed) or the request is invalid, 2 no answer within the deadline.
+    Admin {
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the answer as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        /// How long to wait for the meta server's answer (milliseconds).
+        #[arg(long, default_value_t = 5000, global = true)]
+        deadline_ms: u64,
+        #[command(subcommand)]
+        cmd: AdminCmd,
     },
     /// One client call. Exit status: 0 success, 1 failure (the reason is printed), 2 the
     /// deadline passed.
@@ -63,10 +87,15 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         ops: usize,
     },
-    /// Launch a local cluster on 127.0.0.1 (1 meta + N replicas) until Ctrl-C.
+    /// Launch a local cluster on 127.0.0.1 (1 meta + N replicas) until Ctrl-C; with
+    /// `--clusters 2`, two clusters `a` and `b` that may duplicate into each other.
     Up {
         #[arg(long, default_value_t = 3)]
         replicas: usize,
+        /// 1, or 2: clusters `a` (table 1) and `b` (no table yet), each trusting the
+        /// other's CA and knowing the other's address book.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        clusters: u8,
         #[arg(long, default_value_t = 1)]
         partitions: u8,
         #[arg(long, default_value = "local")]
@@ -75,6 +104,81 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Tables: create, list.
+    Table {
+        #[command(subcommand)]
+        cmd: TableCmd,
+    },
+    /// Duplications of this cluster's tables to other clusters.
+    Dup {
+        #[command(subcommand)]
+        cmd: DupCmd,
+    },
+    /// The cluster's state.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TableCmd {
+    /// Create a table; its partitions get primaries as replica servers are alive.
+    Create {
+        #[arg(long)]
+        id: u8,
+        #[arg(long, default_value_t = 1)]
+        partitions: u8,
+        /// Replicas per partition.
+        #[arg(long, default_value_t = 3)]
+        replicas: u8,
+    },
+    /// Tables with their partitions, replica count, how many partitions have a live
+    /// primary, and which follow another cluster's table.
+    List,
+}
+
+#[derive(Subcommand)]
+enum DupCmd {
+    /// Duplicate a table to another cluster (named in the address book; its meta server
+    /// is the `[[peers]]` entry marked `meta = true`).
+    Add {
+        #[arg(long)]
+        table: u8,
+        #[arg(long)]
+        remote_cluster: String,
+        /// Full duplication: create the follower table on the remote cluster, copy a
+        /// checkpoint, then ship the log. Without it: log only (the follower table must
+        /// exist).
+        #[arg(long)]
+        full: bool,
+        /// The follower table's id on the remote cluster (default: the same as --table).
+        #[arg(long)]
+        remote_table: Option<u8>,
+        /// Replicas per follower partition (default: the remote cluster's replica
+        /// servers in the address book, at most 3).
+        #[arg(long)]
+        remote_replicas: Option<u8>,
+    },
+    /// Every duplication: status, confirmed decree per partition, stall reason.
+    List,
+    /// LOG → PAUSE: stop shipping (the log is kept from the confirmed decree on).
+    Pause { dupid: u8 },
+    /// PAUSE → LOG: ship again from the confirmed decree.
+    Start { dupid: u8 },
+    /// Remove the duplication (any status).
+    Remove { dupid: u8 },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Per partition: ballot, primary, secondaries (alive, with their life); the replica
+    /// servers; duplications; follower tables.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -99,7 +203,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logs(match cli.cmd {
-        Cmd::Client { .. } | Cmd::Certs { .. } | Cmd::Bench { .. } => "warn",
+        Cmd::Client { .. } | Cmd::Certs { .. } | Cmd::Bench { .. } | Cmd::Admin { .. } => "warn",
         _ => "info",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -156,10 +260,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Meta { config } => node(Role::Meta, &config).await,
-        Cmd::Replica { config } => node(Role::Replica, &config).await,
+        Cmd::Meta { config, metrics_addr } => node(Role::Meta, &config, metrics_addr).await,
+        Cmd::Replica { config, metrics_addr } => node(Role::Replica, &config, metrics_addr).await,
+        Cmd::Admin { config, json, deadline_ms, cmd } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
         Cmd::Client { config, deadline_ms, op } => client(&config, deadline_ms, op).await,
-        Cmd::Up { replicas, partitions, cluster, dir } => up_cluster(replicas, partitions, &cluster, dir).await,
+        Cmd::Up { replicas, clusters, partitions, cluster, dir } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
         Cmd::Bench { config, clients, ops } => {
             let mut cfg = Config::load(&config)?;
             // The whole run shares one deadline per client: allow for the load.
@@ -181,9 +286,47 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn node(role: Role, path: &std::path::Path) -> Result<ExitCode> {
+async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: AdminCmd) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
-    launch::run_node(role, &cfg, shutdown_signal()).await?;
+    let req = match cmd {
+        AdminCmd::Table { cmd: TableCmd::Create { id, partitions, replicas } } => {
+            admin::Request::TableCreate { table: id, partitions, replicas }
+        }
+        AdminCmd::Table { cmd: TableCmd::List } => admin::Request::TableList,
+        AdminCmd::Dup { cmd: DupCmd::Add { table, remote_cluster, full, remote_table, remote_replicas } } => {
+            admin::Request::DupAdd { table, remote_cluster, full, remote_table, remote_replicas }
+        }
+        AdminCmd::Dup { cmd: DupCmd::List } => admin::Request::DupList,
+        AdminCmd::Dup { cmd: DupCmd::Pause { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Pause },
+        AdminCmd::Dup { cmd: DupCmd::Start { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Log },
+        AdminCmd::Dup { cmd: DupCmd::Remove { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Removed },
+        AdminCmd::Cluster { cmd: ClusterCmd::Status } => admin::Request::ClusterStatus,
+    };
+    match admin::run(&cfg, &req, deadline).await {
+        Ok(out) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out.json).context("cannot print JSON")?);
+            } else if out.ok {
+                println!("{}", out.text);
+            }
+            if out.ok {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{}", out.text);
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Err(e @ (AskError::Unreachable { .. } | AskError::Deadline { .. })) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(AskError::Setup(e)) => Err(e),
+    }
+}
+
+async fn node(role: Role, path: &std::path::Path, metrics: Option<SocketAddr>) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    launch::run_node(role, &cfg, metrics, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -270,7 +413,7 @@ impl Drop for Children {
     }
 }
 
-async fn up_cluster(replicas: usize, partitions: u8, cluster: &str, dir: Option<PathBuf>) -> Result<ExitCode> {
+async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str, dir: Option<PathBuf>) -> Result<ExitCode> {
     if replicas == 0 {
         bail!("--replicas must be at least 1");
     }
@@ -278,56 +421,94 @@ async fn up_cluster(replicas: usize, partitions: u8, cluster: &str, dir: Option<
         Some(d) => d,
         None => std::env::temp_dir().join(format!("petrel-up-{}", std::process::id())),
     };
-    let mut plan = up::Plan::new(cluster, replicas);
-    plan.partitions = partitions.max(1);
-    let layout = up::write_cluster(&dir, &plan)?;
+    let layouts = if clusters == 2 {
+        if cluster != "local" {
+            bail!("--cluster names a single cluster; with --clusters 2 they are `a` and `b`");
+        }
+        up::write_clusters(&dir, &up::pair_plans(replicas, partitions.max(1))?)?
+    } else {
+        let mut plan = up::Plan::new(cluster, replicas);
+        plan.partitions = partitions.max(1);
+        vec![up::write_cluster(&dir, &plan)?]
+    };
     let exe = std::env::current_exe().context("cannot find the petrel binary")?;
-    let logs = layout.dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let mut children = Children(Vec::new());
-    for n in &layout.nodes {
-        let name = format!("{}-{}", n.role, n.id);
-        let log_path = logs.join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = std::process::Command::new(&exe)
-            .arg(n.role.to_string())
-            .arg("--config")
-            .arg(&n.config)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        children.0.push((name, child));
+    // (layout index, node, log file)
+    let mut started = Vec::new();
+    for (k, layout) in layouts.iter().enumerate() {
+        let logs = layout.dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        for n in &layout.nodes {
+            let name = if layouts.len() > 1 { format!("{}/{}", layout.cluster, n.name()) } else { n.name() };
+            let log_path = logs.join(format!("{}.log", n.name()));
+            let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+            let child = std::process::Command::new(&exe)
+                .arg(n.role.to_string())
+                .arg("--config")
+                .arg(&n.config)
+                .arg("--metrics-addr")
+                .arg(n.metrics_addr.to_string())
+                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {name}"))?;
+            children.0.push((name, child));
+            started.push((k, n.clone(), log_path));
+        }
     }
     // Ready when every node has logged "ready".
     let until = Instant::now() + Duration::from_secs(30);
-    for n in &layout.nodes {
-        let log_path = logs.join(format!("{}-{}.log", n.role, n.id));
+    for (_, n, log_path) in &started {
         loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
             if text.contains(" ready") {
                 break;
             }
-            for (name, c) in &mut children.0 {
+            for (i, (name, c)) in children.0.iter_mut().enumerate() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    bail!("{name} exited ({status}) during start; see {}", logs.join(format!("{name}.log")).display());
+                    bail!("{name} exited ({status}) during start; see {}", started[i].2.display());
                 }
             }
             if Instant::now() > until {
-                bail!("{}-{} did not become ready within 30s; see {}", n.role, n.id, log_path.display());
+                bail!("{} did not become ready within 30s; see {}", n.name(), log_path.display());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    println!("Petrel cluster {:?} is up ({} replicas) in {}", layout.cluster, replicas, layout.dir.display());
-    for n in &layout.nodes {
-        println!("  {:<8} id {:<3} {}   log {}", n.role.to_string(), n.id, n.addr, logs.join(format!("{}-{}.log", n.role, n.id)).display());
-    }
     let me = exe.display();
-    println!("\nTry:\n  {me} client --config {} put 7\n  {me} client --config {} get", layout.client_config.display(), layout.client_config.display());
-    println!("\nCtrl-C stops the cluster (data stays in {}).", layout.dir.display());
+    if layouts.len() == 1 {
+        let layout = &layouts[0];
+        println!("Petrel cluster {:?} is up ({} replicas) in {}", layout.cluster, replicas, layout.dir.display());
+    } else {
+        let names: Vec<String> = layouts.iter().map(|l| format!("{:?}", l.cluster)).collect();
+        println!("Petrel clusters {} are up ({} replicas each) in {}", names.join(" and "), replicas, dir.display());
+    }
+    for (k, n, log_path) in &started {
+        let prefix = if layouts.len() > 1 { format!("{} ", layouts[*k].cluster) } else { String::new() };
+        println!(
+            "  {prefix}{:<8} id {:<3} {}   metrics http://{}/metrics   log {}",
+            n.role.to_string(),
+            n.id,
+            n.addr,
+            n.metrics_addr,
+            log_path.display()
+        );
+    }
+    if layouts.len() == 1 {
+        let cc = layouts[0].client_config.display();
+        println!("\nTry:\n  {me} client --config {cc} put 7\n  {me} client --config {cc} get\n  {me} admin --config {cc} cluster status");
+    } else {
+        let (a, b) = (layouts[0].client_config.display(), layouts[1].client_config.display());
+        println!("\nTry (cluster a has table 1; b has none until the duplication creates its follower table 1):");
+        println!("  {me} client --config {a} put 7");
+        println!("  {me} admin --config {a} dup add --table 1 --remote-cluster b --full");
+        println!("  {me} admin --config {a} dup list");
+        println!("  {me} client --config {b} get");
+        println!("  {me} admin --config {b} cluster status");
+    }
+    println!("\nCtrl-C stops the cluster{} (data stays in {}).", if layouts.len() > 1 { "s" } else { "" }, dir.display());
     // Run until Ctrl-C. A node that dies is reported (with the command that restarts it
     // from its data directory); the others keep running, as in a real deployment.
     let mut reported = std::collections::BTreeSet::new();
@@ -338,8 +519,13 @@ async fn up_cluster(replicas: usize, partitions: u8, cluster: &str, dir: Option<
                 for (i, (name, c)) in children.0.iter_mut().enumerate() {
                     if let Ok(Some(status)) = c.try_wait() {
                         if reported.insert(name.clone()) {
-                            let n = &layout.nodes[i];
-                            eprintln!("{name} exited ({status}); restart it with: {me} {} --config {}", n.role, n.config.display());
+                            let n = &started[i].1;
+                            eprintln!(
+                                "{name} exited ({status}); restart it with: {me} {} --config {} --metrics-addr {}",
+                                n.role,
+                                n.config.display(),
+                                n.metrics_addr
+                            );
                         }
                     }
                 }

@@ -23,6 +23,7 @@
 //! of the same value; `CancelTimer(t)` disarms it. The core's timers are abstract ("fires
 //! at any time after it is set"), so the earliest allowed time is the natural choice.
 use crate::eventlog::{Event, EventLog};
+use crate::metrics::Metrics;
 use crate::storage::Store;
 use crate::transport::{raw_of, Transport};
 use anyhow::{Context, Result};
@@ -31,6 +32,7 @@ use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -62,6 +64,8 @@ pub struct Host {
     pub saves: u64,
     /// Events handled so far.
     pub handled: u64,
+    /// Observes requests, replies and (after every turn) the state; decides nothing.
+    metrics: Option<Arc<Metrics>>,
 }
 
 enum Ev {
@@ -88,7 +92,19 @@ impl Host {
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let transport = transport(state.incarnation(), tx)?;
         let mut host =
-            Host { actor, id, state, store, transport, inbound: rx, events, timers: BTreeMap::new(), saves: 0, handled: 0 };
+            Host {
+            actor,
+            id,
+            state,
+            store,
+            transport,
+            inbound: rx,
+            events,
+            timers: BTreeMap::new(),
+            saves: 0,
+            handled: 0,
+            metrics: None,
+        };
         tracing::info!(id = raw_of(id), incarnation = host.state.incarnation(), restored = stored.is_some(), "actor started");
         host.log(Event::Start { storage: stored.is_some() }, &out);
         host.apply_timers(&out);
@@ -98,6 +114,12 @@ impl Host {
 
     pub fn state(&self) -> &NodeState {
         &self.state
+    }
+
+    /// Feed `metrics` from now on (and read the current state into it at once).
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        metrics.on_turn(&self.state, self.handled, self.saves);
+        self.metrics = Some(metrics);
     }
 
     /// Handle events until `shutdown` completes or `stop_when` holds for the state.
@@ -133,6 +155,9 @@ impl Host {
         match ev {
             Ev::Msg(src, msg) => {
                 self.handled += 1;
+                if let Some(m) = &self.metrics {
+                    m.on_receive(src, &msg);
+                }
                 let logged = self.events.is_some().then(|| msg.clone());
                 let mut out = Out::new();
                 let mut state = Cow::Borrowed(&self.state);
@@ -227,7 +252,13 @@ impl Host {
             }
         }
         for (dst, msg) in sends {
+            if let Some(m) = &self.metrics {
+                m.on_send(dst, &msg);
+            }
             self.transport.send(dst, msg);
+        }
+        if let Some(m) = &self.metrics {
+            m.on_turn(&self.state, self.handled, self.saves);
         }
         if let Some(log) = &mut self.events {
             if let Err(e) = log.flush() {

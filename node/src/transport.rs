@@ -734,7 +734,15 @@ fn allowed(kind: Kind, msg: &Msg) -> bool {
     match msg {
         Msg::PeerDown { .. } => false,
         _ if kind == Kind::Node => true,
-        Msg::QueryConfig { .. } | Msg::Write { .. } | Msg::Read { .. } | Msg::ModifyDup { .. } => true,
+        // Reads and writes, and the operator's requests to the meta server (`petrel admin`):
+        // any client certificate of the cluster may administer it.
+        Msg::QueryConfig { .. }
+        | Msg::Write { .. }
+        | Msg::Read { .. }
+        | Msg::ModifyDup { .. }
+        | Msg::CreateTable { .. }
+        | Msg::AddDup { .. }
+        | Msg::QueryCluster => true,
         _ => false,
     }
 }
@@ -849,6 +857,27 @@ mod tests {
         a.send(id_of(99), Msg::Register { incarnation: 1 });
         assert!(tokio::time::timeout(Duration::from_millis(300), rx_a.recv()).await.is_err());
         a.shutdown().await;
+    }
+
+    #[test]
+    fn clients_may_send_reads_writes_and_operator_requests_only() {
+        let gpid = petrel_core::Gpid { table: 1, partition: 0 };
+        let allowed_for_clients = [
+            Msg::QueryConfig { gpid },
+            Msg::Write { gpid, req: 1, value: 1 },
+            Msg::Read { gpid, req: 1 },
+            Msg::CreateTable { table: 2, partitions: 1, replica_count: 1 },
+            Msg::AddDup { table: 1, remote_meta: id_of(100), remote_table: 1, remote_replica_count: 1, full: true },
+            Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },
+            Msg::QueryCluster,
+        ];
+        for m in &allowed_for_clients {
+            assert!(allowed(Kind::Client, m) && allowed(Kind::Node, m), "{m:?}");
+        }
+        for m in [Msg::Register { incarnation: 1 }, Msg::QueryFollower { table: 1 }, Msg::DupReport { gpid, dupid: 1, progress: petrel_core::DupProgress::Checkpoint(1) }] {
+            assert!(!allowed(Kind::Client, &m) && allowed(Kind::Node, &m), "{m:?}");
+        }
+        assert!(!allowed(Kind::Node, &Msg::PeerDown { incarnation: 1 }) && !allowed(Kind::Client, &Msg::PeerDown { incarnation: 1 }));
     }
 
     #[tokio::test]

@@ -4,8 +4,8 @@
 use crate::certs;
 use crate::config::{ClientSection, Config, Peer, Table, TlsPaths, Topology, TransportSection};
 use crate::launch::Role;
-use anyhow::{Context, Result};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use anyhow::{bail, Context, Result};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 /// What to lay out.
@@ -17,6 +17,17 @@ pub struct Plan {
     pub transport: TransportSection,
     /// Client request timeout and whole-call deadline.
     pub client: ClientSection,
+    /// The meta server's id; the replicas are the next `replicas` ids. Ids are unique
+    /// across every cluster of an address book, so clusters laid out together need
+    /// disjoint ranges.
+    pub id_base: u64,
+    /// Bootstrap table 1 with min(3, replicas) members. Off: the cluster starts with no
+    /// table (tables come from `petrel admin table create` or as duplication followers),
+    /// and its client configuration names table 1.
+    pub bootstrap_table: bool,
+    /// Accept duplication (follower tables, checkpoints, shipped mutations) from the
+    /// other clusters laid out with this one.
+    pub accept_duplication: bool,
 }
 
 impl Plan {
@@ -27,7 +38,14 @@ impl Plan {
             partitions: 1,
             transport: TransportSection::default(),
             client: ClientSection::default(),
+            id_base: 0,
+            bootstrap_table: true,
+            accept_duplication: false,
         }
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        (self.id_base..=self.id_base + self.replicas as u64).collect()
     }
 }
 
@@ -38,6 +56,15 @@ pub struct NodeEntry {
     pub config: PathBuf,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// A free loopback TCP port for `--metrics-addr` (chosen, not yet used).
+    pub metrics_addr: SocketAddr,
+}
+
+impl NodeEntry {
+    /// `meta-0`, `replica-3`: the name of its log file and process.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.role, self.id)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -59,58 +86,155 @@ pub fn free_udp_ports(n: usize) -> Result<Vec<u16>> {
     socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
-/// Write certificates and configuration files for one cluster under `dir`: meta server 0,
-/// replicas 1..=n, one table (id 1) bootstrapped with min(3, n) members.
+/// `n` distinct free TCP ports on 127.0.0.1 (same caveat as [`free_udp_ports`]).
+pub fn free_tcp_ports(n: usize) -> Result<Vec<u16>> {
+    let socks = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free TCP ports on 127.0.0.1")?;
+    socks.iter().map(|s| Ok(s.local_addr()?.port())).collect()
+}
+
+/// Write certificates and configuration files for one cluster under `dir`: meta server
+/// `id_base`, replicas after it, table 1 bootstrapped with min(3, n) members.
 pub fn write_cluster(dir: &Path, plan: &Plan) -> Result<Layout> {
+    let mut v = lay_out(dir, std::slice::from_ref(plan), false)?;
+    v.pop().context("no layout")
+}
+
+/// Several clusters that know each other: each in `dir/<cluster>/` with its own CA, and
+/// every configuration's address book lists every node of every cluster (meta servers
+/// marked `meta = true`) and trusts the other clusters' CAs — what duplication between
+/// them needs. The plans' id ranges must be disjoint.
+pub fn write_clusters(dir: &Path, plans: &[Plan]) -> Result<Vec<Layout>> {
+    lay_out(dir, plans, true)
+}
+
+fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
-    let ids: Vec<u64> = (0..=plan.replicas as u64).collect();
-    let certs_dir = dir.join("certs");
-    certs::issue(&plan.cluster, &ids, 1, &certs_dir)?;
-    let ports = free_udp_ports(ids.len())?;
-    let addrs: Vec<SocketAddr> = ports.iter().map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, *p))).collect();
-    let peers: Vec<Peer> = ids.iter().zip(&addrs).map(|(id, addr)| Peer { id: *id, cluster: plan.cluster.clone(), addr: *addr }).collect();
-    let members = plan.replicas.min(3) as u8;
-    let topology = Topology {
-        meta: 0,
-        replicas: ids[1..].to_vec(),
-        bootstrap_members: members,
-        tables: vec![Table { id: 1, partitions: plan.partitions, max_replica_count: members.max(1) }],
-    };
-    let base = Config {
-        cluster: plan.cluster.clone(),
-        id: None,
-        listen: None,
-        data_dir: None,
-        tls: TlsPaths { ca: "certs/ca.pem".into(), cert: PathBuf::new(), key: PathBuf::new(), remote_cas: Vec::new() },
-        topology,
-        accept_duplication: false,
-        gc: true,
-        peers,
-        transport: plan.transport.clone(),
-        client: ClientSection::default(),
-        eventlog: Default::default(),
-        storage: Default::default(),
-    };
-    let mut nodes = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let role = if *id == 0 { Role::Meta } else { Role::Replica };
-        let mut c = base.clone();
-        c.id = Some(*id);
-        c.data_dir = Some(format!("data/n{id}").into());
-        c.tls.cert = format!("certs/node-{id}.pem").into();
-        c.tls.key = format!("certs/node-{id}.key").into();
-        let path = dir.join(format!("{role}-{id}.toml"));
-        std::fs::write(&path, c.to_toml()?).with_context(|| format!("cannot write {}", path.display()))?;
-        nodes.push(NodeEntry { id: *id, role, config: path, addr: addrs[i], data_dir: dir.join(format!("data/n{id}")) });
+    let mut all_ids = std::collections::BTreeSet::new();
+    let mut names = std::collections::BTreeSet::new();
+    for p in plans {
+        if !names.insert(p.cluster.clone()) {
+            bail!("cluster {} is laid out twice", p.cluster);
+        }
+        for id in p.ids() {
+            if !all_ids.insert(id) {
+                bail!("node id {id} is used by two clusters: give each cluster its own id range");
+            }
+        }
     }
-    let mut c = base;
-    c.tls.cert = "certs/client-0.pem".into();
-    c.tls.key = "certs/client-0.key".into();
-    c.client = plan.client.clone();
-    let client_config = dir.join("client.toml");
-    std::fs::write(&client_config, c.to_toml()?).with_context(|| format!("cannot write {}", client_config.display()))?;
-    Ok(Layout { dir, cluster: plan.cluster.clone(), certs: certs_dir, nodes, client_config })
+    // Certificates and ports first: every configuration lists every cluster's nodes.
+    struct Prep {
+        dir: PathBuf,
+        certs: PathBuf,
+        ids: Vec<u64>,
+        addrs: Vec<SocketAddr>,
+        metrics: Vec<SocketAddr>,
+    }
+    let mut preps = Vec::new();
+    for p in plans {
+        let cdir = if subdirs { dir.join(&p.cluster) } else { dir.clone() };
+        std::fs::create_dir_all(&cdir).with_context(|| format!("cannot create {}", cdir.display()))?;
+        let ids = p.ids();
+        let certs_dir = cdir.join("certs");
+        certs::issue(&p.cluster, &ids, 1, &certs_dir)?;
+        let addrs = free_udp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
+        let metrics = free_tcp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
+        preps.push(Prep { dir: cdir, certs: certs_dir, ids, addrs, metrics });
+    }
+    let peers: Vec<Peer> = plans
+        .iter()
+        .zip(&preps)
+        .flat_map(|(p, prep)| {
+            prep.ids.iter().zip(&prep.addrs).map(|(id, addr)| Peer {
+                id: *id,
+                cluster: p.cluster.clone(),
+                addr: *addr,
+                meta: *id == p.id_base && plans.len() > 1,
+            })
+        })
+        .collect();
+    let mut layouts = Vec::new();
+    for (k, (plan, prep)) in plans.iter().zip(&preps).enumerate() {
+        let remote_cas: Vec<PathBuf> =
+            preps.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, other)| other.certs.join("ca.pem")).collect();
+        let members = plan.replicas.min(3) as u8;
+        let topology = Topology {
+            meta: plan.id_base,
+            replicas: prep.ids[1..].to_vec(),
+            bootstrap_members: if plan.bootstrap_table { members } else { 0 },
+            tables: if plan.bootstrap_table {
+                vec![Table { id: 1, partitions: plan.partitions, max_replica_count: members.max(1) }]
+            } else {
+                Vec::new()
+            },
+        };
+        let base = Config {
+            cluster: plan.cluster.clone(),
+            id: None,
+            listen: None,
+            data_dir: None,
+            tls: TlsPaths { ca: "certs/ca.pem".into(), cert: PathBuf::new(), key: PathBuf::new(), remote_cas },
+            topology,
+            accept_duplication: plan.accept_duplication,
+            gc: true,
+            peers: peers.clone(),
+            transport: plan.transport.clone(),
+            client: ClientSection::default(),
+            eventlog: Default::default(),
+            storage: Default::default(),
+        };
+        let mut nodes = Vec::new();
+        for (i, id) in prep.ids.iter().enumerate() {
+            let role = if i == 0 { Role::Meta } else { Role::Replica };
+            let mut c = base.clone();
+            c.id = Some(*id);
+            c.data_dir = Some(format!("data/n{id}").into());
+            c.tls.cert = format!("certs/node-{id}.pem").into();
+            c.tls.key = format!("certs/node-{id}.key").into();
+            let path = prep.dir.join(format!("{role}-{id}.toml"));
+            std::fs::write(&path, c.to_toml()?).with_context(|| format!("cannot write {}", path.display()))?;
+            nodes.push(NodeEntry {
+                id: *id,
+                role,
+                config: path,
+                addr: prep.addrs[i],
+                data_dir: prep.dir.join(format!("data/n{id}")),
+                metrics_addr: prep.metrics[i],
+            });
+        }
+        let mut c = base;
+        c.tls.cert = "certs/client-0.pem".into();
+        c.tls.key = "certs/client-0.key".into();
+        c.client = plan.client.clone();
+        if !plan.bootstrap_table && c.client.table.is_none() {
+            // No table yet: table 1 is the one a duplication or `table create` makes.
+            c.client.table = Some(1);
+        }
+        let client_config = prep.dir.join("client.toml");
+        std::fs::write(&client_config, c.to_toml()?).with_context(|| format!("cannot write {}", client_config.display()))?;
+        layouts.push(Layout { dir: prep.dir.clone(), cluster: plan.cluster.clone(), certs: prep.certs.clone(), nodes, client_config });
+    }
+    Ok(layouts)
+}
+
+/// The two clusters of `petrel up --clusters 2`: `a` (ids 0..) with table 1, and `b`
+/// (ids 100..) with no table, both accepting duplication from the other.
+pub fn pair_plans(replicas: usize, partitions: u8) -> Result<Vec<Plan>> {
+    if replicas >= 100 {
+        bail!("--replicas must be below 100 with --clusters 2 (cluster b's ids start at 100)");
+    }
+    let mut a = Plan::new("a", replicas);
+    a.partitions = partitions;
+    a.accept_duplication = true;
+    let mut b = Plan::new("b", replicas);
+    b.partitions = partitions;
+    b.id_base = 100;
+    b.bootstrap_table = false;
+    b.accept_duplication = true;
+    Ok(vec![a, b])
 }
 
 #[cfg(test)]
@@ -132,5 +256,26 @@ mod tests {
         }
         let c = Config::load(&layout.client_config).expect("client config");
         assert!(c.tls().expect("tls").identities().contains(&certs::Identity::Client { cluster: "alpha".into() }));
+    }
+
+    #[test]
+    fn two_clusters_know_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layouts = write_clusters(dir.path(), &pair_plans(2, 1).expect("plans")).expect("layouts");
+        assert_eq!(layouts.len(), 2);
+        let (a, b) = (&layouts[0], &layouts[1]);
+        assert_eq!(b.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), vec![100, 101, 102]);
+        let ca = Config::load(&a.client_config).expect("a client");
+        let cb = Config::load(&b.client_config).expect("b client");
+        assert_eq!((ca.meta_of("b").expect("b's meta"), cb.meta_of("a").expect("a's meta")), (100, 0));
+        assert_eq!(cb.client_cfg(Vec::new()).expect("b client cfg").gpid.table, 1, "b's client reads the follower table");
+        let meta_b = Config::load(&b.nodes[0].config).expect("b meta");
+        assert!(meta_b.accept_duplication && meta_b.meta_cfg().expect("cfg").tables.is_empty());
+        // Each trusts the other's CA: a's replica certificate verifies under b's roots.
+        let tls_b = meta_b.tls().expect("tls");
+        assert_eq!(tls_b.roots.len(), 2);
+        let mut overlapping = pair_plans(1, 1).expect("plans");
+        overlapping[1].id_base = 1;
+        assert!(write_clusters(dir.path(), &overlapping).is_err());
     }
 }

@@ -4,187 +4,17 @@
 //!
 //! Every child process is killed when its guard drops (also when a test fails), and every
 //! wait is bounded.
+mod common;
+use common::*;
 use petrel_node::certs::{self, node_name};
 use petrel_node::codec::{self, Frame};
-use petrel_node::config::{ClientSection, Config, TransportSection};
+use petrel_node::config::Config;
 use petrel_node::launch::Role;
 use petrel_node::transport::{self, close, Settings, TlsMaterial};
-use petrel_node::up::{self, Layout, Plan};
+use petrel_node::up;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_petrel");
-
-/// A child process killed (SIGKILL) and reaped when dropped.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[&str], log: &Path) -> Proc {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-        let child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info,petrel_node=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn petrel");
-        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait until the log holds `needle` `times` times; panics with the log on timeout.
-    fn wait_log(&mut self, needle: &str, times: usize, limit: Duration) {
-        let until = Instant::now() + limit;
-        loop {
-            if self.log_text().matches(needle).count() >= times {
-                return;
-            }
-            if let Some(c) = &mut self.child {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("{} exited ({status}) while waiting for {needle:?}:\n{}", self.name, self.log_text());
-                }
-            }
-            assert!(Instant::now() < until, "{}: no {needle:?} within {limit:?}:\n{}", self.name, self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    layout: Layout,
-    procs: Vec<Proc>,
-    _dir: tempfile::TempDir,
-}
-
-fn fast_plan(cluster: &str, replicas: usize) -> Plan {
-    let mut plan = Plan::new(cluster, replicas);
-    // A fast failure detector so the tests run in seconds.
-    plan.transport = TransportSection { idle_timeout_ms: 1500, keep_alive_ms: 300, handshake_timeout_ms: 1500 };
-    plan.client =
-        ClientSection { table: None, partition: 0, request_timeout_ms: Some(1000), max_attempts: Some(3), deadline_ms: Some(8000) };
-    plan
-}
-
-impl Cluster {
-    /// Lay out and start a cluster; returns once every node logged "ready".
-    fn start(plan: &Plan) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let layout = up::write_cluster(dir.path(), plan).expect("layout");
-        let mut c = Cluster { layout, procs: Vec::new(), _dir: dir };
-        for i in 0..c.layout.nodes.len() {
-            c.start_node(i);
-        }
-        c
-    }
-
-    fn start_node(&mut self, i: usize) {
-        let n = self.layout.nodes[i].clone();
-        let name = format!("{}-{}", n.role, n.id);
-        let log = self.layout.dir.join(format!("{name}.log"));
-        let config = n.config.to_string_lossy().to_string();
-        let mut p = Proc::spawn(&name, &[&n.role.to_string(), "--config", &config], &log);
-        let starts = p.log_text().matches(" ready").count() + 1;
-        p.wait_log(" ready", starts, Duration::from_secs(20));
-        if let Some(old) = self.procs.iter_mut().find(|q| q.name == name) {
-            *old = p;
-        } else {
-            self.procs.push(p);
-        }
-    }
-
-    fn proc(&mut self, name: &str) -> &mut Proc {
-        self.procs.iter_mut().find(|p| p.name == name).expect("known process")
-    }
-
-    fn client_config(&self) -> PathBuf {
-        self.layout.client_config.clone()
-    }
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run `petrel client` with a hard bound on its run time.
-fn petrel_client(config: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("client")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let until = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break Some(s);
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |r: Option<&mut dyn std::io::Read>| {
-        let mut s = String::new();
-        if let Some(r) = r {
-            let _ = r.read_to_string(&mut s);
-        }
-        s
-    };
-    let stdout = read(child.stdout.as_mut().map(|r| r as &mut dyn std::io::Read));
-    let stderr = read(child.stderr.as_mut().map(|r| r as &mut dyn std::io::Read));
-    Output { code: status.and_then(|s| s.code()), stdout, stderr }
-}
-
-/// Retry a client call until it succeeds with `expect` on stdout (bounded).
-fn eventually(config: &Path, args: &[&str], expect: &str, limit: Duration) {
-    let until = Instant::now() + limit;
-    let mut last = String::new();
-    while Instant::now() < until {
-        let out = petrel_client(config, args);
-        if out.code == Some(0) && out.stdout.trim() == expect {
-            return;
-        }
-        last = format!("exit {:?}\nstdout: {}\nstderr: {}", out.code, out.stdout, out.stderr);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("`petrel client {}` did not print {expect:?} within {limit:?}; last attempt: {last}", args.join(" "));
-}
-
-fn config_of(config: &Path) -> serde_json::Value {
-    let out = petrel_client(config, &["config"]);
-    assert_eq!(out.code, Some(0), "config query failed: {}", out.stderr);
-    serde_json::from_str(out.stdout.trim()).expect("config json")
-}
 
 #[test]
 fn put_get_survive_kill9_of_the_primary_and_restart() {
@@ -227,6 +57,13 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     }
     eventually(&cc, &["put", "9"], "ok", Duration::from_secs(20));
     eventually(&cc, &["get"], "9", Duration::from_secs(10));
+    // Its metrics show it learned (one Learn or more) and the primary sent the state.
+    let text = c.metrics(primary);
+    assert!(metric(&text, r#"petrel_learn_rounds_total{table="1",partition="0"}"#).is_some_and(|n| n >= 1.0), "{text}");
+    let now_primary = config_of(&cc)["config"]["primary"].as_u64().expect("a primary");
+    let text = c.metrics(now_primary);
+    assert!(metric(&text, r#"petrel_learn_sent_bytes_total{table="1",partition="0"}"#).is_some_and(|n| n > 0.0), "{text}");
+    assert_eq!(metric(&c.metrics(0), "petrel_meta_alive_replicas"), Some(3.0));
     // The restarted replica took part: it holds the new value in its durable state.
     let events = std::fs::read_to_string(c.layout.nodes[i].data_dir.join("events.jsonl")).expect("event log");
     assert!(events.contains("\"start\":{\"storage\":true}"), "restart recorded");

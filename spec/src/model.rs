@@ -123,6 +123,7 @@ impl PetrelModel {
                 bootstrap_dups: dups.clone(),
                 accept_duplication: false,
                 gc: scenario.gc,
+                ship_batch: petrel_core::dup::SHIP_BATCH,
                 bugs,
             }));
             names.push(if meta_b.is_some() { format!("replica-A{}", i + 1) } else { format!("replica-{}", i + 1) });
@@ -151,6 +152,7 @@ impl PetrelModel {
                     bootstrap_dups: Vec::new(),
                     accept_duplication: f.replicas_accept,
                     gc: false,
+                    ship_batch: petrel_core::dup::SHIP_BATCH,
                     bugs,
                 }));
                 names.push(format!("replica-B{}", i + 1));
@@ -256,7 +258,9 @@ impl PetrelModel {
     }
 
     /// A message to a crashed node is lost (its connections are gone); a client that sent
-    /// it learns at once that the connection failed.
+    /// it learns at once that the connection could not be made. Like the node's QUIC
+    /// driver, which cannot know the life of a node it failed to reach, the notice names
+    /// life 0.
     fn bounce(&self, s: &mut State) {
         let dead: Vec<Envelope<Msg>> = s
             .network
@@ -269,8 +273,7 @@ impl PetrelModel {
                 map.remove(&env);
             }
             if self.clients.contains(&env.src) {
-                let incarnation = self.incarnation(s, env.dst);
-                Self::inject(s, env.dst, env.src, Msg::PeerDown { incarnation });
+                Self::inject(s, env.dst, env.src, Msg::PeerDown { incarnation: 0 });
             }
         }
     }

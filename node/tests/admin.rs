@@ -80,7 +80,7 @@ fn tables_and_duplications_are_administered() {
     assert_eq!(ok(&petrel_admin(cc, &["dup", "start", "1"])), "duplication 1 is now LOG");
     assert_eq!(ok(&petrel_admin(cc, &["dup", "remove", "1"])), "duplication 1 is now REMOVED");
     // Invalid transition: the meta server's reason, exit 1.
-    refused(&petrel_admin(cc, &["dup", "start", "1"]), "duplication 1 cannot change from Removed to Log");
+    refused(&petrel_admin(cc, &["dup", "start", "1"]), "duplication 1 cannot change from REMOVED to LOG");
     // Unknown duplication.
     refused(&petrel_admin(cc, &["dup", "pause", "42"]), "no duplication 42");
     let out = petrel_admin(cc, &["dup", "pause", "42", "--json"]);

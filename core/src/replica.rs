@@ -150,6 +150,10 @@ impl Part {
         let logged = self.log.values().filter(|e| e.mutation.client == writer).map(|e| e.mutation.req).max();
         logged.or_else(|| self.snapshot.last_req.get(&writer).copied())
     }
+    /// This replica's log holds `writer`'s mutation `req`.
+    fn holds(&self, writer: Id, req: ReqId) -> bool {
+        self.log.values().any(|e| e.mutation.client == writer && e.mutation.req == req)
+    }
     /// Garbage-collect the committed log up to what duplications have confirmed.
     fn collect(&mut self, cfg: &ReplicaCfg) {
         if !cfg.gc {
@@ -310,10 +314,15 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                         return;
                     }
                 };
-                if last.is_some_and(|l| decree > l.saturating_add(1)) {
-                    break;
-                }
-                on_write(cfg, s, src, gpid, Mutation { client: origin, req: decree, value }, true, o);
+                let req = match last {
+                    Some(l) if decree > l.saturating_add(1) => break,
+                    // Covered by something later this follower holds (a newer checkpoint
+                    // or another source primary's batch): answered with that decree once
+                    // it commits, never applied below it.
+                    Some(l) if decree <= l && !s.parts.get(&gpid).is_some_and(|p| p.holds(origin, decree)) => l,
+                    _ => decree,
+                };
+                on_write(cfg, s, src, gpid, Mutation { client: origin, req, value }, true, o);
             }
         }
         Msg::DupUpdate { gpid, dups, .. } => {
@@ -911,8 +920,10 @@ fn on_apply_reply(
                     d.checkpoint = Some(decree);
                     Some(DupProgress::Applied(decree))
                 }
-                (Ok(()), DupStatus::Log) if decree > d.confirmed && decree <= d.shipped => {
-                    d.confirmed = decree;
+                // A decree beyond what we shipped: the follower holds more (from an
+                    // earlier primary of ours), so everything we shipped is there.
+                (Ok(()), DupStatus::Log) if decree.min(d.shipped) > d.confirmed => {
+                    d.confirmed = decree.min(d.shipped);
                     // One report per batch: the meta server persists it, and its
                     // announcement raises the retain bound.
                     (d.confirmed == d.shipped).then_some(DupProgress::Confirmed(decree))

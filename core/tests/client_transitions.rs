@@ -44,6 +44,12 @@ fn only_query(o: &Out<Node>) -> bool {
     sends(o) == vec![(id(META), Msg::QueryConfig { gpid: G })]
 }
 
+/// The client backs off: no message, only the `QueryBackoff` timer.
+fn only_backoff(o: &Out<Node>) -> bool {
+    o.iter().all(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
+        && o.iter().any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
+}
+
 // =======================================================================================
 // PeerDown of the life it sent to: refresh, never retry that life
 // =======================================================================================
@@ -63,7 +69,7 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
     for (ballot, primary, incarnation) in replies {
         let before = sim.client().clone();
         let o = sim.msg(id(META), reply(*ballot, *primary, *incarnation));
-        let s = sim.client();
+        let s = sim.client().clone();
         prop_assert!(
             s.phase != Phase::Sent { target: id(1), incarnation: Some(1) },
             "the client went back to the dead life 1 of node 1: {:?}",
@@ -78,7 +84,14 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
                 prop_assert_eq!(&s.config, &before.config);
             }
             match &s.phase {
-                Phase::Querying => prop_assert!(only_query(&o), "{:?}", o),
+                Phase::Querying => prop_assert!(false, "an answer that did not help was asked again at once: {:?}", o),
+                Phase::Backoff => {
+                    // No usable primary named: ask again, but only after the pause.
+                    prop_assert!(only_backoff(&o), "{:?}", o);
+                    let o = sim.timeout(Timer::QueryBackoff);
+                    prop_assert!(only_query(&o), "the backoff ended without a query: {:?}", o);
+                    prop_assert_eq!(&sim.client().phase, &Phase::Querying);
+                }
                 Phase::Sent { target, incarnation } => {
                     prop_assert_eq!(Some(*target), s.config.as_ref().and_then(|c| c.primary));
                     prop_assert!(incarnation.is_some());
@@ -89,7 +102,7 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
         } else {
             prop_assert!(o.is_empty(), "a meta answer while not querying acted: {:?}", o);
         }
-        prop_assert_eq!(s.attempts, 1, "a meta answer changed the attempt count");
+        prop_assert_eq!(sim.client().attempts, 1, "a meta answer changed the attempt count");
     }
     Ok(())
 }
@@ -126,9 +139,19 @@ fn a_life_still_named_by_the_meta_is_polled_again_and_a_new_life_is_tried() {
     let mut sim = start(client_cfg(3, false, Bugs::none()));
     sim.msg(id(META), reply(1, Some(1), Some(1)));
     sim.msg(id(1), Msg::PeerDown { incarnation: 1 });
-    // The meta's failure detector has not fired: it still names 1 in life 1.
+    // The meta's failure detector has not fired: it still names 1 in life 1. The client
+    // asks again after a pause (it must not spin on the meta server).
     let o = sim.msg(id(META), reply(1, Some(1), Some(1)));
+    assert!(only_backoff(&o), "{o:?}");
+    assert_eq!(sim.client().phase, Phase::Backoff);
+    // Answers arriving during the pause are not used.
+    let o = sim.msg(id(META), reply(2, Some(1), Some(2)));
+    assert!(o.is_empty(), "{o:?}");
+    assert_eq!(sim.client().phase, Phase::Backoff);
+    let o = sim.timeout(Timer::QueryBackoff);
     assert!(only_query(&o), "{o:?}");
+    // Neither does a stray deadline or a second backoff timer.
+    assert!(sim.timeout(Timer::QueryBackoff).is_empty() && sim.timeout(Timer::RequestTimeout).is_empty());
     // 1 restarted and was re-assigned (life 2): that is a different life, try it.
     let o = sim.msg(id(META), reply(2, Some(1), Some(2)));
     assert_eq!(sends(&o), vec![(id(1), Msg::Write { gpid: G, req: 1, value: 5 })]);
@@ -198,7 +221,11 @@ proptest! {
             if sim.client().done() {
                 // Stopped: nothing moves it any more.
                 let before = sim.client().clone();
-                let mut outs = vec![sim.msg(id(META), reply(9, Some(1), Some(9))), sim.timeout(Timer::RequestTimeout)];
+                let mut outs = vec![
+                    sim.msg(id(META), reply(9, Some(1), Some(9))),
+                    sim.timeout(Timer::RequestTimeout),
+                    sim.timeout(Timer::QueryBackoff),
+                ];
                 outs.push(sim.msg(id(1), Msg::PeerDown { incarnation: 9 }));
                 prop_assert!(outs.iter().all(|o| o.is_empty()), "a finished client acted: {:?}", outs);
                 prop_assert_eq!(sim.client(), &before);
@@ -220,7 +247,7 @@ proptest! {
                 continue; // no deadline armed: no such timer fires
             }
             let before = sim.client().clone();
-            let req = before.op + 1;
+            let req = ReqId::from(before.op) + 1;
             let o = match ev {
                 Ev::Redirect(e) => sim.msg(id(node), reply_msg(&before, &cfg, Err(*e), req)),
                 Ev::PeerDown => sim.msg(id(node), Msg::PeerDown { incarnation: life }),
@@ -331,4 +358,34 @@ fn a_client_with_no_ops_is_done_at_once() {
     let (sim, o) = Sim::start(Node::Client(cfg), id(ME), None);
     assert!(o.is_empty());
     assert!(sim.client().done());
+}
+
+/// A `PeerDown` of life 0 (the driver could not connect at all, so it never learned the
+/// life it dialled) may be about an earlier send to an earlier life: it costs no attempt
+/// and casts no suspicion; the client backs off, asks the meta again and resends.
+#[test]
+fn a_peer_down_of_life_zero_backs_off_without_suspicion() {
+    let mut sim = start(client_cfg(3, false, Bugs::none()));
+    sim.msg(id(META), reply(1, Some(1), Some(4)));
+    let o = sim.msg(id(1), Msg::PeerDown { incarnation: 0 });
+    assert!(o.iter().any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _))), "{o:?}");
+    assert!(!o.iter().any(|c| matches!(c, Command::Send(..))), "no message before the pause: {o:?}");
+    assert_eq!(sim.client().phase, Phase::Backoff);
+    assert_eq!(sim.client().attempts, 0);
+    assert_eq!(sim.client().suspect, None);
+    // After the pause it asks again; the same live primary is then retried.
+    let o = sim.timeout(Timer::QueryBackoff);
+    assert!(only_query(&o), "{o:?}");
+    let o = sim.msg(id(META), reply(1, Some(1), Some(4)));
+    assert!(o.iter().any(|c| matches!(c, Command::Send(dst, Msg::Write { .. } | Msg::Read { .. }) if *dst == id(1))), "{o:?}");
+    // The real life's failure moves the client to node 2; a late life-0 notice about
+    // node 1 then says nothing about the target.
+    sim.msg(id(1), Msg::PeerDown { incarnation: 4 });
+    assert_eq!(sim.client().attempts, 1);
+    sim.msg(id(META), reply(2, Some(2), Some(1)));
+    assert_eq!(sim.client().phase, Phase::Sent { target: id(2), incarnation: Some(1) });
+    let before = sim.client().clone();
+    let o = sim.msg(id(1), Msg::PeerDown { incarnation: 0 });
+    assert!(o.is_empty(), "{o:?}");
+    assert_eq!(sim.client(), &before);
 }

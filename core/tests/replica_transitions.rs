@@ -58,7 +58,7 @@ impl Prep {
         pc(self.ballot, self.claimed, &secs)
     }
     fn msg(&self) -> Msg {
-        Msg::Prepare { config: self.config(), decree: self.decree, entry: self.entry, committed: self.committed, base: self.base }
+        Msg::Prepare { config: self.config(), decree: self.decree, entry: self.entry, committed: self.committed, base: self.base, retain: 0 }
     }
 }
 
@@ -78,7 +78,7 @@ fn arb_prep() -> impl Strategy<Value = Prep> {
         prop::bool::weighted(0.85),
         1u32..9,
         prop::option::weighted(0.85, Just(())),
-        (0u32..6, 10usize..12, 1u8..4, 1u8..4),
+        (0u32..6, 10usize..12, 1u32..4, 1u8..4),
         prop::bool::weighted(0.8),
         (0u32..9, 0u32..9),
     )
@@ -323,7 +323,7 @@ proptest! {
                 SecOp::Prep(p) => (p.from, p.msg()),
                 SecOp::GroupCheck { from, ballot, member, committed, base } => (
                     *from,
-                    Msg::GroupCheck { config: pc(*ballot, Some(*from), &members(*from, *member)), committed: *committed, base: *base },
+                    Msg::GroupCheck { config: pc(*ballot, Some(*from), &members(*from, *member)), committed: *committed, base: *base, retain: 0 },
                 ),
                 SecOp::ConfigUpdate { ballot, primary, member, incarnation } => (
                     META,
@@ -398,8 +398,8 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
     let new = pc(2, Some(2), &[3]);
     let four = Entry { ballot: 2, mutation: mutation(11, 1, 40) };
     let five = Entry { ballot: 2, mutation: mutation(12, 1, 50) };
-    let prepare = |decree: Decree, entry: Entry| Msg::Prepare { config: new.clone(), decree, entry, committed: 0, base: 3 };
-    let group_check = Msg::GroupCheck { config: new.clone(), committed: 0, base: 3 };
+    let prepare = |decree: Decree, entry: Entry| Msg::Prepare { config: new.clone(), decree, entry, committed: 0, base: 3, retain: 0 };
+    let group_check = Msg::GroupCheck { config: new.clone(), committed: 0, base: 3, retain: 0 };
 
     for group_check_first in [false, true] {
         let (mut sim, o) = Sim::start(replica_node(vec![old.clone()], Bugs::none()), id(3), None);
@@ -407,7 +407,7 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
         durable.check(&o).unwrap();
         for d in 1..=5 {
             let entry = Entry { ballot: 1, mutation: history(d) };
-            let o = sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 0, base: 0 });
+            let o = sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 0, base: 0, retain: 0 });
             durable.check(&o).unwrap();
         }
         assert_eq!(part(sim.replica()).last_decree(), 5);
@@ -460,10 +460,10 @@ fn a_future_ballot_entry_never_leaves_a_hole() {
     let cur = pc(2, Some(P), &[R, 3]);
     let one = Entry { ballot: 2, mutation: history(1) };
     let two = Entry { ballot: 3, mutation: history(2) };
-    sim.msg(id(P), Msg::Prepare { config: cur.clone(), decree: 1, entry: one, committed: 0, base: 0 });
-    sim.msg(id(P), Msg::Prepare { config: cur, decree: 2, entry: two, committed: 0, base: 0 });
+    sim.msg(id(P), Msg::Prepare { config: cur.clone(), decree: 1, entry: one, committed: 0, base: 0, retain: 0 });
+    sim.msg(id(P), Msg::Prepare { config: cur, decree: 2, entry: two, committed: 0, base: 0, retain: 0 });
     assert_eq!(part(sim.replica()).last_decree(), 2);
-    sim.msg(id(P), Msg::GroupCheck { config: pc(3, Some(P), &[R, 3]), committed: 0, base: 0 });
+    sim.msg(id(P), Msg::GroupCheck { config: pc(3, Some(P), &[R, 3]), committed: 0, base: 0, retain: 0 });
     let p = part(sim.replica());
     assert!(log_is_contiguous(p), "hole in a secondary's log: {:?}", p.log.keys().collect::<Vec<_>>());
 }
@@ -477,19 +477,19 @@ fn new_ballot_truncation_keeps_the_committed_prefix_and_happens_once() {
     let (mut sim, _) = Sim::start(replica_node(vec![old.clone()], Bugs::none()), id(3), None);
     for d in 1..=4 {
         let entry = Entry { ballot: 1, mutation: history(d) };
-        sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 2, base: 0 });
+        sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 2, base: 0, retain: 0 });
     }
     assert_eq!(part(sim.replica()).committed, 2);
     // base 1 < committed 2: the committed prefix stays, 3 and 4 go.
-    sim.msg(id(2), Msg::GroupCheck { config: new.clone(), committed: 0, base: 1 });
+    sim.msg(id(2), Msg::GroupCheck { config: new.clone(), committed: 0, base: 1, retain: 0 });
     let p = part(sim.replica());
     assert_eq!(p.log.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(p.committed, 2);
     // Entries of ballot 2 taken afterwards survive a later (duplicate) group check.
     let e3 = Entry { ballot: 2, mutation: mutation(11, 1, 30) };
-    let o = sim.msg(id(2), Msg::Prepare { config: new.clone(), decree: 3, entry: e3, committed: 2, base: 1 });
+    let o = sim.msg(id(2), Msg::Prepare { config: new.clone(), decree: 3, entry: e3, committed: 2, base: 1, retain: 0 });
     assert_eq!(ok_acks(&o), vec![(id(2), 2, 3)]);
-    sim.msg(id(2), Msg::GroupCheck { config: new, committed: 2, base: 1 });
+    sim.msg(id(2), Msg::GroupCheck { config: new, committed: 2, base: 1, retain: 0 });
     assert_eq!(part(sim.replica()).log.get(&3), Some(&e3));
 }
 
@@ -506,10 +506,10 @@ enum POp {
 
 fn arb_pop(max_decree: Decree, ack_from: &'static [usize]) -> impl Strategy<Value = POp> {
     prop_oneof![
-        3 => (10usize..13, 1u8..5, 1u8..50).prop_map(|(client, req, value)| POp::Write { client, req, value }),
+        3 => (10usize..13, 1u32..5, 1u8..50).prop_map(|(client, req, value)| POp::Write { client, req, value }),
         6 => (prop::sample::select(ack_from), 0u32..4, 1..=max_decree, prop::bool::weighted(0.9))
             .prop_map(|(from, ballot, decree, ok)| POp::Ack { from, ballot, decree, ok }),
-        1 => (10usize..13, 1u8..5).prop_map(|(client, req)| POp::Read { client, req }),
+        1 => (10usize..13, 1u32..5).prop_map(|(client, req)| POp::Read { client, req }),
     ]
 }
 
@@ -555,10 +555,12 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
         let after = sim.replica().clone();
         let (bp, ap) = (part(&before), part(&after));
         let out = sends(&o);
-        let prepares: Vec<(Id, Decree, Entry, PartitionConfig, Decree, Decree)> = out
+        let prepares: Vec<(Id, Decree, Entry, PartitionConfig, Decree, Decree, Decree)> = out
             .iter()
             .filter_map(|(dst, m)| match m {
-                Msg::Prepare { config, decree, entry, committed, base } => Some((*dst, *decree, *entry, config.clone(), *committed, *base)),
+                Msg::Prepare { config, decree, entry, committed, base, retain } => {
+                    Some((*dst, *decree, *entry, config.clone(), *committed, *base, *retain))
+                }
                 _ => None,
             })
             .collect();
@@ -586,13 +588,15 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                     let mut to: Vec<Id> = prepares.iter().map(|p| p.0).collect();
                     to.sort();
                     prop_assert_eq!(to, SECS.iter().map(|s| id(*s)).collect::<Vec<_>>());
-                    for (_, pd, pe, pcfg, pcommitted, pbase) in &prepares {
+                    for (_, pd, pe, pcfg, pcommitted, pbase, pretain) in &prepares {
                         prop_assert_eq!(*pd, d);
                         prop_assert_eq!(*pe, e);
                         prop_assert_eq!(pcfg, &ap.config);
                         prop_assert_eq!(*pcommitted, bp.committed);
                         // A bootstrapped primary never adopted its ballot: base 0.
                         prop_assert_eq!(*pbase, 0);
+                        // No duplication: the members need keep nothing for one.
+                        prop_assert_eq!(*pretain, Decree::MAX);
                     }
                     model.decree_of.insert((client, req), d);
                     model.value.insert(d, value);
@@ -724,7 +728,7 @@ proptest! {
         k_frac in 0u32..=100,
         secs in prop::sample::select(vec![vec![], vec![3usize], vec![3, 4]]),
         ops in prop::collection::vec(prop_oneof![
-            2 => (10usize..13, 1u8..4).prop_map(|(client, req)| BOp::Read { client, req }),
+            2 => (10usize..13, 1u32..4).prop_map(|(client, req)| BOp::Read { client, req }),
             6 => (prop::sample::select(vec![3usize, 4, 5]), 1u32..4, 1u32..8, prop::bool::weighted(0.9))
                 .prop_map(|(from, ballot, decree, ok)| BOp::Ack { from, ballot, decree, ok }),
             1 => (20usize..23, 1u8..50).prop_map(|(client, value)| BOp::Write { client, value }),
@@ -751,12 +755,14 @@ proptest! {
         for t in &secs {
             let to = sends_to(&o, id(*t));
             let checks: Vec<_> = to.iter().filter(|m| matches!(m, Msg::GroupCheck { .. })).collect();
-            let expected = Msg::GroupCheck { config: new.clone(), committed: k, base: n };
+            // A primary without duplications retains nothing for them: Decree::MAX.
+            let expected = Msg::GroupCheck { config: new.clone(), committed: k, base: n, retain: Decree::MAX };
             prop_assert_eq!(checks, vec![&expected]);
             let mut prepared: Vec<Decree> = Vec::new();
             for m in &to {
-                if let Msg::Prepare { config, decree, entry, committed, base } = m {
+                if let Msg::Prepare { config, decree, entry, committed, base, retain } = m {
                     prop_assert_eq!(config, &new);
+                    prop_assert_eq!(*retain, Decree::MAX);
                     prop_assert_eq!(*committed, k);
                     prop_assert_eq!(*base, n);
                     prop_assert_eq!(*entry, Entry { ballot: 2, mutation: history(*decree) });
@@ -837,9 +843,9 @@ fn primary_staying_primary_under_a_new_ballot_reprepares_and_keeps_waiting_clien
     let o = sim.msg(id(META), Msg::ConfigUpdate { config: new.clone(), incarnation: 1 });
     let to2 = sends_to(&o, id(2));
     assert_eq!(part(sim.replica()).base, 2);
-    assert!(to2.contains(&Msg::GroupCheck { config: new.clone(), committed: 0, base: 2 }));
+    assert!(to2.contains(&Msg::GroupCheck { config: new.clone(), committed: 0, base: 2, retain: Decree::MAX }));
     for d in 1..=2 {
-        assert!(to2.iter().any(|m| matches!(m, Msg::Prepare { decree, entry, config, base: 2, .. } if *decree == d && entry.ballot == 2 && *config == new)));
+        assert!(to2.iter().any(|m| matches!(m, Msg::Prepare { decree, entry, config, base: 2, retain, .. } if *decree == d && entry.ballot == 2 && *config == new && *retain == Decree::MAX)));
     }
     assert!(sends_to(&o, id(3)).is_empty());
     // An ACK at the old ballot no longer counts; ACKs at the new one commit and answer.
@@ -856,16 +862,31 @@ fn primary_staying_primary_under_a_new_ballot_reprepares_and_keeps_waiting_clien
 // =======================================================================================
 
 fn arb_storage() -> impl Strategy<Value = ReplicaStorage> {
-    let part = (0u32..6, prop::option::of(1usize..5), prop::collection::vec(1usize..5, 0..3), 0u32..6, 0u32..=100, prop::collection::vec((0u32..5, 10usize..13, 1u8..5, 0u8..9), 6));
+    let part = (
+        (0u32..6, prop::option::of(1usize..5), prop::collection::vec(1usize..5, 0..3)),
+        (0u32..6, 0u32..=100, 0u32..=100),
+        prop::collection::vec((0u32..5, 10usize..13, 1u32..5, 0u8..9), 6),
+        prop_oneof![Just(Decree::MAX), 0u32..6],
+    );
     (0u32..1_000_000, prop::collection::btree_map((0u8..3, 0u8..3), part, 0..4)).prop_map(|(incarnation, parts)| {
         let mut st = storage_with_log(0, 0, incarnation);
         let template = st.parts.remove(&G).unwrap();
-        for ((table, partition), (ballot, primary, secs, n, k_frac, entries)) in parts {
+        for ((table, partition), ((ballot, primary, secs), (n, k_frac, s_frac), entries, retain)) in parts {
             let gpid = Gpid { table, partition };
             let mut d = template.clone();
             d.config = pcg(gpid, ballot, primary, &secs);
-            d.log = (1..=n).map(|i| (i, Entry { ballot: entries[i as usize - 1].0, mutation: mutation(entries[i as usize - 1].1, entries[i as usize - 1].2, entries[i as usize - 1].3) })).collect();
+            let log: BTreeMap<Decree, Entry> = (1..=n).map(|i| (i, Entry { ballot: entries[i as usize - 1].0, mutation: mutation(entries[i as usize - 1].1, entries[i as usize - 1].2, entries[i as usize - 1].3) })).collect();
             d.committed = n * k_frac / 100;
+            // Garbage collection collapsed a committed prefix into the snapshot.
+            let collected = d.committed * s_frac / 100;
+            for (dec, e) in log.range(..=collected) {
+                d.snapshot.decree = *dec;
+                d.snapshot.value = e.mutation.value;
+                let last = d.snapshot.last_req.entry(e.mutation.client).or_insert(0);
+                *last = (*last).max(e.mutation.req);
+            }
+            d.log = log.into_iter().filter(|(dec, _)| *dec > collected).collect();
+            d.retain = retain;
             st.parts.insert(gpid, d);
         }
         st
@@ -891,6 +912,10 @@ proptest! {
             prop_assert_eq!(&p.config, &d.config);
             prop_assert_eq!(&p.log, &d.log);
             prop_assert_eq!(p.committed, d.committed);
+            prop_assert_eq!(&p.snapshot, &d.snapshot);
+            prop_assert_eq!(p.retain, d.retain);
+            prop_assert_eq!(&p.dup_entries, &d.dups);
+            prop_assert!(p.dups.is_empty(), "a duplicator runs on an inactive replica");
             prop_assert!(!p.recovering);
             prop_assert!(p.acks.is_empty() && p.waiting.is_empty() && p.learners.is_empty());
             prop_assert!(p.pending_reads.is_empty() && p.early.is_empty());
@@ -912,7 +937,7 @@ proptest! {
             let ballot = s.parts[g].config.ballot;
             let config = pcg(*g, ballot, Some(2), &[R]);
             let e = Entry { ballot, mutation: mutation(10, 1, 1) };
-            let o = sim.msg(id(2), Msg::Prepare { config, decree: s.parts[g].last_decree() + 1, entry: e, committed: 0, base: 0 });
+            let o = sim.msg(id(2), Msg::Prepare { config, decree: s.parts[g].last_decree() + 1, entry: e, committed: 0, base: 0, retain: 0 });
             prop_assert!(ok_acks(&o).is_empty(), "an inactive replica ACKed a prepare at its own ballot");
             // A decision about the previous life is ignored.
             let o = sim.msg(id(META), Msg::ConfigUpdate { config: pcg(*g, ballot + 1, Some(R), &[]), incarnation: st.incarnation });

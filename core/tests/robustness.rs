@@ -39,7 +39,7 @@ fn arb_config() -> impl Strategy<Value = PartitionConfig> {
 }
 
 fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    (arb_id(), arb_u8(), arb_u8()).prop_map(|(client, req, value)| Mutation { client, req, value })
+    (arb_id(), arb_u32(), arb_u8()).prop_map(|(client, req, value)| Mutation { client, req, value })
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
@@ -62,7 +62,24 @@ fn arb_dup_status() -> impl Strategy<Value = DupStatus> {
 }
 
 fn arb_dup_entry() -> impl Strategy<Value = DupEntry> {
-    (arb_dup_status(), arb_id(), arb_u8()).prop_map(|(status, remote_meta, remote_table)| DupEntry { status, remote_meta, remote_table })
+    (arb_dup_status(), arb_id(), arb_u8(), arb_u32(), arb_u32()).prop_map(|(status, remote_meta, remote_table, version, confirmed)| DupEntry {
+        status,
+        remote_meta,
+        remote_table,
+        version,
+        confirmed,
+    })
+}
+
+fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
+    (arb_u32(), arb_u8(), prop::collection::btree_map(arb_id(), arb_u32(), 0..3))
+        .prop_map(|(decree, value, last_req)| Snapshot { decree, value, last_req })
+}
+
+fn arb_dup_record() -> impl Strategy<Value = DupRecord> {
+    (arb_u8(), arb_u8(), arb_dup_status(), arb_u32(), arb_id(), prop::collection::btree_map(arb_u8(), arb_u32(), 0..3)).prop_map(
+        |(dupid, table, status, version, remote_meta, confirmed)| DupRecord { dupid, table, status, version, remote_meta, confirmed, ..a_dup_record() },
+    )
 }
 
 fn arb_dup_ident() -> impl Strategy<Value = DupIdent> {
@@ -79,27 +96,33 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         1 => arb_gpid().prop_map(|gpid| Msg::QueryConfig { gpid }),
         1 => (arb_gpid(), prop::option::of(arb_config()), prop::option::of(arb_u32()))
             .prop_map(|(gpid, config, incarnation)| Msg::QueryConfigReply { gpid, config, incarnation }),
-        1 => (arb_gpid(), arb_u8(), arb_u8()).prop_map(|(gpid, req, value)| Msg::Write { gpid, req, value }),
-        1 => (arb_gpid(), arb_u8(), prop::result::maybe_ok(Just(()), arb_err())).prop_map(|(gpid, req, result)| Msg::WriteReply { gpid, req, result }),
-        1 => (arb_gpid(), arb_u8()).prop_map(|(gpid, req)| Msg::Read { gpid, req }),
-        1 => (arb_gpid(), arb_u8(), prop::result::maybe_ok(arb_u8(), arb_err())).prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
+        1 => (arb_gpid(), arb_u32(), arb_u8()).prop_map(|(gpid, req, value)| Msg::Write { gpid, req, value }),
+        1 => (arb_gpid(), arb_u32(), prop::result::maybe_ok(Just(()), arb_err())).prop_map(|(gpid, req, result)| Msg::WriteReply { gpid, req, result }),
+        1 => (arb_gpid(), arb_u32()).prop_map(|(gpid, req)| Msg::Read { gpid, req }),
+        1 => (arb_gpid(), arb_u32(), prop::result::maybe_ok(arb_u8(), arb_err())).prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
         1 => arb_u32().prop_map(|incarnation| Msg::Register { incarnation }),
         1 => (arb_config(), arb_u32()).prop_map(|(config, incarnation)| Msg::ConfigUpdate { config, incarnation }),
         1 => (arb_config(), arb_id(), arb_u32()).prop_map(|(config, node, incarnation)| Msg::AddSecondary { config, node, incarnation }),
         1 => (arb_config(), arb_u32()).prop_map(|(config, incarnation)| Msg::ProposeConfig { config, incarnation }),
         1 => (prop::result::maybe_ok(arb_config(), arb_config()), arb_u32()).prop_map(|(result, incarnation)| Msg::ProposeConfigReply { result, incarnation }),
-        3 => (arb_config(), arb_u32(), arb_entry(), arb_u32(), arb_u32())
-            .prop_map(|(config, decree, entry, committed, base)| Msg::Prepare { config, decree, entry, committed, base }),
+        3 => (arb_config(), arb_u32(), arb_entry(), arb_u32(), arb_u32(), arb_u32())
+            .prop_map(|(config, decree, entry, committed, base, retain)| Msg::Prepare { config, decree, entry, committed, base, retain }),
         1 => (arb_gpid(), arb_u32(), arb_u32(), any::<bool>()).prop_map(|(gpid, ballot, decree, ok)| Msg::PrepareAck { gpid, ballot, decree, ok }),
-        1 => (arb_config(), arb_u32(), arb_u32()).prop_map(|(config, committed, base)| Msg::GroupCheck { config, committed, base }),
-        1 => (arb_config(), prop::collection::btree_map(arb_u32(), arb_entry(), 0..5), arb_u32())
-            .prop_map(|(config, log, committed)| Msg::Learn { config, log, committed }),
+        1 => (arb_config(), arb_u32(), arb_u32(), arb_u32())
+            .prop_map(|(config, committed, base, retain)| Msg::GroupCheck { config, committed, base, retain }),
+        1 => (arb_config(), arb_snapshot(), prop::collection::btree_map(arb_u32(), arb_entry(), 0..5), arb_u32(), arb_u32())
+            .prop_map(|(config, snapshot, log, committed, retain)| Msg::Learn { config, snapshot, log, committed, retain }),
         1 => (arb_gpid(), arb_u32(), arb_u32()).prop_map(|(gpid, ballot, learned)| Msg::LearnDone { gpid, ballot, learned }),
         2 => arb_u32().prop_map(|incarnation| Msg::PeerDown { incarnation }),
         // ---- duplication ----
         1 => (arb_gpid(), prop::collection::btree_map(arb_u8(), arb_dup_entry(), 0..3), arb_u32())
             .prop_map(|(gpid, dups, incarnation)| Msg::DupUpdate { gpid, dups, incarnation }),
-        1 => (arb_gpid(), arb_u8(), prop_oneof![arb_u32().prop_map(DupProgress::Checkpoint), Just(DupProgress::Applied), arb_reason().prop_map(DupProgress::Refused)])
+        2 => (arb_gpid(), arb_u8(), prop_oneof![
+                arb_u32().prop_map(DupProgress::Checkpoint),
+                arb_u32().prop_map(DupProgress::Applied),
+                arb_u32().prop_map(DupProgress::Confirmed),
+                arb_reason().prop_map(DupProgress::Refused),
+            ])
             .prop_map(|(gpid, dupid, progress)| Msg::DupReport { gpid, dupid, progress }),
         1 => (arb_dup_ident(), arb_u8(), arb_u8(), arb_u8())
             .prop_map(|(source, table, partitions, replica_count)| Msg::CreateFollower { source, table, partitions: partitions % 4, replica_count }),
@@ -108,8 +131,28 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         1 => arb_u8().prop_map(|table| Msg::QueryFollower { table }),
         1 => (arb_u8(), prop::collection::vec(arb_config(), 0..3)).prop_map(|(table, configs)| Msg::QueryFollowerReply { table, configs }),
         1 => (arb_gpid(), arb_id(), arb_u32(), arb_u8()).prop_map(|(gpid, origin, decree, value)| Msg::Checkpoint { gpid, origin, decree, value }),
-        1 => (arb_gpid(), arb_u32(), prop_oneof![Just(Ok(())), Just(Err(None)), arb_reason().prop_map(|r| Err(Some(r)))])
-            .prop_map(|(gpid, decree, result)| Msg::CheckpointReply { gpid, decree, result }),
+        2 => (arb_gpid(), arb_id(), prop::collection::vec((arb_u32(), arb_u8()), 0..4))
+            .prop_map(|(gpid, origin, entries)| Msg::Ship { gpid, origin, entries }),
+        2 => (arb_gpid(), arb_u32(), prop_oneof![Just(Ok(())), Just(Err(None)), arb_reason().prop_map(|r| Err(Some(r)))])
+            .prop_map(|(gpid, decree, result)| Msg::ApplyReply { gpid, decree, result }),
+        // ---- operator ----
+        1 => (arb_u8(), arb_u8(), arb_u8())
+            .prop_map(|(table, partitions, replica_count)| Msg::CreateTable { table, partitions: partitions % 4, replica_count }),
+        1 => (arb_u8(), prop::result::maybe_ok(Just(()), arb_reason())).prop_map(|(table, result)| Msg::CreateTableReply { table, result }),
+        1 => (arb_u8(), arb_id(), arb_u8(), arb_u8(), any::<bool>()).prop_map(|(table, remote_meta, remote_table, remote_replica_count, full)| {
+            Msg::AddDup { table, remote_meta, remote_table, remote_replica_count, full }
+        }),
+        1 => (arb_u8(), prop::result::maybe_ok(arb_u8(), arb_reason())).prop_map(|(table, result)| Msg::AddDupReply { table, result }),
+        2 => (arb_u8(), arb_dup_status()).prop_map(|(dupid, status)| Msg::ModifyDup { dupid, status }),
+        1 => (arb_u8(), prop::result::maybe_ok(arb_dup_status(), arb_reason())).prop_map(|(dupid, result)| Msg::ModifyDupReply { dupid, result }),
+        1 => Just(Msg::QueryCluster),
+        1 => (
+            prop::collection::vec(arb_config(), 0..3),
+            prop::collection::vec((arb_id(), arb_u32()), 0..3),
+            prop::collection::vec(arb_dup_record(), 0..2),
+            prop::collection::vec((arb_u8(), arb_dup_ident()), 0..2),
+        )
+            .prop_map(|(configs, alive, dups, followers)| Msg::ClusterStatus { configs, alive, dups, followers }),
     ]
 }
 
@@ -122,7 +165,7 @@ enum Step {
 fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         12 => (arb_id(), arb_msg()).prop_map(|(src, m)| Step::Msg(src, m)),
-        1 => prop::sample::select(vec![Timer::RequestTimeout, Timer::DupRetry]).prop_map(Step::Timer),
+        1 => prop::sample::select(vec![Timer::RequestTimeout, Timer::DupRetry, Timer::QueryBackoff, Timer::Reregister, Timer::MetaGrace]).prop_map(Step::Timer),
     ];
     prop::collection::vec(step, 1..40)
 }
@@ -133,9 +176,12 @@ fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
 /// the contiguous prefix 1..=k of that log (the log itself is kept as sent).
 fn sanitize(step: &Step) -> Step {
     match step {
-        Step::Msg(src, Msg::Learn { config, log, committed }) => {
-            let prefix = (1..).take_while(|d| log.contains_key(d)).last().unwrap_or(0);
-            Step::Msg(*src, Msg::Learn { config: config.clone(), log: log.clone(), committed: (*committed).min(prefix) })
+        Step::Msg(src, Msg::Learn { config, snapshot, log, committed, retain }) => {
+            let prefix = (snapshot.decree.saturating_add(1)..).take_while(|d| log.contains_key(d)).last().unwrap_or(snapshot.decree);
+            Step::Msg(
+                *src,
+                Msg::Learn { config: config.clone(), snapshot: snapshot.clone(), log: log.clone(), committed: (*committed).min(prefix), retain: *retain },
+            )
         }
         other => other.clone(),
     }
@@ -161,12 +207,14 @@ fn a_dup_record() -> DupRecord {
         dupid: 1,
         table: 1,
         status: DupStatus::Prepare,
+        version: 0,
         remote_meta: id(7),
         remote_table: 2,
         remote_replica_count: 1,
         fail_mode: FailMode::Slow,
         checkpoints: BTreeMap::new(),
         applied: BTreeSet::new(),
+        confirmed: BTreeMap::new(),
         create_attempts: 0,
         stall: None,
     }
@@ -174,23 +222,31 @@ fn a_dup_record() -> DupRecord {
 
 fn metas() -> Vec<Sim> {
     let mut out = Vec::new();
-    for (members, accept, dups) in [(3u8, false, false), (0, true, false), (2, true, true)] {
+    for (members, accept, dups) in [(3u8, false, None), (0, true, None), (2, true, Some(a_dup_record())), (3, false, Some(a_log_dup_record()))] {
         let mut cfg = meta_cfg(&REPLICAS, tables(), members, Bugs::none());
         cfg.accept_duplication = accept;
-        if dups {
-            cfg.dups = vec![a_dup_record()];
-        }
+        cfg.dups = dups.into_iter().collect();
         out.push(Sim::start(Node::Meta(cfg), id(0), None).0);
     }
     out
 }
 
+/// A duplication of table 1 in LOG that the follower confirmed up to decree 1.
+fn a_log_dup_record() -> DupRecord {
+    DupRecord { status: DupStatus::Log, version: 2, confirmed: [(0, 1), (1, 1)].into(), ..a_dup_record() }
+}
+
 fn replicas() -> Vec<Sim> {
     let boot = vec![pc(1, Some(1), &[2, 3]), pcg(Gpid { table: 1, partition: 1 }, 1, Some(2), &[1, 3])];
     let mut out = Vec::new();
-    for accept in [false, true] {
+    // (accept duplication, collect the log, a LOG duplication configured at boot)
+    for (accept, gc, dup) in [(false, false, false), (true, false, false), (true, true, false), (false, true, true)] {
         let mut cfg = replica_cfg(boot.clone(), Bugs::none());
         cfg.accept_duplication = accept;
+        cfg.gc = gc;
+        if dup {
+            cfg.bootstrap_dups = vec![a_log_dup_record()];
+        }
         out.push(Sim::start(Node::Replica(cfg.clone()), id(1), None).0); // primary of G
         out.push(Sim::start(Node::Replica(cfg.clone()), id(2), None).0); // secondary of G
         out.push(Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None).0); // unassigned
@@ -198,7 +254,7 @@ fn replicas() -> Vec<Sim> {
         let (mut sim, _) = Sim::start(Node::Replica(cfg.clone()), id(2), None);
         for d in 1..=3 {
             let entry = Entry { ballot: 1, mutation: mutation(10, d as ReqId, d as Value) };
-            sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: d, entry, committed: 2, base: 0 });
+            sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: d, entry, committed: 2, base: 0, retain: 0 });
         }
         let st = replica_saves(&sim.msg(id(1), Msg::Prepare {
             config: pc(1, Some(1), &[2, 3]),
@@ -206,6 +262,7 @@ fn replicas() -> Vec<Sim> {
             entry: Entry { ballot: 1, mutation: mutation(10, 4, 4) },
             committed: 2,
             base: 0,
+            retain: 0,
         }))
         .pop()
         .expect("a prepare is saved");
@@ -361,7 +418,7 @@ fn secondary_of_g() -> Sim {
     let mut sim = replicas().swap_remove(1);
     assert_eq!(sim.replica().parts[&G].status, petrel_core::replica::Status::Secondary);
     let entry = Entry { ballot: 1, mutation: mutation(10, 1, 1) };
-    sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 1, entry, committed: 1, base: 0 });
+    sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 1, entry, committed: 1, base: 0, retain: 0 });
     assert_eq!(sim.replica().parts[&G].committed, 1);
     sim
 }
@@ -373,7 +430,7 @@ fn secondary_of_g() -> Sim {
 fn a_prepare_of_decree_zero_does_not_break_a_replica() {
     let mut sim = secondary_of_g();
     let entry = Entry { ballot: 1, mutation: mutation(10, 1, 1) };
-    let o = sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 0, entry, committed: 1, base: 0 });
+    let o = sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 0, entry, committed: 1, base: 0, retain: 0 });
     assert_eq!(sim.replica().broken, None, "{o:?}");
     assert!(ok_acks(&o).is_empty(), "ACKed decree 0: {o:?}");
 }
@@ -386,11 +443,11 @@ fn a_learn_never_sets_the_commit_point_beyond_the_log() {
     let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
     let config = pc(2, Some(1), &[2, 3]);
     let log: BTreeMap<Decree, Entry> = [(1, Entry { ballot: 2, mutation: mutation(10, 1, 1) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), log, committed: 3 });
+    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 3, retain: 0 });
     let p = &sim.replica().parts[&G];
     assert!(p.committed <= p.last_decree(), "learner committed {} > last {}", p.committed, p.last_decree());
     let entry = Entry { ballot: 2, mutation: mutation(10, 2, 2) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 2, entry, committed: 1, base: 0 });
+    sim.msg(id(1), Msg::Prepare { config, decree: 2, entry, committed: 1, base: 0, retain: 0 });
     assert_eq!(sim.replica().broken, None);
 }
 
@@ -405,11 +462,11 @@ fn a_learn_across_a_hole_never_breaks_a_replica() {
     let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
     let config = pc(2, Some(1), &[2, 3]);
     let log: BTreeMap<Decree, Entry> = [(2, Entry { ballot: 2, mutation: mutation(10, 2, 2) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), log, committed: 1 });
+    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 1, retain: 0 });
     let p = &sim.replica().parts[&G];
     assert!((1..=p.committed).all(|d| p.log.contains_key(&d)), "committed {} but the log is {:?}", p.committed, p.log.keys().collect::<Vec<_>>());
     let entry = Entry { ballot: 2, mutation: mutation(10, 1, 1) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0 });
+    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0, retain: 0 });
     assert_eq!(sim.replica().broken, None);
 }
 
@@ -448,17 +505,32 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
         let c = config_at(b);
         (usize::from(c.primary.unwrap()), c)
     });
-    let entry = (0u32..4, 10usize..12, 1u8..3).prop_map(|(b, c, v)| Entry { ballot: b, mutation: mutation(c, v, v) });
+    let entry = (0u32..4, 10usize..12, 1u8..3).prop_map(|(b, c, v)| Entry { ballot: b, mutation: mutation(c, ReqId::from(v), v) });
+    // The primary's retain bound: everything (no duplication) or a small confirmed decree.
+    let retain = prop_oneof![2 => Just(Decree::MAX), 1 => 0u32..6];
     let step = prop_oneof![
-        5 => (cfg.clone(), 1u32..6, entry.clone(), 0u32..6, 0u32..6)
-            .prop_map(|((p, config), decree, entry, committed, base)| Step::Msg(id(p), Msg::Prepare { config, decree, entry, committed, base })),
-        2 => (cfg.clone(), 0u32..6, 0u32..6).prop_map(|((p, config), committed, base)| Step::Msg(id(p), Msg::GroupCheck { config, committed, base })),
-        // A primary's whole log (contiguous) and its commit point within it.
-        1 => (cfg.clone(), prop::collection::vec(entry, 0..5), 0u32..=100)
-            .prop_map(|((p, config), entries, frac)| {
-                let log: BTreeMap<Decree, Entry> = entries.into_iter().enumerate().map(|(i, e)| (i as Decree + 1, e)).collect();
-                let committed = log.len() as Decree * frac / 100;
-                Step::Msg(id(p), Msg::Learn { config, log, committed })
+        5 => (cfg.clone(), 1u32..6, entry.clone(), 0u32..6, 0u32..6, retain.clone())
+            .prop_map(|((p, config), decree, entry, committed, base, retain)| {
+                Step::Msg(id(p), Msg::Prepare { config, decree, entry, committed, base, retain })
+            }),
+        2 => (cfg.clone(), 0u32..6, 0u32..6, retain.clone())
+            .prop_map(|((p, config), committed, base, retain)| Step::Msg(id(p), Msg::GroupCheck { config, committed, base, retain })),
+        // A primary's whole state: a snapshot of a committed prefix, the contiguous log
+        // after it, and its commit point.
+        1 => (cfg.clone(), prop::collection::vec(entry, 0..5), 0u32..=100, 0u32..=100, retain)
+            .prop_map(|((p, config), entries, frac, snap_frac, retain)| {
+                let all: BTreeMap<Decree, Entry> = entries.into_iter().enumerate().map(|(i, e)| (i as Decree + 1, e)).collect();
+                let committed = all.len() as Decree * frac / 100;
+                let collected = committed * snap_frac / 100;
+                let mut snapshot = Snapshot::default();
+                for (d, e) in all.range(..=collected) {
+                    snapshot.decree = *d;
+                    snapshot.value = e.mutation.value;
+                    let last = snapshot.last_req.entry(e.mutation.client).or_insert(0);
+                    *last = (*last).max(e.mutation.req);
+                }
+                let log = all.into_iter().filter(|(d, _)| *d > collected).collect();
+                Step::Msg(id(p), Msg::Learn { config, snapshot, log, committed, retain })
             }),
         1 => (cfg.clone(), 1u32..3).prop_map(|((_, config), incarnation)| Step::Msg(id(0), Msg::ConfigUpdate { config, incarnation })),
         1 => (cfg, 1u32..3, prop::sample::select(vec![2usize, 3, 4]))
@@ -467,7 +539,7 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
             .prop_map(|(n, ballot, decree)| Step::Msg(id(n), Msg::PrepareAck { gpid: G, ballot, decree, ok: true })),
         1 => (prop::sample::select(vec![2usize, 3, 4]), 0u32..6, 0u32..6)
             .prop_map(|(n, ballot, learned)| Step::Msg(id(n), Msg::LearnDone { gpid: G, ballot, learned })),
-        2 => (10usize..12, 1u8..3, 1u8..3).prop_map(|(c, req, value)| Step::Msg(id(c), Msg::Write { gpid: G, req, value })),
+        2 => (10usize..12, 1u32..3, 1u8..3).prop_map(|(c, req, value)| Step::Msg(id(c), Msg::Write { gpid: G, req, value })),
         1 => (1usize..5, 1u32..3).prop_map(|(n, incarnation)| Step::Msg(id(n), Msg::PeerDown { incarnation })),
     ];
     prop::collection::vec(step, 1..50)
@@ -489,7 +561,9 @@ proptest! {
                 let learn = matches!(step, Step::Msg(_, Msg::Learn { .. }));
                 if after.broken.is_none() {
                     for (g, ap) in &after.parts {
-                        prop_assert!((1..=ap.committed).all(|d| ap.log.contains_key(&d)), "{:?}: committed {} not all logged: {:?}", g, ap.committed, ap.log.keys().collect::<Vec<_>>());
+                        // Everything committed is collected or logged.
+                        prop_assert!(ap.snapshot.decree <= ap.committed, "{:?}: collected {} beyond committed {}", g, ap.snapshot.decree, ap.committed);
+                        prop_assert!((ap.snapshot.decree + 1..=ap.committed).all(|d| ap.log.contains_key(&d)), "{:?}: committed {} not all logged: {:?} after snapshot {}", g, ap.committed, ap.log.keys().collect::<Vec<_>>(), ap.snapshot.decree);
                         if let Some(bp) = before.parts.get(g) {
                             prop_assert!(learn || ap.committed >= bp.committed, "{:?}: commit point went back on {:?}", g, step);
                         }
@@ -511,13 +585,13 @@ fn extreme_values_never_panic() {
     let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
     let config = pc(2, Some(1), &[2, 3]);
     let log: BTreeMap<Decree, Entry> = [(u32::MAX, Entry { ballot: 2, mutation: mutation(10, 1, 1) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), log, committed: 0 });
+    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 0, retain: 0 });
     let entry = Entry { ballot: 2, mutation: mutation(10, 2, 2) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0 });
+    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0, retain: 0 });
 
     // A learned commit point of u32::MAX, then promotion and a write.
     let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
-    sim.msg(id(1), Msg::Learn { config: pc(2, Some(1), &[2, 3]), log: BTreeMap::new(), committed: u32::MAX });
+    sim.msg(id(1), Msg::Learn { config: pc(2, Some(1), &[2, 3]), snapshot: Snapshot::default(), log: BTreeMap::new(), committed: u32::MAX, retain: 0 });
     assert_eq!(sim.replica().parts[&G].committed, 0, "the commit point is clamped to the learned log");
     sim.msg(id(0), Msg::ConfigUpdate { config: pc(3, Some(4), &[]), incarnation: 1 });
     sim.msg(id(5), Msg::Write { gpid: G, req: 1, value: 1 });

@@ -101,7 +101,7 @@ impl PetrelModel {
                 checkpoints: Default::default(),
                 applied: Default::default(),
                 // Log-only from an empty table: everything from decree 1 ships.
-                confirmed: (f.start == DupStatus::Log).then(|| (0, 0)).into_iter().collect(),
+                confirmed: (f.start == DupStatus::Log).then_some((0, 0)).into_iter().collect(),
                 create_attempts: 0,
                 stall: None,
             }],

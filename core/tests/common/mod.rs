@@ -38,7 +38,7 @@ pub fn mutation(client: usize, req: ReqId, value: Value) -> Mutation {
 }
 
 pub fn replica_cfg(bootstrap: Vec<PartitionConfig>, bugs: Bugs) -> ReplicaCfg {
-    ReplicaCfg { meta: id(0), bootstrap, accept_duplication: false, bugs }
+    ReplicaCfg { meta: id(0), bootstrap, bootstrap_dups: Vec::new(), accept_duplication: false, gc: false, ship_batch: petrel_core::dup::SHIP_BATCH, bugs }
 }
 
 pub fn new_out() -> Out<Node> {
@@ -107,9 +107,12 @@ pub fn log_is_contiguous(p: &petrel_core::replica::Part) -> bool {
 /// which claims something about the replica's state is backed by what is durable when the
 /// message leaves: under the persistence contract (module comment) that is the step's
 /// last save, wherever the send sits in the `Out`. An ACK names a decree the saved log
-/// holds (with the ballot saved), a prepare the primary sends carries a mutation its
-/// saved log holds, a `LearnDone` reports what the saved log holds, a `Register` names
-/// the saved incarnation, a write's success names a mutation the saved log holds.
+/// holds or the saved snapshot covers (with the ballot saved), a prepare the primary
+/// sends carries a mutation its saved log holds, a `LearnDone` reports what the saved
+/// state holds, a `Learn` claims no more than the saved commit point, a `Register` names
+/// the saved incarnation, a write's success (a client's `WriteReply`, a follower's
+/// `ApplyReply`) names a mutation the saved state holds committed, and a `Ship` carries
+/// only mutations the saved state holds committed, with their values.
 #[derive(Default, Debug, Clone)]
 pub struct DurableReplica {
     pub saved: Option<ReplicaStorage>,
@@ -138,7 +141,7 @@ impl DurableReplica {
         match m {
             Msg::PrepareAck { gpid, ballot, decree, ok: true } => {
                 let p = part(gpid).ok_or_else(|| format!("ACK of {decree} with nothing saved"))?;
-                if !p.log.contains_key(decree) {
+                if !p.log.contains_key(decree) && *decree > p.snapshot.decree {
                     return Err(format!("ACK of decree {decree} to {dst:?} before it is saved: {p:?}"));
                 }
                 if p.config.ballot < *ballot {
@@ -162,7 +165,7 @@ impl DurableReplica {
             }
             Msg::LearnDone { gpid, ballot, learned } => {
                 let p = part(gpid).ok_or("LearnDone with nothing saved")?;
-                if p.log.keys().next_back().copied().unwrap_or(0) < *learned || p.config.ballot != *ballot {
+                if p.log.keys().next_back().copied().unwrap_or(p.snapshot.decree) < *learned || p.config.ballot != *ballot {
                     return Err(format!("LearnDone {{ballot {ballot}, learned {learned}}} ahead of the saved state {p:?}"));
                 }
             }
@@ -174,9 +177,100 @@ impl DurableReplica {
             }
             Msg::WriteReply { gpid, req, result: Ok(()) } => {
                 let p = part(gpid).ok_or("write success with nothing saved")?;
-                if !p.log.values().any(|e| e.mutation.client == dst && e.mutation.req == *req) {
-                    return Err(format!("write success for ({dst:?}, {req}) not in the saved log"));
+                let logged = p.log.iter().any(|(d, e)| *d <= p.committed && e.mutation.client == dst && e.mutation.req == *req);
+                let collected = p.snapshot.last_req.get(&dst).is_some_and(|r| r >= req);
+                if !logged && !collected {
+                    return Err(format!("write success for ({dst:?}, {req}) not committed in the saved state: {p:?}"));
                 }
+            }
+            Msg::ApplyReply { gpid, decree, result: Ok(()) } => {
+                // A follower applies a source mutation as a write of the source meta
+                // numbered by the source decree; the writer is not in the reply.
+                let p = part(gpid).ok_or("apply success with nothing saved")?;
+                let logged = p.log.iter().any(|(d, e)| *d <= p.committed && e.mutation.req == *decree);
+                let collected = p.snapshot.last_req.values().any(|r| r >= decree);
+                if !logged && !collected {
+                    return Err(format!("apply success for source decree {decree} not committed in the saved state: {p:?}"));
+                }
+            }
+            Msg::Ship { gpid, entries, .. } => {
+                // The source partition has the follower partition's index.
+                let saved = self.saved.as_ref().ok_or("ship with nothing saved")?;
+                let backed = saved.parts.iter().filter(|(g, _)| g.partition == gpid.partition).any(|(_, p)| {
+                    entries.iter().all(|(d, v)| *d <= p.committed && p.log.get(d).map(|e| e.mutation.value) == Some(*v))
+                });
+                if !backed {
+                    return Err(format!("ship of {entries:?} to {dst:?} not committed in the saved log: {saved:?}"));
+                }
+            }
+            Msg::Learn { config, snapshot, committed, .. } => {
+                let p = part(&config.gpid).ok_or("learn with nothing saved")?;
+                if *committed > p.committed || snapshot.decree > p.committed {
+                    return Err(format!("learn claims committed {committed} (snapshot {}) beyond the saved {}", snapshot.decree, p.committed));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The meta server's duplication claims, checked like `DurableReplica`'s: what a step
+/// tells a primary or the operator about a duplication is what the step leaves durable
+/// (its last save, or the storage before it if it saves nothing). A `DupUpdate` carries,
+/// for every duplication of the partition's table, exactly the saved record's entry for
+/// that partition (status, version and confirmed decree: a primary collects its log up to
+/// that confirmed decree, so it must never run ahead of the meta's disk); a
+/// `ModifyDupReply` success names the saved status; an `AddDupReply` success a saved
+/// record of that table; a `CreateFollowerReply` success a saved follower table.
+#[derive(Default, Debug, Clone)]
+pub struct DurableMetaDups {
+    pub saved: Option<MetaStorage>,
+}
+
+impl DurableMetaDups {
+    /// Check one step's `Out` (call it once per step, in order).
+    pub fn check(&mut self, o: &Out<Node>) -> Result<(), String> {
+        for c in o.iter() {
+            match c {
+                Command::Save(NodeStorage::Meta(m)) => self.saved = Some(m.clone()),
+                Command::Save(NodeStorage::Replica(_)) => return Err("meta saved replica storage".into()),
+                _ => {}
+            }
+        }
+        for c in o.iter() {
+            if let Command::Send(dst, m) = c {
+                self.check_send(*dst, m)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_send(&self, dst: Id, m: &Msg) -> Result<(), String> {
+        let saved = self.saved.as_ref();
+        match m {
+            Msg::DupUpdate { gpid, dups, .. } => {
+                let saved = saved.ok_or_else(|| format!("DupUpdate to {dst:?} with nothing saved"))?;
+                let expected: std::collections::BTreeMap<_, _> = saved
+                    .dups
+                    .values()
+                    .filter(|r| r.table == gpid.table)
+                    .map(|r| (r.dupid, r.entry(gpid.partition)))
+                    .collect();
+                if *dups != expected {
+                    return Err(format!("DupUpdate to {dst:?} for {gpid:?} carries {dups:?}, the saved records say {expected:?}"));
+                }
+            }
+            Msg::ModifyDupReply { dupid, result: Ok(status) }
+                if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.status) != Some(*status) =>
+            {
+                return Err(format!("ModifyDupReply {{{dupid}: {status:?}}} while the saved record is {:?}", saved.map(|s| &s.dups)));
+            }
+            Msg::AddDupReply { table, result: Ok(dupid) } if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.table) != Some(*table) => {
+                return Err(format!("AddDupReply {{{table}: {dupid}}} not saved"));
+            }
+            Msg::CreateFollowerReply { source, result: Ok(()) } if !saved.is_some_and(|s| s.followers.values().any(|f| f == source)) => {
+                return Err(format!("CreateFollowerReply Ok for {source:?} not saved"));
             }
             _ => {}
         }

@@ -51,6 +51,9 @@ pub enum Bug {
     /// A duplicator restored on a primary switch or restart does not look up the
     /// follower primary; it waits for one that never comes.
     DupSwitchForgetsFollower,
+    /// The follower primary applies a repeated source mutation again instead of
+    /// answering it as done (a resend after a source primary switch).
+    FollowerNoDedup,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

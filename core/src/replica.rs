@@ -592,11 +592,13 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
         return;
     }
     // A retry of a write that already took effect answers success once it commits.
-    if p.snapshot.last_req.get(&m.client).is_some_and(|r| *r >= m.req) {
+    let dedupe = !(dup && cfg.bugs.has(Bug::FollowerNoDedup));
+    if dedupe && p.snapshot.last_req.get(&m.client).is_some_and(|r| *r >= m.req) {
         reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
         return;
     }
-    if let Some(d) = p.log.iter().find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req).map(|(d, _)| *d) {
+    let repeat = p.log.iter().find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req).map(|(d, _)| *d);
+    if let Some(d) = repeat.filter(|_| dedupe) {
         if d <= p.committed {
             reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
         } else {

@@ -51,6 +51,8 @@ pub fn mutants() -> Vec<Mutant> {
           "log garbage collection ignores duplications and collects mutations B has not confirmed"),
         m("dup-ship-uncommitted", Bug::DupShipUncommitted, "dup-log-shipping", "SAFE-13",
           "the duplicator ships prepared but uncommitted mutations"),
+        m("follower-no-dedup", Bug::FollowerNoDedup, "dup-log-shipping", "SAFE-12",
+          "the follower applies a mutation resent after a source primary switch a second time"),
         m("dup-switch-forgets-follower", Bug::DupSwitchForgetsFollower, "dup-log-shipping", "LIVE-4",
           "a duplicator restored on a primary switch never looks up the follower primary: shipping stops"),
     ]

@@ -180,16 +180,22 @@ pub struct Duplicator {
 /// Mutations per shipped batch in the model (a deployment chooses its own).
 pub const SHIP_BATCH: u32 = 2;
 
-impl std::fmt::Display for DupStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
+impl DupStatus {
+    /// The operator's name (errors, the admin CLI, metrics labels).
+    pub fn name(self) -> &'static str {
+        match self {
             DupStatus::Init => "INIT",
             DupStatus::Prepare => "PREPARE",
             DupStatus::App => "APP",
             DupStatus::Log => "LOG",
             DupStatus::Pause => "PAUSE",
             DupStatus::Removed => "REMOVED",
-        };
-        f.write_str(name)
+        }
+    }
+}
+
+impl std::fmt::Display for DupStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }

@@ -170,14 +170,7 @@ const DUP_STATUSES: [DupStatus; 6] =
     [DupStatus::Init, DupStatus::Prepare, DupStatus::App, DupStatus::Log, DupStatus::Pause, DupStatus::Removed];
 
 pub fn dup_status_name(s: DupStatus) -> &'static str {
-    match s {
-        DupStatus::Init => "INIT",
-        DupStatus::Prepare => "PREPARE",
-        DupStatus::App => "APP",
-        DupStatus::Log => "LOG",
-        DupStatus::Pause => "PAUSE",
-        DupStatus::Removed => "REMOVED",
-    }
+    s.name()
 }
 
 fn error_name(e: &ErrorCode) -> &'static str {

@@ -111,7 +111,7 @@ T0=$(date +%s)
 trace "$TRACES/s1.json" dup-restart-in-prepare --mutant s1-min-checkpoint-reset
 trace "$TRACES/s2-lasso.json" dup-create-reply-lost --mutant s2-app-exist-is-failure --property LIVE-3
 trace "$TRACES/s4.json" learner-primary-dies --mutant s4-recovering-not-cleared
-trace "$TRACES/s5.json" client-primary-crash --mutant s5-client-no-refresh
+trace "$TRACES/s5.json" client-primary-crash --mutant s5-client-no-refresh --property LIVE-2
 trace "$TRACES/s4-lasso.json" learner-primary-dies --mutant s4-recovering-not-cleared --property LIVE-2
 echo "traces made in $(( $(date +%s) - T0 )) s"
 

@@ -363,6 +363,8 @@ mod tests {
             checkpoints: BTreeMap::from([(0, 4)]),
             applied: BTreeSet::from([0]),
             confirmed: BTreeMap::from([(0, 9)]),
+            skipped: 0,
+            refusing: BTreeSet::new(),
             create_attempts: 0,
             stall: stall.map(str::to_string),
         }

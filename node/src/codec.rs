@@ -17,8 +17,10 @@ use petrel_core::Msg;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The frame format this node speaks.
-pub const VERSION: u8 = 1;
+/// The frame format this node speaks. 2: the key-value messages (`Write`/`Read` carry a
+/// key, values are bytes); a node of format 1 (one register per partition) is refused
+/// with `BadVersion` instead of being misread.
+pub const VERSION: u8 = 2;
 /// The largest frame (version byte + payload) a node accepts or sends. A `Learn` carries a
 /// primary's whole log, so this is generous; anything larger is treated as hostile.
 pub const MAX_FRAME: usize = 16 << 20;
@@ -141,7 +143,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petrel_core::{ErrorCode, Gpid, PartitionConfig};
+    use petrel_core::{Bytes, ErrorCode, Gpid, Op, PartitionConfig};
     use proptest::prelude::*;
     use stateright::actor::Id;
 
@@ -165,6 +167,24 @@ mod tests {
         )
     }
 
+    /// Keys and values: empty, short text, and any bytes (escapes only matter in text
+    /// formats; the wire carries them raw).
+    fn bytes() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            Just(Bytes::default()),
+            "[a-z0-9]{1,8}".prop_map(|s| Bytes::from(s.as_str())),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (bytes(), bytes()).prop_map(|(k, v)| Op::Put(k, v)),
+            bytes().prop_map(Op::Del),
+            proptest::collection::btree_map(bytes(), bytes(), 0..4).prop_map(Op::Load),
+        ]
+    }
+
     fn error_code() -> impl Strategy<Value = ErrorCode> {
         prop_oneof![
             Just(ErrorCode::NotPrimary),
@@ -182,10 +202,15 @@ mod tests {
             gpid().prop_map(|gpid| Msg::QueryConfig { gpid }),
             (gpid(), proptest::option::of(config()), proptest::option::of(any::<u32>()))
                 .prop_map(|(gpid, config, incarnation)| Msg::QueryConfigReply { gpid, config, incarnation }),
-            (gpid(), any::<petrel_core::ReqId>(), any::<petrel_core::Value>())
-                .prop_map(|(gpid, req, value)| Msg::Write { gpid, req, value }),
-            (gpid(), any::<petrel_core::ReqId>(), proptest::result::maybe_ok(any::<petrel_core::Value>(), error_code()))
+            (gpid(), any::<petrel_core::ReqId>(), bytes(), proptest::option::of(bytes()))
+                .prop_map(|(gpid, req, key, value)| Msg::Write { gpid, req, key, value }),
+            (gpid(), any::<petrel_core::ReqId>(), bytes()).prop_map(|(gpid, req, key)| Msg::Read { gpid, req, key }),
+            (gpid(), any::<petrel_core::ReqId>(), proptest::result::maybe_ok(proptest::option::of(bytes()), error_code()))
                 .prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
+            (gpid(), id(), any::<u32>(), proptest::collection::btree_map(bytes(), bytes(), 0..6))
+                .prop_map(|(gpid, origin, decree, data)| Msg::Checkpoint { gpid, origin, decree, data }),
+            (gpid(), id(), proptest::collection::vec((any::<u32>(), op()), 0..6))
+                .prop_map(|(gpid, origin, entries)| Msg::Ship { gpid, origin, entries }),
             any::<u32>().prop_map(|incarnation| Msg::Register { incarnation }),
             (gpid(), any::<u32>(), any::<u32>(), any::<bool>())
                 .prop_map(|(gpid, ballot, decree, ok)| Msg::PrepareAck { gpid, ballot, decree, ok }),

@@ -456,7 +456,7 @@ addr = "127.0.0.1:7011"
         let r = c.replica_cfg().expect("replica cfg");
         assert_eq!(r.bootstrap.len(), 2);
         assert!(c.meta_cfg().is_err(), "node 1 is not the meta server");
-        let cl = c.client_cfg(vec![ClientOp::Get]).expect("client cfg");
+        let cl = c.client_cfg(vec![ClientOp::get("k")]).expect("client cfg");
         assert_eq!(cl.gpid, Gpid { table: 1, partition: 0 });
         assert_eq!(c.book()[&10].cluster, "beta");
         // Round trip through TOML.

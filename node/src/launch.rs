@@ -221,7 +221,7 @@ pub async fn run_bench(cfg: &Config, clients: usize, ops: usize) -> Result<Bench
     let mut tasks = Vec::new();
     for c in 0..clients {
         let cfg = cfg.clone();
-        let values: Vec<ClientOp> = (0..ops).map(|i| ClientOp::Put(bench_value(c, i))).collect();
+        let values: Vec<ClientOp> = (0..ops).map(|i| ClientOp::put(format!("bench-{c}-{i}").as_str(), bench_value(c, i))).collect();
         tasks.push(tokio::spawn(async move { run_client(&cfg, values).await }));
     }
     let mut r = BenchResult { ok: 0, failed: 0, unfinished: 0, elapsed: Duration::ZERO };
@@ -242,10 +242,9 @@ pub async fn run_bench(cfg: &Config, clients: usize, ops: usize) -> Result<Bench
     Ok(r)
 }
 
-/// Some value for client `c`'s `i`-th write, whatever the core's `Value` type is.
+/// Client `c`'s `i`-th value.
 fn bench_value(c: usize, i: usize) -> petrel_core::Value {
-    let n = (c * 31 + i) % 200 + 1;
-    serde_json::from_value(serde_json::json!(n)).unwrap_or_else(|_| serde_json::from_value(serde_json::json!(n.to_string())).unwrap_or_default())
+    petrel_core::Value::from(format!("value-{c}-{i}").as_str())
 }
 
 #[cfg(test)]

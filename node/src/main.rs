@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use petrel_core::dup::DupStatus;
-use petrel_core::{ClientOp, Gpid, OpResult, Value};
+use petrel_core::{Bytes, ClientOp, Gpid, OpResult};
 use petrel_node::admin;
 use petrel_node::config::Config;
 use petrel_node::launch::{self, AskError, Role};
@@ -183,10 +183,10 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum ClientCmd {
-    /// Write a value to the partition's register.
-    Put { value: String },
-    /// Read the partition's register.
-    Get,
+    /// Set KEY to VALUE.
+    Put { key: String, value: String },
+    /// Print KEY's value.
+    Get { key: String },
     /// Print the meta server's configuration of the partition (JSON).
     Config,
 }
@@ -330,11 +330,10 @@ async fn node(role: Role, path: &std::path::Path, metrics: Option<SocketAddr>) -
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parse a value as JSON of the core's `Value` type, or as a bare string.
-fn parse_value(s: &str) -> Result<Value> {
-    serde_json::from_str(s)
-        .or_else(|_| serde_json::from_value(serde_json::Value::String(s.to_string())))
-        .map_err(|e| anyhow::anyhow!("cannot use {s:?} as a value: {e}"))
+/// A key or value from the command line: text, with `\xNN` for any byte and `\\` for a
+/// backslash (the form `get` prints).
+fn parse_bytes(what: &str, s: &str) -> Result<Bytes> {
+    Bytes::from_text(s).with_context(|| format!("cannot use {s:?} as a {what}: a backslash must start \\xNN or \\\\"))
 }
 
 fn print_errors(errors: &[(u64, String)]) {
@@ -350,8 +349,8 @@ async fn client(path: &std::path::Path, deadline_ms: Option<u64>, op: ClientCmd)
     }
     let deadline = cfg.client_deadline();
     let ops = match op {
-        ClientCmd::Put { value } => vec![ClientOp::Put(parse_value(&value)?)],
-        ClientCmd::Get => vec![ClientOp::Get],
+        ClientCmd::Put { key, value } => vec![ClientOp::put(parse_bytes("key", &key)?, parse_bytes("value", &value)?)],
+        ClientCmd::Get { key } => vec![ClientOp::get(parse_bytes("key", &key)?)],
         ClientCmd::Config => {
             let table = cfg.client_cfg(Vec::new())?.gpid;
             let gpid = Gpid { table: table.table, partition: table.partition };
@@ -377,7 +376,11 @@ async fn client(path: &std::path::Path, deadline_ms: Option<u64>, op: ClientCmd)
     for r in &outcome.results {
         match r {
             OpResult::WriteOk => println!("ok"),
-            OpResult::ReadOk(v) => println!("{}", serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))),
+            OpResult::ReadOk(Some(v)) => println!("{v}"),
+            OpResult::ReadOk(None) => {
+                eprintln!("not found");
+                return Ok(ExitCode::from(3));
+            }
             OpResult::Failed(e) => {
                 failed = true;
                 eprintln!("error: the operation failed: {e:?} (the client gave up after its retry budget)");
@@ -498,14 +501,14 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
     }
     if layouts.len() == 1 {
         let cc = layouts[0].client_config.display();
-        println!("\nTry:\n  {me} client --config {cc} put 7\n  {me} client --config {cc} get\n  {me} admin --config {cc} cluster status");
+        println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {cc} cluster status");
     } else {
         let (a, b) = (layouts[0].client_config.display(), layouts[1].client_config.display());
         println!("\nTry (cluster a has table 1; b has none until the duplication creates its follower table 1):");
-        println!("  {me} client --config {a} put 7");
+        println!("  {me} client --config {a} put k 7");
         println!("  {me} admin --config {a} dup add --table 1 --remote-cluster b --full");
         println!("  {me} admin --config {a} dup list");
-        println!("  {me} client --config {b} get");
+        println!("  {me} client --config {b} get k");
         println!("  {me} admin --config {b} cluster status");
     }
     println!("\nCtrl-C stops the cluster{} (data stays in {}).", if layouts.len() > 1 { "s" } else { "" }, dir.display());

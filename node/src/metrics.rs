@@ -219,7 +219,7 @@ impl Metrics {
     pub fn on_receive(&self, src: Id, msg: &Msg) {
         let (key, op) = match msg {
             Msg::Write { gpid, req, .. } => ((raw_of(src), *gpid, *req), Op::Write),
-            Msg::Read { gpid, req } => ((raw_of(src), *gpid, *req), Op::Read),
+            Msg::Read { gpid, req, .. } => ((raw_of(src), *gpid, *req), Op::Read),
             Msg::Learn { config, .. } => {
                 let bytes = encoded_len(msg);
                 let mut m = self.lock();
@@ -692,7 +692,7 @@ mod tests {
         let m = Metrics::new("replica", 1, "alpha");
         let client = id_of((1u64 << 32) + 5);
         let gpid = Gpid { table: 1, partition: 0 };
-        let msg = Msg::Write { gpid, req: 1, value: 7 };
+        let msg = Msg::Write { gpid, req: 1, key: "k".into(), value: Some("7".into()) };
         m.on_receive(client, &msg);
         let mut out = Out::new();
         let mut cow = Cow::Borrowed(&state);

@@ -5,7 +5,7 @@
 //! checksummed records where the last valid record wins.
 //!
 //! ```text
-//! file   = "PETRELS1" record*
+//! file   = "PETRELS2" record*          ("PETRELS" + format version)
 //! record = [u32 BE magic "PTRL"][u32 BE len][u32 BE crc32(len ‖ bytes)][bytes = postcard(value)]
 //! ```
 //!
@@ -37,7 +37,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-const FILE_MAGIC: &[u8; 8] = b"PETRELS1";
+/// "PETRELS" and the format version. 2: key-value partitions (byte keys and values);
+/// 1 was one register per partition. A file of another version is refused by name.
+const FILE_MAGIC: &[u8; 8] = b"PETRELS2";
+const MAGIC_STEM: &[u8; 7] = b"PETRELS";
 const RECORD_MAGIC: [u8; 4] = *b"PTRL";
 const RECORD_HEADER: usize = 12;
 /// A snapshot larger than this is refused (and a length field beyond it is corruption).
@@ -50,6 +53,8 @@ pub enum StorageError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a Petrel storage file (bad header)")]
     NotAStore { path: PathBuf },
+    #[error("{path} was written in storage format {found} (this petrel reads format {expected}); refusing to start: move the data directory away to start this node empty")]
+    OtherFormat { path: PathBuf, found: String, expected: char },
     #[error("{path}: record at offset {offset} has a valid checksum but does not decode ({reason}); written by an incompatible version? refusing to start")]
     Undecodable { path: PathBuf, offset: u64, reason: String },
     #[error("cannot encode the storage value: {0}")]
@@ -176,6 +181,10 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
             return Ok((store, None, rec));
         }
         if &buf[..FILE_MAGIC.len()] != FILE_MAGIC {
+            if buf.starts_with(MAGIC_STEM) {
+                let found = String::from_utf8_lossy(&buf[MAGIC_STEM.len()..FILE_MAGIC.len()]).into_owned();
+                return Err(StorageError::OtherFormat { path, found, expected: char::from(FILE_MAGIC[MAGIC_STEM.len()]) });
+            }
             return Err(StorageError::NotAStore { path });
         }
         let mut off = FILE_MAGIC.len();
@@ -319,6 +328,19 @@ mod tests {
         assert_eq!(open(dir.path()).1, None);
         fs::write(dir.path().join(LOG_NAME), b"NOTPETRELAT ALL").expect("write");
         assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::NotAStore { .. })));
+    }
+
+    #[test]
+    fn a_file_of_another_format_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LOG_NAME);
+        let mut bytes = b"PETRELS1".to_vec();
+        bytes.extend(encode_record(&postcard::to_stdvec(&value(1)).expect("enc")).expect("rec"));
+        fs::write(&path, &bytes).expect("write");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
+        assert!(matches!(err, StorageError::OtherFormat { .. }), "{err}");
+        assert!(err.to_string().contains("storage format 1 (this petrel reads format 2)"), "{err}");
+        assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
 
     #[test]

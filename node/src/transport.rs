@@ -864,8 +864,9 @@ mod tests {
         let gpid = petrel_core::Gpid { table: 1, partition: 0 };
         let allowed_for_clients = [
             Msg::QueryConfig { gpid },
-            Msg::Write { gpid, req: 1, value: 1 },
-            Msg::Read { gpid, req: 1 },
+            Msg::Write { gpid, req: 1, key: "k".into(), value: Some("v".into()) },
+            Msg::Write { gpid, req: 2, key: "k".into(), value: None },
+            Msg::Read { gpid, req: 1, key: "k".into() },
             Msg::CreateTable { table: 2, partitions: 1, replica_count: 1 },
             Msg::AddDup { table: 1, remote_meta: id_of(100), remote_table: 1, remote_replica_count: 1, full: true },
             Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 fn put_get_survive_kill9_of_the_primary_and_restart() {
     let mut c = Cluster::start(&fast_plan("alpha", 3));
     let cc = c.client_config();
-    let out = petrel_client(&cc, &["put", "7"]);
+    let out = petrel_client(&cc, &["put", "k", "7"]);
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "ok"), "{}", out.stderr);
-    let out = petrel_client(&cc, &["get"]);
+    let out = petrel_client(&cc, &["get", "k"]);
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "7"), "{}", out.stderr);
 
     // kill -9 the primary.
@@ -32,8 +32,8 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     c.proc(&name).kill9();
     // The meta server notices through the dead link (idle timeout) and promotes a
     // secondary; the client fails over.
-    eventually(&cc, &["put", "8"], "ok", Duration::from_secs(30));
-    eventually(&cc, &["get"], "8", Duration::from_secs(10));
+    eventually(&cc, &["put", "k", "8"], "ok", Duration::from_secs(30));
+    eventually(&cc, &["get", "k"], "8", Duration::from_secs(10));
     let cfg = config_of(&cc);
     assert_ne!(cfg["config"]["primary"].as_u64(), Some(primary), "{cfg}");
 
@@ -55,8 +55,8 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
         assert!(Instant::now() < until, "replica {primary} did not rejoin: {cfg}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    eventually(&cc, &["put", "9"], "ok", Duration::from_secs(20));
-    eventually(&cc, &["get"], "9", Duration::from_secs(10));
+    eventually(&cc, &["put", "k", "9"], "ok", Duration::from_secs(20));
+    eventually(&cc, &["get", "k"], "9", Duration::from_secs(10));
     // Its metrics show it learned (one Learn or more) and the primary sent the state.
     let text = c.metrics(primary);
     assert!(metric(&text, r#"petrel_learn_rounds_total{table="1",partition="0"}"#).is_some_and(|n| n >= 1.0), "{text}");
@@ -67,7 +67,7 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     // The restarted replica took part: it holds the new value in its durable state.
     let events = std::fs::read_to_string(c.layout.nodes[i].data_dir.join("events.jsonl")).expect("event log");
     assert!(events.contains("\"start\":{\"storage\":true}"), "restart recorded");
-    assert!(events.contains("\"value\":9"), "the restarted replica saw the write of 9");
+    assert!(events.contains(r#"{"Put":["k","9"]}"#), "the restarted replica saw the write of k = 9");
 }
 
 fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathBuf {
@@ -142,7 +142,7 @@ async fn a_certificate_of_another_cluster_is_refused() {
         c.peers.iter_mut().filter(|p| p.id == 0).for_each(|p| p.addr = beta_meta_addr);
         c.tls.remote_cas = vec![beta_ca.clone()];
     });
-    let out = tokio::task::block_in_place(|| petrel_client(&misrouted, &["get"]));
+    let out = tokio::task::block_in_place(|| petrel_client(&misrouted, &["get", "k"]));
     assert_ne!(out.code, Some(0), "{}", out.stdout);
     assert!(
         out.stderr.contains("TLS handshake failed") && out.stderr.contains("n0.alpha.petrel"),
@@ -192,8 +192,8 @@ async fn a_certificate_of_another_cluster_is_refused() {
     // Alpha still serves its own client.
     let cc = alpha.client_config();
     tokio::task::block_in_place(|| {
-        eventually(&cc, &["put", "5"], "ok", Duration::from_secs(15));
-        eventually(&cc, &["get"], "5", Duration::from_secs(10));
+        eventually(&cc, &["put", "k", "5"], "ok", Duration::from_secs(15));
+        eventually(&cc, &["get", "k"], "5", Duration::from_secs(10));
     });
 }
 
@@ -253,8 +253,8 @@ async fn garbage_frames_do_not_stop_a_node() {
     // The node still serves.
     let cc = c.client_config();
     tokio::task::block_in_place(|| {
-        eventually(&cc, &["put", "3"], "ok", Duration::from_secs(15));
-        eventually(&cc, &["get"], "3", Duration::from_secs(10));
+        eventually(&cc, &["put", "k", "3"], "ok", Duration::from_secs(15));
+        eventually(&cc, &["get", "k"], "3", Duration::from_secs(10));
     });
 }
 
@@ -276,10 +276,10 @@ fn up_launches_a_cluster_and_stops_it_cleanly() {
     let mut up = Proc { name: "up".into(), child: Some(child), log: out_path };
     up.wait_log("is up", 1, Duration::from_secs(30));
     let text = up.log_text();
-    assert!(text.contains("client --config") && text.contains("put 7"), "prints a ready-to-paste command:\n{text}");
+    assert!(text.contains("client --config") && text.contains("put k 7"), "prints a ready-to-paste command:\n{text}");
     let cc = cdir.join("client.toml");
-    eventually(&cc, &["put", "7"], "ok", Duration::from_secs(15));
-    eventually(&cc, &["get"], "7", Duration::from_secs(10));
+    eventually(&cc, &["put", "k", "7"], "ok", Duration::from_secs(15));
+    eventually(&cc, &["get", "k"], "7", Duration::from_secs(10));
     // SIGTERM (what Ctrl-C does to the whole group): the nodes stop and release their data.
     let pid = up.child.as_ref().map(|c| c.id()).expect("pid");
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();

@@ -6,7 +6,7 @@
 //! (is the table new, is the status change allowed) is the meta server's, in the core:
 //! this module only builds the request and formats the answer.
 use crate::config::Config;
-use crate::launch::{self, AskError};
+use crate::client::{self, AskError};
 use crate::metrics::dup_status_name;
 use crate::transport::{id_of, raw_of};
 use anyhow::{bail, Result};
@@ -79,7 +79,7 @@ pub fn answers(sent: &Msg, reply: &Msg) -> bool {
 pub async fn run(cfg: &Config, req: &Request, deadline: Duration) -> Result<Outcome, AskError> {
     let msg = message(cfg, req)?;
     let sent = msg.clone();
-    let reply = launch::ask_meta(cfg, msg, deadline, move |m| answers(&sent, m)).await?;
+    let reply = client::ask_meta(cfg, msg, deadline, move |m| answers(&sent, m)).await?;
     Ok(render(cfg, req, &reply))
 }
 

@@ -41,12 +41,12 @@
 //! keep_alive_ms = 1000
 //! handshake_timeout_ms = 5000
 //!
-//! [client]                     # `petrel client` only; defaults shown
-//! table = 1                    # default: the first table
-//! partition = 0
+//! [client]                     # `petrel client` / the client library; defaults shown
+//! table = 1                    # default: the first table (`petrel client --table` overrides)
+//! partition = 0                # only `petrel client config` without a key uses it
 //! request_timeout_ms = 2000
 //! max_attempts = 5            # 5 × 2 s outlasts the default 5 s failure detector
-//! deadline_ms = 15000          # the whole call
+//! deadline_ms = 15000          # one call (put/get/del), retries included
 //! ```
 use crate::transport::{PeerAddr, Settings, TlsMaterial, CLIENT_ID_BASE};
 use anyhow::{bail, Context, Result};
@@ -373,19 +373,29 @@ impl Config {
         })
     }
 
-    pub fn client_cfg(&self, ops: Vec<ClientOp>) -> Result<ClientCfg> {
-        let table = match self.client.table.or_else(|| self.topology.tables.first().map(|t| t.id)) {
-            Some(t) => t,
+    /// The table a client uses: `[client] table`, else the first table of the topology.
+    pub fn client_table(&self) -> Result<u8> {
+        match self.client.table.or_else(|| self.topology.tables.first().map(|t| t.id)) {
+            Some(t) => Ok(t),
             None => bail!("no table: set [client] table or define a [[topology.tables]]"),
-        };
-        Ok(ClientCfg {
+        }
+    }
+
+    /// A core client for `ops` on the `[client]` table and partition.
+    pub fn client_cfg(&self, ops: Vec<ClientOp>) -> Result<ClientCfg> {
+        Ok(self.client_cfg_for(Gpid { table: self.client_table()?, partition: self.client.partition }, ops))
+    }
+
+    /// A core client for `ops` on partition `gpid`, with the `[client]` retry settings.
+    pub fn client_cfg_for(&self, gpid: Gpid, ops: Vec<ClientOp>) -> ClientCfg {
+        ClientCfg {
             meta: crate::transport::id_of(self.topology.meta),
-            gpid: Gpid { table, partition: self.client.partition },
+            gpid,
             ops,
             max_attempts: self.client.max_attempts.unwrap_or(5).max(1),
             request_timeout: Some(Duration::from_millis(self.client.request_timeout_ms.unwrap_or(2000).max(1))),
             bugs: Bugs::none(),
-        })
+        }
     }
 
     pub fn client_deadline(&self) -> Duration {

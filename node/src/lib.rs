@@ -11,6 +11,8 @@ pub mod eventlog;
 pub mod runtime;
 pub mod transport;
 pub mod launch;
+pub mod client;
+pub mod bench;
 pub mod metrics;
 pub mod admin;
 pub mod up;

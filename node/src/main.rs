@@ -6,7 +6,8 @@ use petrel_core::dup::DupStatus;
 use petrel_core::{Bytes, ClientOp, Gpid, OpResult};
 use petrel_node::admin;
 use petrel_node::config::Config;
-use petrel_node::launch::{self, AskError, Role};
+use petrel_node::client::{AskError, Client, ClientError};
+use petrel_node::launch::{self, Role};
 use petrel_node::up;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,26 +67,37 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
-    /// One client call. Exit status: 0 success, 1 failure (the reason is printed), 2 the
-    /// deadline passed.
+    /// One client call on a key of a table. Exit status: 0 done (`get`: the value is
+    /// printed), 1 failed (the reason is printed: the client gave up after its retry
+    /// budget, no such table, invalid input), 2 no answer within the deadline (or the meta
+    /// server cannot be reached), 3 `get`: the key is absent ("not found" on stderr).
     Client {
         #[arg(long)]
         config: PathBuf,
-        /// Override the config's whole-call deadline (milliseconds).
+        /// The table (default: `[client] table` of the config, else its first table).
+        #[arg(long)]
+        table: Option<u8>,
+        /// Override the config's deadline of the call (milliseconds).
         #[arg(long)]
         deadline_ms: Option<u64>,
         #[command(subcommand)]
         op: ClientCmd,
     },
-    /// Closed-loop write load: N concurrent clients in this process, each writing M values.
+    /// Closed-loop write load through the client library: N concurrent writers in this
+    /// process, each writing M keys in sequence; one row per N (writes/s, p50/p99/max
+    /// latency).
     Bench {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long, default_value_t = 16)]
-        clients: usize,
-        /// Writes per client (at most 250).
+        /// Concurrency levels, comma separated (one row each).
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        clients: Vec<usize>,
+        /// Writes per writer and level.
         #[arg(long, default_value_t = 100)]
         ops: usize,
+        /// The table (default: `[client] table` of the config, else its first table).
+        #[arg(long)]
+        table: Option<u8>,
     },
     /// Launch a local cluster on 127.0.0.1 (1 meta + N replicas) until Ctrl-C; with
     /// `--clusters 2`, two clusters `a` and `b` that may duplicate into each other.
@@ -181,14 +193,19 @@ enum ClusterCmd {
     Status,
 }
 
+/// Keys and values are text; `\xNN` stands for any byte and `\\` for a backslash (the
+/// form `get` prints).
 #[derive(Subcommand)]
 enum ClientCmd {
-    /// Set KEY to VALUE.
+    /// Set KEY to VALUE; prints "ok".
     Put { key: String, value: String },
-    /// Print KEY's value.
+    /// Print KEY's value (exit 3 and "not found" on stderr if it is absent).
     Get { key: String },
-    /// Print the meta server's configuration of the partition (JSON).
-    Config,
+    /// Delete KEY (an absent key too); prints "ok".
+    Del { key: String },
+    /// Print the meta server's configuration of KEY's partition (without KEY: of the
+    /// `[client] partition`) as JSON.
+    Config { key: Option<String> },
 }
 
 fn init_logs(default: &str) {
@@ -263,27 +280,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Meta { config, metrics_addr } => node(Role::Meta, &config, metrics_addr).await,
         Cmd::Replica { config, metrics_addr } => node(Role::Replica, &config, metrics_addr).await,
         Cmd::Admin { config, json, deadline_ms, cmd } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
-        Cmd::Client { config, deadline_ms, op } => client(&config, deadline_ms, op).await,
+        Cmd::Client { config, table, deadline_ms, op } => client(&config, table, deadline_ms, op).await,
         Cmd::Up { replicas, clusters, partitions, cluster, dir } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
-        Cmd::Bench { config, clients, ops } => {
-            let mut cfg = Config::load(&config)?;
-            // The whole run shares one deadline per client: allow for the load.
-            cfg.client.deadline_ms = Some(cfg.client.deadline_ms.unwrap_or(15_000).max(60_000));
-            let r = launch::run_bench(&cfg, clients.max(1), ops).await?;
-            let secs = r.elapsed.as_secs_f64();
-            println!(
-                "{} clients x {} writes: {} ok, {} failed, {} clients unfinished in {:.2} s -> {:.0} writes/s",
-                clients.max(1),
-                ops.clamp(1, 250),
-                r.ok,
-                r.failed,
-                r.unfinished,
-                secs,
-                r.ok as f64 / secs.max(1e-9)
-            );
-            Ok(if r.failed == 0 && r.unfinished == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Cmd::Bench { config, clients, ops, table } => bench(&config, &clients, ops, table).await,
+    }
+}
+
+async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Option<u8>) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let table = match table {
+        Some(t) => t,
+        None => cfg.client_table()?,
+    };
+    let client = match Client::connect_table(&cfg, table).await {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => return Ok(client_error(&e)),
+    };
+    println!(
+        "table {} ({} partition(s)); each writer puts {} keys bench-<writer>-<i> in sequence, one write in flight",
+        table,
+        client.partitions(),
+        ops.max(1)
+    );
+    let mut rows = Vec::new();
+    for (round, &n) in levels.iter().enumerate() {
+        rows.push(petrel_node::bench::run_level(client.clone(), n.max(1), ops.max(1), round).await);
+    }
+    print!("{}", petrel_node::bench::table(&rows));
+    let mut spread = std::collections::BTreeMap::<u8, usize>::new();
+    for r in &rows {
+        for (p, n) in &r.per_partition {
+            *spread.entry(*p).or_default() += n;
         }
     }
+    if spread.len() > 1 {
+        let parts: Vec<String> = spread.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+        println!("writes per partition: {}", parts.join(", "));
+    }
+    let failed: usize = rows.iter().map(|r| r.failed).sum();
+    if let Some(e) = rows.iter().find_map(|r| r.first_error.as_ref()) {
+        eprintln!("{failed} write(s) failed; the first: {e}");
+    }
+    if let Ok(c) = std::sync::Arc::try_unwrap(client) {
+        c.close().await;
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: AdminCmd) -> Result<ExitCode> {
@@ -336,61 +377,79 @@ fn parse_bytes(what: &str, s: &str) -> Result<Bytes> {
     Bytes::from_text(s).with_context(|| format!("cannot use {s:?} as a {what}: a backslash must start \\xNN or \\\\"))
 }
 
-fn print_errors(errors: &[(u64, String)]) {
-    for (_, e) in errors {
-        eprintln!("  transport: {e}");
+/// Print a client error and choose the exit status: 2 when no answer came in time (the
+/// cluster may answer later), 1 for a definite failure.
+fn client_error(e: &ClientError) -> ExitCode {
+    eprintln!("error: {e}");
+    for t in e.transport_errors() {
+        eprintln!("  transport: {t}");
     }
+    ExitCode::from(if e.is_unavailable() { 2 } else { 1 })
 }
 
-async fn client(path: &std::path::Path, deadline_ms: Option<u64>, op: ClientCmd) -> Result<ExitCode> {
+async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u64>, op: ClientCmd) -> Result<ExitCode> {
     let mut cfg = Config::load(path)?;
     if let Some(ms) = deadline_ms {
         cfg.client.deadline_ms = Some(ms);
     }
-    let deadline = cfg.client_deadline();
-    let ops = match op {
-        ClientCmd::Put { key, value } => vec![ClientOp::put(parse_bytes("key", &key)?, parse_bytes("value", &value)?)],
-        ClientCmd::Get { key } => vec![ClientOp::get(parse_bytes("key", &key)?)],
-        ClientCmd::Config => {
-            let table = cfg.client_cfg(Vec::new())?.gpid;
-            let gpid = Gpid { table: table.table, partition: table.partition };
-            let (config, incarnation) = launch::query_config(&cfg, gpid, deadline).await?;
-            let out = serde_json::json!({ "config": config, "primary_incarnation": incarnation });
-            println!("{}", serde_json::to_string(&out).context("cannot print the configuration")?);
-            return Ok(ExitCode::SUCCESS);
+    let table = match table {
+        Some(t) => t,
+        None => cfg.client_table()?,
+    };
+    // Parse before connecting: an operator's typo is not a cluster error.
+    let op = match op {
+        ClientCmd::Put { key, value } => ClientOp::put(parse_bytes("key", &key)?, parse_bytes("value", &value)?),
+        ClientCmd::Get { key } => ClientOp::get(parse_bytes("key", &key)?),
+        ClientCmd::Del { key } => ClientOp::del(parse_bytes("key", &key)?),
+        ClientCmd::Config { key } => {
+            let key = key.map(|k| parse_bytes("key", &k)).transpose()?;
+            return client_config(&cfg, table, key).await;
         }
     };
-    let started = Instant::now();
-    let outcome = launch::run_client(&cfg, ops).await?;
-    if !outcome.done {
-        eprintln!(
-            "error: no result within the deadline of {:?} ({:.1}s); the client was waiting for {}",
-            deadline,
-            started.elapsed().as_secs_f64(),
-            outcome.waiting_for
-        );
-        print_errors(&outcome.errors);
-        return Ok(ExitCode::from(2));
-    }
-    let mut failed = false;
-    for r in &outcome.results {
-        match r {
-            OpResult::WriteOk => println!("ok"),
-            OpResult::ReadOk(Some(v)) => println!("{v}"),
-            OpResult::ReadOk(None) => {
-                eprintln!("not found");
-                return Ok(ExitCode::from(3));
-            }
-            OpResult::Failed(e) => {
-                failed = true;
-                eprintln!("error: the operation failed: {e:?} (the client gave up after its retry budget)");
-            }
+    let client = match Client::connect_table(&cfg, table).await {
+        Ok(c) => c,
+        Err(e) => return Ok(client_error(&e)),
+    };
+    let result = client.call(op, client.deadline()).await;
+    client.close().await;
+    match result {
+        Ok(OpResult::WriteOk) => println!("ok"),
+        Ok(OpResult::ReadOk(Some(v))) => println!("{v}"),
+        Ok(OpResult::ReadOk(None)) => {
+            eprintln!("not found");
+            return Ok(ExitCode::from(3));
         }
+        Ok(OpResult::Failed(code)) => return Ok(client_error(&ClientError::Failed { code, transport: Vec::new() })),
+        Err(e) => return Ok(client_error(&e)),
     }
-    if failed {
-        print_errors(&outcome.errors);
-        return Ok(ExitCode::FAILURE);
-    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `petrel client config [KEY]`: the meta server's configuration of a partition.
+async fn client_config(cfg: &Config, table: u8, key: Option<Bytes>) -> Result<ExitCode> {
+    let client = match Client::connect_table(cfg, table).await {
+        Ok(c) => c,
+        Err(e) => return Ok(client_error(&e)),
+    };
+    let gpid = match &key {
+        Some(k) => client.gpid_of(k.as_slice()),
+        None => Gpid { table, partition: cfg.client.partition },
+    };
+    let answer = client.config_of(gpid).await;
+    let partitions = client.partitions();
+    client.close().await;
+    let (config, incarnation) = match answer {
+        Ok(a) => a,
+        Err(e) => return Ok(client_error(&e)),
+    };
+    let out = serde_json::json!({
+        "table": table,
+        "partition": gpid.partition,
+        "partitions": partitions,
+        "config": config,
+        "primary_incarnation": incarnation,
+    });
+    println!("{}", serde_json::to_string(&out).context("cannot print the configuration")?);
     Ok(ExitCode::SUCCESS)
 }
 

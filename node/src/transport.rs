@@ -223,6 +223,10 @@ struct Peers {
 
 struct Inner {
     endpoint: Endpoint,
+    /// This transport opened the endpoint (a node, a one-shot client) and closes it on
+    /// shutdown; otherwise it shares a [`ClientEndpoint`] and closes only its own
+    /// connections.
+    owns_endpoint: bool,
     client_cfg: quinn::ClientConfig,
     me: u64,
     cluster: String,
@@ -269,10 +273,12 @@ impl Transport {
         settings: Settings,
         inbound: mpsc::Sender<(Id, Msg)>,
     ) -> anyhow::Result<Transport> {
+        check_identity(tls, me, cluster)?;
+        let client_cfg = client_config(tls, &settings)?;
         let mut endpoint = Endpoint::server(server_config(tls, &settings)?, listen)
             .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
-        endpoint.set_default_client_config(client_config(tls, &settings)?);
-        let t = Transport::new(endpoint, me, cluster, incarnation, book, tls, settings, inbound)?;
+        endpoint.set_default_client_config(client_cfg.clone());
+        let t = Transport::new(endpoint, true, client_cfg, me, cluster, incarnation, book, settings, inbound)?;
         let accept = t.clone();
         tokio::spawn(async move { accept.accept_loop().await });
         Ok(t)
@@ -287,49 +293,28 @@ impl Transport {
         settings: Settings,
         inbound: mpsc::Sender<(Id, Msg)>,
     ) -> anyhow::Result<Transport> {
-        // Bind where the peers are: loopback for a loopback cluster, else any address.
-        let v6 = book.values().next().is_some_and(|p| p.addr.is_ipv6());
-        let loopback = book.values().all(|p| p.addr.ip().is_loopback());
-        let ip: IpAddr = match (v6, loopback) {
-            (false, true) => Ipv4Addr::LOCALHOST.into(),
-            (true, true) => Ipv6Addr::LOCALHOST.into(),
-            (false, false) => Ipv4Addr::UNSPECIFIED.into(),
-            (true, false) => Ipv6Addr::UNSPECIFIED.into(),
-        };
-        let mut endpoint = Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
-        endpoint.set_default_client_config(client_config(tls, &settings)?);
-        Transport::new(endpoint, me, cluster, 1, book, tls, settings, inbound)
+        let ep = ClientEndpoint::bind(cluster, book, tls, settings)?;
+        let c = &ep.inner;
+        Transport::new(c.endpoint.clone(), true, c.client_cfg.clone(), me, cluster, 1, c.book.clone(), c.settings.clone(), inbound)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn new(
         endpoint: Endpoint,
+        owns_endpoint: bool,
+        client_cfg: quinn::ClientConfig,
         me: u64,
         cluster: &str,
         incarnation: u32,
         book: BTreeMap<u64, PeerAddr>,
-        tls: &TlsMaterial,
         settings: Settings,
         inbound: mpsc::Sender<(Id, Msg)>,
     ) -> anyhow::Result<Transport> {
-        let mine = if me >= CLIENT_ID_BASE {
-            Identity::Client { cluster: cluster.to_string() }
-        } else {
-            Identity::Node { cluster: cluster.to_string(), id: me }
-        };
-        let ids = tls.identities();
-        if !ids.contains(&mine) {
-            let names: Vec<String> = ids.iter().map(|i| i.dns_name()).collect();
-            bail!(
-                "this process is {mine} but its certificate names {}: peers would refuse it",
-                if names.is_empty() { "no Petrel identity".to_string() } else { names.join(", ") }
-            );
-        }
         let hello = codec::encode(&Frame::Hello { cluster: cluster.to_string(), id: me, incarnation })?;
-        let client_cfg = client_config(tls, &settings)?;
         Ok(Transport {
             inner: Arc::new(Inner {
                 endpoint,
+                owns_endpoint,
                 client_cfg,
                 me,
                 cluster: cluster.to_string(),
@@ -587,6 +572,11 @@ impl Transport {
     /// into `PeerDown`.
     fn register(&self, conn: Connection, kind: Kind, hello: Hello, send: SendStream, recv: RecvStream) {
         let peer = hello.id;
+        if self.inner.stopping.load(Ordering::Relaxed) {
+            // A dial that completed after shutdown (a shared endpoint stays open).
+            conn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+            return;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let link = Link { stable_id: conn.stable_id(), incarnation: hello.incarnation, conn: conn.clone(), tx, queued: queued.clone() };
@@ -721,8 +711,99 @@ impl Transport {
 
     /// Close every connection (peers see a clean close at once) and wait briefly for the
     /// close to be sent.
+    ///
+    /// On a shared [`ClientEndpoint`] only this transport's connections close, at once (no
+    /// wait: the endpoint, which stays open, sends the close).
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::Relaxed);
+        if !self.inner.owns_endpoint {
+            let conns: Vec<Connection> = {
+                let mut peers = self.peers();
+                peers.dialing.clear();
+                peers.links.drain().flat_map(|(_, v)| v).map(|l| l.conn).collect()
+            };
+            for c in conns {
+                c.close(VarInt::from_u32(close::SHUTDOWN), b"done");
+            }
+            return;
+        }
+        self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+/// This process must hold the certificate of the identity it announces, or every peer
+/// would refuse it: better a clear error at start.
+fn check_identity(tls: &TlsMaterial, me: u64, cluster: &str) -> anyhow::Result<()> {
+    let mine = if me >= CLIENT_ID_BASE {
+        Identity::Client { cluster: cluster.to_string() }
+    } else {
+        Identity::Node { cluster: cluster.to_string(), id: me }
+    };
+    let ids = tls.identities();
+    if !ids.contains(&mine) {
+        let names: Vec<String> = ids.iter().map(|i| i.dns_name()).collect();
+        bail!(
+            "this process is {mine} but its certificate names {}: peers would refuse it",
+            if names.is_empty() { "no Petrel identity".to_string() } else { names.join(", ") }
+        );
+    }
+    Ok(())
+}
+
+/// A dial-only QUIC endpoint that many short-lived client transports share: one UDP
+/// socket and one TLS configuration for a client process, instead of one per call.
+///
+/// Why a transport per call at all: the core client actor numbers its requests from 1,
+/// and a replica deduplicates writes by (client id, request number), so every actor —
+/// every library call — needs a client id of its own; and a connection's identity is the
+/// client id its `Hello` announced. So a call still opens its own connections (to the meta
+/// server and to the primary, a TLS handshake each); what it shares is the socket and the
+/// parsed certificates.
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    inner: Arc<EndpointInner>,
+}
+
+struct EndpointInner {
+    endpoint: Endpoint,
+    client_cfg: quinn::ClientConfig,
+    cluster: String,
+    book: BTreeMap<u64, PeerAddr>,
+    settings: Settings,
+}
+
+impl ClientEndpoint {
+    /// Open the socket (on loopback for a loopback cluster) for clients of `cluster`.
+    pub fn bind(cluster: &str, book: BTreeMap<u64, PeerAddr>, tls: &TlsMaterial, settings: Settings) -> anyhow::Result<ClientEndpoint> {
+        check_identity(tls, CLIENT_ID_BASE, cluster)?;
+        // Bind where the peers are: loopback for a loopback cluster, else any address.
+        let v6 = book.values().next().is_some_and(|p| p.addr.is_ipv6());
+        let loopback = book.values().all(|p| p.addr.ip().is_loopback());
+        let ip: IpAddr = match (v6, loopback) {
+            (false, true) => Ipv4Addr::LOCALHOST.into(),
+            (true, true) => Ipv6Addr::LOCALHOST.into(),
+            (false, false) => Ipv4Addr::UNSPECIFIED.into(),
+            (true, false) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let client_cfg = client_config(tls, &settings)?;
+        let mut endpoint = Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
+        endpoint.set_default_client_config(client_cfg.clone());
+        Ok(ClientEndpoint { inner: Arc::new(EndpointInner { endpoint, client_cfg, cluster: cluster.to_string(), book, settings }) })
+    }
+
+    /// A transport for client `me` (at least [`CLIENT_ID_BASE`]) on this endpoint. Its
+    /// `shutdown` closes its own connections and leaves the endpoint open.
+    pub fn transport(&self, me: u64, inbound: mpsc::Sender<(Id, Msg)>) -> anyhow::Result<Transport> {
+        if me < CLIENT_ID_BASE {
+            bail!("client id {me} is in the node range");
+        }
+        let c = &self.inner;
+        Transport::new(c.endpoint.clone(), false, c.client_cfg.clone(), me, &c.cluster, 1, c.book.clone(), c.settings.clone(), inbound)
+    }
+
+    /// Close the endpoint (every connection on it) and wait briefly for the close to leave.
+    pub async fn close(&self) {
         self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
     }

@@ -1,0 +1,292 @@
+//! The client library: `put`, `get` and `del` on the keys of a table, each call carried
+//! out by the core's client actor (seed S5: fail fast on an error reply or a broken
+//! connection, refresh the configuration from the meta server, retry within a budget).
+//!
+//! Nothing here decides anything about the protocol. The library learns how many
+//! partitions the table has from the meta server, picks a key's partition with the core's
+//! [`petrel_core::partition_of`], hosts one core client actor per call until it is done or
+//! the call's deadline passes, and reports what the actor returned.
+//!
+//! ```no_run
+//! # async fn demo(cfg: &petrel_node::config::Config) -> Result<(), petrel_node::client::ClientError> {
+//! use petrel_node::client::Client;
+//! let client = Client::connect(cfg).await?;           // asks the meta server for the table
+//! client.put("k", "7").await?;
+//! assert_eq!(client.get("k").await?.map(|v| v.to_text()), Some("7".to_string()));
+//! client.del("k").await?;
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! **What a call costs.** One QUIC endpoint (a UDP socket and the parsed certificates) is
+//! shared by every call of a [`Client`]. The connections are not: the core client numbers
+//! its requests from 1 and replicas deduplicate writes by (client id, request number), so
+//! every call is a new actor with a new random client id, and a connection's identity is
+//! the client id its `Hello` announced. So a call opens two connections (the meta server,
+//! which the core client asks for the partition's configuration first, and the primary),
+//! two TLS handshakes, and closes them when it returns. A core client that takes further
+//! operations after its start (or starts numbering at a given request) would let a
+//! `Client` keep one connection per node across calls.
+//!
+//! **Outcomes.** `Ok` is definite. For `put`/`del`, an error leaves the outcome unknown: the
+//! write may have taken effect before the connection broke or the deadline passed (a retry
+//! with the same value is harmless). [`ClientError::Deadline`] says what the actor was
+//! waiting for; [`ClientError::transport_errors`] why nodes could not be reached.
+use crate::config::Config;
+use crate::runtime::Host;
+use crate::transport::{id_of, raw_of, ClientEndpoint, Transport, CLIENT_ID_BASE};
+use anyhow::Context;
+use petrel_core::client::Phase;
+use petrel_core::{partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig, Value};
+use std::time::Duration;
+
+/// A random client id in the client range (not security-relevant: it only names replies
+/// and, with the request number, a write for deduplication).
+pub fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    CLIENT_ID_BASE + h.finish() % (1 << 62)
+}
+
+/// Why a request to the meta server got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("cannot reach the meta server (node {meta}): {why}")]
+    Unreachable { meta: u64, why: String },
+    #[error("no answer from the meta server (node {meta}) within {deadline:?}{why}")]
+    Deadline { meta: u64, deadline: Duration, why: String },
+    #[error(transparent)]
+    Setup(#[from] anyhow::Error),
+}
+
+/// Send one message to this cluster's meta server as a client and return the first
+/// message from it that `answer` accepts (no actor involved: an operator's request has no
+/// retry logic of its own; it is answered or the deadline passes). Opens and closes its
+/// own endpoint; [`Client`] asks over its shared one.
+pub async fn ask_meta(cfg: &Config, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
+    let ep = ClientEndpoint::bind(&cfg.cluster, cfg.book(), &cfg.tls()?, cfg.settings())?;
+    let r = ask_meta_on(&ep, cfg.topology.meta, msg, deadline, answer).await;
+    ep.close().await;
+    r
+}
+
+async fn ask_meta_on(ep: &ClientEndpoint, raw: u64, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let t = ep.transport(random_client_id(), tx)?;
+    let meta = id_of(raw);
+    t.send(meta, msg);
+    let why = |t: &Transport| t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
+    let result = tokio::time::timeout(deadline, async {
+        while let Some((src, msg)) = rx.recv().await {
+            match msg {
+                m if src == meta && answer(&m) => return Ok(m),
+                Msg::PeerDown { .. } if src == meta => return Err(AskError::Unreachable { meta: raw, why: why(&t) }),
+                _ => {}
+            }
+        }
+        Err(AskError::Unreachable { meta: raw, why: "transport closed".into() })
+    })
+    .await;
+    t.shutdown().await;
+    match result {
+        Ok(r) => r,
+        Err(_) => {
+            let w = why(&t);
+            Err(AskError::Deadline { meta: raw, deadline, why: if w.is_empty() { String::new() } else { format!(": {w}") } })
+        }
+    }
+}
+
+/// Why a call did not return a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The core client gave up after its retry budget (`[client] max_attempts` dead nodes
+    /// or request timeouts in a row).
+    #[error("the operation failed: {code:?} (the client gave up after its retry budget)")]
+    Failed { code: ErrorCode, transport: Vec<String> },
+    /// The call's deadline passed first.
+    #[error("no result within the deadline of {deadline:?}; the client was waiting for {waiting_for}")]
+    Deadline { deadline: Duration, waiting_for: String, transport: Vec<String> },
+    /// The meta server has no such table.
+    #[error("the meta server (node {meta}) knows no table {table}")]
+    NoTable { table: u8, meta: u64 },
+    /// The meta server could not be asked for the table.
+    #[error(transparent)]
+    Meta(#[from] AskError),
+    /// Configuration, certificates, sockets.
+    #[error(transparent)]
+    Setup(#[from] anyhow::Error),
+}
+
+impl ClientError {
+    /// The last transport error per node the call talked to (why it could not reach it).
+    pub fn transport_errors(&self) -> &[String] {
+        match self {
+            ClientError::Failed { transport, .. } | ClientError::Deadline { transport, .. } => transport,
+            _ => &[],
+        }
+    }
+
+    /// No answer in time (a deadline, or the meta server unreachable): the cluster may be
+    /// fine a moment later. The other errors are definite answers or operator errors.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ClientError::Deadline { .. } | ClientError::Meta(AskError::Deadline { .. } | AskError::Unreachable { .. }))
+    }
+}
+
+/// A connection to one table of a cluster. Calls take `&self` and may run concurrently
+/// (share it in an `Arc` across tasks); each has its own deadline.
+pub struct Client {
+    cfg: Config,
+    endpoint: ClientEndpoint,
+    table: u8,
+    partitions: u8,
+    deadline: Duration,
+}
+
+impl Client {
+    /// Connect to the config's table (`[client] table`, else the topology's first).
+    pub async fn connect(cfg: &Config) -> Result<Client, ClientError> {
+        Client::connect_table(cfg, cfg.client_table()?).await
+    }
+
+    /// Connect to `table`: ask the meta server how many partitions it has (so tables
+    /// created at run time with `petrel admin table create` work). Bounded by the config's
+    /// deadline.
+    pub async fn connect_table(cfg: &Config, table: u8) -> Result<Client, ClientError> {
+        let tls = cfg.tls()?;
+        let endpoint = ClientEndpoint::bind(&cfg.cluster, cfg.book(), &tls, cfg.settings())?;
+        let deadline = cfg.client_deadline();
+        let meta = cfg.topology.meta;
+        let status = ask_meta_on(&endpoint, meta, Msg::QueryCluster, deadline, |m| matches!(m, Msg::ClusterStatus { .. })).await;
+        let partitions = match status {
+            Ok(Msg::ClusterStatus { configs, .. }) => configs.iter().filter(|c| c.gpid.table == table).map(|c| c.gpid.partition).max(),
+            Ok(other) => return Err(anyhow::anyhow!("unexpected answer {} from the meta server", other.kind()).into()),
+            Err(e) => {
+                endpoint.close().await;
+                return Err(e.into());
+            }
+        };
+        let Some(last) = partitions else {
+            endpoint.close().await;
+            return Err(ClientError::NoTable { table, meta });
+        };
+        // Partitions are numbered 0..P (P ≤ 255, so the last index is at most 254).
+        let partitions = last.checked_add(1).context("the meta server names partition 255; a table has at most 255")?;
+        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline })
+    }
+
+    pub fn table(&self) -> u8 {
+        self.table
+    }
+
+    /// The table's partition count, as the meta server reported it at connect.
+    pub fn partitions(&self) -> u8 {
+        self.partitions
+    }
+
+    /// The partition that holds `key`.
+    pub fn gpid_of(&self, key: &[u8]) -> Gpid {
+        Gpid { table: self.table, partition: partition_of(key, self.partitions) }
+    }
+
+    /// The deadline of `put`/`get`/`del` (from `[client] deadline_ms`, default 15 s).
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+    }
+
+    /// Set `key` to `value`.
+    pub async fn put(&self, key: impl Into<Key>, value: impl Into<Value>) -> Result<(), ClientError> {
+        self.call(ClientOp::put(key, value), self.deadline).await.map(|_| ())
+    }
+
+    /// `key`'s value, `None` if it is absent.
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<Value>, ClientError> {
+        match self.call(ClientOp::get(key), self.deadline).await? {
+            OpResult::ReadOk(v) => Ok(v),
+            other => Err(anyhow::anyhow!("a read returned {other:?}").into()),
+        }
+    }
+
+    /// Delete `key` (deleting an absent key succeeds).
+    pub async fn del(&self, key: impl Into<Key>) -> Result<(), ClientError> {
+        self.call(ClientOp::del(key), self.deadline).await.map(|_| ())
+    }
+
+    /// Run one operation on its key's partition with this deadline: `WriteOk` or
+    /// `ReadOk`, never `Failed` (that is [`ClientError::Failed`]).
+    pub async fn call(&self, op: ClientOp, deadline: Duration) -> Result<OpResult, ClientError> {
+        let key = match &op {
+            ClientOp::Put(k, _) | ClientOp::Get(k) | ClientOp::Del(k) => k,
+        };
+        let gpid = self.gpid_of(key.as_slice());
+        let me = random_client_id();
+        let actor = Node::Client(self.cfg.client_cfg_for(gpid, vec![op]));
+        let ep = self.endpoint.clone();
+        let mut host = Host::start(actor, id_of(me), None, None, |_, tx| ep.transport(me, tx)).await?;
+        let ran = host.run(tokio::time::sleep(deadline), |s| matches!(s, NodeState::Client(c) if c.done())).await;
+        let (result, waiting_for) = match host.state() {
+            NodeState::Client(c) => (c.results.first().cloned(), waiting_for(&self.cfg, &c.phase)),
+            _ => (None, String::new()),
+        };
+        let transport: Vec<String> = host.transport.errors().into_iter().map(|(_, e)| e).collect();
+        host.stop().await;
+        ran?;
+        match result {
+            Some(OpResult::Failed(code)) => Err(ClientError::Failed { code, transport }),
+            Some(r) => Ok(r),
+            None => Err(ClientError::Deadline { deadline, waiting_for, transport }),
+        }
+    }
+
+    /// The meta server's configuration of `gpid` and the life of the primary it believes
+    /// alive (read-only; no actor involved).
+    pub async fn config_of(&self, gpid: Gpid) -> Result<(Option<PartitionConfig>, Option<u32>), ClientError> {
+        let reply = ask_meta_on(&self.endpoint, self.cfg.topology.meta, Msg::QueryConfig { gpid }, self.deadline, |m| {
+            matches!(m, Msg::QueryConfigReply { gpid: g, .. } if *g == gpid)
+        })
+        .await?;
+        match reply {
+            Msg::QueryConfigReply { config, incarnation, .. } => Ok((config, incarnation)),
+            other => Err(anyhow::anyhow!("unexpected answer {} from the meta server", other.kind()).into()),
+        }
+    }
+
+    /// Close the endpoint (waits up to 1 s for the close to reach the nodes; dropping the
+    /// client instead lets their idle timeout notice).
+    pub async fn close(self) {
+        self.endpoint.close().await;
+    }
+}
+
+/// What a client actor that did not finish was waiting for, for the deadline message.
+fn waiting_for(cfg: &Config, phase: &Phase) -> String {
+    match phase {
+        Phase::Querying | Phase::Backoff => {
+            format!("the meta server (node {}) to name a usable primary of the partition", cfg.topology.meta)
+        }
+        Phase::Sent { target, .. } => format!("node {} to answer the request", raw_of(*target)),
+        Phase::Done => "nothing".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_in_the_client_range() {
+        for _ in 0..100 {
+            let id = random_client_id();
+            assert!((CLIENT_ID_BASE..CLIENT_ID_BASE + (1 << 62)).contains(&id));
+        }
+    }
+}

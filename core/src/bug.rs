@@ -54,6 +54,12 @@ pub enum Bug {
     /// The follower primary applies a repeated source mutation again instead of
     /// answering it as done (a resend after a source primary switch).
     FollowerNoDedup,
+    /// The source meta server ignores a follower's refusal of shipped mutations: the
+    /// duplication stays in LOG, retrying forever, with no stall reason.
+    DupLogRefusalSilent,
+    /// Under `FailMode::Skip` a refused batch counts as confirmed but is not counted as
+    /// skipped: the record claims the follower holds what it never applied.
+    DupSkipUncounted,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

@@ -81,9 +81,11 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
     let req = ReqId::from(s.op) + 1;
     s.sent = true;
     s.phase = Phase::Sent { target, incarnation: s.incarnation };
-    match *op {
-        ClientOp::Put(value) => o.send(target, Msg::Write { gpid: cfg.gpid, req, value }),
-        ClientOp::Get => o.send(target, Msg::Read { gpid: cfg.gpid, req }),
+    let gpid = cfg.gpid;
+    match op.clone() {
+        ClientOp::Put(key, value) => o.send(target, Msg::Write { gpid, req, key, value: Some(value) }),
+        ClientOp::Del(key) => o.send(target, Msg::Write { gpid, req, key, value: None }),
+        ClientOp::Get(key) => o.send(target, Msg::Read { gpid, req, key }),
     }
     if let Some(d) = cfg.request_timeout {
         o.set_timer(Timer::RequestTimeout, d..d);

@@ -39,10 +39,35 @@ impl DupStatus {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FailMode {
-    /// Retry forever (the default).
+    /// A batch the follower refuses is sent again after a pause, forever, with the
+    /// refusal shown as the duplication's stall reason (the default: nothing is lost).
     Slow,
-    /// Skip what cannot be loaded, accepting loss.
+    /// A batch the follower refuses is skipped: counted as confirmed and counted in the
+    /// record's `skipped`, accepting that the follower misses it.
     Skip,
+}
+
+impl FailMode {
+    /// The operator's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailMode::Slow => "slow",
+            FailMode::Skip => "skip",
+        }
+    }
+    pub fn parse(s: &str) -> Option<FailMode> {
+        match s.to_ascii_lowercase().as_str() {
+            "slow" => Some(FailMode::Slow),
+            "skip" => Some(FailMode::Skip),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FailMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Who a follower table belongs to: the source meta server, table and duplication.
@@ -59,9 +84,10 @@ pub struct DupEntry {
     pub status: DupStatus,
     pub remote_meta: Id,
     pub remote_table: u8,
-    /// Bumped on every status change: a primary takes the status of the highest version
-    /// it heard (announcements may arrive out of order).
+    /// Bumped on every status or fail-mode change: a primary takes the settings of the
+    /// highest version it heard (announcements may arrive out of order).
     pub version: u32,
+    pub fail_mode: FailMode,
     /// The receiving partition's confirmed decree as the meta server persisted it: the
     /// follower holds every source mutation up to here. A LOG duplicator resumes after it,
     /// and no replica collects log entries above it.
@@ -74,7 +100,7 @@ pub struct DupRecord {
     pub dupid: DupId,
     pub table: u8,
     pub status: DupStatus,
-    /// Status changes so far (see `DupEntry::version`).
+    /// Status and fail-mode changes so far (see `DupEntry::version`).
     pub version: u32,
     pub remote_meta: Id,
     pub remote_table: u8,
@@ -87,6 +113,11 @@ pub struct DupRecord {
     /// Per partition: the follower holds every source mutation up to this decree (set
     /// from the applied checkpoint, then advanced by the primaries' reports).
     pub confirmed: BTreeMap<u8, Decree>,
+    /// Source mutations given up under `FailMode::Skip` (the follower refused them).
+    pub skipped: u32,
+    /// Partitions whose follower refuses shipped mutations (the stall reason says why)
+    /// until one of their batches is confirmed again.
+    pub refusing: BTreeSet<u8>,
     /// Create-follower requests sent without an answer.
     pub create_attempts: u8,
     /// Why the duplication cannot progress (shown to the operator), if it cannot.
@@ -101,7 +132,14 @@ impl DupRecord {
             remote_meta: self.remote_meta,
             remote_table: self.remote_table,
             version: self.version,
+            fail_mode: self.fail_mode,
             confirmed: self.confirmed.get(&partition).copied().unwrap_or(0),
+        }
+    }
+    pub fn set_fail_mode(&mut self, mode: FailMode) {
+        if mode != self.fail_mode {
+            self.fail_mode = mode;
+            self.version = self.version.saturating_add(1);
         }
     }
     pub fn set_status(&mut self, status: DupStatus) {
@@ -175,6 +213,10 @@ pub struct Duplicator {
     /// LOG: the last decree sent. One batch is in flight at a time, so the follower sees
     /// decrees in order; a lost batch is resent from `confirmed` once the link resets.
     pub shipped: Decree,
+    /// LOG: the follower's refusal of the batch after `confirmed` was reported. Retries
+    /// report it once, not once per retry (reports to a meta server that is not reading
+    /// them would pile up without bound).
+    pub rejected: bool,
 }
 
 /// Mutations per shipped batch in the model (a deployment chooses its own).

@@ -327,6 +327,8 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                         remote_table,
                         remote_replica_count,
                         fail_mode: FailMode::Slow,
+                        skipped: 0,
+                        refusing: BTreeSet::new(),
                         checkpoints: BTreeMap::new(),
                         applied: BTreeSet::new(),
                         confirmed: BTreeMap::new(),
@@ -370,6 +372,19 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 }
             };
             o.send(src, Msg::ModifyDupReply { dupid, result });
+        }
+        Msg::SetFailMode { dupid, mode } => {
+            let result = match s.dups.get_mut(&dupid) {
+                Some(rec) if rec.status != DupStatus::Removed => {
+                    let table = rec.table;
+                    rec.set_fail_mode(mode);
+                    persist(s, o);
+                    sync_table(s, table, o);
+                    Ok(mode)
+                }
+                _ => Err(format!("no duplication {dupid}")),
+            };
+            o.send(src, Msg::SetFailModeReply { dupid, result });
         }
         Msg::QueryFollower { table } => {
             let configs = s.configs.values().filter(|c| c.gpid.table == table).cloned().collect();
@@ -492,9 +507,40 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 return;
             }
             *known = decree;
+            // The follower accepts this partition's mutations again.
+            if rec.refusing.remove(&gpid.partition) && rec.refusing.is_empty() {
+                rec.stall = None;
+            }
             // Persisted before the primary hears it: only then may replicas collect the log.
             persist(s, o);
             sync_dups(s, gpid, o);
+        }
+        DupProgress::Skipped { upto, count } if matches!(rec.status, DupStatus::Log | DupStatus::Pause) => {
+            let known = rec.confirmed.entry(gpid.partition).or_insert(0);
+            if upto <= *known {
+                return;
+            }
+            *known = upto;
+            rec.skipped = rec.skipped.saturating_add(count);
+            rec.refusing.remove(&gpid.partition);
+            if rec.refusing.is_empty() {
+                rec.stall = None;
+            }
+            persist(s, o);
+            sync_dups(s, gpid, o);
+        }
+        DupProgress::Rejected { from, reason }
+            if matches!(rec.status, DupStatus::Log | DupStatus::Pause)
+                && from > rec.confirmed.get(&gpid.partition).copied().unwrap_or(0)
+                && !cfg.bugs.has(Bug::DupLogRefusalSilent) =>
+        {
+            // Until a batch of this partition is confirmed again.
+            rec.refusing.insert(gpid.partition);
+            let stall = Some(format!("follower refused mutations of partition {}: {reason}", gpid.partition));
+            if rec.stall != stall {
+                rec.stall = stall;
+                persist(s, o);
+            }
         }
         DupProgress::Refused(reason) if rec.status == DupStatus::App && !cfg.bugs.has(Bug::DupAuthSilent) => {
             let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));

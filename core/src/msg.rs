@@ -1,6 +1,6 @@
 //! Every message and timer of the protocol. Each message carries what its receiver needs
 //! to reject it when stale (a ballot, a request id).
-use crate::dup::{CreateError, DupEntry, DupId, DupIdent, DupRecord, DupStatus};
+use crate::dup::{CreateError, DupEntry, DupId, DupIdent, DupRecord, DupStatus, FailMode};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,10 +17,12 @@ pub enum Msg {
     QueryConfigReply { gpid: Gpid, config: Option<PartitionConfig>, incarnation: Option<u32> },
 
     // ---- client <-> replica ----
-    Write { gpid: Gpid, req: ReqId, value: Value },
+    /// Set `key` to `value`, or delete it (`None`).
+    Write { gpid: Gpid, req: ReqId, key: Key, value: Option<Value> },
     WriteReply { gpid: Gpid, req: ReqId, result: Result<(), ErrorCode> },
-    Read { gpid: Gpid, req: ReqId },
-    ReadReply { gpid: Gpid, req: ReqId, result: Result<Value, ErrorCode> },
+    Read { gpid: Gpid, req: ReqId, key: Key },
+    /// Ok(None): the key is absent.
+    ReadReply { gpid: Gpid, req: ReqId, result: Result<Option<Value>, ErrorCode> },
 
     // ---- replica <-> meta ----
     /// A replica server started with this incarnation (first boot or restart): it holds no
@@ -71,10 +73,10 @@ pub enum Msg {
     // ---- duplication (source primary <-> follower primary) ----
     /// The source checkpoint of a follower partition, written through the follower's own
     /// replication as a mutation of `origin` (the source meta server) numbered `decree`.
-    Checkpoint { gpid: Gpid, origin: Id, decree: Decree, value: Value },
+    Checkpoint { gpid: Gpid, origin: Id, decree: Decree, data: BTreeMap<Key, Value> },
     /// LOG: committed source mutations, consecutive decrees in order, each applied once
     /// through the follower's replication as a mutation of `origin` numbered by decree.
-    Ship { gpid: Gpid, origin: Id, entries: Vec<(Decree, Value)> },
+    Ship { gpid: Gpid, origin: Id, entries: Vec<(Decree, Op)> },
     /// The follower committed the checkpoint or shipped mutation `decree` (and, since it
     /// applies them in order, everything of `origin` before it). Err(None): not the
     /// primary (ask again); Err(Some(reason)): refused.
@@ -93,6 +95,9 @@ pub enum Msg {
     /// Change a duplication's status (the allowed table is `DupStatus::can_become`).
     ModifyDup { dupid: DupId, status: DupStatus },
     ModifyDupReply { dupid: DupId, result: Result<DupStatus, String> },
+    /// What a duplication's primaries do with a batch the follower refuses.
+    SetFailMode { dupid: DupId, mode: FailMode },
+    SetFailModeReply { dupid: DupId, result: Result<FailMode, String> },
     /// What the meta server knows: configurations, live replicas, duplications.
     QueryCluster,
     ClusterStatus {
@@ -148,6 +153,8 @@ impl Msg {
             Msg::ClusterStatus { .. } => "ClusterStatus",
             Msg::ModifyDup { .. } => "ModifyDup",
             Msg::ModifyDupReply { .. } => "ModifyDupReply",
+            Msg::SetFailMode { .. } => "SetFailMode",
+            Msg::SetFailModeReply { .. } => "SetFailModeReply",
         }
     }
 }
@@ -185,4 +192,11 @@ pub enum DupProgress {
     Confirmed(Decree),
     /// The follower refused the checkpoint (the reason is for the operator).
     Refused(String),
+    /// LOG, `FailMode::Slow`: the follower refused the batch starting at `from`; it is
+    /// sent again after a pause. (`from` lets the meta server ignore a late report about
+    /// a batch confirmed since.)
+    Rejected { from: Decree, reason: String },
+    /// `FailMode::Skip`: the follower refused the batch ending at `upto`; its `count`
+    /// mutations are given up and count as confirmed.
+    Skipped { upto: Decree, count: u32 },
 }

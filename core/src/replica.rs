@@ -71,7 +71,7 @@ pub struct Part {
     /// The primary's last decree when it adopted the current ballot.
     pub base: Decree,
     /// Reads waiting for the barrier.
-    pub pending_reads: BTreeSet<(Id, ReqId)>,
+    pub pending_reads: BTreeSet<(Id, ReqId, Key)>,
     /// Prepares that arrived ahead of a missing decree: a member's log is always a
     /// contiguous prefix, and it ACKs only what extends it, so a promoted member never
     /// has a hole.
@@ -140,9 +140,18 @@ impl Part {
         }
         d
     }
-    /// The register's value as of decree `d`.
-    pub fn value_at(&self, d: Decree) -> Value {
-        self.log.range(..=d).next_back().map_or(self.snapshot.value, |(_, e)| e.mutation.value)
+    /// `key`'s value as of decree `d` (the latest logged mutation that decides it, else
+    /// the snapshot).
+    pub fn read(&self, key: &Key, d: Decree) -> Option<Value> {
+        read_at(&self.snapshot, &self.log, key, d)
+    }
+    /// The whole map as of decree `d`.
+    pub fn data_at(&self, d: Decree) -> BTreeMap<Key, Value> {
+        let mut data = self.snapshot.data.clone();
+        for e in self.log.range(..=d).map(|(_, e)| e) {
+            e.mutation.op.apply(&mut data);
+        }
+        data
     }
     /// The last mutation of `writer` this replica holds (a source meta server's, for a
     /// follower partition: the source decree it has applied up to).
@@ -166,7 +175,7 @@ impl Part {
             }
             let (d, e) = entry.remove_entry();
             self.snapshot.decree = d;
-            self.snapshot.value = e.mutation.value;
+            e.mutation.op.apply(&mut self.snapshot.data);
             let last = self.snapshot.last_req.entry(e.mutation.client).or_insert(0);
             *last = (*last).max(e.mutation.req);
         }
@@ -230,6 +239,14 @@ impl ReplicaState {
     }
 }
 
+/// `key`'s value as of decree `d` in a collapsed prefix plus the log after it.
+pub fn read_at(snapshot: &Snapshot, log: &BTreeMap<Decree, Entry>, key: &Key, d: Decree) -> Option<Value> {
+    match log.range(..=d).rev().find_map(|(_, e)| e.mutation.op.decides(key)) {
+        Some(decided) => decided.cloned(),
+        None => snapshot.data.get(key).cloned(),
+    }
+}
+
 fn persist(cfg: &ReplicaCfg, s: &ReplicaState, o: &mut Out<Node>) {
     o.save(NodeStorage::Replica(s.storage(cfg.bugs)));
 }
@@ -288,8 +305,14 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         return;
     }
     match msg {
-        Msg::Write { gpid, req, value } => on_write(cfg, s, src, gpid, Mutation { client: src, req, value }, false, o),
-        Msg::Checkpoint { gpid, origin, decree, value } => {
+        Msg::Write { gpid, req, key, value } => {
+            let op = match value {
+                Some(v) => Op::Put(key, v),
+                None => Op::Del(key),
+            };
+            on_write(cfg, s, src, gpid, Mutation { client: src, req, op }, false, o)
+        }
+        Msg::Checkpoint { gpid, origin, decree, data } => {
             if refuse_duplication(cfg, src, gpid, origin, decree, o) {
                 return;
             }
@@ -297,14 +320,14 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // applied from `origin` (a previous source primary's) answers with that.
             let last = s.parts.get(&gpid).and_then(|p| p.last_req(origin));
             let req = last.map_or(decree, |l| l.max(decree));
-            on_write(cfg, s, src, gpid, Mutation { client: origin, req, value }, true, o)
+            on_write(cfg, s, src, gpid, Mutation { client: origin, req, op: Op::Load(data) }, true, o)
         }
         Msg::Ship { gpid, origin, entries } => {
             let first = entries.first().map_or(0, |(d, _)| *d);
             if refuse_duplication(cfg, src, gpid, origin, first, o) {
                 return;
             }
-            for (decree, value) in entries {
+            for (decree, op) in entries {
                 // In order, each once: a repeat is answered as done, a gap is ignored (the
                 // source resends from its confirmed decree).
                 let last = match s.parts.get(&gpid) {
@@ -322,7 +345,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                     Some(l) if decree <= l && !s.parts.get(&gpid).is_some_and(|p| p.holds(origin, decree)) => l,
                     _ => decree,
                 };
-                on_write(cfg, s, src, gpid, Mutation { client: origin, req, value }, true, o);
+                on_write(cfg, s, src, gpid, Mutation { client: origin, req, op }, true, o);
             }
         }
         Msg::DupUpdate { gpid, dups, .. } => {
@@ -346,8 +369,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             for g in gpids {
                 let Some(p) = s.parts.get_mut(&g) else { continue };
                 let mut pushes = Vec::new();
-                let (snapshot, log) = (&p.snapshot, &p.log);
-                let value_at = |d: Decree| log.range(..=d).next_back().map_or(snapshot.value, |(_, e)| e.mutation.value);
+                let mut checkpoints = Vec::new();
                 for d in p.dups.values_mut() {
                     let mine = d.entry.remote_meta == src && follower_gpid(d, g) == fgpid && d.asking;
                     if !mine {
@@ -356,8 +378,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                     d.asking = false;
                     d.target = Some(b);
                     if let (DupStatus::App, false, Some(decree)) = (d.entry.status, d.applied, d.checkpoint) {
-                        pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, value: value_at(decree) });
+                        checkpoints.push(decree);
                     }
+                }
+                for decree in checkpoints {
+                    pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, data: p.data_at(decree) });
                 }
                 for m in pushes {
                     o.send(b, m);
@@ -366,17 +391,17 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             }
         }
         Msg::ApplyReply { gpid: fgpid, decree, result } => on_apply_reply(cfg, s, src, fgpid, decree, result, o),
-        Msg::Read { gpid, req } => {
+        Msg::Read { gpid, req, key } => {
             let result = match s.parts.get_mut(&gpid) {
                 None => Err(ErrorCode::UnknownPartition),
                 Some(p) if p.status != Status::Primary => Err(ErrorCode::NotPrimary),
                 Some(p) if p.recovering => Err(ErrorCode::Recovering),
-                Some(p) if cfg.bugs.has(Bug::ReadUncommitted) => Ok(p.value_at(p.last_decree())),
+                Some(p) if cfg.bugs.has(Bug::ReadUncommitted) => Ok(p.read(&key, p.last_decree())),
                 Some(p) if p.committed < p.read_barrier => {
-                    p.pending_reads.insert((src, req));
+                    p.pending_reads.insert((src, req, key));
                     return;
                 }
-                Some(p) => Ok(p.value_at(p.committed)),
+                Some(p) => Ok(p.read(&key, p.committed)),
             };
             o.send(src, Msg::ReadReply { gpid, req, result });
         }
@@ -537,6 +562,8 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         | Msg::ProposeConfig { .. }
         | Msg::ModifyDup { .. }
         | Msg::ModifyDupReply { .. }
+        | Msg::SetFailMode { .. }
+        | Msg::SetFailModeReply { .. }
         | Msg::CreateTable { .. }
         | Msg::CreateTableReply { .. }
         | Msg::AddDup { .. }
@@ -607,14 +634,15 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
         return;
     }
     let d = p.last_decree().saturating_add(1);
+    let req = m.req;
     let entry = Entry { ballot: p.config.ballot, mutation: m };
-    p.log.insert(d, entry);
-    p.waiting.insert(d, (reply_to, m.req, dup));
+    p.log.insert(d, entry.clone());
+    p.waiting.insert(d, (reply_to, req, dup));
     p.acks.insert(d, BTreeSet::new());
     let (config, committed, base, retain, targets) = (p.config.clone(), p.committed, p.base, p.retain, p.targets());
     persist(cfg, s, o);
     for t in targets {
-        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry, committed, base, retain });
+        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry: entry.clone(), committed, base, retain });
     }
     try_commit(cfg, s, gpid, o);
 }
@@ -638,8 +666,8 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
         }
     }
     if p.committed >= p.read_barrier {
-        let value = p.value_at(p.committed);
-        for (client, req) in std::mem::take(&mut p.pending_reads) {
+        for (client, req, key) in std::mem::take(&mut p.pending_reads) {
+            let value = p.read(&key, p.committed);
             o.send(client, Msg::ReadReply { gpid, req, result: Ok(value) });
         }
     }
@@ -704,7 +732,7 @@ fn on_prepare(
         return;
     }
     if decree <= p.committed {
-        if p.log.get(&decree).map(|e| e.mutation) != Some(entry.mutation) {
+        if p.log.get(&decree).map(|e| &e.mutation) != Some(&entry.mutation) {
             s.broken = Some(format!("prepare for committed decree {decree} carries a different mutation"));
             return;
         }
@@ -738,7 +766,7 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
         for (_, (to, req, dup)) in std::mem::take(&mut p.waiting) {
             reply_write(o, to, p.config.gpid, req, dup, Err(ErrorCode::NotPrimary));
         }
-        for (client, req) in std::mem::take(&mut p.pending_reads) {
+        for (client, req, _) in std::mem::take(&mut p.pending_reads) {
             o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
         }
     }
@@ -790,6 +818,7 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
             applied: false,
             confirmed,
             shipped: confirmed,
+            rejected: false,
         });
         if d.entry.status != entry.status {
             reset_link(d);
@@ -875,8 +904,8 @@ fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
             continue;
         }
         let end = upto.min(d.confirmed.saturating_add(cfg.ship_batch.max(1)));
-        let entries: Vec<(Decree, Value)> =
-            p.log.range(d.confirmed.saturating_add(1)..=end).map(|(k, e)| (*k, e.mutation.value)).collect();
+        let entries: Vec<(Decree, Op)> =
+            p.log.range(d.confirmed.saturating_add(1)..=end).map(|(k, e)| (*k, e.mutation.op.clone())).collect();
         if entries.len() as u64 != u64::from(end - d.confirmed) {
             broken = Some(format!("dup {dupid}: log above the confirmed decree {} was collected", d.confirmed));
             break;
@@ -904,12 +933,32 @@ fn on_apply_reply(
         let Some(p) = s.parts.get_mut(&g) else { continue };
         let mut reports = Vec::new();
         let mut ask = Vec::new();
+        let mut retry = false;
         for (dupid, d) in p.dups.iter_mut() {
             if follower_gpid(d, g) != fgpid || d.target != Some(src) {
                 continue;
             }
             let progress = match (&result, d.entry.status) {
-                (Err(Some(reason)), DupStatus::App | DupStatus::Log) => Some(DupProgress::Refused(reason.clone())),
+                // A refused batch (the one in flight: it starts after `confirmed`).
+                (Err(Some(_)), DupStatus::Log) if decree != d.confirmed.saturating_add(1) || d.shipped <= d.confirmed => None,
+                (Err(Some(_)), DupStatus::Log) if d.entry.fail_mode == FailMode::Skip => {
+                    let (upto, count) = (d.shipped, d.shipped - d.confirmed);
+                    d.confirmed = upto;
+                    if cfg.bugs.has(Bug::DupSkipUncounted) {
+                        Some(DupProgress::Confirmed(upto))
+                    } else {
+                        Some(DupProgress::Skipped { upto, count })
+                    }
+                }
+                (Err(Some(reason)), DupStatus::Log) => {
+                    // Slow: send it again after a pause (the follower may be fixed).
+                    reset_link(d);
+                    d.asking = true;
+                    retry = true;
+                    let first = !std::mem::replace(&mut d.rejected, true);
+                    first.then(|| DupProgress::Rejected { from: decree, reason: reason.clone() })
+                }
+                (Err(Some(reason)), DupStatus::App) => Some(DupProgress::Refused(reason.clone())),
                 (Err(None), DupStatus::App | DupStatus::Log) => {
                     reset_link(d);
                     d.asking = true;
@@ -926,6 +975,7 @@ fn on_apply_reply(
                     // earlier primary of ours), so everything we shipped is there.
                 (Ok(()), DupStatus::Log) if decree.min(d.shipped) > d.confirmed => {
                     d.confirmed = decree.min(d.shipped);
+                    d.rejected = false;
                     // One report per batch: the meta server persists it, and its
                     // announcement raises the retain bound.
                     (d.confirmed == d.shipped).then_some(DupProgress::Confirmed(decree))
@@ -941,6 +991,9 @@ fn on_apply_reply(
         }
         for meta in ask {
             o.send(meta, Msg::QueryConfig { gpid: fgpid });
+        }
+        if retry {
+            o.set_timer(Timer::DupQuery, DUP_QUERY..DUP_QUERY);
         }
         ship(cfg, s, g, o);
     }
@@ -998,7 +1051,7 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
             o.send(t, Msg::GroupCheck { config: config.clone(), committed, base, retain });
             for d in &uncommitted {
                 if let Some(e) = p.log.get(d) {
-                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: *e, committed, base, retain });
+                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: e.clone(), committed, base, retain });
                 }
             }
         }

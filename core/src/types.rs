@@ -2,13 +2,17 @@
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 /// A configuration version. Every committed configuration change increments it by one.
 pub type Ballot = u32;
 /// A position in a partition's mutation log (1-based; 0 = nothing).
 pub type Decree = u32;
-/// The value a client writes (the model uses a single register per partition; 0 = unset).
-pub type Value = u8;
+/// A key of a table. The model uses one or two short keys; the node any bytes.
+pub type Key = Bytes;
+/// A key's value.
+pub type Value = Bytes;
 /// A client's request number; with the client id it identifies a mutation for dedup. A
 /// duplicated mutation's is its source decree (the source meta server is the "client").
 pub type ReqId = u32;
@@ -55,16 +59,180 @@ impl PartitionConfig {
     }
 }
 
-/// A client write: who asked, which request, what value. (client, req) is the dedup key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Bytes of a key or a value. Shared, so cloning a log entry (which the checker does for
+/// every state it explores) never copies them. Text in human-readable formats (traces,
+/// event logs): printable ASCII as is, any other byte as `\xNN`, a backslash as `\\`;
+/// raw bytes in the wire codec.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bytes(Arc<[u8]>);
+
+impl Bytes {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The escaped text form (see the type's documentation).
+    pub fn to_text(&self) -> String {
+        if let Ok(t) = std::str::from_utf8(&self.0) {
+            if t.chars().all(|c| !c.is_control() && c != '\\') {
+                return t.to_owned();
+            }
+        }
+        let mut t = String::with_capacity(self.0.len());
+        for &b in self.0.iter() {
+            match b {
+                b'\\' => t.push_str("\\\\"),
+                0x20..=0x7e => t.push(b as char),
+                _ => t.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        t
+    }
+    /// Parse the escaped text form; `None` for a malformed escape.
+    pub fn from_text(t: &str) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(t.len());
+        let mut rest = t.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b != b'\\' {
+                out.push(b);
+                rest = tail;
+                continue;
+            }
+            match tail {
+                [b'\\', more @ ..] => {
+                    out.push(b'\\');
+                    rest = more;
+                }
+                [b'x', h, l, more @ ..] => {
+                    let hex = std::str::from_utf8(&[*h, *l]).ok().and_then(|s| u8::from_str_radix(s, 16).ok())?;
+                    out.push(hex);
+                    rest = more;
+                }
+                _ => return None,
+            }
+        }
+        Some(Bytes::from(out))
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Bytes {
+        Bytes(Arc::from(b))
+    }
+}
+impl From<Vec<u8>> for Bytes {
+    fn from(b: Vec<u8>) -> Bytes {
+        Bytes(Arc::from(b))
+    }
+}
+impl From<&str> for Bytes {
+    fn from(s: &str) -> Bytes {
+        Bytes::from(s.as_bytes())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_text())
+    }
+}
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_text())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes, or text with \\xNN escapes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bytes, E> {
+                Bytes::from_text(v).ok_or_else(|| E::custom(format!("malformed escape in {v:?}")))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Bytes::from(out))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Visit)
+        } else {
+            d.deserialize_bytes(Visit)
+        }
+    }
+}
+
+/// What a mutation does to the partition's key-value map.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Op {
+    Put(Key, Value),
+    Del(Key),
+    /// Replace the whole map: a duplication checkpoint, applied on the follower as one
+    /// mutation so that it is replicated, deduplicated and ordered like any other.
+    Load(BTreeMap<Key, Value>),
+}
+
+impl Op {
+    pub fn apply(&self, data: &mut BTreeMap<Key, Value>) {
+        match self {
+            Op::Put(k, v) => {
+                data.insert(k.clone(), v.clone());
+            }
+            Op::Del(k) => {
+                data.remove(k);
+            }
+            Op::Load(m) => *data = m.clone(),
+        }
+    }
+    /// `Some(value)` when this mutation decides `key`'s value (`Some(None)`: absent).
+    pub fn decides(&self, key: &Key) -> Option<Option<&Value>> {
+        match self {
+            Op::Put(k, v) if k == key => Some(Some(v)),
+            Op::Del(k) if k == key => Some(None),
+            Op::Load(m) => Some(m.get(key)),
+            _ => None,
+        }
+    }
+}
+
+/// A mutation: who asked, which request, what it does. (client, req) is the dedup key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Mutation {
     pub client: Id,
     pub req: ReqId,
-    pub value: Value,
+    pub op: Op,
 }
 
 /// A prepared log entry: the mutation and the ballot under which it was (re)prepared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub ballot: Ballot,
     pub mutation: Mutation,
@@ -88,27 +256,52 @@ pub enum ErrorCode {
 }
 
 /// What a client operation returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OpResult {
     WriteOk,
-    ReadOk(Value),
+    /// The key's value; `None`: the key is absent.
+    ReadOk(Option<Value>),
     /// The client gave up after its retry budget (a definite error for the caller).
     Failed(ErrorCode),
 }
 
-/// A client operation on its partition's register.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A client operation on one key of its partition.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ClientOp {
-    Put(Value),
-    Get,
+    Put(Key, Value),
+    Get(Key),
+    Del(Key),
+}
+
+impl ClientOp {
+    pub fn put(key: impl Into<Key>, value: impl Into<Value>) -> ClientOp {
+        ClientOp::Put(key.into(), value.into())
+    }
+    pub fn get(key: impl Into<Key>) -> ClientOp {
+        ClientOp::Get(key.into())
+    }
+    pub fn del(key: impl Into<Key>) -> ClientOp {
+        ClientOp::Del(key.into())
+    }
 }
 
 /// The collapsed prefix of a log, what garbage collection leaves of decrees 1..=`decree`:
-/// the register's value there, and each writer's last request (so a retry of a mutation
+/// the key-value map there, and each writer's last request (so a retry of a mutation
 /// whose entry was collected is still recognised as done).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub decree: Decree,
-    pub value: Value,
+    pub data: BTreeMap<Key, Value>,
     pub last_req: BTreeMap<Id, ReqId>,
+}
+
+/// The partition of `partitions` that holds `key`: FNV-1a (64-bit) of the key's bytes,
+/// modulo the count. Fixed forever: data placement depends on it.
+pub fn partition_of(key: &[u8], partitions: u8) -> u8 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u8::try_from(h % u64::from(partitions.max(1))).unwrap_or(0)
 }

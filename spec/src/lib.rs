@@ -5,6 +5,7 @@
 //! the unchanged `petrel-core` actors and whose *environment* (crashes, recoveries, message
 //! loss, failure notifications, the failure detector's timing assumption) is stated here.
 //! The properties, each with a stable ID, are in [`properties`]; SPEC.md explains them.
+pub mod kv;
 pub mod model;
 pub mod mutants;
 pub mod properties;

@@ -5,13 +5,13 @@
 //! the bounce of a message sent to a crashed node.
 use crate::scenario::Scenario;
 use petrel_core::client::{ClientCfg, ClientState};
-use petrel_core::dup::{DupRecord, DupStatus, FailMode};
+use petrel_core::dup::{DupRecord, DupStatus};
 use petrel_core::meta::{bootstrap_configs, MetaCfg, MetaState, TableSpec};
 use petrel_core::replica::{ReplicaCfg, ReplicaState, ReplicaStorage};
 use petrel_core::*;
 use serde::Serialize;
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id, Network};
-use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use crate::kv::{Kv, KvRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use stateright::{Model, Property};
 use std::hash::{Hash, Hasher};
@@ -23,7 +23,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Hash, Serialize)]
 pub struct Aux {
     /// Client operations as invoked and returned, in real-time order.
-    pub ops: LinearizabilityTester<Id, Register<Value>>,
+    pub ops: LinearizabilityTester<Id, Kv>,
     /// Faults the environment may still inject.
     pub crashes_left: u8,
     /// Set when some replica's ballot for a partition went down (SAFE-4).
@@ -97,7 +97,9 @@ impl PetrelModel {
                 remote_meta: mb,
                 remote_table: 1,
                 remote_replica_count: f.replica_count,
-                fail_mode: FailMode::Slow,
+                fail_mode: f.fail_mode,
+                skipped: 0,
+                refusing: Default::default(),
                 checkpoints: Default::default(),
                 applied: Default::default(),
                 // Log-only from an empty table: everything from decree 1 ships.
@@ -171,7 +173,7 @@ impl PetrelModel {
         }
         let drops = scenario.follower.as_ref().map_or(0, |f| f.lose_create_replies);
         let aux = Aux {
-            ops: LinearizabilityTester::new(Register(0)),
+            ops: LinearizabilityTester::new(Kv::default()),
             crashes_left: scenario.crashes,
             ballot_regressed: false,
             drops_left: drops,
@@ -285,23 +287,15 @@ impl PetrelModel {
                 let (b, a) = (b.clone(), a.clone());
                 let ops = self.client_ops(id);
                 for r in a.results.iter().skip(b.results.len()) {
-                    let ret = match r {
-                        OpResult::WriteOk => Some(RegisterRet::WriteOk),
-                        OpResult::ReadOk(v) => Some(RegisterRet::ReadOk(*v)),
-                        OpResult::Failed(_) => None, // may or may not have taken effect
-                    };
-                    if let Some(ret) = ret {
+                    // A definite failure may or may not have taken effect: not a return.
+                    if let Some(ret) = KvRet::of(r) {
                         let _ = after.history.ops.on_return(id, ret);
                     }
                 }
                 let invoked = a.sent && (a.op != b.op || !b.sent);
                 if invoked {
                     if let Some(op) = ops.get(a.op as usize) {
-                        let op = match op {
-                            ClientOp::Put(v) => RegisterOp::Write(*v),
-                            ClientOp::Get => RegisterOp::Read,
-                        };
-                        let _ = after.history.ops.on_invoke(id, op);
+                        let _ = after.history.ops.on_invoke(id, op.clone());
                     }
                 }
             }

@@ -55,6 +55,10 @@ pub fn mutants() -> Vec<Mutant> {
           "the follower applies a mutation resent after a source primary switch a second time"),
         m("dup-switch-forgets-follower", Bug::DupSwitchForgetsFollower, "dup-log-shipping", "LIVE-4",
           "a duplicator restored on a primary switch never looks up the follower primary: shipping stops"),
+        m("dup-log-refusal-silent", Bug::DupLogRefusalSilent, "dup-log-refused", "LIVE-4",
+          "the source meta ignores B's refusal of shipped mutations: LOG retries forever with no stall reason"),
+        m("dup-skip-uncounted", Bug::DupSkipUncounted, "dup-log-skip", "SAFE-13",
+          "fail mode skip counts a refused batch as confirmed without counting it as skipped"),
     ]
 }
 

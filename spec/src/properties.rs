@@ -67,8 +67,13 @@ struct View {
 }
 
 impl View {
-    fn value_at(&self, d: Decree) -> Value {
-        self.log.range(..=d).next_back().map_or(self.snapshot.value, |(_, e)| e.mutation.value)
+    /// The map as of decree `d` (from the snapshot on).
+    fn data_at(&self, d: Decree) -> BTreeMap<Key, Value> {
+        let mut data = self.snapshot.data.clone();
+        for (_, e) in self.log.range(..=d) {
+            e.mutation.op.apply(&mut data);
+        }
+        data
     }
 }
 
@@ -90,21 +95,21 @@ fn durable_view(m: &PetrelModel, s: &State, r: Id) -> Option<View> {
 const FOLLOWER_GPID: Gpid = Gpid { table: 1, partition: 0 };
 
 /// The follower holds the source's mutations at most once each, in decree order, and
-/// only committed ones with the source's values (a checkpoint holds the source state at
-/// its decree).
+/// only committed ones: after applying source decree d (a shipped mutation, or a
+/// checkpoint taken at d) its map equals the source's map at d. (The model's follower
+/// has no clients of its own, so its map is the source's alone.)
 fn follower_in_order(m: &PetrelModel, s: &State) -> bool {
     let origin = m.meta;
     let sources: Vec<View> = m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).collect();
     m.replicas_b.iter().filter_map(|r| durable_view_of(m, s, *r, FOLLOWER_GPID)).all(|b| {
         let mut last: Option<ReqId> = b.snapshot.last_req.get(&origin).copied();
-        b.log.values().filter(|e| e.mutation.client == origin).all(|e| {
+        b.log.iter().filter(|(_, e)| e.mutation.client == origin).all(|(bd, e)| {
             let d = e.mutation.req;
             let ordered = last.is_none_or(|l| d > l);
             last = Some(d);
             let committed: Vec<&View> = sources.iter().filter(|a| a.committed >= d).collect();
-            ordered
-                && !committed.is_empty()
-                && committed.iter().filter(|a| a.snapshot.decree <= d).all(|a| a.value_at(d) == e.mutation.value)
+            let held = b.data_at(*bd);
+            ordered && !committed.is_empty() && committed.iter().filter(|a| a.snapshot.decree <= d).all(|a| a.data_at(d) == held)
         })
     })
 }
@@ -133,7 +138,8 @@ fn confirmed_le_shipped(m: &PetrelModel, s: &State) -> bool {
         })
         .max()
         .unwrap_or(0);
-    duplicators_ok && meta.dups.values().all(|d| d.confirmed.get(&0).is_none_or(|c| *c == 0 || *c <= held))
+    // Fail mode skip gives refused batches up: the record says how many.
+    duplicators_ok && meta.dups.values().all(|d| d.skipped > 0 || d.confirmed.get(&0).is_none_or(|c| *c == 0 || *c <= held))
 }
 
 /// No source replica collected log entries a LOG or PAUSE duplication has not confirmed.
@@ -151,24 +157,26 @@ fn no_gc_unconfirmed(m: &PetrelModel, s: &State) -> bool {
 }
 
 /// Every duplication ends stalled with a reason, or in LOG with everything the source
-/// committed confirmed and the follower holding the source's value.
+/// committed confirmed and the follower holding the source's map (or, in fail mode
+/// skip, with the refused batches counted as skipped).
 fn follower_converges(m: &PetrelModel, s: &State) -> bool {
     let Some(meta) = m.meta_state(s) else { return true };
     let sources: Vec<View> = m.replicas.iter().filter_map(|r| durable_view(m, s, *r)).collect();
     let Some(top) = sources.iter().max_by_key(|v| v.committed) else { return true };
-    let value = top.value_at(top.committed);
+    let value = top.data_at(top.committed);
     let follower_value = m
         .replicas_b
         .iter()
         .filter_map(|r| durable_view_of(m, s, *r, FOLLOWER_GPID))
         .max_by_key(|v| v.committed)
-        .map_or(0, |v| v.value_at(v.committed));
+        .map(|v| v.data_at(v.committed))
+        .unwrap_or_default();
     clients_finish(m, s)
         && meta.dups.values().all(|d| {
             d.stall.is_some()
                 || (d.status == petrel_core::dup::DupStatus::Log
                     && d.confirmed.get(&0).is_some_and(|c| *c >= top.committed)
-                    && follower_value == value)
+                    && (follower_value == value || d.skipped > 0))
         })
 }
 
@@ -191,7 +199,7 @@ fn committed_never_lost(m: &PetrelModel, s: &State) -> bool {
         if let Some(v) = durable_view(m, s, r) {
             top = top.max(v.committed);
             for (d, e) in v.log.range(..=v.committed) {
-                committed.insert(*d, e.mutation);
+                committed.insert(*d, e.mutation.clone());
             }
         }
     }
@@ -199,7 +207,7 @@ fn committed_never_lost(m: &PetrelModel, s: &State) -> bool {
         let Some(v) = durable_view(m, s, member) else { return top == 0 };
         // A collected prefix counts as held (its snapshot is of committed decrees).
         v.snapshot.decree.max(v.log.keys().next_back().copied().unwrap_or(0)) >= top
-            && committed.iter().all(|(d, mu)| *d <= v.snapshot.decree || v.log.get(d).map(|e| e.mutation) == Some(*mu))
+            && committed.iter().all(|(d, mu)| *d <= v.snapshot.decree || v.log.get(d).map(|e| &e.mutation) == Some(mu))
     })
 }
 
@@ -211,7 +219,7 @@ fn log_agreement(m: &PetrelModel, s: &State) -> bool {
             let upto = a.committed.min(b.committed);
             let from = a.snapshot.decree.max(b.snapshot.decree).saturating_add(1);
             for d in from..=upto {
-                if a.log.get(&d).map(|e| e.mutation) != b.log.get(&d).map(|e| e.mutation) {
+                if a.log.get(&d).map(|e| &e.mutation) != b.log.get(&d).map(|e| &e.mutation) {
                     return false;
                 }
             }

@@ -1,6 +1,6 @@
 //! The scenario catalogue: small, exhaustively checkable deployments, each tied to what it
 //! is meant to exercise (a seed incident where there is one).
-use petrel_core::dup::DupStatus;
+use petrel_core::dup::{DupStatus, FailMode};
 use petrel_core::ClientOp;
 
 #[derive(Clone, Debug)]
@@ -46,6 +46,8 @@ pub struct Follower {
     /// is created and the checkpoint copied) or LOG (log-only, added while the table was
     /// empty: the follower table exists at boot and mutations ship from decree 1).
     pub start: DupStatus,
+    /// What the source primaries do with a batch the follower refuses.
+    pub fail_mode: FailMode,
 }
 
 impl Follower {
@@ -57,6 +59,7 @@ impl Follower {
             replicas_accept: true,
             lose_create_replies: 0,
             start: DupStatus::Prepare,
+            fail_mode: FailMode::Slow,
         }
     }
 }
@@ -69,7 +72,7 @@ impl Scenario {
             replicas: 3,
             max_replica_count: 3,
             bootstrap_members: 3,
-            clients: vec![vec![ClientOp::Put(1)]],
+            clients: vec![vec![ClientOp::put("k", "1")]],
             max_attempts: 3,
             crashes: 1,
             recover: false,
@@ -96,14 +99,14 @@ impl Scenario {
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
-            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Get, ClientOp::Get]],
+            clients: vec![vec![ClientOp::put("k", "1")], vec![ClientOp::get("k"), ClientOp::get("k")]],
             ..Scenario::base(
                 "replication",
                 "1 meta, 3 replicas, 1 partition, 2 clients (put; get, get), 1 crash of any replica",
             )
         },
         Scenario {
-            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Put(2)]],
+            clients: vec![vec![ClientOp::put("k", "1")], vec![ClientOp::put("k", "2")]],
             ..Scenario::base(
                 "two-writers",
                 "3 replicas, two concurrent writers, 1 crash: a deposed primary's prepares still in flight",
@@ -113,7 +116,7 @@ pub fn scenarios() -> Vec<Scenario> {
             replicas: 2,
             max_replica_count: 2,
             bootstrap_members: 2,
-            clients: vec![vec![ClientOp::Put(1)], vec![ClientOp::Put(2)]],
+            clients: vec![vec![ClientOp::put("k", "1")], vec![ClientOp::put("k", "2")]],
             recover: true,
             max_attempts: 1,
             expect_success: false,
@@ -133,7 +136,7 @@ pub fn scenarios() -> Vec<Scenario> {
             replicas: 2,
             max_replica_count: 2,
             bootstrap_members: 1,
-            clients: vec![vec![ClientOp::Put(1), ClientOp::Get]],
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::get("k")]],
             recover: true,
             ..Scenario::base(
                 "learner-primary-dies",
@@ -141,7 +144,7 @@ pub fn scenarios() -> Vec<Scenario> {
             )
         },
         Scenario {
-            clients: vec![vec![ClientOp::Put(1), ClientOp::Get]],
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::get("k")]],
             ..Scenario::base(
                 "client-primary-crash",
                 "S5: the primary crashes under a client; the client must fail fast, refresh and finish on the new primary",
@@ -175,13 +178,29 @@ pub fn scenarios() -> Vec<Scenario> {
             replicas: 2,
             max_replica_count: 2,
             bootstrap_members: 2,
-            clients: vec![vec![ClientOp::Put(1), ClientOp::Put(2)]],
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::put("k", "2")]],
             crashes: 1,
             gc: true,
             ..Scenario::dup(
                 "dup-log-shipping",
                 "LOG: two writes on A ship to B while A's primary may crash; replicas collect the log as far as B confirmed",
                 Follower { start: DupStatus::Log, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::del("k")]],
+            ..Scenario::dup(
+                "dup-log-refused",
+                "LOG, fail mode slow: B's replicas refuse A's mutations; the duplication must say why while it retries",
+                Follower { start: DupStatus::Log, replicas_accept: false, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::del("k")]],
+            ..Scenario::dup(
+                "dup-log-skip",
+                "LOG, fail mode skip: B's replicas refuse A's mutations; A gives them up, counted, and moves on",
+                Follower { start: DupStatus::Log, replicas_accept: false, fail_mode: FailMode::Skip, ..Follower::ok() },
             )
         },
     ]

@@ -18,15 +18,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **What a call costs.** One QUIC endpoint (a UDP socket and the parsed certificates) is
-//! shared by every call of a [`Client`]. The connections are not: the core client numbers
-//! its requests from 1 and replicas deduplicate writes by (client id, request number), so
-//! every call is a new actor with a new random client id, and a connection's identity is
-//! the client id its `Hello` announced. So a call opens two connections (the meta server,
-//! which the core client asks for the partition's configuration first, and the primary),
-//! two TLS handshakes, and closes them when it returns. A core client that takes further
-//! operations after its start (or starts numbering at a given request) would let a
-//! `Client` keep one connection per node across calls.
+//! **What a call costs.** A [`Client`] keeps one QUIC connection per node it talks to
+//! (dialed on first use, kept alive) and every call reuses them. Each call is still a new
+//! core client actor with a new random client id — the core numbers a client's requests
+//! from 1 and replicas deduplicate writes by (client id, request number) — carried as a
+//! *session* on the shared connections (`Frame::From`/`To`/`End`, see `ClientEndpoint` in
+//! `transport.rs`). So a call is two round trips: the core client asks the meta server
+//! for the partition's configuration, then sends the operation to the primary. And every
+//! write leaves its client id in the partition's dedup table for good (one entry per
+//! call, part of every whole-state save): a core client that can continue a client id's
+//! numbering would bound that.
 //!
 //! **Outcomes.** `Ok` is definite. For `put`/`del`, an error leaves the outcome unknown: the
 //! write may have taken effect before the connection broke or the deadline passed (a retry
@@ -34,23 +35,12 @@
 //! waiting for; [`ClientError::transport_errors`] why nodes could not be reached.
 use crate::config::Config;
 use crate::runtime::Host;
-use crate::transport::{id_of, raw_of, ClientEndpoint, Transport, CLIENT_ID_BASE};
+pub use crate::transport::random_client_id;
+use crate::transport::{id_of, raw_of, ClientEndpoint, Transport};
 use anyhow::Context;
 use petrel_core::client::Phase;
 use petrel_core::{partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig, Value};
 use std::time::Duration;
-
-/// A random client id in the client range (not security-relevant: it only names replies
-/// and, with the request number, a write for deduplication).
-pub fn random_client_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    CLIENT_ID_BASE + h.finish() % (1 << 62)
-}
 
 /// Why a request to the meta server got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +271,7 @@ fn waiting_for(cfg: &Config, phase: &Phase) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::CLIENT_ID_BASE;
 
     #[test]
     fn client_ids_are_in_the_client_range() {

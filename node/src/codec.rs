@@ -33,6 +33,15 @@ pub enum Frame {
     Hello { cluster: String, id: u64, incarnation: u32 },
     /// A protocol message for the receiving actor.
     Msg(Msg),
+    /// Client to node: `msg` comes from the client session `session` (an id in the client
+    /// range), not from the connection's own id. One client connection carries many
+    /// sessions: the client library runs one core client actor per call, and each needs
+    /// an id of its own (replicas deduplicate writes by client id and request number).
+    From { session: u64, msg: Msg },
+    /// Node to client: `msg` is for session `session` of this connection.
+    To { session: u64, msg: Msg },
+    /// Client to node: session `session` is over; its route is forgotten.
+    End { session: u64 },
 }
 
 /// Why bytes could not be turned into a [`Frame`].
@@ -226,6 +235,9 @@ mod tests {
         prop_oneof![
             (".{0,30}", any::<u64>(), any::<u32>()).prop_map(|(cluster, id, incarnation)| Frame::Hello { cluster, id, incarnation }),
             msg().prop_map(Frame::Msg),
+            (any::<u64>(), msg()).prop_map(|(session, msg)| Frame::From { session, msg }),
+            (any::<u64>(), msg()).prop_map(|(session, msg)| Frame::To { session, msg }),
+            any::<u64>().prop_map(|session| Frame::End { session }),
         ]
     }
 

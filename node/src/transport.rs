@@ -219,14 +219,27 @@ struct Peers {
     known: HashMap<u64, u32>,
     /// The last failure per peer, for operators (the client prints these).
     errors: BTreeMap<u64, String>,
+    /// Node side: the client sessions heard of (`Frame::From`), and the connection that
+    /// carries each (replies to a session go back over it as `Frame::To`).
+    routes: HashMap<u64, Route>,
+    /// Node side: live sessions per connection (by stable id), bounded.
+    route_counts: HashMap<usize, usize>,
 }
+
+/// Which connection carries a client session.
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    /// The connection's peer (the client process's own id).
+    peer: u64,
+    stable_id: usize,
+}
+
+/// Live client sessions one connection may carry; a client beyond it is disconnected (it
+/// would make the node's route table grow without bound).
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 16_384;
 
 struct Inner {
     endpoint: Endpoint,
-    /// This transport opened the endpoint (a node, a one-shot client) and closes it on
-    /// shutdown; otherwise it shares a [`ClientEndpoint`] and closes only its own
-    /// connections.
-    owns_endpoint: bool,
     client_cfg: quinn::ClientConfig,
     me: u64,
     cluster: String,
@@ -236,12 +249,58 @@ struct Inner {
     inbound: mpsc::Sender<(Id, Msg)>,
     peers: Mutex<Peers>,
     stopping: AtomicBool,
+    /// Client side: the inbound queue of each live session of this process.
+    sessions: Mutex<HashMap<u64, mpsc::Sender<(Id, Msg)>>>,
 }
 
 /// A handle on this process's QUIC endpoint (cheap to clone).
 #[derive(Clone)]
 pub struct Transport {
     inner: Arc<Inner>,
+    /// A client session riding on a shared connection set (see [`ClientEndpoint`]):
+    /// its sends go out as `Frame::From`, its shutdown ends only the session.
+    session: Option<Arc<Session>>,
+}
+
+/// One client session: a core client actor's identity on a [`ClientEndpoint`]'s
+/// connections. Ended (routes forgotten on both sides) by `shutdown` or when dropped.
+struct Session {
+    id: u64,
+    inner: Arc<Inner>,
+    /// The nodes this session sent to: told `End` when it is over, and their transport
+    /// errors are the ones the session reports.
+    used: Mutex<std::collections::BTreeSet<u64>>,
+    ended: AtomicBool,
+}
+
+impl Session {
+    fn end(&self) {
+        if self.ended.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        lock(&self.inner.sessions).remove(&self.id);
+        let used: Vec<u64> = lock(&self.used).iter().copied().collect();
+        let Ok(frame) = codec::encode(&Frame::End { session: self.id }) else { return };
+        let base = Transport { inner: self.inner.clone(), session: None };
+        let peers = base.peers();
+        for peer in used {
+            // Only over a live connection: no dial just to say goodbye.
+            if let Some(link) = peers.links.get(&peer).and_then(|v| v.last()) {
+                base.push(link, frame.clone(), peer);
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update; the maps stay usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a peer's `Hello` said.
@@ -278,30 +337,15 @@ impl Transport {
         let mut endpoint = Endpoint::server(server_config(tls, &settings)?, listen)
             .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
         endpoint.set_default_client_config(client_cfg.clone());
-        let t = Transport::new(endpoint, true, client_cfg, me, cluster, incarnation, book, settings, inbound)?;
-        let accept = t.clone();
+        let t = Transport::new(endpoint, client_cfg, me, cluster, incarnation, book, settings, inbound)?;
+        let accept = t.base();
         tokio::spawn(async move { accept.accept_loop().await });
         Ok(t)
-    }
-
-    /// A client: dial only (no listening socket besides the ephemeral local one).
-    pub fn bind_client(
-        me: u64,
-        cluster: &str,
-        book: BTreeMap<u64, PeerAddr>,
-        tls: &TlsMaterial,
-        settings: Settings,
-        inbound: mpsc::Sender<(Id, Msg)>,
-    ) -> anyhow::Result<Transport> {
-        let ep = ClientEndpoint::bind(cluster, book, tls, settings)?;
-        let c = &ep.inner;
-        Transport::new(c.endpoint.clone(), true, c.client_cfg.clone(), me, cluster, 1, c.book.clone(), c.settings.clone(), inbound)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn new(
         endpoint: Endpoint,
-        owns_endpoint: bool,
         client_cfg: quinn::ClientConfig,
         me: u64,
         cluster: &str,
@@ -314,7 +358,6 @@ impl Transport {
         Ok(Transport {
             inner: Arc::new(Inner {
                 endpoint,
-                owns_endpoint,
                 client_cfg,
                 me,
                 cluster: cluster.to_string(),
@@ -324,8 +367,16 @@ impl Transport {
                 inbound,
                 peers: Mutex::new(Peers::default()),
                 stopping: AtomicBool::new(false),
+                sessions: Mutex::new(HashMap::new()),
             }),
+            session: None,
         })
+    }
+
+    /// This transport without its session, for the tasks it spawns (connections and
+    /// their readers belong to the process, not to one session).
+    fn base(&self) -> Transport {
+        Transport { inner: self.inner.clone(), session: None }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -333,13 +384,19 @@ impl Transport {
     }
 
     fn peers(&self) -> MutexGuard<'_, Peers> {
-        // A poisoned lock only means another task panicked mid-update; the maps stay usable.
-        self.inner.peers.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.peers)
     }
 
-    /// The last transport error per peer (newest state), for operator messages.
+    /// The last transport error per peer (newest state), for operator messages; for a
+    /// session, of the nodes it sent to.
     pub fn errors(&self) -> Vec<(u64, String)> {
-        self.peers().errors.iter().map(|(k, v)| (*k, v.clone())).collect()
+        let used = self.session.as_ref().map(|s| lock(&s.used).clone());
+        self.peers()
+            .errors
+            .iter()
+            .filter(|(k, _)| used.as_ref().is_none_or(|u| u.contains(k)))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
     }
 
     /// The address book entry of a node.
@@ -351,7 +408,7 @@ impl Transport {
     /// (the actor learns of it through `PeerDown`, like a message lost with a crash).
     pub fn send(&self, dst: Id, msg: Msg) {
         let d = raw_of(dst);
-        if d == self.inner.me {
+        if d == self.inner.me && self.session.is_none() {
             let tx = self.inner.inbound.clone();
             tokio::spawn(async move {
                 let _ = tx.send((dst, msg)).await;
@@ -359,7 +416,23 @@ impl Transport {
             return;
         }
         let kind = msg.kind();
-        let frame = match codec::encode(&Frame::Msg(msg)) {
+        // A node answering a client session: over the connection that carries it.
+        let route = match &self.session {
+            None => {
+                let peers = self.peers();
+                if peers.links.contains_key(&d) { None } else { peers.routes.get(&d).copied() }
+            }
+            Some(_) => None,
+        };
+        let frame = match &self.session {
+            Some(s) => {
+                lock(&s.used).insert(d);
+                Frame::From { session: s.id, msg }
+            }
+            None if route.is_some() => Frame::To { session: d, msg },
+            None => Frame::Msg(msg),
+        };
+        let frame = match codec::encode(&frame) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(peer = d, kind, "dropping a message that cannot be sent: {e}");
@@ -367,6 +440,13 @@ impl Transport {
             }
         };
         let mut peers = self.peers();
+        if let Some(r) = route {
+            match peers.links.get(&r.peer).and_then(|v| v.iter().find(|l| l.stable_id == r.stable_id)) {
+                Some(link) => self.push(link, frame, r.peer),
+                None => tracing::debug!(session = d, kind, "the client session's connection is gone: message dropped"),
+            }
+            return;
+        }
         if let Some(link) = peers.links.get(&d).and_then(|v| v.last()) {
             self.push(link, frame, d);
             return;
@@ -401,7 +481,7 @@ impl Transport {
     /// the failure of either side is noticed without traffic. A replica watches its meta
     /// server: that link is the meta server's failure detector.
     pub fn watch(&self, peer: u64) {
-        let t = self.clone();
+        let t = self.base();
         tokio::spawn(async move {
             while !t.inner.stopping.load(Ordering::Relaxed) {
                 let start = {
@@ -421,7 +501,7 @@ impl Transport {
     }
 
     fn spawn_dial(&self, peer: u64) {
-        let t = self.clone();
+        let t = self.base();
         tokio::spawn(async move { t.dial(peer).await });
     }
 
@@ -497,7 +577,7 @@ impl Transport {
 
     async fn accept_loop(self) {
         while let Some(incoming) = self.inner.endpoint.accept().await {
-            let t = self.clone();
+            let t = self.base();
             tokio::spawn(async move { t.handle_incoming(incoming).await });
         }
     }
@@ -599,13 +679,13 @@ impl Transport {
             tracing::debug!(peer, remote = %conn.remote_address(), "client connected");
         }
         tokio::spawn(writer(send, rx, queued, conn.clone()));
-        let t = self.clone();
+        let t = self.base();
         let (c, h) = (conn.clone(), hello.clone());
         tokio::spawn(async move { t.reader(c, kind, h, recv).await });
-        let t = self.clone();
+        let t = self.base();
         let (c, h) = (conn.clone(), hello.clone());
         tokio::spawn(async move { t.more_streams(c, kind, h).await });
-        let t = self.clone();
+        let t = self.base();
         tokio::spawn(async move { t.watch_close(conn, hello).await });
     }
 
@@ -615,7 +695,7 @@ impl Transport {
             let limit = self.inner.settings.handshake_timeout;
             match read_hello(&mut recv, limit, self.inner.settings.max_frame).await {
                 Ok(h) if h.id == hello.id && h.cluster == hello.cluster && h.incarnation == hello.incarnation => {
-                    let t = self.clone();
+                    let t = self.base();
                     let (c, h) = (conn.clone(), hello.clone());
                     tokio::spawn(async move { t.reader(c, kind, h, recv).await });
                 }
@@ -652,6 +732,46 @@ impl Transport {
                     conn.close(VarInt::from_u32(close::PROTOCOL), b"unexpected Hello");
                     return;
                 }
+                // A client session's message (this is a node, the peer a client).
+                Ok(Some(Frame::From { session, msg })) if kind == Kind::Client && session >= CLIENT_ID_BASE => {
+                    if !allowed(kind, &msg) {
+                        tracing::warn!(peer, session, kind = msg.kind(), "dropping a message this peer may not send");
+                        continue;
+                    }
+                    if let Err(reason) = self.add_route(session, peer, conn.stable_id()) {
+                        tracing::warn!(peer, "{reason}; disconnecting it");
+                        conn.close(VarInt::from_u32(close::OVERLOADED), reason.as_bytes());
+                        return;
+                    }
+                    if self.inner.inbound.send((id_of(session), msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(Frame::End { session })) if kind == Kind::Client => self.end_route(session, conn.stable_id()),
+                // A node's answer to one of this client process's sessions.
+                Ok(Some(Frame::To { session, msg })) if kind == Kind::Node && self.inner.me >= CLIENT_ID_BASE => {
+                    if !allowed(kind, &msg) {
+                        tracing::warn!(peer, kind = msg.kind(), "dropping a message this peer may not send");
+                        continue;
+                    }
+                    let tx = lock(&self.inner.sessions).get(&session).cloned();
+                    // Never block the connection's reader on one session (the others share
+                    // it): a session that is gone or not draining loses the message, as on
+                    // a lossy network; its request timeout covers it.
+                    if tx.is_none_or(|tx| tx.try_send((id_of(peer), msg)).is_err()) {
+                        tracing::debug!(peer, session, "message for a session that is over or full: dropped");
+                    }
+                }
+                Ok(Some(other)) => {
+                    let what = match other {
+                        Frame::From { .. } => "a session frame from a node, or for a session id outside the client range",
+                        Frame::To { .. } => "a session answer sent to a node",
+                        _ => "a session end from a node",
+                    };
+                    tracing::error!(peer, "unexpected frame: {what}; closing the connection");
+                    conn.close(VarInt::from_u32(close::PROTOCOL), format!("unexpected frame: {what}").as_bytes());
+                    return;
+                }
                 Ok(None) => return,
                 Err(codec::ReadError::Io(e)) => {
                     // The connection or stream went away; `watch_close` reports it.
@@ -667,12 +787,48 @@ impl Transport {
         }
     }
 
+    /// Node side: `session` is carried by connection `stable_id` of client `peer`.
+    fn add_route(&self, session: u64, peer: u64, stable_id: usize) -> Result<(), String> {
+        let mut peers = self.peers();
+        let previous = peers.routes.get(&session).copied();
+        if previous.is_some_and(|r| r.stable_id == stable_id) {
+            return Ok(());
+        }
+        if peers.route_counts.get(&stable_id).copied().unwrap_or(0) >= MAX_SESSIONS_PER_CONNECTION {
+            return Err(format!("client opened more than {MAX_SESSIONS_PER_CONNECTION} sessions on one connection"));
+        }
+        // A session that moved to a new connection (the client re-dialed).
+        if let Some(old) = previous {
+            if let Some(n) = peers.route_counts.get_mut(&old.stable_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        *peers.route_counts.entry(stable_id).or_default() += 1;
+        peers.routes.insert(session, Route { peer, stable_id });
+        Ok(())
+    }
+
+    fn end_route(&self, session: u64, stable_id: usize) {
+        let mut peers = self.peers();
+        if peers.routes.get(&session).is_some_and(|r| r.stable_id == stable_id) {
+            peers.routes.remove(&session);
+            if let Some(n) = peers.route_counts.get_mut(&stable_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
     async fn watch_close(&self, conn: Connection, hello: Hello) {
         let reason = conn.closed().await;
         let peer = hello.id;
         let stable = conn.stable_id();
         let still_up = {
             let mut peers = self.peers();
+            // Its sessions are gone with it (the core ignores a client's PeerDown, so
+            // none is delivered per session).
+            if peers.route_counts.remove(&stable).is_some() {
+                peers.routes.retain(|_, r| r.stable_id != stable);
+            }
             if let Some(v) = peers.links.get_mut(&peer) {
                 v.retain(|l| l.stable_id != stable);
                 let up = v.iter().any(|l| l.incarnation == hello.incarnation);
@@ -702,31 +858,29 @@ impl Transport {
         self.deliver_peer_down(peer, hello.incarnation);
     }
 
+    /// Tell the actor — and on a client, every live session (each may be waiting on
+    /// that node) — that `peer` went down.
     fn deliver_peer_down(&self, peer: u64, incarnation: u32) {
-        let tx = self.inner.inbound.clone();
+        let mut targets = vec![self.inner.inbound.clone()];
+        targets.extend(lock(&self.inner.sessions).values().cloned());
         tokio::spawn(async move {
-            let _ = tx.send((id_of(peer), Msg::PeerDown { incarnation })).await;
+            for tx in targets {
+                let _ = tx.send((id_of(peer), Msg::PeerDown { incarnation })).await;
+            }
         });
     }
 
     /// Close every connection (peers see a clean close at once) and wait briefly for the
     /// close to be sent.
     ///
-    /// On a shared [`ClientEndpoint`] only this transport's connections close, at once (no
-    /// wait: the endpoint, which stays open, sends the close).
+    /// A client session's shutdown ends only the session: the nodes it used forget its
+    /// route, the connections stay for the next call.
     pub async fn shutdown(&self) {
-        self.inner.stopping.store(true, Ordering::Relaxed);
-        if !self.inner.owns_endpoint {
-            let conns: Vec<Connection> = {
-                let mut peers = self.peers();
-                peers.dialing.clear();
-                peers.links.drain().flat_map(|(_, v)| v).map(|l| l.conn).collect()
-            };
-            for c in conns {
-                c.close(VarInt::from_u32(close::SHUTDOWN), b"done");
-            }
+        if let Some(s) = &self.session {
+            s.end();
             return;
         }
+        self.inner.stopping.store(true, Ordering::Relaxed);
         self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
     }
@@ -751,32 +905,29 @@ fn check_identity(tls: &TlsMaterial, me: u64, cluster: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// A dial-only QUIC endpoint that many short-lived client transports share: one UDP
-/// socket and one TLS configuration for a client process, instead of one per call.
+/// A client process's connections to a cluster, shared by many client sessions.
 ///
-/// Why a transport per call at all: the core client actor numbers its requests from 1,
-/// and a replica deduplicates writes by (client id, request number), so every actor —
-/// every library call — needs a client id of its own; and a connection's identity is the
-/// client id its `Hello` announced. So a call still opens its own connections (to the meta
-/// server and to the primary, a TLS handshake each); what it shares is the socket and the
-/// parsed certificates.
+/// Why sessions: the core client actor numbers its requests from 1, and a replica
+/// deduplicates writes by (client id, request number), so every actor — every call of the
+/// client library — needs a client id of its own. A connection's `Hello` names one id, so
+/// without sessions every call would open its own connections (two TLS handshakes per
+/// call, which dominate the cost of a write on a small machine). Instead each call is a
+/// session on the process's connections: its messages travel as `Frame::From { session }`,
+/// the node routes its answers back as `Frame::To { session }`, and `Frame::End` makes it
+/// forget the route. Any client certificate of the cluster may use any client id, with or
+/// without sessions (client ids only name replies), so sessions grant nothing new.
 #[derive(Clone)]
 pub struct ClientEndpoint {
-    inner: Arc<EndpointInner>,
-}
-
-struct EndpointInner {
-    endpoint: Endpoint,
-    client_cfg: quinn::ClientConfig,
-    cluster: String,
-    book: BTreeMap<u64, PeerAddr>,
-    settings: Settings,
+    base: Transport,
 }
 
 impl ClientEndpoint {
     /// Open the socket (on loopback for a loopback cluster) for clients of `cluster`.
+    /// Connections are dialed on the first send to a node and kept (QUIC keep-alives)
+    /// until [`ClientEndpoint::close`].
     pub fn bind(cluster: &str, book: BTreeMap<u64, PeerAddr>, tls: &TlsMaterial, settings: Settings) -> anyhow::Result<ClientEndpoint> {
-        check_identity(tls, CLIENT_ID_BASE, cluster)?;
+        let me = random_client_id();
+        check_identity(tls, me, cluster)?;
         // Bind where the peers are: loopback for a loopback cluster, else any address.
         let v6 = book.values().next().is_some_and(|p| p.addr.is_ipv6());
         let loopback = book.values().all(|p| p.addr.ip().is_loopback());
@@ -789,24 +940,47 @@ impl ClientEndpoint {
         let client_cfg = client_config(tls, &settings)?;
         let mut endpoint = Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
         endpoint.set_default_client_config(client_cfg.clone());
-        Ok(ClientEndpoint { inner: Arc::new(EndpointInner { endpoint, client_cfg, cluster: cluster.to_string(), book, settings }) })
+        // Messages for the process's own id (none are sent: nodes answer sessions) and
+        // PeerDowns, which every session also gets: drained.
+        let (tx, mut rx) = mpsc::channel(64);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let base = Transport::new(endpoint, client_cfg, me, cluster, 1, book, settings, tx)?;
+        Ok(ClientEndpoint { base })
     }
 
-    /// A transport for client `me` (at least [`CLIENT_ID_BASE`]) on this endpoint. Its
-    /// `shutdown` closes its own connections and leaves the endpoint open.
-    pub fn transport(&self, me: u64, inbound: mpsc::Sender<(Id, Msg)>) -> anyhow::Result<Transport> {
-        if me < CLIENT_ID_BASE {
-            bail!("client id {me} is in the node range");
+    /// A transport for session `id` (at least [`CLIENT_ID_BASE`]), delivering what nodes
+    /// send it to `inbound`. Its `shutdown` (or drop) ends the session.
+    pub fn transport(&self, id: u64, inbound: mpsc::Sender<(Id, Msg)>) -> anyhow::Result<Transport> {
+        if id < CLIENT_ID_BASE {
+            bail!("client id {id} is in the node range");
         }
-        let c = &self.inner;
-        Transport::new(c.endpoint.clone(), false, c.client_cfg.clone(), me, &c.cluster, 1, c.book.clone(), c.settings.clone(), inbound)
+        let inner = self.base.inner.clone();
+        lock(&inner.sessions).insert(id, inbound);
+        let session = Session { id, inner: inner.clone(), used: Mutex::new(Default::default()), ended: AtomicBool::new(false) };
+        Ok(Transport { inner, session: Some(Arc::new(session)) })
     }
 
-    /// Close the endpoint (every connection on it) and wait briefly for the close to leave.
-    pub async fn close(&self) {
-        self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    /// Live sessions (calls in progress), for tests and diagnostics.
+    pub fn sessions(&self) -> usize {
+        lock(&self.base.inner.sessions).len()
     }
+
+    /// Close every connection and wait briefly (≤ 1 s) for the close to leave.
+    pub async fn close(&self) {
+        self.base.shutdown().await;
+    }
+}
+
+/// A random client id in the client range (not security-relevant: it only names replies
+/// and, with the request number, a write for deduplication).
+pub fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    CLIENT_ID_BASE + h.finish() % (1 << 62)
 }
 
 /// What a client may ask of a node. Everything else (and `PeerDown`, which only the
@@ -833,8 +1007,8 @@ async fn read_hello(recv: &mut RecvStream, limit: Duration, max: usize) -> Resul
         Err(_) => Err("no Hello within the handshake timeout".into()),
         Ok(Err(e)) => Err(format!("bad Hello: {e}")),
         Ok(Ok(None)) => Err("stream ended before its Hello".into()),
-        Ok(Ok(Some(Frame::Msg(_)))) => Err("first frame of a stream is not a Hello".into()),
         Ok(Ok(Some(Frame::Hello { cluster, id, incarnation }))) => Ok(Hello { cluster, id, incarnation }),
+        Ok(Ok(Some(_))) => Err("first frame of a stream is not a Hello".into()),
     }
 }
 
@@ -938,6 +1112,66 @@ mod tests {
         a.send(id_of(99), Msg::Register { incarnation: 1 });
         assert!(tokio::time::timeout(Duration::from_millis(300), rx_a.recv()).await.is_err());
         a.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_sessions_share_one_connection_and_get_their_own_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        certs::issue("alpha", &[0], 1, dir.path()).expect("certs");
+        let ca = dir.path().join("ca.pem");
+        let (nc, nk) = certs::node_cert_paths(dir.path(), 0);
+        let (cc, ck) = certs::client_cert_paths(dir.path(), 0);
+        let port = crate::up::free_udp_ports(1).expect("port")[0];
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let book: BTreeMap<u64, PeerAddr> = BTreeMap::from([(0, PeerAddr { cluster: "alpha".into(), addr })]);
+        let (tx_node, mut rx_node) = mpsc::channel(16);
+        let node_tls = TlsMaterial::load(&ca, &[], &nc, &nk).expect("node tls");
+        let node = Transport::bind_node(addr, 0, "alpha", 1, book.clone(), &node_tls, settings(), tx_node).expect("node");
+        let client_tls = TlsMaterial::load(&ca, &[], &cc, &ck).expect("client tls");
+        let ep = ClientEndpoint::bind("alpha", book, &client_tls, settings()).expect("endpoint");
+
+        let (s1, s2) = (CLIENT_ID_BASE + 1, CLIENT_ID_BASE + 2);
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let (tx2, mut rx2) = mpsc::channel(16);
+        let t1 = ep.transport(s1, tx1).expect("session 1");
+        let t2 = ep.transport(s2, tx2).expect("session 2");
+        assert_eq!(ep.sessions(), 2);
+        let gpid = petrel_core::Gpid { table: 1, partition: 0 };
+        t1.send(id_of(0), Msg::QueryConfig { gpid });
+        t2.send(id_of(0), Msg::QueryCluster);
+        // The node sees each session as its own client...
+        let mut got = vec![recv(&mut rx_node).await, recv(&mut rx_node).await];
+        got.sort_by_key(|(src, _)| *src);
+        assert_eq!(got, vec![(s1, Msg::QueryConfig { gpid }), (s2, Msg::QueryCluster)]);
+        // ...over one connection, and its answers reach only the session they name.
+        assert_eq!(node.peers().links.len(), 1, "one client connection");
+        let reply = |n| Msg::QueryConfigReply { gpid, config: None, incarnation: Some(n) };
+        node.send(id_of(s2), reply(2));
+        node.send(id_of(s1), reply(1));
+        assert_eq!(recv(&mut rx1).await, (0, reply(1)));
+        assert_eq!(recv(&mut rx2).await, (0, reply(2)));
+        // A session that ended is forgotten on both sides: a late answer goes nowhere.
+        t1.shutdown().await;
+        assert_eq!(ep.sessions(), 1);
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while node.peers().routes.contains_key(&s1) {
+            assert!(tokio::time::Instant::now() < until, "the node kept the ended session's route");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node.send(id_of(s1), reply(3));
+        node.send(id_of(s2), reply(4));
+        assert_eq!(recv(&mut rx2).await, (0, reply(4)));
+        assert!(rx1.try_recv().is_err());
+        // A dropped session ends too; the node's PeerDown reaches the live sessions.
+        drop(t2);
+        assert_eq!(ep.sessions(), 0);
+        let (tx3, mut rx3) = mpsc::channel(16);
+        let t3 = ep.transport(CLIENT_ID_BASE + 3, tx3).expect("session 3");
+        t3.send(id_of(0), Msg::QueryCluster);
+        assert_eq!(recv(&mut rx_node).await, (CLIENT_ID_BASE + 3, Msg::QueryCluster));
+        node.shutdown().await;
+        assert_eq!(recv(&mut rx3).await, (0, Msg::PeerDown { incarnation: 1 }));
+        ep.close().await;
     }
 
     #[test]

@@ -76,6 +76,26 @@ fn keys_are_routed_to_their_partitions_by_the_cli() {
     }
     // Table 1 still holds its own values.
     assert_eq!(ok(&petrel_client(&cc, &["get", &keys[2]])), "v-2");
+
+    // `petrel bench`: one row per concurrency level, keys over every partition.
+    let config = cc.to_string_lossy().to_string();
+    let out = petrel(&["bench", "--config", &config, "--clients", "1,3", "--ops", "10"]);
+    let text = ok(&out);
+    assert!(text.contains("clients  writes failed  seconds  writes/s  p50 ms  p99 ms  max ms"), "{text}");
+    // The data rows: eight numbers each.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 8 && w.iter().all(|x| x.parse::<f64>().is_ok()))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!((rows[0][0], rows[0][1], rows[0][2]), ("1", "10", "0"), "{text}");
+    assert_eq!((rows[1][0], rows[1][1], rows[1][2]), ("3", "30", "0"), "{text}");
+    for row in &rows {
+        let ms: Vec<f64> = row[5..].iter().map(|v| v.parse().expect("a latency")).collect();
+        assert!(ms[0] > 0.0 && ms[0] <= ms[1] && ms[1] <= ms[2], "p50 <= p99 <= max: {text}");
+    }
+    assert!(text.contains("writes per partition: 0: ") && text.contains(", 2: "), "{text}");
 }
 
 #[test]

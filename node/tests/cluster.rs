@@ -8,13 +8,51 @@ mod common;
 use common::*;
 use petrel_node::certs::{self, node_name};
 use petrel_node::codec::{self, Frame};
+use petrel_node::client::Client;
 use petrel_node::config::Config;
 use petrel_node::launch::Role;
 use petrel_node::transport::{self, close, Settings, TlsMaterial};
 use petrel_node::up;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// One acknowledged write of the failover writer.
+#[derive(Clone, Debug)]
+struct Acked {
+    key: String,
+    value: String,
+    started: Instant,
+    acked: Instant,
+}
+
+/// The failover writer: puts `w-0`, `w-1`, … one after the other through the client
+/// library until `stop`, retrying a key whose put failed (its outcome is unknown, the same
+/// value again is harmless), and records every acknowledged write and every error.
+async fn write_until(client: Arc<Client>, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<Acked>>>, errors: Arc<Mutex<Vec<String>>>) {
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (key, value) = (format!("w-{i}"), format!("v-{i}"));
+        let started = Instant::now();
+        match client.put(key.as_str(), value.as_str()).await {
+            Ok(()) => {
+                acked.lock().expect("lock").push(Acked { key, value, started, acked: Instant::now() });
+                i += 1;
+            }
+            Err(e) => errors.lock().expect("lock").push(format!("{key}: {e}")),
+        }
+    }
+}
+
+/// Every acknowledged write reads back with its value (no acknowledged write is lost).
+async fn check_acked(client: &Client, acked: &[Acked], when: &str) {
+    for a in acked {
+        let got = client.get(a.key.as_str()).await.unwrap_or_else(|e| panic!("{when}: get {}: {e}", a.key));
+        assert_eq!(got.map(|v| v.to_text()), Some(a.value.clone()), "{when}: acknowledged write {} = {} lost", a.key, a.value);
+    }
+}
 
 #[test]
 fn put_get_survive_kill9_of_the_primary_and_restart() {
@@ -25,17 +63,57 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     let out = petrel_client(&cc, &["get", "k"]);
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "7"), "{}", out.stderr);
 
-    // kill -9 the primary.
+    // A client writes without pause while the primary is killed with -9.
     let cfg = config_of(&cc);
     let primary = cfg["config"]["primary"].as_u64().expect("a primary");
     let name = format!("replica-{primary}");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let client = Arc::new(rt.block_on(Client::connect(&Config::load(&cc).expect("config"))).expect("connect"));
+    let (stop, acked, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let writer = rt.spawn(write_until(client.clone(), stop.clone(), acked.clone(), errors.clone()));
+    std::thread::sleep(Duration::from_millis(500));
+    let before = acked.lock().expect("lock").len();
+    assert!(before > 0, "no write before the kill: {:?}", errors.lock().expect("lock"));
+    let killed = Instant::now();
     c.proc(&name).kill9();
+    let dead = Instant::now();
     // The meta server notices through the dead link (idle timeout) and promotes a
-    // secondary; the client fails over.
-    eventually(&cc, &["put", "k", "8"], "ok", Duration::from_secs(30));
+    // secondary; the client fails over. The first write acknowledged after the kill went
+    // through the new primary (a reply the old one sent just before dying would arrive
+    // within a normal write's latency, far below the failure detector's 1.5 s: skipped).
+    let until = killed + Duration::from_secs(30);
+    let first_after = loop {
+        let found = acked.lock().expect("lock").iter().find(|a| a.acked > dead + Duration::from_millis(100)).cloned();
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(Instant::now() < until, "no write acknowledged within 30 s of the kill; errors: {:?}", errors.lock().expect("lock"));
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let failover = first_after.acked.duration_since(killed);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(writer).expect("writer");
+    let acked: Vec<Acked> = acked.lock().expect("lock").clone();
+    let errors: Vec<String> = errors.lock().expect("lock").clone();
+    let after = acked.iter().filter(|a| a.acked > dead).count();
+    let longest = acked.iter().map(|a| a.acked.duration_since(a.started)).max().unwrap_or_default();
+    let new_primary = config_of(&cc)["config"]["primary"].as_u64();
+    assert!(new_primary.is_some() && new_primary != Some(primary), "the meta server still names {primary}");
+    assert!(failover < Duration::from_secs(30));
+    println!(
+        "failover: kill -9 of primary {primary} -> first write acknowledged through the new primary {} after {:.0} ms \
+         (failure detector: 1.5 s idle timeout; {before} writes acknowledged before the kill, {after} after; \
+         longest single put {:.0} ms; {} failed put attempts retried: {:?})",
+        new_primary.unwrap_or_default(),
+        failover.as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3,
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
+    rt.block_on(check_acked(&client, &acked, "after the failover"));
+    eventually(&cc, &["put", "k", "8"], "ok", Duration::from_secs(10));
     eventually(&cc, &["get", "k"], "8", Duration::from_secs(10));
-    let cfg = config_of(&cc);
-    assert_ne!(cfg["config"]["primary"].as_u64(), Some(primary), "{cfg}");
 
     // Restart it from its data directory: a new life, and it rejoins as a member.
     let i = c.layout.nodes.iter().position(|n| n.id == primary).expect("node");
@@ -57,6 +135,7 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     }
     eventually(&cc, &["put", "k", "9"], "ok", Duration::from_secs(20));
     eventually(&cc, &["get", "k"], "9", Duration::from_secs(10));
+    rt.block_on(check_acked(&client, &acked, "after the old primary rejoined"));
     // Its metrics show it learned (one Learn or more) and the primary sent the state.
     let text = c.metrics(primary);
     assert!(metric(&text, r#"petrel_learn_rounds_total{table="1",partition="0"}"#).is_some_and(|n| n >= 1.0), "{text}");
@@ -68,6 +147,10 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     let events = std::fs::read_to_string(c.layout.nodes[i].data_dir.join("events.jsonl")).expect("event log");
     assert!(events.contains("\"start\":{\"storage\":true}"), "restart recorded");
     assert!(events.contains(r#"{"Put":["k","9"]}"#), "the restarted replica saw the write of k = 9");
+    match Arc::try_unwrap(client) {
+        Ok(c) => rt.block_on(c.close()),
+        Err(_) => panic!("the writer still holds the client"),
+    }
 }
 
 fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathBuf {

@@ -307,6 +307,14 @@ async fn garbage_frames_do_not_stop_a_node() {
     let mut second_hello = hello.clone();
     second_hello.extend(hello.clone());
     cases.push(("a second Hello", second_hello));
+    // Session frames: a client may not answer a session, nor speak for a node-range id.
+    let msg = petrel_core::Msg::QueryCluster;
+    let mut to = hello.clone();
+    to.extend(codec::encode(&Frame::To { session: transport::CLIENT_ID_BASE + 1, msg: msg.clone() }).expect("to"));
+    cases.push(("a session answer from a client", to));
+    let mut from_node_id = hello.clone();
+    from_node_id.extend(codec::encode(&Frame::From { session: 2, msg }).expect("from"));
+    cases.push(("a session with a node's id", from_node_id));
 
     for (what, bytes) in &cases {
         let conn = raw_connect(&client, replica, &name).await.expect("connect");
@@ -330,7 +338,7 @@ async fn garbage_frames_do_not_stop_a_node() {
     conn.close(0u32.into(), b"done");
 
     let log = c.proc("replica-1").log_text();
-    for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send"] {
+    for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send", "unexpected frame"] {
         assert!(log.contains(needle), "replica log lacks {needle:?}:\n{log}");
     }
     // The node still serves.
@@ -339,6 +347,26 @@ async fn garbage_frames_do_not_stop_a_node() {
         eventually(&cc, &["put", "k", "3"], "ok", Duration::from_secs(15));
         eventually(&cc, &["get", "k"], "3", Duration::from_secs(10));
     });
+}
+
+#[test]
+fn a_data_directory_of_another_storage_format_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = up::write_cluster(dir.path(), &fast_plan("alpha", 1)).expect("layout");
+    let node = &layout.nodes[1];
+    // What the single-register petrel wrote: its header, then a record.
+    let storage = node.data_dir.join("storage");
+    std::fs::create_dir_all(&storage).expect("mkdir");
+    std::fs::write(storage.join("storage.log"), b"PETRELS1PTRL\x00\x00\x00\x01\x00\x00\x00\x00\x07").expect("write");
+    let config = node.config.to_string_lossy().to_string();
+    let out = petrel(&["replica", "--config", &config]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot open the storage") && out.stderr.contains("storage format 1 (this petrel reads format 2)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn client_cfg(max_attempts: u8, timeout: bool, bugs: Bugs) -> ClientCfg {
     ClientCfg {
         meta: id(META),
         gpid: G,
-        ops: vec![ClientOp::Put(5), ClientOp::Get, ClientOp::Put(6)],
+        ops: vec![ClientOp::put(K, "5"), ClientOp::get(K), ClientOp::put(K, "6")],
         max_attempts,
         request_timeout: timeout.then(|| Duration::from_secs(1)),
         bugs,
@@ -59,7 +59,7 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
     let mut sim = start(client_cfg(max_attempts, false, bugs));
     let o = sim.msg(id(META), reply(1, Some(1), Some(1)));
     prop_assert_eq!(&sim.client().phase, &Phase::Sent { target: id(1), incarnation: Some(1) });
-    prop_assert_eq!(sends(&o), vec![(id(1), Msg::Write { gpid: G, req: 1, value: 5 })]);
+    prop_assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
 
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 1 });
     prop_assert!(only_query(&o), "on PeerDown of the life it sent to, the client must ask the meta: {:?}", o);
@@ -95,7 +95,7 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
                 Phase::Sent { target, incarnation } => {
                     prop_assert_eq!(Some(*target), s.config.as_ref().and_then(|c| c.primary));
                     prop_assert!(incarnation.is_some());
-                    prop_assert_eq!(sends(&o), vec![(*target, Msg::Write { gpid: G, req: 1, value: 5 })]);
+                    prop_assert_eq!(sends(&o), vec![(*target, write(G, 1, 5))]);
                 }
                 Phase::Done => prop_assert!(false, "done without an answer"),
             }
@@ -131,7 +131,7 @@ fn peer_down_rule_catches_client_no_refresh_and_ignores_peer_down() {
     let mut sim = start(client_cfg(3, false, Bugs::none().with(Bug::ClientNoRefresh)));
     sim.msg(id(META), reply(1, Some(1), Some(1)));
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 1 });
-    assert_eq!(sends(&o), vec![(id(1), Msg::Write { gpid: G, req: 1, value: 5 })]);
+    assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn a_life_still_named_by_the_meta_is_polled_again_and_a_new_life_is_tried() {
     assert!(sim.timeout(Timer::QueryBackoff).is_empty() && sim.timeout(Timer::RequestTimeout).is_empty());
     // 1 restarted and was re-assigned (life 2): that is a different life, try it.
     let o = sim.msg(id(META), reply(2, Some(1), Some(2)));
-    assert_eq!(sends(&o), vec![(id(1), Msg::Write { gpid: G, req: 1, value: 5 })]);
+    assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
     assert_eq!(sim.client().phase, Phase::Sent { target: id(1), incarnation: Some(2) });
 }
 
@@ -195,8 +195,8 @@ fn arb_ev() -> impl Strategy<Value = Ev> {
 
 fn reply_msg(s: &ClientState, cfg: &ClientCfg, result: Result<(), ErrorCode>, req: ReqId) -> Msg {
     match cfg.ops[s.op as usize] {
-        ClientOp::Put(_) => Msg::WriteReply { gpid: G, req, result },
-        ClientOp::Get => Msg::ReadReply { gpid: G, req, result: result.map(|()| 5) },
+        ClientOp::Put(..) | ClientOp::Del(_) => Msg::WriteReply { gpid: G, req, result },
+        ClientOp::Get(_) => Msg::ReadReply { gpid: G, req, result: result.map(|()| Some(val(5))) },
     }
 }
 
@@ -287,8 +287,8 @@ proptest! {
                 }
                 Ev::Success => {
                     results.push(match cfg.ops[before.op as usize] {
-                        ClientOp::Put(_) => OpResult::WriteOk,
-                        ClientOp::Get => OpResult::ReadOk(5),
+                        ClientOp::Put(..) | ClientOp::Del(_) => OpResult::WriteOk,
+                        ClientOp::Get(_) => OpResult::ReadOk(Some(val(5))),
                     });
                     attempts = 0;
                     prop_assert_eq!(s.op, before.op + 1);

@@ -38,9 +38,23 @@ fn fail(e: String) -> TestCaseError {
     TestCaseError::fail(e)
 }
 
-/// The value the source's only client writes as request (= decree) `d`.
-fn value_of(d: Decree) -> Value {
-    (d % 250) as Value + 1
+/// The number the source's only client writes to the register (key `K`) as request
+/// (= decree) `d`; the value is its text, `val(value_of(d))`.
+fn value_of(d: Decree) -> u32 {
+    (d % 250) + 1
+}
+
+/// The register at the source's decree `d`, as a map.
+fn data_of(d: Decree) -> BTreeMap<Key, Value> {
+    [(k(), val(value_of(d)))].into()
+}
+
+/// A mutation the follower holds from the source carries the source's state at its
+/// decree: a shipped `Put` of `value_of(req)`, or a checkpoint `Load` of `data_of(req)`.
+fn holds_source_value(m: &Mutation) -> bool {
+    let mut data = BTreeMap::new();
+    m.op.apply(&mut data);
+    data == data_of(m.req)
 }
 
 fn dup_record(status: DupStatus, version: u32, confirmed: Decree) -> DupRecord {
@@ -53,6 +67,8 @@ fn dup_record(status: DupStatus, version: u32, confirmed: Decree) -> DupRecord {
         remote_table: F.table,
         remote_replica_count: 1,
         fail_mode: FailMode::Slow,
+        skipped: 0,
+        refusing: BTreeSet::new(),
         checkpoints: BTreeMap::new(),
         applied: BTreeSet::new(),
         confirmed: [(G.partition, confirmed)].into(),
@@ -65,7 +81,7 @@ fn dup_entry(status: DupStatus, version: u32, confirmed: Decree) -> DupEntry {
     dup_record(status, version, confirmed).entry(G.partition)
 }
 
-fn ships(o: &Out<Node>) -> Vec<(Id, Vec<(Decree, Value)>)> {
+fn ships(o: &Out<Node>) -> Vec<(Id, Vec<(Decree, Op)>)> {
     sends(o)
         .into_iter()
         .filter_map(|(dst, m)| match m {
@@ -79,8 +95,8 @@ fn ships(o: &Out<Node>) -> Vec<(Id, Vec<(Decree, Value)>)> {
 }
 
 /// The batch of consecutive decrees `from..=to` as the source ships it.
-fn batch(from: Decree, to: Decree) -> Vec<(Decree, Value)> {
-    (from..=to).map(|d| (d, value_of(d))).collect()
+fn batch(from: Decree, to: Decree) -> Vec<(Decree, Op)> {
+    (from..=to).map(|d| (d, put(value_of(d)))).collect()
 }
 
 fn reports(o: &Out<Node>) -> Vec<DupProgress> {
@@ -191,7 +207,7 @@ impl Source {
     fn write(&mut self) -> Out<Node> {
         let req = self.next_req;
         self.next_req += 1;
-        self.step(CLIENT, Msg::Write { gpid: G, req, value: value_of(req) })
+        self.step(CLIENT, write(G, req, value_of(req)))
     }
 
     fn ack(&mut self, decree: Decree) -> Out<Node> {
@@ -376,10 +392,64 @@ fn a_lost_follower_primary_is_looked_up_again_and_the_batch_resent_from_confirme
     assert_eq!(reports(&o), vec![DupProgress::Confirmed(3)]);
     assert_eq!(ships(&o), vec![(id(B1), batch(4, 5))]);
 
-    // A refusal is the operator's business: reported to meta-A, nothing resent.
-    let o = a.step(B1, Msg::ApplyReply { gpid: F, decree: 4, result: Err(Some("no".into())) });
-    assert_eq!(reports(&o), vec![DupProgress::Refused("no".into())]);
+    // A refusal (fail mode slow, the default) is the operator's business: reported to
+    // meta-A (its stall reason), nothing resent at once; the batch is sent again from the
+    // confirmed decree after a pause and a fresh lookup, and a refusal of the retry is not
+    // reported again. An accepted retry is confirmed as usual.
+    let refuse = || Msg::ApplyReply { gpid: F, decree: 4, result: Err(Some("no".into())) };
+    let o = a.step(B1, refuse());
+    assert_eq!(reports(&o), vec![DupProgress::Rejected { from: 4, reason: "no".into() }]);
     assert!(ships(&o).is_empty());
+    assert!(o.iter().any(|c| matches!(c, Command::SetTimer(Timer::DupQuery, _))), "{o:?}");
+    assert_eq!((a.dup().target, a.dup().confirmed, a.dup().shipped), (None, 3, 3));
+    for _ in 0..2 {
+        let o = a.sim.timeout(Timer::DupQuery);
+        assert_eq!(sends(&o), vec![(id(B_META), Msg::QueryConfig { gpid: F })]);
+        let o = a.follower_is(Some(B1));
+        assert_eq!(ships(&o), vec![(id(B1), batch(4, 5))]);
+        let o = a.step(B1, refuse());
+        assert!(reports(&o).is_empty() && ships(&o).is_empty(), "a refused retry reported again: {o:?}");
+        assert_eq!(a.dup().confirmed, 3, "a refused batch counts as confirmed in fail mode slow");
+    }
+    a.sim.timeout(Timer::DupQuery);
+    a.follower_is(Some(B1));
+    let o = a.applied(B1, 5);
+    assert_eq!(reports(&o), vec![DupProgress::Confirmed(5)]);
+    assert_eq!(a.dup().confirmed, 5);
+}
+
+/// Fail mode skip: a refused batch is given up: it counts as confirmed, is reported as
+/// `Skipped` with its size (with `Bug::DupSkipUncounted`, as a plain `Confirmed`), and
+/// the next batch ships at once. A refusal that is not of the batch in flight changes
+/// nothing.
+#[test]
+fn a_refused_batch_is_skipped_in_fail_mode_skip() {
+    for (bugs, counted) in [(Bugs::none(), true), (Bugs::none().with(Bug::DupSkipUncounted), false)] {
+        let mut a = Source::start(false, false, bugs);
+        for _ in 0..5 {
+            a.write();
+        }
+        let skip = DupEntry { fail_mode: FailMode::Skip, ..dup_entry(DupStatus::Log, 3, 0) };
+        let o = a.announce(skip);
+        assert_eq!(queries(&o), vec![(id(B_META), F)]);
+        assert_eq!(a.dup().entry.fail_mode, FailMode::Skip);
+        let o = a.follower_is(Some(B1));
+        assert_eq!(ships(&o), vec![(id(B1), batch(1, 2))]);
+        let o = a.step(B1, Msg::ApplyReply { gpid: F, decree: 1, result: Err(Some("no".into())) });
+        let expected = if counted { DupProgress::Skipped { upto: 2, count: 2 } } else { DupProgress::Confirmed(2) };
+        assert_eq!(reports(&o), vec![expected], "{bugs:?}");
+        assert_eq!(ships(&o), vec![(id(B1), batch(3, 4))], "the next batch does not follow a skipped one");
+        assert_eq!((a.dup().confirmed, a.dup().shipped), (2, 4));
+        // A late refusal of the skipped batch, and one of a decree inside the batch in
+        // flight, are not the batch in flight's: nothing moves.
+        for decree in [1, 4] {
+            let o = a.step(B1, Msg::ApplyReply { gpid: F, decree, result: Err(Some("no".into())) });
+            assert!(sends(&o).is_empty(), "{o:?}");
+        }
+        let o = a.applied(B1, 4);
+        assert_eq!(reports(&o), vec![DupProgress::Confirmed(4)]);
+        assert_eq!(ships(&o), vec![(id(B1), batch(5, 5))]);
+    }
 }
 
 /// PAUSE: shipping stops (answers to the batch in flight are ignored), the log is kept
@@ -521,7 +591,7 @@ fn without_duplications_a_primary_collects_up_to_committed() {
         let (mut sim, mut durable) = plain_primary(gc, &[A2]);
         assert_eq!(sim.replica().parts[&G].retain, Decree::MAX);
         for d in 1..=4 {
-            let o = sim.msg(id(CLIENT), Msg::Write { gpid: G, req: d, value: value_of(d) });
+            let o = sim.msg(id(CLIENT), write(G, d, value_of(d)));
             durable.check(&o).unwrap();
             assert_eq!(prepares_retain(&o), vec![Decree::MAX]);
             if d % 2 == 0 {
@@ -533,13 +603,13 @@ fn without_duplications_a_primary_collects_up_to_committed() {
             let p = &sim.replica().parts[&G];
             assert_eq!(p.snapshot.decree, if gc { p.committed } else { 0 }, "gc {gc}: {p:?}");
             assert_eq!(p.last_decree(), d);
-            assert_eq!(p.value_at(p.committed), if p.committed == 0 { 0 } else { value_of(p.committed) });
+            assert_eq!(reg(p, p.committed), (p.committed > 0).then(|| val(value_of(p.committed))));
         }
         let p = &sim.replica().parts[&G];
         assert_eq!(p.committed, 4);
         if gc {
             assert!(p.log.is_empty());
-            assert_eq!(p.snapshot, Snapshot { decree: 4, value: value_of(4), last_req: [(id(CLIENT), 4)].into() });
+            assert_eq!(p.snapshot, Snapshot { decree: 4, data: data_of(4), last_req: [(id(CLIENT), 4)].into() });
         } else {
             assert_eq!(p.log.len(), 4);
         }
@@ -551,24 +621,24 @@ fn without_duplications_a_primary_collects_up_to_committed() {
 #[test]
 fn a_retry_of_a_collected_write_is_answered_without_reapplying() {
     let (mut sim, mut durable) = plain_primary(true, &[]);
-    let o = sim.msg(id(CLIENT), Msg::Write { gpid: G, req: 1, value: 5 });
+    let o = sim.msg(id(CLIENT), write(G, 1, 5));
     durable.check(&o).unwrap();
-    let o = sim.msg(id(CLIENT + 1), Msg::Write { gpid: G, req: 1, value: 6 });
+    let o = sim.msg(id(CLIENT + 1), write(G, 1, 6));
     durable.check(&o).unwrap();
     let p = &sim.replica().parts[&G];
     assert!(p.log.is_empty(), "both writes are committed and collected");
     assert_eq!(p.snapshot.last_req.get(&id(CLIENT)), Some(&1));
     let before = sim.replica().clone();
     for req in [1, 0] {
-        let o = sim.msg(id(CLIENT), Msg::Write { gpid: G, req, value: 5 });
+        let o = sim.msg(id(CLIENT), write(G, req, 5));
         durable.check(&o).unwrap();
         assert_eq!(sends(&o), vec![(id(CLIENT), Msg::WriteReply { gpid: G, req, result: Ok(()) })]);
         assert_eq!(sim.replica(), &before, "a retry of a collected write was applied again");
     }
-    let o = sim.msg(id(CLIENT), Msg::Read { gpid: G, req: 2 });
-    assert_eq!(sends(&o), vec![(id(CLIENT), Msg::ReadReply { gpid: G, req: 2, result: Ok(6) })]);
+    let o = sim.msg(id(CLIENT), read(G, 2));
+    assert_eq!(sends(&o), vec![(id(CLIENT), Msg::ReadReply { gpid: G, req: 2, result: Ok(Some(val(6))) })]);
     // The next request of that client is a new write.
-    let o = sim.msg(id(CLIENT), Msg::Write { gpid: G, req: 2, value: 7 });
+    let o = sim.msg(id(CLIENT), write(G, 2, 7));
     durable.check(&o).unwrap();
     assert_eq!(sim.replica().parts[&G].snapshot.decree, 3);
 }
@@ -608,7 +678,7 @@ fn a_member_collects_up_to_min_committed_retain() {
         durable.check(&o).unwrap();
         let p = &sim.replica().parts[&G];
         assert_eq!((p.committed, p.snapshot.decree, p.retain), (5, 5.min(retain), retain));
-        assert_eq!(p.value_at(5), value_of(5));
+        assert_eq!(reg(p, 5), Some(val(value_of(5))));
         // The primary raises its bound (the follower confirmed more): collected further.
         let o = sim.msg(id(A1), Msg::GroupCheck { config: pc(1, Some(A1), &[A2]), committed: 5, base: 0, retain: Decree::MAX });
         durable.check(&o).unwrap();
@@ -640,7 +710,7 @@ fn a_prepare_for_a_collected_decree_is_acked() {
 fn a_learner_receives_the_snapshot() {
     let (mut sim, mut durable) = plain_primary(true, &[A2]);
     for d in 1..=3 {
-        let o = sim.msg(id(CLIENT), Msg::Write { gpid: G, req: d, value: value_of(d) });
+        let o = sim.msg(id(CLIENT), write(G, d, value_of(d)));
         durable.check(&o).unwrap();
         if d < 3 {
             let o = sim.msg(id(A2), Msg::PrepareAck { gpid: G, ballot: 1, decree: d, ok: true });
@@ -665,7 +735,7 @@ fn a_learner_receives_the_snapshot() {
     ldurable.check(&o).unwrap();
     let l = &learner.replica().parts[&G];
     assert_eq!((l.status, l.snapshot.clone(), l.log.clone(), l.committed), (Status::PotentialSecondary, p.snapshot.clone(), p.log.clone(), 2));
-    assert_eq!(l.value_at(l.committed), value_of(2));
+    assert_eq!(reg(l, l.committed), Some(val(value_of(2))));
     assert_eq!(sends(&o), vec![(id(A1), Msg::LearnDone { gpid: G, ballot: 1, learned: 3 })]);
     // The learner knows the retry of a collected write too.
     assert_eq!(l.last_req(id(CLIENT)), Some(3));
@@ -706,8 +776,8 @@ proptest! {
                 prop_assert_eq!(p.snapshot.decree, p.committed.min(retain), "collected only part of what it may");
             }
             prop_assert!((p.snapshot.decree + 1..=p.last_decree()).all(|d| p.log.contains_key(&d)));
-            let expected = if p.committed == 0 { 0 } else { value_of(p.committed) };
-            prop_assert_eq!(p.value_at(p.committed), expected);
+            let expected = (p.committed > 0).then(|| val(value_of(p.committed)));
+            prop_assert_eq!(reg(p, p.committed), expected);
             prop_assert_eq!(p.last_req(id(CLIENT)), if p.last_decree() == 0 { None } else { Some(p.last_decree()) });
         }
     }
@@ -742,7 +812,7 @@ fn follower(accept: bool, secondary: bool) -> (Sim, DurableReplica) {
 }
 
 fn ship(decrees: impl IntoIterator<Item = Decree>) -> Msg {
-    Msg::Ship { gpid: F, origin: id(A_META), entries: decrees.into_iter().map(|d| (d, value_of(d))).collect() }
+    Msg::Ship { gpid: F, origin: id(A_META), entries: decrees.into_iter().map(|d| (d, put(value_of(d)))).collect() }
 }
 
 /// The source decrees the follower holds, in its own log order.
@@ -780,7 +850,7 @@ fn a_follower_applies_each_shipped_decree_once_and_in_order() {
     assert_eq!(apply_replies(&o), oks(A1, [4, 5]));
     let p = &b.replica().parts[&F];
     assert_eq!(origin_reqs(p), vec![1, 2, 3, 4, 5]);
-    assert_eq!(p.value_at(p.committed), value_of(5));
+    assert_eq!(reg(p, p.committed), Some(val(value_of(5))));
 }
 
 /// With a secondary, a shipped mutation is answered once it commits, once (a retry while
@@ -846,7 +916,7 @@ fn a_follower_never_applies_a_decree_below_one_it_applied() {
     durable.check(&o).unwrap();
     let p = &b.replica().parts[&F];
     assert_eq!(origin_reqs(p), vec![3, 4], "source decree 2 applied after 4");
-    assert_eq!(p.value_at(p.committed), value_of(4), "the follower's register went back");
+    assert_eq!(reg(p, p.committed), Some(val(value_of(4))), "the follower's register went back");
 }
 
 /// Bring `sim`'s `Out` to whoever is `to` (a tiny network for the scenario below).
@@ -874,7 +944,7 @@ fn a_switch_between_unequally_collected_source_primaries_reorders_the_follower()
     // A write, replicated and committed; what A1 sends B1 meanwhile is returned.
     let client_write = |a1: &mut Sim, a2: &mut Sim, d: Decree| {
         let mut to_b1 = Vec::new();
-        let o = a1.msg(id(CLIENT), Msg::Write { gpid: G, req: d, value: value_of(d) });
+        let o = a1.msg(id(CLIENT), write(G, d, value_of(d)));
         for o in deliver_all(&o, id(A1), id(A2), a2) {
             for o in deliver_all(&o, id(A2), id(A1), a1) {
                 to_b1.extend(sends_to(&o, id(B1)).into_iter().map(|m| (id(A1), m)));
@@ -916,7 +986,7 @@ fn a_switch_between_unequally_collected_source_primaries_reorders_the_follower()
     }
     let p = &b1.replica().parts[&F];
     assert_eq!(origin_reqs(p), vec![3, 4], "A2 shipped {shipped:?}; the follower applied source decree 2 after 4");
-    assert_eq!(p.value_at(p.committed), value_of(4));
+    assert_eq!(reg(p, p.committed), Some(val(value_of(4))));
 }
 
 /// A follower's op: a source batch (consecutive decrees from `from`), or a secondary's ACK.
@@ -947,7 +1017,7 @@ proptest! {
     ) {
         let (mut b, mut durable) = follower(true, secondary);
         if let Some(c) = checkpoint {
-            let o = b.msg(id(A1), Msg::Checkpoint { gpid: F, origin: id(A_META), decree: c, value: value_of(c) });
+            let o = b.msg(id(A1), Msg::Checkpoint { gpid: F, origin: id(A_META), decree: c, data: data_of(c) });
             durable.check(&o).map_err(fail)?;
         }
         for op in ops {
@@ -966,7 +1036,7 @@ proptest! {
             let reqs = origin_reqs(p);
             prop_assert!(reqs.windows(2).all(|w| w[0] < w[1]), "source decrees out of order at the follower: {:?}", reqs);
             for e in p.log.values() {
-                prop_assert_eq!(e.mutation.value, value_of(e.mutation.req));
+                prop_assert!(holds_source_value(&e.mutation), "not the source's value at its decree: {:?}", e);
             }
             let mut answered = BTreeSet::new();
             for (to, d, result) in apply_replies(&o) {
@@ -1142,6 +1212,113 @@ fn confirmed_reports_are_persisted_before_they_are_announced() {
         let o = sim.msg(id(A1), report(G, 4));
         assert!(o.is_empty(), "{status:?}: {o:?}");
         assert_eq!(sim.meta(), &before);
+    }
+}
+
+/// The fail mode at meta-A: `SetFailMode` is saved with a version bump and announced to
+/// every primary of the table; a `Rejected` report makes the refusal the duplication's
+/// stall reason until that partition confirms again (a report about a batch confirmed
+/// since is ignored); a `Skipped` report advances the confirmed decree (saved, announced)
+/// and counts the mutations given up.
+#[test]
+fn fail_mode_and_refusal_reports_at_the_source_meta() {
+    let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
+    let mut step = |sim: &mut Sim, src: usize, m: Msg| {
+        let o = sim.msg(id(src), m);
+        durable.check(&o).unwrap();
+        o
+    };
+    let o = step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Skip });
+    assert_eq!(sends_to(&o, id(OPERATOR)), vec![Msg::SetFailModeReply { dupid: DUP, result: Ok(FailMode::Skip) }]);
+    let rec = sim.meta().dups[&DUP].clone();
+    assert_eq!((rec.fail_mode, rec.version, rec.status), (FailMode::Skip, 3, DupStatus::Log));
+    assert_eq!(meta_saves(&o).len(), 1);
+    assert_eq!(dup_updates(&o), vec![(id(A1), G, rec.entry(0)), (id(A2), P1, rec.entry(1))]);
+    assert_eq!(rec.entry(0).fail_mode, FailMode::Skip);
+    // The same mode again: no new version.
+    step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Skip });
+    assert_eq!(sim.meta().dups[&DUP].version, 3);
+    let o = step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP + 1, mode: FailMode::Slow });
+    assert!(matches!(&sends(&o)[..], [(to, Msg::SetFailModeReply { result: Err(_), .. })] if *to == id(OPERATOR)), "{o:?}");
+    assert!(meta_saves(&o).is_empty());
+    step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Slow });
+
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
+    let rejected = |from: Decree| DupProgress::Rejected { from, reason: "bad credentials".into() };
+    let o = step(&mut sim, A1, report(G, rejected(1)));
+    assert_eq!(meta_saves(&o).len(), 1, "the stall reason is not saved");
+    let rec = sim.meta().dups[&DUP].clone();
+    assert!(rec.stall.as_ref().is_some_and(|s| s.contains("bad credentials") && s.contains("partition 0")), "{:?}", rec.stall);
+    assert_eq!(rec.refusing, [0].into());
+    let o = step(&mut sim, A1, report(G, rejected(1)));
+    assert!(o.is_empty(), "a repeated refusal acted: {o:?}");
+    // Confirmed again: the stall clears.
+    let o = step(&mut sim, A1, report(G, DupProgress::Confirmed(3)));
+    assert_eq!(dup_updates(&o), vec![(id(A1), G, sim.meta().dups[&DUP].entry(0))]);
+    let rec = sim.meta().dups[&DUP].clone();
+    assert_eq!((rec.stall.clone(), rec.refusing.len(), rec.confirmed[&0]), (None, 0, 3));
+    // A late refusal of a batch confirmed since: ignored.
+    let o = step(&mut sim, A1, report(G, rejected(2)));
+    assert!(o.is_empty(), "{o:?}");
+    assert_eq!(sim.meta().dups[&DUP].stall, None);
+
+    // Skipped: confirmed moves on (saved, announced), the count grows, the stall clears.
+    step(&mut sim, A2, report(P1, rejected(1)));
+    assert_eq!(sim.meta().dups[&DUP].refusing, [1].into());
+    let o = step(&mut sim, A2, report(P1, DupProgress::Skipped { upto: 4, count: 4 }));
+    let rec = sim.meta().dups[&DUP].clone();
+    assert_eq!((rec.skipped, rec.confirmed[&1], rec.stall.clone(), rec.refusing.len()), (4, 4, None, 0));
+    assert_eq!(dup_updates(&o), vec![(id(A2), P1, rec.entry(1))]);
+    assert_eq!(meta_saves(&o).len(), 1);
+    // A repeat, or a report below the confirmed decree, counts nothing.
+    for upto in [4, 2] {
+        let o = step(&mut sim, A2, report(P1, DupProgress::Skipped { upto, count: 2 }));
+        assert!(o.is_empty(), "{o:?}");
+    }
+    assert_eq!(sim.meta().dups[&DUP].skipped, 4);
+    let o = step(&mut sim, A1, report(G, DupProgress::Skipped { upto: 5, count: 2 }));
+    assert_eq!(dup_updates(&o).len(), 1);
+    assert_eq!(sim.meta().dups[&DUP].skipped, 6);
+}
+
+/// The stall reason names a partition whose follower still refuses: partitions 0 and 1
+/// are refused, then 1 confirms again; 0 still refuses, so the reason must say so. (The
+/// meta server keeps the last reason set, "partition 1", until every refusing partition
+/// confirms: the operator is sent to a partition that is fine.)
+#[test]
+#[ignore = "core bug: after one of several refusing partitions confirms, the stall reason still names it"]
+fn the_stall_reason_names_a_partition_still_refusing() {
+    let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
+    for (src, gpid) in [(A1, G), (A2, P1)] {
+        let o = sim.msg(id(src), report(gpid, DupProgress::Rejected { from: 1, reason: "no".into() }));
+        durable.check(&o).unwrap();
+    }
+    let o = sim.msg(id(A2), report(P1, DupProgress::Confirmed(1)));
+    durable.check(&o).unwrap();
+    let rec = &sim.meta().dups[&DUP];
+    assert_eq!(rec.refusing, [0].into());
+    assert!(rec.stall.as_ref().is_some_and(|s| s.contains("partition 0")), "stall {:?} while partition 0 refuses", rec.stall);
+}
+
+/// Which partitions refuse is durable state (after a restart it decides when the stall
+/// clears), so every change to it is saved. Here: 0 and 1 refused, 1 confirmed, 1 refused
+/// again. The last refusal adds 1 back to `refusing` in memory but, the stall text being
+/// unchanged (see `the_stall_reason_names_a_partition_still_refusing`), saves nothing: a
+/// restarted meta server would clear the stall when 0 confirms while 1 still refuses (its
+/// duplicator reports a refusal once, not on every retry).
+#[test]
+#[ignore = "core bug: a Rejected report that leaves the stall text unchanged changes `refusing` without saving it"]
+fn every_change_of_the_refusing_partitions_is_saved() {
+    let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
+    let rejected = || DupProgress::Rejected { from: 2, reason: "no".into() };
+    for (src, m) in [(A1, report(G, rejected())), (A2, report(P1, rejected())), (A2, report(P1, DupProgress::Confirmed(1))), (A2, report(P1, rejected()))] {
+        let o = sim.msg(id(src), m);
+        durable.check(&o).unwrap();
+        let saved = &durable.saved.as_ref().unwrap().dups[&DUP];
+        let now = &sim.meta().dups[&DUP];
+        assert_eq!(saved.refusing, now.refusing, "refusing changed without a save");
     }
 }
 
@@ -1338,7 +1515,7 @@ impl World {
             return Err(format!("source decrees out of order at the follower: {reqs:?}"));
         }
         for e in f.log.values() {
-            if e.mutation.req > a.committed || e.mutation.value != value_of(e.mutation.req) {
+            if e.mutation.req > a.committed || !holds_source_value(&e.mutation) {
                 return Err(format!("the follower holds {e:?}, not committed on the source (committed {})", a.committed));
             }
         }
@@ -1395,7 +1572,8 @@ proptest! {
         let a = w.a1.part().clone();
         let f = w.b1.replica().parts[&F].clone();
         prop_assert_eq!(w.a1.dup().confirmed, a.committed, "not everything committed was confirmed");
-        prop_assert_eq!(f.value_at(f.committed), a.value_at(a.committed), "the follower did not converge");
+        prop_assert_eq!(reg(&f, f.committed), reg(&a, a.committed), "the follower did not converge");
+        prop_assert_eq!(f.data_at(f.committed), a.data_at(a.committed), "the follower's map did not converge");
         prop_assert_eq!(origin_reqs(&f).last().copied(), if a.committed == 0 { None } else { Some(a.committed) });
         let persisted = w.meta_a.meta().dups[&DUP].confirmed.get(&0).copied().unwrap_or(0);
         prop_assert_eq!(persisted, a.committed, "meta-A did not persist the last confirmation");

@@ -58,13 +58,13 @@ impl Prep {
         pc(self.ballot, self.claimed, &secs)
     }
     fn msg(&self) -> Msg {
-        Msg::Prepare { config: self.config(), decree: self.decree, entry: self.entry, committed: self.committed, base: self.base, retain: 0 }
+        Msg::Prepare { config: self.config(), decree: self.decree, entry: self.entry.clone(), committed: self.committed, base: self.base, retain: 0 }
     }
 }
 
 /// The mutation a consistent history holds at `decree`.
 fn history(decree: Decree) -> Mutation {
-    mutation(10, decree as ReqId, decree as Value)
+    mutation(10, decree, decree)
 }
 
 /// Arbitrary prepares. An entry's ballot is the prepare's, or (malformed) an older one;
@@ -139,8 +139,8 @@ fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), 
             prop_assert_eq!(*ballot, ap.config.ballot);
             if strict_mutation && *d == op.decree {
                 prop_assert_eq!(
-                    ap.log.get(d).map(|e| e.mutation),
-                    Some(op.entry.mutation),
+                    ap.log.get(d).map(|e| &e.mutation),
+                    Some(&op.entry.mutation),
                     "ACKed decree {} for a mutation it does not hold",
                     d
                 );
@@ -413,9 +413,9 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
         assert_eq!(part(sim.replica()).last_decree(), 5);
 
         let steps = if group_check_first {
-            vec![group_check.clone(), prepare(5, five)]
+            vec![group_check.clone(), prepare(5, five.clone())]
         } else {
-            vec![prepare(5, five), group_check.clone()]
+            vec![prepare(5, five.clone()), group_check.clone()]
         };
         let mut five_sent = false;
         for m in steps {
@@ -433,13 +433,13 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
             }
         }
         // The prepare of 4 fills the gap: both are logged and ACKed at ballot 2.
-        let o = sim.msg(id(2), prepare(4, four));
+        let o = sim.msg(id(2), prepare(4, four.clone()));
         durable.check(&o).unwrap();
         assert_eq!(ok_acks(&o), vec![(id(2), 2, 4), (id(2), 2, 5)]);
         let p = part(sim.replica());
         assert!(log_is_contiguous(p));
         let expected: BTreeMap<Decree, Entry> =
-            (1..=3).map(|d| (d, Entry { ballot: 1, mutation: history(d) })).chain([(4, four), (5, five)]).collect();
+            (1..=3).map(|d| (d, Entry { ballot: 1, mutation: history(d) })).chain([(4, four.clone()), (5, five.clone())]).collect();
         assert_eq!(p.log, expected);
         assert!(p.early.is_empty());
     }
@@ -487,7 +487,7 @@ fn new_ballot_truncation_keeps_the_committed_prefix_and_happens_once() {
     assert_eq!(p.committed, 2);
     // Entries of ballot 2 taken afterwards survive a later (duplicate) group check.
     let e3 = Entry { ballot: 2, mutation: mutation(11, 1, 30) };
-    let o = sim.msg(id(2), Msg::Prepare { config: new.clone(), decree: 3, entry: e3, committed: 2, base: 1, retain: 0 });
+    let o = sim.msg(id(2), Msg::Prepare { config: new.clone(), decree: 3, entry: e3.clone(), committed: 2, base: 1, retain: 0 });
     assert_eq!(ok_acks(&o), vec![(id(2), 2, 3)]);
     sim.msg(id(2), Msg::GroupCheck { config: new, committed: 2, base: 1, retain: 0 });
     assert_eq!(part(sim.replica()).log.get(&3), Some(&e3));
@@ -499,7 +499,8 @@ fn new_ballot_truncation_keeps_the_committed_prefix_and_happens_once() {
 
 #[derive(Clone, Debug)]
 enum POp {
-    Write { client: usize, req: ReqId, value: Value },
+    /// Write the register (`write(G, req, value)`).
+    Write { client: usize, req: ReqId, value: u8 },
     Ack { from: usize, ballot: Ballot, decree: Decree, ok: bool },
     Read { client: usize, req: ReqId },
 }
@@ -515,9 +516,9 @@ fn arb_pop(max_decree: Decree, ack_from: &'static [usize]) -> impl Strategy<Valu
 
 fn pop_msg(op: &POp) -> (usize, Msg) {
     match *op {
-        POp::Write { client, req, value } => (client, Msg::Write { gpid: G, req, value }),
+        POp::Write { client, req, value } => (client, write(G, req, value)),
         POp::Ack { from, ballot, decree, ok } => (from, Msg::PrepareAck { gpid: G, ballot, decree, ok }),
-        POp::Read { client, req } => (client, Msg::Read { gpid: G, req }),
+        POp::Read { client, req } => (client, read(G, req)),
     }
 }
 
@@ -534,8 +535,9 @@ impl PrimaryModel {
     fn fully_acked(&self, d: Decree, secs: &[usize]) -> bool {
         self.acks.get(&d).is_some_and(|a| secs.iter().all(|s| a.contains(s)))
     }
-    fn value_at(&self, d: Decree) -> Value {
-        self.value.range(..=d).next_back().map_or(0, |(_, v)| *v)
+    /// The register at decree `d` (`None`: never written).
+    fn value_at(&self, d: Decree) -> Option<Value> {
+        self.value.range(..=d).next_back().map(|(_, v)| v.clone())
     }
 }
 
@@ -559,7 +561,7 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
             .iter()
             .filter_map(|(dst, m)| match m {
                 Msg::Prepare { config, decree, entry, committed, base, retain } => {
-                    Some((*dst, *decree, *entry, config.clone(), *committed, *base, *retain))
+                    Some((*dst, *decree, entry.clone(), config.clone(), *committed, *base, *retain))
                 }
                 _ => None,
             })
@@ -582,15 +584,15 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                     // A new write: the next decree, prepared to every secondary at the ballot.
                     let d = bp.last_decree() + 1;
                     prop_assert_eq!(ap.last_decree(), d);
-                    let e = ap.log[&d];
-                    prop_assert_eq!(e.mutation, mutation(client, req, value));
+                    let e = ap.log[&d].clone();
+                    prop_assert_eq!(&e.mutation, &mutation(client, req, value));
                     prop_assert_eq!(e.ballot, ap.config.ballot);
                     let mut to: Vec<Id> = prepares.iter().map(|p| p.0).collect();
                     to.sort();
                     prop_assert_eq!(to, SECS.iter().map(|s| id(*s)).collect::<Vec<_>>());
                     for (_, pd, pe, pcfg, pcommitted, pbase, pretain) in &prepares {
                         prop_assert_eq!(*pd, d);
-                        prop_assert_eq!(*pe, e);
+                        prop_assert_eq!(pe, &e);
                         prop_assert_eq!(pcfg, &ap.config);
                         prop_assert_eq!(*pcommitted, bp.committed);
                         // A bootstrapped primary never adopted its ballot: base 0.
@@ -599,7 +601,7 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                         prop_assert_eq!(*pretain, Decree::MAX);
                     }
                     model.decree_of.insert((client, req), d);
-                    model.value.insert(d, value);
+                    model.value.insert(d, val(value));
                     model.acks.insert(d, BTreeSet::new());
                 }
             }
@@ -614,8 +616,8 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(replies.len(), 1, "read not answered (no barrier on a bootstrapped primary)");
                 let expected = model.value_at(ap.committed);
                 prop_assert!(
-                    matches!(replies[0].1, Msg::ReadReply { req: r, result: Ok(v), .. } if r == req && v == expected),
-                    "read returned {:?}, committed value is {}",
+                    matches!(&replies[0].1, Msg::ReadReply { req: r, result: Ok(v), .. } if *r == req && *v == expected),
+                    "read returned {:?}, committed value is {:?}",
                     replies[0].1,
                     expected
                 );
@@ -679,20 +681,20 @@ fn primary_write_commit_rules_catch_commit_without_all_acks() {
 #[test]
 fn primary_duplicate_write_gets_no_second_decree() {
     let (mut sim, _) = Sim::start(replica_node(vec![pc(1, Some(R), &[2])], Bugs::none()), id(R), None);
-    let o = sim.msg(id(10), Msg::Write { gpid: G, req: 1, value: 7 });
+    let o = sim.msg(id(10), write(G, 1, 7));
     assert_eq!(sends_to(&o, id(2)).len(), 1);
     // Retry before commit: no new decree, no prepare, no answer yet.
-    let o = sim.msg(id(10), Msg::Write { gpid: G, req: 1, value: 7 });
+    let o = sim.msg(id(10), write(G, 1, 7));
     assert!(sends(&o).is_empty(), "{o:?}");
     assert_eq!(part(sim.replica()).last_decree(), 1);
     // Another client's request 1 is a different write.
-    sim.msg(id(11), Msg::Write { gpid: G, req: 1, value: 8 });
+    sim.msg(id(11), write(G, 1, 8));
     assert_eq!(part(sim.replica()).last_decree(), 2);
     // The commit answers the client once.
     let o = sim.msg(id(2), Msg::PrepareAck { gpid: G, ballot: 1, decree: 1, ok: true });
     assert_eq!(sends_to(&o, id(10)), vec![Msg::WriteReply { gpid: G, req: 1, result: Ok(()) }]);
     // A retry after commit: answered at once, still one decree.
-    let o = sim.msg(id(10), Msg::Write { gpid: G, req: 1, value: 7 });
+    let o = sim.msg(id(10), write(G, 1, 7));
     assert_eq!(sends(&o), vec![(id(10), Msg::WriteReply { gpid: G, req: 1, result: Ok(()) })]);
     assert_eq!(part(sim.replica()).last_decree(), 2);
 }
@@ -712,7 +714,7 @@ fn storage_with_log(n: Decree, k: Decree, incarnation: u32) -> ReplicaStorage {
 enum BOp {
     Read { client: usize, req: ReqId },
     Ack { from: usize, ballot: Ballot, decree: Decree, ok: bool },
-    Write { client: usize, value: Value },
+    Write { client: usize, value: u8 },
 }
 
 proptest! {
@@ -748,8 +750,8 @@ proptest! {
         prop_assert_eq!(p.read_barrier, n);
         prop_assert_eq!(p.base, n);
         for d in 1..=n {
-            let e = p.log[&d];
-            prop_assert_eq!(e.mutation, history(d));
+            let e = p.log[&d].clone();
+            prop_assert_eq!(&e.mutation, &history(d));
             prop_assert_eq!(e.ballot, if d <= k { 1 } else { 2 }, "decree {} has the wrong ballot", d);
         }
         for t in &secs {
@@ -765,7 +767,7 @@ proptest! {
                     prop_assert_eq!(*retain, Decree::MAX);
                     prop_assert_eq!(*committed, k);
                     prop_assert_eq!(*base, n);
-                    prop_assert_eq!(*entry, Entry { ballot: 2, mutation: history(*decree) });
+                    prop_assert_eq!(entry, &Entry { ballot: 2, mutation: history(*decree) });
                     prepared.push(*decree);
                 }
             }
@@ -779,11 +781,11 @@ proptest! {
         let mut acks: BTreeMap<Decree, BTreeSet<usize>> = BTreeMap::new();
         // Identical (client, req) reads waiting at once are one request.
         let mut pending: BTreeSet<(usize, ReqId)> = BTreeSet::new();
-        let mut values: BTreeMap<Decree, Value> = (1..=n).map(|d| (d, history(d).value)).collect();
+        let mut values: BTreeMap<Decree, Value> = (1..=n).map(|d| (d, val(d))).collect();
         for op in &ops {
             let bp = part(sim.replica()).clone();
             let o = match *op {
-                BOp::Read { client, req } => sim.msg(id(client), Msg::Read { gpid: G, req }),
+                BOp::Read { client, req } => sim.msg(id(client), read(G, req)),
                 BOp::Ack { from, ballot, decree, ok } => {
                     if ok && ballot == 2 && secs.contains(&from) && bp.log.contains_key(&decree) && decree > bp.committed {
                         acks.entry(decree).or_default().insert(from);
@@ -791,9 +793,9 @@ proptest! {
                     sim.msg(id(from), Msg::PrepareAck { gpid: G, ballot, decree, ok })
                 }
                 BOp::Write { client, value } => {
-                    let o = sim.msg(id(client), Msg::Write { gpid: G, req: 1, value });
+                    let o = sim.msg(id(client), write(G, 1, value));
                     if part(sim.replica()).last_decree() > bp.last_decree() {
-                        values.insert(part(sim.replica()).last_decree(), value);
+                        values.insert(part(sim.replica()).last_decree(), val(value));
                         acks.insert(part(sim.replica()).last_decree(), BTreeSet::new());
                     }
                     o
@@ -809,7 +811,7 @@ proptest! {
             for d in bp.committed + 1..=ap.committed {
                 prop_assert!(acks.get(&d).is_some_and(|a| secs.iter().all(|s| a.contains(s))), "decree {} committed early", d);
             }
-            let read_replies: Vec<Result<Value, ErrorCode>> = sends(&o)
+            let read_replies: Vec<Result<Option<Value>, ErrorCode>> = sends(&o)
                 .into_iter()
                 .filter_map(|(_, m)| match m {
                     Msg::ReadReply { result, .. } => Some(result),
@@ -824,9 +826,9 @@ proptest! {
             } else {
                 prop_assert_eq!(read_replies.len(), pending.len(), "pending reads not answered once the barrier was reached");
                 pending.clear();
-                let v = values.range(..=ap.committed).next_back().map_or(0, |(_, v)| *v);
+                let v = values.range(..=ap.committed).next_back().map(|(_, v)| v.clone());
                 for r in read_replies {
-                    prop_assert_eq!(r, Ok(v));
+                    prop_assert_eq!(r, Ok(v.clone()));
                 }
             }
         }
@@ -836,8 +838,8 @@ proptest! {
 #[test]
 fn primary_staying_primary_under_a_new_ballot_reprepares_and_keeps_waiting_clients() {
     let (mut sim, _) = Sim::start(replica_node(vec![pc(1, Some(R), &[2, 3])], Bugs::none()), id(R), None);
-    sim.msg(id(10), Msg::Write { gpid: G, req: 1, value: 5 });
-    sim.msg(id(11), Msg::Write { gpid: G, req: 1, value: 6 });
+    sim.msg(id(10), write(G, 1, 5));
+    sim.msg(id(11), write(G, 1, 6));
     // 3 died: the meta commits ballot 2 without it.
     let new = pc(2, Some(R), &[2]);
     let o = sim.msg(id(META), Msg::ConfigUpdate { config: new.clone(), incarnation: 1 });
@@ -881,7 +883,7 @@ fn arb_storage() -> impl Strategy<Value = ReplicaStorage> {
             let collected = d.committed * s_frac / 100;
             for (dec, e) in log.range(..=collected) {
                 d.snapshot.decree = *dec;
-                d.snapshot.value = e.mutation.value;
+                e.mutation.op.apply(&mut d.snapshot.data);
                 let last = d.snapshot.last_req.entry(e.mutation.client).or_insert(0);
                 *last = (*last).max(e.mutation.req);
             }
@@ -930,9 +932,9 @@ proptest! {
 
         // Inactive: no writes, no reads, no prepares.
         for g in st.parts.keys() {
-            let o = sim.msg(id(10), Msg::Write { gpid: *g, req: 1, value: 1 });
+            let o = sim.msg(id(10), write(*g, 1, 1));
             prop_assert_eq!(sends(&o), vec![(id(10), Msg::WriteReply { gpid: *g, req: 1, result: Err(ErrorCode::NotPrimary) })]);
-            let o = sim.msg(id(10), Msg::Read { gpid: *g, req: 2 });
+            let o = sim.msg(id(10), read(*g, 2));
             prop_assert_eq!(sends(&o), vec![(id(10), Msg::ReadReply { gpid: *g, req: 2, result: Err(ErrorCode::NotPrimary) })]);
             let ballot = s.parts[g].config.ballot;
             let config = pcg(*g, ballot, Some(2), &[R]);
@@ -976,9 +978,9 @@ fn durable_state_backs_every_claim_on_commit_and_demotion() {
     let mut durable = DurableReplica::default();
     durable.check(&o).unwrap();
     for (src, m) in [
-        (10, Msg::Write { gpid: G, req: 1, value: 5 }),
+        (10, write(G, 1, 5)),
         (2, Msg::PrepareAck { gpid: G, ballot: 1, decree: 1, ok: true }),
-        (11, Msg::Write { gpid: G, req: 1, value: 6 }),
+        (11, write(G, 1, 6)),
         (META, Msg::ConfigUpdate { config: pc(2, Some(2), &[R]), incarnation: 1 }),
     ] {
         let o = sim.msg(id(src), m);

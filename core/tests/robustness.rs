@@ -38,8 +38,28 @@ fn arb_config() -> impl Strategy<Value = PartitionConfig> {
     )
 }
 
+/// A key or a value: mostly one of a few (so keys collide), sometimes any short bytes.
+fn arb_bytes() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        6 => prop::sample::select(vec![K, "a", "", "1"]).prop_map(Bytes::from),
+        1 => prop::collection::vec(any::<u8>(), 0..6).prop_map(Bytes::from),
+    ]
+}
+
+fn arb_map() -> impl Strategy<Value = BTreeMap<Key, Value>> {
+    prop::collection::btree_map(arb_bytes(), arb_bytes(), 0..3)
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (arb_bytes(), arb_bytes()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => arb_bytes().prop_map(Op::Del),
+        1 => arb_map().prop_map(Op::Load),
+    ]
+}
+
 fn arb_mutation() -> impl Strategy<Value = Mutation> {
-    (arb_id(), arb_u32(), arb_u8()).prop_map(|(client, req, value)| Mutation { client, req, value })
+    (arb_id(), arb_u32(), arb_op()).prop_map(|(client, req, op)| Mutation { client, req, op })
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
@@ -61,25 +81,45 @@ fn arb_dup_status() -> impl Strategy<Value = DupStatus> {
     prop::sample::select(vec![DupStatus::Init, DupStatus::Prepare, DupStatus::App, DupStatus::Log, DupStatus::Pause, DupStatus::Removed])
 }
 
+fn arb_fail_mode() -> impl Strategy<Value = FailMode> {
+    prop::sample::select(vec![FailMode::Slow, FailMode::Skip])
+}
+
 fn arb_dup_entry() -> impl Strategy<Value = DupEntry> {
-    (arb_dup_status(), arb_id(), arb_u8(), arb_u32(), arb_u32()).prop_map(|(status, remote_meta, remote_table, version, confirmed)| DupEntry {
-        status,
-        remote_meta,
-        remote_table,
-        version,
-        confirmed,
-    })
+    (arb_dup_status(), arb_id(), arb_u8(), arb_u32(), arb_fail_mode(), arb_u32()).prop_map(
+        |(status, remote_meta, remote_table, version, fail_mode, confirmed)| DupEntry {
+            status,
+            remote_meta,
+            remote_table,
+            version,
+            fail_mode,
+            confirmed,
+        },
+    )
 }
 
 fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
-    (arb_u32(), arb_u8(), prop::collection::btree_map(arb_id(), arb_u32(), 0..3))
-        .prop_map(|(decree, value, last_req)| Snapshot { decree, value, last_req })
+    (arb_u32(), arb_map(), prop::collection::btree_map(arb_id(), arb_u32(), 0..3))
+        .prop_map(|(decree, data, last_req)| Snapshot { decree, data, last_req })
 }
 
 fn arb_dup_record() -> impl Strategy<Value = DupRecord> {
-    (arb_u8(), arb_u8(), arb_dup_status(), arb_u32(), arb_id(), prop::collection::btree_map(arb_u8(), arb_u32(), 0..3)).prop_map(
-        |(dupid, table, status, version, remote_meta, confirmed)| DupRecord { dupid, table, status, version, remote_meta, confirmed, ..a_dup_record() },
+    (
+        (arb_u8(), arb_u8(), arb_dup_status(), arb_u32(), arb_id()),
+        (prop::collection::btree_map(arb_u8(), arb_u32(), 0..3), arb_fail_mode(), arb_u32(), prop::collection::btree_set(arb_u8(), 0..2)),
     )
+        .prop_map(|((dupid, table, status, version, remote_meta), (confirmed, fail_mode, skipped, refusing))| DupRecord {
+            dupid,
+            table,
+            status,
+            version,
+            remote_meta,
+            confirmed,
+            fail_mode,
+            skipped,
+            refusing,
+            ..a_dup_record()
+        })
 }
 
 fn arb_dup_ident() -> impl Strategy<Value = DupIdent> {
@@ -96,10 +136,12 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         1 => arb_gpid().prop_map(|gpid| Msg::QueryConfig { gpid }),
         1 => (arb_gpid(), prop::option::of(arb_config()), prop::option::of(arb_u32()))
             .prop_map(|(gpid, config, incarnation)| Msg::QueryConfigReply { gpid, config, incarnation }),
-        1 => (arb_gpid(), arb_u32(), arb_u8()).prop_map(|(gpid, req, value)| Msg::Write { gpid, req, value }),
+        1 => (arb_gpid(), arb_u32(), arb_bytes(), prop::option::weighted(0.7, arb_bytes()))
+            .prop_map(|(gpid, req, key, value)| Msg::Write { gpid, req, key, value }),
         1 => (arb_gpid(), arb_u32(), prop::result::maybe_ok(Just(()), arb_err())).prop_map(|(gpid, req, result)| Msg::WriteReply { gpid, req, result }),
-        1 => (arb_gpid(), arb_u32()).prop_map(|(gpid, req)| Msg::Read { gpid, req }),
-        1 => (arb_gpid(), arb_u32(), prop::result::maybe_ok(arb_u8(), arb_err())).prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
+        1 => (arb_gpid(), arb_u32(), arb_bytes()).prop_map(|(gpid, req, key)| Msg::Read { gpid, req, key }),
+        1 => (arb_gpid(), arb_u32(), prop::result::maybe_ok(prop::option::of(arb_bytes()), arb_err()))
+            .prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
         1 => arb_u32().prop_map(|incarnation| Msg::Register { incarnation }),
         1 => (arb_config(), arb_u32()).prop_map(|(config, incarnation)| Msg::ConfigUpdate { config, incarnation }),
         1 => (arb_config(), arb_id(), arb_u32()).prop_map(|(config, node, incarnation)| Msg::AddSecondary { config, node, incarnation }),
@@ -122,6 +164,8 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
                 arb_u32().prop_map(DupProgress::Applied),
                 arb_u32().prop_map(DupProgress::Confirmed),
                 arb_reason().prop_map(DupProgress::Refused),
+                (arb_u32(), arb_reason()).prop_map(|(from, reason)| DupProgress::Rejected { from, reason }),
+                (arb_u32(), arb_u32()).prop_map(|(upto, count)| DupProgress::Skipped { upto, count }),
             ])
             .prop_map(|(gpid, dupid, progress)| Msg::DupReport { gpid, dupid, progress }),
         1 => (arb_dup_ident(), arb_u8(), arb_u8(), arb_u8())
@@ -130,8 +174,8 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
             .prop_map(|(source, result)| Msg::CreateFollowerReply { source, result }),
         1 => arb_u8().prop_map(|table| Msg::QueryFollower { table }),
         1 => (arb_u8(), prop::collection::vec(arb_config(), 0..3)).prop_map(|(table, configs)| Msg::QueryFollowerReply { table, configs }),
-        1 => (arb_gpid(), arb_id(), arb_u32(), arb_u8()).prop_map(|(gpid, origin, decree, value)| Msg::Checkpoint { gpid, origin, decree, value }),
-        2 => (arb_gpid(), arb_id(), prop::collection::vec((arb_u32(), arb_u8()), 0..4))
+        1 => (arb_gpid(), arb_id(), arb_u32(), arb_map()).prop_map(|(gpid, origin, decree, data)| Msg::Checkpoint { gpid, origin, decree, data }),
+        2 => (arb_gpid(), arb_id(), prop::collection::vec((arb_u32(), arb_op()), 0..4))
             .prop_map(|(gpid, origin, entries)| Msg::Ship { gpid, origin, entries }),
         2 => (arb_gpid(), arb_u32(), prop_oneof![Just(Ok(())), Just(Err(None)), arb_reason().prop_map(|r| Err(Some(r)))])
             .prop_map(|(gpid, decree, result)| Msg::ApplyReply { gpid, decree, result }),
@@ -145,6 +189,8 @@ fn arb_msg() -> impl Strategy<Value = Msg> {
         1 => (arb_u8(), prop::result::maybe_ok(arb_u8(), arb_reason())).prop_map(|(table, result)| Msg::AddDupReply { table, result }),
         2 => (arb_u8(), arb_dup_status()).prop_map(|(dupid, status)| Msg::ModifyDup { dupid, status }),
         1 => (arb_u8(), prop::result::maybe_ok(arb_dup_status(), arb_reason())).prop_map(|(dupid, result)| Msg::ModifyDupReply { dupid, result }),
+        1 => (arb_u8(), arb_fail_mode()).prop_map(|(dupid, mode)| Msg::SetFailMode { dupid, mode }),
+        1 => (arb_u8(), prop::result::maybe_ok(arb_fail_mode(), arb_reason())).prop_map(|(dupid, result)| Msg::SetFailModeReply { dupid, result }),
         1 => Just(Msg::QueryCluster),
         1 => (
             prop::collection::vec(arb_config(), 0..3),
@@ -212,6 +258,8 @@ fn a_dup_record() -> DupRecord {
         remote_table: 2,
         remote_replica_count: 1,
         fail_mode: FailMode::Slow,
+        skipped: 0,
+        refusing: BTreeSet::new(),
         checkpoints: BTreeMap::new(),
         applied: BTreeSet::new(),
         confirmed: BTreeMap::new(),
@@ -253,7 +301,7 @@ fn replicas() -> Vec<Sim> {
         // Recovered with a log: 1..=3, committed 2.
         let (mut sim, _) = Sim::start(Node::Replica(cfg.clone()), id(2), None);
         for d in 1..=3 {
-            let entry = Entry { ballot: 1, mutation: mutation(10, d as ReqId, d as Value) };
+            let entry = Entry { ballot: 1, mutation: mutation(10, d, d) };
             sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: d, entry, committed: 2, base: 0, retain: 0 });
         }
         let st = replica_saves(&sim.msg(id(1), Msg::Prepare {
@@ -278,7 +326,7 @@ fn clients() -> Vec<Sim> {
             let cfg = petrel_core::client::ClientCfg {
                 meta: id(0),
                 gpid: G,
-                ops: vec![ClientOp::Put(1), ClientOp::Get],
+                ops: vec![ClientOp::put(K, "1"), ClientOp::get(K), ClientOp::del(K)],
                 max_attempts: 2,
                 request_timeout,
                 bugs: Bugs::none(),
@@ -505,7 +553,11 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
         let c = config_at(b);
         (usize::from(c.primary.unwrap()), c)
     });
-    let entry = (0u32..4, 10usize..12, 1u8..3).prop_map(|(b, c, v)| Entry { ballot: b, mutation: mutation(c, ReqId::from(v), v) });
+    // A write of the register, or (value 0) its deletion.
+    let entry = (0u32..4, 10usize..12, 0u8..3).prop_map(|(b, c, v)| {
+        let op = if v == 0 { Op::Del(k()) } else { put(v) };
+        Entry { ballot: b, mutation: mutation_op(c, ReqId::from(v), op) }
+    });
     // The primary's retain bound: everything (no duplication) or a small confirmed decree.
     let retain = prop_oneof![2 => Just(Decree::MAX), 1 => 0u32..6];
     let step = prop_oneof![
@@ -525,7 +577,7 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
                 let mut snapshot = Snapshot::default();
                 for (d, e) in all.range(..=collected) {
                     snapshot.decree = *d;
-                    snapshot.value = e.mutation.value;
+                    e.mutation.op.apply(&mut snapshot.data);
                     let last = snapshot.last_req.entry(e.mutation.client).or_insert(0);
                     *last = (*last).max(e.mutation.req);
                 }
@@ -539,7 +591,8 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
             .prop_map(|(n, ballot, decree)| Step::Msg(id(n), Msg::PrepareAck { gpid: G, ballot, decree, ok: true })),
         1 => (prop::sample::select(vec![2usize, 3, 4]), 0u32..6, 0u32..6)
             .prop_map(|(n, ballot, learned)| Step::Msg(id(n), Msg::LearnDone { gpid: G, ballot, learned })),
-        2 => (10usize..12, 1u32..3, 1u8..3).prop_map(|(c, req, value)| Step::Msg(id(c), Msg::Write { gpid: G, req, value })),
+        2 => (10usize..12, 1u32..3, prop::option::weighted(0.8, 1u8..3))
+            .prop_map(|(c, req, value)| Step::Msg(id(c), Msg::Write { gpid: G, req, key: k(), value: value.map(val) })),
         1 => (1usize..5, 1u32..3).prop_map(|(n, incarnation)| Step::Msg(id(n), Msg::PeerDown { incarnation })),
     ];
     prop::collection::vec(step, 1..50)
@@ -594,7 +647,7 @@ fn extreme_values_never_panic() {
     sim.msg(id(1), Msg::Learn { config: pc(2, Some(1), &[2, 3]), snapshot: Snapshot::default(), log: BTreeMap::new(), committed: u32::MAX, retain: 0 });
     assert_eq!(sim.replica().parts[&G].committed, 0, "the commit point is clamped to the learned log");
     sim.msg(id(0), Msg::ConfigUpdate { config: pc(3, Some(4), &[]), incarnation: 1 });
-    sim.msg(id(5), Msg::Write { gpid: G, req: 1, value: 1 });
+    sim.msg(id(5), write(G, 1, 1));
 
     // A primary at ballot u32::MAX whose learner catches up.
     let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(1), None);

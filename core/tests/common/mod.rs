@@ -33,8 +33,47 @@ pub fn pcg(gpid: Gpid, ballot: Ballot, primary: Option<usize>, secs: &[usize]) -
     PartitionConfig { gpid, ballot, primary: primary.map(id), secondaries, max_replica_count: 3 }
 }
 
-pub fn mutation(client: usize, req: ReqId, value: Value) -> Mutation {
-    Mutation { client: id(client), req, value }
+/// The key of the tests that treat a partition as one register (the model before keys):
+/// "the register's value n" is key `K` set to the text of n; "never written" is absent.
+pub const K: &str = "k";
+
+/// The key `K`.
+pub fn k() -> Key {
+    Key::from(K)
+}
+
+/// The text of `n` as a value (`val(7)` is "7").
+pub fn val(n: impl std::fmt::Display) -> Value {
+    Value::from(n.to_string().into_bytes())
+}
+
+/// Set the register: `Put(K, val(n))`.
+pub fn put(n: impl std::fmt::Display) -> Op {
+    Op::Put(k(), val(n))
+}
+
+/// A client's write of the register (`Put(K, val(n))`).
+pub fn mutation(client: usize, req: ReqId, n: impl std::fmt::Display) -> Mutation {
+    mutation_op(client, req, put(n))
+}
+
+pub fn mutation_op(client: usize, req: ReqId, op: Op) -> Mutation {
+    Mutation { client: id(client), req, op }
+}
+
+/// A client's `Write` of the register: key `K`, value `val(n)`.
+pub fn write(gpid: Gpid, req: ReqId, n: impl std::fmt::Display) -> Msg {
+    Msg::Write { gpid, req, key: k(), value: Some(val(n)) }
+}
+
+/// A client's `Read` of the register (key `K`).
+pub fn read(gpid: Gpid, req: ReqId) -> Msg {
+    Msg::Read { gpid, req, key: k() }
+}
+
+/// The register's value at decree `d` of a replica (`None`: never written, or deleted).
+pub fn reg(p: &petrel_core::replica::Part, d: Decree) -> Option<Value> {
+    p.read(&k(), d)
 }
 
 pub fn replica_cfg(bootstrap: Vec<PartitionConfig>, bugs: Bugs) -> ReplicaCfg {
@@ -112,7 +151,7 @@ pub fn log_is_contiguous(p: &petrel_core::replica::Part) -> bool {
 /// state holds, a `Learn` claims no more than the saved commit point, a `Register` names
 /// the saved incarnation, a write's success (a client's `WriteReply`, a follower's
 /// `ApplyReply`) names a mutation the saved state holds committed, and a `Ship` carries
-/// only mutations the saved state holds committed, with their values.
+/// only mutations the saved state holds committed, with their operations.
 #[derive(Default, Debug, Clone)]
 pub struct DurableReplica {
     pub saved: Option<ReplicaStorage>,
@@ -150,7 +189,7 @@ impl DurableReplica {
             }
             Msg::Prepare { config, decree, entry, .. } => {
                 let p = part(&config.gpid).ok_or_else(|| format!("prepare of {decree} with nothing saved"))?;
-                if p.log.get(decree).map(|e| e.mutation) != Some(entry.mutation) {
+                if p.log.get(decree).map(|e| &e.mutation) != Some(&entry.mutation) {
                     return Err(format!("prepare of decree {decree} ({entry:?}) before the primary saved it: {p:?}"));
                 }
                 if p.config.ballot != config.ballot {
@@ -197,7 +236,7 @@ impl DurableReplica {
                 // The source partition has the follower partition's index.
                 let saved = self.saved.as_ref().ok_or("ship with nothing saved")?;
                 let backed = saved.parts.iter().filter(|(g, _)| g.partition == gpid.partition).any(|(_, p)| {
-                    entries.iter().all(|(d, v)| *d <= p.committed && p.log.get(d).map(|e| e.mutation.value) == Some(*v))
+                    entries.iter().all(|(d, op)| *d <= p.committed && p.log.get(d).map(|e| &e.mutation.op) == Some(op))
                 });
                 if !backed {
                     return Err(format!("ship of {entries:?} to {dst:?} not committed in the saved log: {saved:?}"));

@@ -115,9 +115,9 @@ pub struct DupRecord {
     pub confirmed: BTreeMap<u8, Decree>,
     /// Source mutations given up under `FailMode::Skip` (the follower refused them).
     pub skipped: u32,
-    /// Partitions whose follower refuses shipped mutations (the stall reason says why)
-    /// until one of their batches is confirmed again.
-    pub refusing: BTreeSet<u8>,
+    /// Partitions whose follower refuses shipped mutations, with the follower's reason,
+    /// until one of their batches is confirmed again. The stall names the lowest.
+    pub refusing: BTreeMap<u8, String>,
     /// Create-follower requests sent without an answer.
     pub create_attempts: u8,
     /// Why the duplication cannot progress (shown to the operator), if it cannot.
@@ -125,6 +125,17 @@ pub struct DupRecord {
 }
 
 impl DupRecord {
+    /// The stall while followers refuse mutations: derived from `refusing`, so it always
+    /// names a partition that still refuses, with that partition's own reason.
+    pub fn refusal_stall(&self) -> Option<String> {
+        let (p, reason) = self.refusing.iter().next()?;
+        let more = match self.refusing.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        Some(format!("follower refused mutations of partition {p}{more}: {reason}"))
+    }
+
     /// What the primary of `partition` needs to know.
     pub fn entry(&self, partition: u8) -> DupEntry {
         DupEntry {

@@ -328,7 +328,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                         remote_replica_count,
                         fail_mode: FailMode::Slow,
                         skipped: 0,
-                        refusing: BTreeSet::new(),
+                        refusing: BTreeMap::new(),
                         checkpoints: BTreeMap::new(),
                         applied: BTreeSet::new(),
                         confirmed: BTreeMap::new(),
@@ -508,8 +508,8 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
             }
             *known = decree;
             // The follower accepts this partition's mutations again.
-            if rec.refusing.remove(&gpid.partition) && rec.refusing.is_empty() {
-                rec.stall = None;
+            if rec.refusing.remove(&gpid.partition).is_some() {
+                rec.stall = rec.refusal_stall();
             }
             // Persisted before the primary hears it: only then may replicas collect the log.
             persist(s, o);
@@ -522,9 +522,8 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
             }
             *known = upto;
             rec.skipped = rec.skipped.saturating_add(count);
-            rec.refusing.remove(&gpid.partition);
-            if rec.refusing.is_empty() {
-                rec.stall = None;
+            if rec.refusing.remove(&gpid.partition).is_some() {
+                rec.stall = rec.refusal_stall();
             }
             persist(s, o);
             sync_dups(s, gpid, o);
@@ -535,9 +534,11 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 && !cfg.bugs.has(Bug::DupLogRefusalSilent) =>
         {
             // Until a batch of this partition is confirmed again.
-            rec.refusing.insert(gpid.partition);
-            let stall = Some(format!("follower refused mutations of partition {}: {reason}", gpid.partition));
-            if rec.stall != stall {
+            let known = rec.refusing.insert(gpid.partition, reason.clone()).as_ref() == Some(&reason);
+            let stall = rec.refusal_stall();
+            // Which partitions refuse is durable state: a restarted meta server must not
+            // clear the stall while one of them still refuses.
+            if !known || rec.stall != stall {
                 rec.stall = stall;
                 persist(s, o);
             }

@@ -109,8 +109,9 @@ impl Bytes {
                     rest = more;
                 }
                 [b'x', h, l, more @ ..] => {
-                    let hex = std::str::from_utf8(&[*h, *l]).ok().and_then(|s| u8::from_str_radix(s, 16).ok())?;
-                    out.push(hex);
+                    // Exactly two hex digits: from_str_radix alone would take "+1".
+                    let digit = |c: u8| (c as char).to_digit(16);
+                    out.push((digit(*h)? * 16 + digit(*l)?) as u8);
                     rest = more;
                 }
                 _ => return None,

@@ -655,7 +655,6 @@ fn bytes_from_text_refuses_malformed_escapes() {
 /// accepts a leading `+`, so `from_text` parses `\x+1` as byte 1 and `\x+f` as 15: the
 /// text form is not unique, and a malformed escape is accepted.)
 #[test]
-#[ignore = "core bug: Bytes::from_text accepts \\x+N (u8::from_str_radix takes a leading '+')"]
 fn bytes_from_text_refuses_a_signed_escape() {
     for t in ["\\x+1", "\\x+f", "a\\x+0"] {
         assert_eq!(Bytes::from_text(t), None, "{t:?} parsed");

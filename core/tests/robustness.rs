@@ -106,7 +106,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
 fn arb_dup_record() -> impl Strategy<Value = DupRecord> {
     (
         (arb_u8(), arb_u8(), arb_dup_status(), arb_u32(), arb_id()),
-        (prop::collection::btree_map(arb_u8(), arb_u32(), 0..3), arb_fail_mode(), arb_u32(), prop::collection::btree_set(arb_u8(), 0..2)),
+        (prop::collection::btree_map(arb_u8(), arb_u32(), 0..3), arb_fail_mode(), arb_u32(), prop::collection::btree_map(arb_u8(), ".{0,8}", 0..2)),
     )
         .prop_map(|((dupid, table, status, version, remote_meta), (confirmed, fail_mode, skipped, refusing))| DupRecord {
             dupid,
@@ -259,7 +259,7 @@ fn a_dup_record() -> DupRecord {
         remote_replica_count: 1,
         fail_mode: FailMode::Slow,
         skipped: 0,
-        refusing: BTreeSet::new(),
+        refusing: BTreeMap::new(),
         checkpoints: BTreeMap::new(),
         applied: BTreeSet::new(),
         confirmed: BTreeMap::new(),

@@ -364,7 +364,7 @@ mod tests {
             applied: BTreeSet::from([0]),
             confirmed: BTreeMap::from([(0, 9)]),
             skipped: 0,
-            refusing: BTreeSet::new(),
+            refusing: Default::default(),
             create_attempts: 0,
             stall: stall.map(str::to_string),
         }

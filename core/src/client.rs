@@ -23,7 +23,19 @@ pub struct ClientCfg {
     /// Arm a per-request deadline. The model disables it in scenarios where failure
     /// notifications already end every wait, to keep the state space small.
     pub request_timeout: Option<Duration>,
+    /// The number of the first request; the others follow on. Replicas deduplicate writes
+    /// by (client id, request number) and keep the highest number per id, so a node
+    /// client may reuse an id for a new actor that starts above every number the id has
+    /// used (its dedup entry is then one per id, not one per call). The model uses 1.
+    pub first_req: ReqId,
     pub bugs: Bugs,
+}
+
+impl ClientCfg {
+    /// The request number of operation `op`.
+    pub fn req_of(&self, op: u8) -> ReqId {
+        self.first_req.saturating_add(ReqId::from(op))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -78,7 +90,7 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
         s.phase = Phase::Done;
         return;
     };
-    let req = ReqId::from(s.op) + 1;
+    let req = cfg.req_of(s.op);
     s.sent = true;
     s.phase = Phase::Sent { target, incarnation: s.incarnation };
     let gpid = cfg.gpid;
@@ -154,7 +166,7 @@ fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, dead
 }
 
 pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut Out<Node>) {
-    let expected_req = ReqId::from(s.op) + 1;
+    let expected_req = cfg.req_of(s.op);
     let (sent_to, life) = match s.phase {
         Phase::Sent { target, incarnation } => (Some(target), incarnation),
         _ => (None, None),

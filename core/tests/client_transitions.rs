@@ -20,6 +20,7 @@ fn client_cfg(max_attempts: u8, timeout: bool, bugs: Bugs) -> ClientCfg {
         ops: vec![ClientOp::put(K, "5"), ClientOp::get(K), ClientOp::put(K, "6")],
         max_attempts,
         request_timeout: timeout.then(|| Duration::from_secs(1)),
+        first_req: 1,
         bugs,
     }
 }

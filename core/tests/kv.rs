@@ -576,6 +576,7 @@ fn the_client_puts_gets_and_deletes_keys() {
         ops: vec![ClientOp::put("a", "1"), ClientOp::get("a"), ClientOp::get("b"), ClientOp::del("a"), ClientOp::get("a")],
         max_attempts: 2,
         request_timeout: None,
+        first_req: 1,
         bugs: Bugs::none(),
     };
     let mut net = Net::pair(false);

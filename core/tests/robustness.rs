@@ -312,6 +312,7 @@ fn clients() -> Vec<Sim> {
                 ops: vec![ClientOp::put(K, "1"), ClientOp::get(K), ClientOp::del(K)],
                 max_attempts: 2,
                 request_timeout,
+                first_req: 1,
                 bugs: Bugs::none(),
             };
             Sim::start(Node::Client(cfg), id(30), None).0

@@ -20,14 +20,17 @@
 //!
 //! **What a call costs.** A [`Client`] keeps one QUIC connection per node it talks to
 //! (dialed on first use, kept alive) and every call reuses them. Each call is still a new
-//! core client actor with a new random client id — the core numbers a client's requests
-//! from 1 and replicas deduplicate writes by (client id, request number) — carried as a
-//! *session* on the shared connections (`Frame::From`/`To`/`End`, see `ClientEndpoint` in
-//! `transport.rs`). So a call is two round trips: the core client asks the meta server
-//! for the partition's configuration, then sends the operation to the primary. And every
-//! write leaves its client id in the partition's dedup table for good (one entry per
-//! call, part of every whole-state save): a core client that can continue a client id's
-//! numbering would bound that.
+//! core client actor, carried as a *session* on the shared connections
+//! (`Frame::From`/`To`/`End`, see `ClientEndpoint` in `transport.rs`). So a call is two
+//! round trips: the core client asks the meta server for the partition's configuration,
+//! then sends the operation to the primary.
+//!
+//! **Client ids.** Replicas deduplicate writes by (client id, request number) and keep one
+//! entry per id for good (part of every whole-state save). A call takes an id from the
+//! client's pool and continues its numbering (`ClientCfg::first_req`), so the dedup tables
+//! hold one entry per *concurrent* call, not one per call. An id goes back to the pool
+//! only after a definite answer: after an error a request of it may still be in flight,
+//! and a later, higher-numbered write of the same id would make the replica drop it.
 //!
 //! **Outcomes.** `Ok` is definite. For `put`/`del`, an error leaves the outcome unknown: the
 //! write may have taken effect before the connection broke or the deadline passed (a retry
@@ -39,7 +42,7 @@ pub use crate::transport::random_client_id;
 use crate::transport::{id_of, raw_of, ClientEndpoint, Transport};
 use anyhow::Context;
 use petrel_core::client::Phase;
-use petrel_core::{partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig, Value};
+use petrel_core::{partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig, ReqId, Value};
 use std::time::Duration;
 
 /// Why a request to the meta server got no answer.
@@ -136,6 +139,8 @@ pub struct Client {
     table: u8,
     partitions: u8,
     deadline: Duration,
+    /// Idle client ids with the number of their next request (see the module's notes).
+    ids: std::sync::Mutex<Vec<(u64, ReqId)>>,
 }
 
 impl Client {
@@ -167,7 +172,7 @@ impl Client {
         };
         // Partitions are numbered 0..P (P ≤ 255, so the last index is at most 254).
         let partitions = last.checked_add(1).context("the meta server names partition 255; a table has at most 255")?;
-        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline })
+        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline, ids: Default::default() })
     }
 
     pub fn table(&self) -> u8 {
@@ -218,8 +223,10 @@ impl Client {
             ClientOp::Put(k, _) | ClientOp::Get(k) | ClientOp::Del(k) => k,
         };
         let gpid = self.gpid_of(key.as_slice());
-        let me = random_client_id();
-        let actor = Node::Client(self.cfg.client_cfg_for(gpid, vec![op]));
+        let (me, first_req) = self.ids.lock().map(|mut ids| ids.pop()).ok().flatten().unwrap_or_else(|| (random_client_id(), 1));
+        let mut cfg = self.cfg.client_cfg_for(gpid, vec![op]);
+        cfg.first_req = first_req;
+        let actor = Node::Client(cfg);
         let ep = self.endpoint.clone();
         let mut host = Host::start(actor, id_of(me), None, None, |_, tx| ep.transport(me, tx)).await?;
         let ran = host.run(tokio::time::sleep(deadline), |s| matches!(s, NodeState::Client(c) if c.done())).await;
@@ -232,9 +239,19 @@ impl Client {
         ran?;
         match result {
             Some(OpResult::Failed(code)) => Err(ClientError::Failed { code, transport }),
-            Some(r) => Ok(r),
+            Some(r) => {
+                if let (Some(next), Ok(mut ids)) = (first_req.checked_add(1), self.ids.lock()) {
+                    ids.push((me, next));
+                }
+                Ok(r)
+            }
             None => Err(ClientError::Deadline { deadline, waiting_for, transport }),
         }
+    }
+
+    /// Client ids waiting for the next call (at most the highest concurrency so far).
+    pub fn idle_ids(&self) -> usize {
+        self.ids.lock().map(|ids| ids.len()).unwrap_or(0)
     }
 
     /// The meta server's configuration of `gpid` and the life of the primary it believes

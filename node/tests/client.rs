@@ -137,6 +137,26 @@ fn the_library_serves_concurrent_calls() {
         }
         client.del("t0-0").await.expect("del");
         assert_eq!(client.get("t0-0").await.expect("get"), None);
+        // Calls reuse client ids, continuing their request numbers: every rewrite of a key
+        // must take effect (a number that went back would be dropped as a duplicate), and
+        // the ids in use stay bounded by the concurrency, not the number of calls.
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let key = format!("r{t}");
+                    for i in 0..10 {
+                        client.put(key.as_str(), i.to_string().as_str()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+                        let v = client.get(key.as_str()).await.unwrap_or_else(|e| panic!("get {key}: {e}"));
+                        assert_eq!(v.map(|v| v.to_text()), Some(i.to_string()), "{key}: rewrite {i} was lost");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert!((1..=8).contains(&client.idle_ids()), "{} idle client ids after {} calls", client.idle_ids(), 4 + 80 + 80 + 2 + 80);
         match Arc::try_unwrap(client) {
             Ok(c) => c.close().await,
             Err(_) => panic!("the client is still shared"),

@@ -167,6 +167,7 @@ impl PetrelModel {
                 ops: ops.clone(),
                 max_attempts: scenario.max_attempts,
                 request_timeout: scenario.request_timeout.then_some(Duration::from_secs(1)),
+                first_req: 1,
                 bugs,
             }));
             names.push(format!("client-{}", i + 1));

@@ -10,7 +10,7 @@ use crate::client::{self, AskError};
 use crate::metrics::dup_status_name;
 use crate::transport::{id_of, raw_of};
 use anyhow::{bail, Result};
-use petrel_core::dup::{DupIdent, DupRecord, DupStatus};
+use petrel_core::dup::{DupIdent, DupRecord, DupStatus, FailMode};
 use petrel_core::{Msg, PartitionConfig};
 use serde_json::{json, Value as Json};
 use stateright::actor::Id;
@@ -25,6 +25,7 @@ pub enum Request {
     DupAdd { table: u8, remote_cluster: String, full: bool, remote_table: Option<u8>, remote_replicas: Option<u8> },
     DupList,
     DupModify { dupid: u8, status: DupStatus },
+    DupSetFailMode { dupid: u8, mode: FailMode },
     ClusterStatus,
 }
 
@@ -61,6 +62,7 @@ pub fn message(cfg: &Config, req: &Request) -> Result<Msg> {
             }
         }
         Request::DupModify { dupid, status } => Msg::ModifyDup { dupid: *dupid, status: *status },
+        Request::DupSetFailMode { dupid, mode } => Msg::SetFailMode { dupid: *dupid, mode: *mode },
     })
 }
 
@@ -70,6 +72,7 @@ pub fn answers(sent: &Msg, reply: &Msg) -> bool {
         (Msg::CreateTable { table, .. }, Msg::CreateTableReply { table: t, .. }) => t == table,
         (Msg::AddDup { table, .. }, Msg::AddDupReply { table: t, .. }) => t == table,
         (Msg::ModifyDup { dupid, .. }, Msg::ModifyDupReply { dupid: d, .. }) => d == dupid,
+        (Msg::SetFailMode { dupid, .. }, Msg::SetFailModeReply { dupid: d, .. }) => d == dupid,
         (Msg::QueryCluster, Msg::ClusterStatus { .. }) => true,
         _ => false,
     }
@@ -129,6 +132,14 @@ pub fn render(cfg: &Config, req: &Request, reply: &Msg) -> Outcome {
                 ok: true,
                 text: format!("duplication {dupid} is now {}", dup_status_name(*status)),
                 json: json!({ "dupid": dupid, "status": dup_status_name(*status) }),
+            },
+            Err(e) => err(e.clone()),
+        },
+        (Request::DupSetFailMode { .. }, Msg::SetFailModeReply { dupid, result }) => match result {
+            Ok(mode) => Outcome {
+                ok: true,
+                text: format!("duplication {dupid}: fail mode {mode} (source primaries hear it with the next status update)"),
+                json: json!({ "dupid": dupid, "fail_mode": mode.name() }),
             },
             Err(e) => err(e.clone()),
         },
@@ -231,7 +242,8 @@ fn dup_json(cfg: &Config, d: &DupRecord) -> Json {
         "dupid": d.dupid, "table": d.table, "status": dup_status_name(d.status), "version": d.version,
         "remote_cluster": cluster_of(cfg, d.remote_meta), "remote_meta": raw_of(d.remote_meta),
         "remote_table": d.remote_table, "remote_replica_count": d.remote_replica_count,
-        "fail_mode": format!("{:?}", d.fail_mode).to_lowercase(),
+        "fail_mode": d.fail_mode.name(), "skipped": d.skipped,
+        "refusing": d.refusing.iter().map(|(p, why)| (p.to_string(), json!(why))).collect::<serde_json::Map<_, _>>(),
         "checkpoints": map(&d.checkpoints), "applied": d.applied.iter().collect::<Vec<_>>(),
         "confirmed": map(&d.confirmed), "create_attempts": d.create_attempts, "stall": d.stall,
     })
@@ -260,13 +272,15 @@ fn dup_rows(cfg: &Config, dups: &[DupRecord]) -> Vec<Vec<String>> {
                 format!("{}/{}", cluster_of(cfg, d.remote_meta), d.remote_table),
                 dup_status_name(d.status).to_string(),
                 progress,
+                d.fail_mode.name().to_string(),
+                d.skipped.to_string(),
                 d.stall.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect()
 }
 
-const DUP_HEADERS: [&str; 6] = ["DUP", "TABLE", "TO CLUSTER/TABLE", "STATUS", "CONFIRMED (PROGRESS)", "STALL"];
+const DUP_HEADERS: [&str; 8] = ["DUP", "TABLE", "TO CLUSTER/TABLE", "STATUS", "CONFIRMED (PROGRESS)", "FAIL MODE", "SKIPPED", "STALL"];
 
 fn dup_list(cfg: &Config, dups: &[DupRecord]) -> Outcome {
     let text = if dups.is_empty() { "no duplications".to_string() } else { grid(&DUP_HEADERS, &dup_rows(cfg, dups)) };
@@ -340,7 +354,6 @@ fn cluster_status(cfg: &Config, configs: &[PartitionConfig], alive: &[(Id, u32)]
 mod tests {
     use super::*;
     use crate::up;
-    use petrel_core::dup::FailMode;
     use petrel_core::Gpid;
 
     fn configs() -> (tempfile::TempDir, Config) {
@@ -389,6 +402,20 @@ mod tests {
     }
 
     #[test]
+    fn set_fail_mode_is_one_request_and_its_answer() {
+        let (_d, cfg) = configs();
+        let req = Request::DupSetFailMode { dupid: 3, mode: FailMode::Skip };
+        let msg = message(&cfg, &req).expect("message");
+        assert_eq!(msg, Msg::SetFailMode { dupid: 3, mode: FailMode::Skip });
+        let reply = Msg::SetFailModeReply { dupid: 3, result: Ok(FailMode::Skip) };
+        assert!(answers(&msg, &reply) && !answers(&msg, &Msg::SetFailModeReply { dupid: 4, result: Ok(FailMode::Skip) }));
+        let out = render(&cfg, &req, &reply);
+        assert!(out.ok && out.text.contains("duplication 3: fail mode skip") && out.json["fail_mode"] == "skip", "{}", out.text);
+        let out = render(&cfg, &req, &Msg::SetFailModeReply { dupid: 3, result: Err("no duplication 3".into()) });
+        assert!(!out.ok && out.text.contains("refused: no duplication 3"), "{}", out.text);
+    }
+
+    #[test]
     fn status_and_lists_are_readable() {
         let (_d, cfg) = configs();
         let gpid = Gpid { table: 1, partition: 0 };
@@ -407,6 +434,18 @@ mod tests {
         assert_eq!(out.json["duplications"][0]["confirmed"]["0"], 9);
         let out = render(&cfg, &Request::DupList, &status);
         assert!(out.text.starts_with("DUP") && out.text.contains("checkpoints p0=4"), "{}", out.text);
+        assert!(out.text.contains("FAIL MODE") && out.text.contains("slow"), "{}", out.text);
+        // A refusal under skip: mode, count and the refusing partition's own reason.
+        let mut skipping = record(DupStatus::Log, Some("follower refused mutations of partition 0: read-only"));
+        skipping.fail_mode = FailMode::Skip;
+        skipping.skipped = 12;
+        skipping.refusing = BTreeMap::from([(0, "read-only".to_string())]);
+        let out = render(&cfg, &Request::DupList, &Msg::ClusterStatus { configs: vec![], alive: vec![], dups: vec![skipping], followers: vec![] });
+        for needle in ["skip", "12", "partition 0: read-only"] {
+            assert!(out.text.contains(needle), "{needle}:\n{}", out.text);
+        }
+        let d = &out.json["duplications"][0];
+        assert_eq!((d["fail_mode"].as_str(), d["skipped"].as_u64(), d["refusing"]["0"].as_str()), (Some("skip"), Some(12), Some("read-only")));
         let out = render(&cfg, &Request::TableList, &status);
         assert!(out.text.contains("1/1"), "{}", out.text);
         assert_eq!(out.json["tables"][0]["partitions"], 1);

@@ -2,7 +2,7 @@
 //! certificates, or launch a local cluster. See node/README.md.
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use petrel_core::dup::DupStatus;
+use petrel_core::dup::{DupStatus, FailMode};
 use petrel_core::{Bytes, ClientOp, Gpid, OpResult};
 use petrel_node::admin;
 use petrel_node::config::Config;
@@ -184,6 +184,19 @@ enum DupCmd {
     Start { dupid: u8 },
     /// Remove the duplication (any status).
     Remove { dupid: u8 },
+    /// What a source primary does with a batch the follower refuses: `slow` (the
+    /// default) sends it again after a pause, forever, and shows the refusal as the stall
+    /// reason; `skip` gives the batch up, counts it as confirmed and adds its mutations to
+    /// the duplication's SKIPPED count (the follower misses them).
+    SetFailMode {
+        dupid: u8,
+        #[arg(value_parser = parse_fail_mode)]
+        mode: FailMode,
+    },
+}
+
+fn parse_fail_mode(s: &str) -> Result<FailMode, String> {
+    FailMode::parse(s).ok_or_else(|| format!("unknown fail mode {s:?}: expected slow or skip"))
 }
 
 #[derive(Subcommand)]
@@ -341,6 +354,7 @@ async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: Admi
         AdminCmd::Dup { cmd: DupCmd::Pause { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Pause },
         AdminCmd::Dup { cmd: DupCmd::Start { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Log },
         AdminCmd::Dup { cmd: DupCmd::Remove { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Removed },
+        AdminCmd::Dup { cmd: DupCmd::SetFailMode { dupid, mode } } => admin::Request::DupSetFailMode { dupid, mode },
         AdminCmd::Cluster { cmd: ClusterCmd::Status } => admin::Request::ClusterStatus,
     };
     match admin::run(&cfg, &req, deadline).await {

@@ -27,7 +27,7 @@
 //!   in one step), and "seconds since the last sync I/O" is the time since the last
 //!   `Learn` arrived.
 use crate::transport::raw_of;
-use petrel_core::dup::DupStatus;
+use petrel_core::dup::{DupStatus, FailMode};
 use petrel_core::replica::Status;
 use petrel_core::{Decree, ErrorCode, Gpid, Msg, NodeState, ReqId};
 use stateright::actor::Id;
@@ -476,6 +476,20 @@ fn render_meta(w: &mut Writer, s: &petrel_core::meta::MetaState) {
     w.family("petrel_meta_dup_create_attempts", "Create-follower requests sent without an answer.", "gauge");
     for d in s.dups.values() {
         w.sample(&[("dupid", d.dupid.to_string())], f64::from(d.create_attempts));
+    }
+    w.family("petrel_meta_dup_fail_mode", "A duplication's fail mode (1 for the current one): slow retries a refused batch, skip gives it up.", "gauge");
+    for d in s.dups.values() {
+        for mode in [FailMode::Slow, FailMode::Skip] {
+            w.sample(&[("dupid", d.dupid.to_string()), ("mode", mode.name().to_string())], if d.fail_mode == mode { 1.0 } else { 0.0 });
+        }
+    }
+    w.family("petrel_meta_dup_skipped_mutations_total", "Source mutations given up under fail mode skip (the follower refused them).", "counter");
+    for d in s.dups.values() {
+        w.sample(&[("dupid", d.dupid.to_string())], f64::from(d.skipped));
+    }
+    w.family("petrel_meta_dup_refusing_partitions", "Partitions whose follower refuses shipped mutations.", "gauge");
+    for d in s.dups.values() {
+        w.sample(&[("dupid", d.dupid.to_string())], d.refusing.len() as f64);
     }
     w.family("petrel_meta_dup_info", "A duplication's fixed facts and stall reason (value 1).", "gauge");
     for d in s.dups.values() {

@@ -995,6 +995,7 @@ fn allowed(kind: Kind, msg: &Msg) -> bool {
         | Msg::Write { .. }
         | Msg::Read { .. }
         | Msg::ModifyDup { .. }
+        | Msg::SetFailMode { .. }
         | Msg::CreateTable { .. }
         | Msg::AddDup { .. }
         | Msg::QueryCluster => true,
@@ -1185,6 +1186,7 @@ mod tests {
             Msg::CreateTable { table: 2, partitions: 1, replica_count: 1 },
             Msg::AddDup { table: 1, remote_meta: id_of(100), remote_table: 1, remote_replica_count: 1, full: true },
             Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },
+            Msg::SetFailMode { dupid: 1, mode: petrel_core::dup::FailMode::Skip },
             Msg::QueryCluster,
         ];
         for m in &allowed_for_clients {

@@ -197,6 +197,35 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     let o = run(&status_b);
     assert!(o.code == Some(0) && o.stdout.contains("cluster a table 1 (dup 1)"), "{}\n{}", o.stdout, o.stderr);
 
+    // set-fail-mode: skip is saved and shown (dup list, metrics); an unknown duplication
+    // and an unknown mode are refused with their reasons; slow again, writes still ship.
+    let admin_a = &list[..list.len() - 1];
+    let set = |dupid: &str, mode: &str| run(&[admin_a, &["set-fail-mode".into(), dupid.into(), mode.into()]].concat());
+    let o = set("1", "skip");
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("duplication 1: fail mode skip"), "{}", o.stdout);
+    let o = run(&[list.clone(), vec!["--json".into()]].concat());
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).expect("dup list json");
+    assert_eq!((j["duplications"][0]["fail_mode"].as_str(), j["duplications"][0]["skipped"].as_u64()), (Some("skip"), Some(0)), "{j}");
+    assert!(run(&list).stdout.contains("skip"));
+    let text = scrape(meta_a);
+    assert_eq!(metric(&text, r#"petrel_meta_dup_fail_mode{dupid="1",mode="skip"}"#), Some(1.0), "{text}");
+    assert_eq!(metric(&text, r#"petrel_meta_dup_skipped_mutations_total{dupid="1"}"#), Some(0.0), "{text}");
+    let o = set("9", "skip");
+    assert!(o.code != Some(0) && o.stderr.contains("no duplication 9"), "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
+    let o = set("1", "fast");
+    assert!(o.code == Some(2) && o.stderr.contains("unknown fail mode \"fast\": expected slow or skip"), "exit {:?}\n{}", o.code, o.stderr);
+    let o = set("1", "slow");
+    assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
+    let mut put10 = put.clone();
+    *put10.last_mut().expect("value") = "10".into();
+    assert_eq!(run(&put10).code, Some(0));
+    let until = Instant::now() + Duration::from_secs(20);
+    while run(&get_b).stdout.trim() != "10" {
+        assert!(Instant::now() < until, "b never read 10 after the fail mode changes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     eprintln!(
         "measured: dup add -> LOG {:.0} ms (including the admin process); put 9 on a: client call {:.0} ms, \
          committed on b's follower primary {:.0} ms after the call started",

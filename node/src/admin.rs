@@ -138,7 +138,7 @@ pub fn render(cfg: &Config, req: &Request, reply: &Msg) -> Outcome {
         (Request::DupSetFailMode { .. }, Msg::SetFailModeReply { dupid, result }) => match result {
             Ok(mode) => Outcome {
                 ok: true,
-                text: format!("duplication {dupid}: fail mode {mode} (source primaries hear it with the next status update)"),
+                text: format!("duplication {dupid}: fail mode {mode}"),
                 json: json!({ "dupid": dupid, "fail_mode": mode.name() }),
             },
             Err(e) => err(e.clone()),

@@ -1,38 +1,80 @@
-//! Durable save throughput of the snapshot log (`storage.rs`) against the obvious
-//! alternative (write a new file, fsync, rename, fsync the directory), for snapshot sizes
-//! from a fresh replica to a long log. Each case runs for a bounded time.
+//! Durable save cost of the storage log (`storage.rs`) for a replica whose partition holds
+//! N keys, each save being one more write (a new log entry, a changed key, a dedup entry):
+//! full records every time (the store before change records) against change records, side
+//! by side in one run. Each case runs for a bounded time.
 //!
 //! `cargo bench -p petrel-node --bench storage` (set PETREL_BENCH_DIR to measure another
 //! disk; the default is the system temp directory).
+use petrel_core::replica::{PartDurable, ReplicaStorage};
+use petrel_core::{Entry, Gpid, Key, Mutation, NodeStorage, Op, PartitionConfig, Snapshot, Value};
+use petrel_node::delta::Incremental;
 use petrel_node::storage::{Store, StoreOptions};
-use std::fs::File;
-use std::io::Write;
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// A stand-in for a replica's durable value: `n` log entries (decree, ballot, client, req,
-/// value), shaped like the core's.
-fn snapshot(n: usize, round: u32) -> Vec<(u32, u32, u64, u32, u8)> {
-    (0..n).map(|i| (i as u32, round, (1u64 << 40) + i as u64, i as u32, (i % 251) as u8)).collect()
+/// The same value, always saved whole: what every save cost before change records.
+#[derive(Clone, Serialize, Deserialize)]
+struct Whole(NodeStorage);
+
+impl Incremental for Whole {
+    type Delta = ();
+    fn delta(_: &Whole, _: &Whole) -> Option<()> {
+        None
+    }
+    fn apply(&mut self, _: ()) -> Result<(), String> {
+        Err("never written".into())
+    }
 }
 
-fn run(limit: Duration, max: usize, mut f: impl FnMut(u32)) -> (usize, Duration) {
+/// A replica with one partition of `keys` keys and a short log.
+fn replica(keys: usize) -> ReplicaStorage {
+    let gpid = Gpid { table: 1, partition: 0 };
+    let data = (0..keys).map(|i| (Key::from(format!("bench-key-{i:08}").as_str()), Value::from(format!("value {i}").as_str()))).collect();
+    let last_req = (0..64).map(|c| (Id::from(1_000_000 + c), 1)).collect();
+    let part = PartDurable {
+        config: PartitionConfig { gpid, ballot: 2, primary: Some(Id::from(1)), secondaries: vec![Id::from(2), Id::from(3)], max_replica_count: 3 },
+        snapshot: Snapshot { decree: 1, data, last_req },
+        log: Default::default(),
+        committed: 1,
+        retain: u32::MAX,
+        dups: Default::default(),
+    };
+    ReplicaStorage { incarnation: 1, parts: [(gpid, part)].into() }
+}
+
+/// Write number `i`: a log entry, committed; every 16 writes the log is collected into the
+/// map (what the core's GC does), changing one key.
+fn write(r: &mut ReplicaStorage, i: u32) {
+    let p = r.parts.values_mut().next().expect("one partition");
+    let key = Key::from(format!("bench-key-{:08}", i % 1000).as_str());
+    let op = Op::Put(key, Value::from(format!("new {i}").as_str()));
+    let d = p.committed + 1;
+    p.log.insert(d, Entry { ballot: 2, mutation: Mutation { client: Id::from(1_000_000 + (i as usize % 64)), req: i + 2, op } });
+    p.committed = d;
+    if p.log.len() >= 16 {
+        for (d, e) in std::mem::take(&mut p.log) {
+            if let Op::Put(k, v) = e.mutation.op {
+                p.snapshot.data.insert(k, v);
+            }
+            p.snapshot.last_req.insert(e.mutation.client, e.mutation.req);
+            p.snapshot.decree = d;
+        }
+    }
+}
+
+fn measure<T: Incremental>(dir: &Path, limit: Duration, keys: usize, wrap: impl Fn(ReplicaStorage) -> T) -> Result<(f64, u64), String> {
+    let (mut store, _, _) = Store::<T>::open(dir, StoreOptions::default()).map_err(|e| e.to_string())?;
+    let mut r = replica(keys);
     let start = Instant::now();
-    let mut n = 0;
-    while n < max && (n < 3 || start.elapsed() < limit) {
-        f(n as u32);
+    let mut n = 0u32;
+    while n < 3 || (start.elapsed() < limit && n < 20_000) {
+        write(&mut r, n);
+        store.save(wrap(r.clone())).map_err(|e| e.to_string())?;
         n += 1;
     }
-    (n, start.elapsed())
-}
-
-fn replace_file(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join("snap.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join("snap"))?;
-    File::open(dir)?.sync_all()
+    Ok((f64::from(n) / start.elapsed().as_secs_f64(), store.file_len()))
 }
 
 fn main() {
@@ -40,56 +82,18 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let limit = if quick { Duration::from_millis(200) } else { Duration::from_secs(3) };
     let base = std::env::var_os("PETREL_BENCH_DIR").map(Into::into).unwrap_or_else(std::env::temp_dir);
-    println!(
-        "{:<10} {:>10} {:>12} {:>14} {:>12} {:>16} {:>12}",
-        "entries", "bytes", "encode ms", "log saves/s", "ms/save", "replace saves/s", "ms/save"
-    );
-    for entries in [1usize, 100, 1_000, 10_000, 100_000] {
-        let value = snapshot(entries, 0);
-        let bytes = postcard::to_stdvec(&value).map(|v| v.len()).unwrap_or(0);
-        let dir = match tempfile::tempdir_in(&base) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("cannot create a temp dir in {}: {e}", base.display());
-                return;
-            }
+    println!("{:>8} {:>11} {:>15} {:>10} {:>17} {:>10}", "keys", "value bytes", "whole saves/s", "ms/save", "change saves/s", "ms/save");
+    for keys in [10usize, 1_000, 10_000, 100_000] {
+        let bytes = postcard::to_stdvec(&replica(keys)).map(|v| v.len()).unwrap_or(0);
+        let (Ok(d1), Ok(d2)) = (tempfile::tempdir_in(&base), tempfile::tempdir_in(&base)) else {
+            eprintln!("cannot create temp dirs in {}", base.display());
+            return;
         };
-        let (mut store, _, _) = match Store::<Vec<(u32, u32, u64, u32, u8)>>::open(dir.path(), StoreOptions::default()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cannot open the store: {e}");
-                return;
-            }
-        };
-        let values: Vec<_> = (0..4).map(|r| snapshot(entries, r)).collect();
-        let (n, t) = run(limit, 5_000, |i| {
-            if let Err(e) = store.save(&values[i as usize % 4]) {
-                eprintln!("save failed: {e}");
-            }
-        });
-        let log_rate = n as f64 / t.as_secs_f64();
-        let dir2 = tempfile::tempdir_in(&base).expect("tempdir");
-        let (m, u) = run(limit, 5_000, |i| {
-            // Encoding is part of a save in both cases.
-            let encoded = postcard::to_stdvec(&values[i as usize % 4]).unwrap_or_default();
-            if let Err(e) = replace_file(dir2.path(), &encoded) {
-                eprintln!("replace failed: {e}");
-            }
-        });
-        let rep_rate = m as f64 / u.as_secs_f64();
-        let (k, w) = run(limit, 5_000, |i| {
-            std::hint::black_box(postcard::to_stdvec(&values[i as usize % 4]).map(|v| v.len()).unwrap_or(0));
-        });
-        let encode_ms = w.as_secs_f64() * 1000.0 / k as f64;
-        println!(
-            "{:<10} {:>10} {:>12.3} {:>14.0} {:>12.2} {:>16.0} {:>12.2}",
-            entries,
-            bytes,
-            encode_ms,
-            log_rate,
-            1000.0 / log_rate,
-            rep_rate,
-            1000.0 / rep_rate
-        );
+        let whole = measure(d1.path(), limit, keys, |r| Whole(NodeStorage::Replica(r)));
+        let change = measure(d2.path(), limit, keys, NodeStorage::Replica);
+        match (whole, change) {
+            (Ok((w, _)), Ok((c, _))) => println!("{keys:>8} {bytes:>11} {w:>15.0} {:>10.2} {c:>17.0} {:>10.2}", 1000.0 / w, 1000.0 / c),
+            (Err(e), _) | (_, Err(e)) => eprintln!("save failed: {e}"),
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! durable storage, timers and an event log — and no protocol logic. See node/README.md.
 pub mod certs;
 pub mod codec;
+pub mod delta;
 pub mod storage;
 pub mod config;
 pub mod eventlog;

@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 use crate::transport::{raw_of, Transport};
 use anyhow::{Context, Result};
+use petrel_core::replica::ReplicaState;
 use petrel_core::{Msg, Node, NodeState, NodeStorage, Timer};
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
@@ -160,11 +161,9 @@ impl Host {
                 }
                 let logged = self.events.is_some().then(|| msg.clone());
                 let mut out = Out::new();
-                let mut state = Cow::Borrowed(&self.state);
+                let mut state = self.lend_state();
                 self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
-                if let Cow::Owned(s) = state {
-                    self.state = s;
-                }
+                self.state = state.into_owned();
                 if let Some(m) = &logged {
                     self.log(Event::Msg { src: raw_of(src), msg: m }, &out);
                 }
@@ -184,17 +183,22 @@ impl Host {
                     self.timers.remove(&timer);
                     self.handled += 1;
                     let mut out = Out::new();
-                    let mut state = Cow::Borrowed(&self.state);
+                    let mut state = self.lend_state();
                     self.actor.on_timeout(self.id, &mut state, &timer, &mut out);
-                    if let Cow::Owned(s) = state {
-                        self.state = s;
-                    }
+                    self.state = state.into_owned();
                     self.log(Event::Timer(&timer), &out);
                     self.apply_timers(&out);
                     outs.push(out);
                 }
             }
         }
+    }
+
+    /// The state for a handler, moved out (the caller puts it back): a borrowed `Cow`
+    /// would be cloned whole by the first change, a copy of every key on every event.
+    fn lend_state(&mut self) -> Cow<'static, NodeState> {
+        let placeholder = NodeState::Replica(ReplicaState { incarnation: 0, parts: Default::default(), broken: None });
+        Cow::Owned(std::mem::replace(&mut self.state, placeholder))
     }
 
     fn apply_timers(&mut self, out: &Out<Node>) {
@@ -239,7 +243,7 @@ impl Host {
                 Some(mut store) => {
                     // fsync blocks: keep it off the async workers.
                     let (store, r) = tokio::task::spawn_blocking(move || {
-                        let r = store.save(&value);
+                        let r = store.save(value);
                         (store, r)
                     })
                     .await

@@ -1,45 +1,55 @@
 //! Durable storage of an actor's `Storage` value.
 //!
 //! Every `Save` of the core carries the *whole* durable value (the model's notion of "what
-//! survives a crash"), so the store keeps snapshots, not deltas: an append-only log of
-//! checksummed records where the last valid record wins.
+//! survives a crash"). The store writes it as an append-only log of checksummed records:
+//! a *full* record holds a whole value, a *change* record what changed since the record
+//! before it ([`Incremental::delta`]: for a replica, per partition the changed keys, dedup
+//! entries and log entries). So a save costs one append of what changed plus one
+//! `fdatasync`, not a rewrite of the partition's whole key-value map.
 //!
 //! ```text
-//! file   = "PETRELS2" record*          ("PETRELS" + format version)
-//! record = [u32 BE magic "PTRL"][u32 BE len][u32 BE crc32(len ‖ bytes)][bytes = postcard(value)]
+//! file    = "PETRELS3" record*          ("PETRELS" + format version)
+//! record  = [u32 BE magic "PTRL"][u32 BE len][u32 BE crc32(len ‖ bytes)][bytes]
+//! bytes   = 0x00 postcard(value)  |  0x01 postcard(change)
 //! ```
 //!
 //! Why this and not redb/fjall: a save is one `write` + one `fdatasync` of an append (the
 //! cheapest durable operation a disk offers; ~2-3 ms here), there is no read path besides
 //! recovery, and no background threads. Measured by `cargo bench -p petrel-node --bench
 //! storage` (numbers in node/README.md). A batch of saves (one event loop turn, see
-//! `runtime.rs`) costs one fsync: only its last snapshot is written.
+//! `runtime.rs`) costs one fsync: only its last value is written.
 //!
-//! Recovery (`open`): records are scanned from the start. A record that fails its checksum
-//! or is cut short ends the valid prefix:
+//! Recovery (`open`): records are scanned from the start; the value is the last full
+//! record with the change records after it applied in order. A record that fails its
+//! checksum or is cut short ends the valid prefix:
 //! * if no valid record follows it, it is a torn tail (a crash during an append): the file
-//!   is truncated there, with a warning;
-//! * if a valid record follows (corruption in the middle, e.g. a flipped bit), the newest
-//!   valid record is used, with a warning, and the file is compacted at once. Going back
-//!   to an older snapshot would make the node forget what it acknowledged, so a newer
-//!   intact snapshot always wins.
+//!   is truncated there, with a warning, and the value is what the records before it make;
+//! * if a valid record follows (corruption in the middle, e.g. a flipped bit) and a full
+//!   record comes after the corrupt one, that newest chain is used, with a warning, and the
+//!   file is compacted at once;
+//! * if only change records follow it, they cannot be applied without the lost one, and
+//!   going back to the value before it would make the node forget what it acknowledged:
+//!   `open` refuses to start ([`StorageError::BrokenChain`]).
 //!
-//! A record whose checksum is right but whose bytes do not decode is *not* truncated: that
-//! is a format mismatch (e.g. a binary of another version), and `open` fails rather than
-//! silently dropping durable state.
+//! A record whose checksum is right but whose bytes do not decode (or whose change does not
+//! apply) is *not* truncated: that is a format mismatch (e.g. a binary of another version),
+//! and `open` fails rather than silently dropping durable state.
 //!
-//! Compaction: once the file is past `max(compact_min_bytes, 8 × last record)`, the last
-//! snapshot is written to a new file, fsynced, renamed over the log, and the directory is
-//! fsynced (so the rename itself is durable).
-use serde::{de::DeserializeOwned, Serialize};
+//! Compaction: once the change records since the last full one outweigh
+//! `max(compact_min_bytes, that full record)`, or the file is past `max(compact_min_bytes,
+//! 8 × a full record)`, the value is written as one full record to a new file, fsynced,
+//! renamed over the log, and the directory is fsynced (so the rename itself is durable).
+//! Recovery thus replays a bounded number of change bytes.
+use crate::delta::Incremental;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-/// "PETRELS" and the format version. 2: key-value partitions (byte keys and values);
-/// 1 was one register per partition. A file of another version is refused by name.
-const FILE_MAGIC: &[u8; 8] = b"PETRELS2";
+/// "PETRELS" and the format version. 3: full and change records; 2 was full records of
+/// key-value partitions; 1 one register per partition. Another version is refused by name.
+const FILE_MAGIC: &[u8; 8] = b"PETRELS3";
+const FULL: u8 = 0;
+const CHANGE: u8 = 1;
 const MAGIC_STEM: &[u8; 7] = b"PETRELS";
 const RECORD_MAGIC: [u8; 4] = *b"PTRL";
 const RECORD_HEADER: usize = 12;
@@ -61,6 +71,8 @@ pub enum StorageError {
     Encode(String),
     #[error("storage value of {0} bytes exceeds the record limit")]
     TooLarge(usize),
+    #[error("{path}: the record at offset {offset} is corrupt and the change records after it depend on it; refusing to start with an older state (restore the data directory from a replica or move it away to start this node empty)")]
+    BrokenChain { path: PathBuf, offset: u64 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -69,7 +81,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Compact when the log is larger than this and than 8 × the last record.
+    /// Compact when the change records since the last full one are larger than this and
+    /// than that full record, or the file than this and than 8 × a full record.
     pub compact_min_bytes: u64,
 }
 
@@ -83,23 +96,28 @@ impl Default for StoreOptions {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
     pub records: usize,
+    /// Change records applied after the last full one.
+    pub changes: usize,
     /// Bytes of a torn tail cut off.
     pub truncated_bytes: u64,
     /// Corrupt records skipped in the middle of the file.
     pub skipped_corrupt: usize,
 }
 
-/// An append-only snapshot log in one directory.
+/// An append-only log of full and change records in one directory.
 pub struct Store<T> {
     dir: PathBuf,
     path: PathBuf,
     file: File,
     len: u64,
-    last_record: u64,
+    /// The last saved value: the next change record is taken against it.
+    last: Option<T>,
+    /// Size of the last full record, and of the change records written since.
+    full_len: u64,
+    since_full: u64,
     opts: StoreOptions,
     /// Durable saves so far (for metrics and tests).
     pub saves: u64,
-    _t: PhantomData<fn() -> T>,
 }
 
 fn encode_record(bytes: &[u8]) -> Result<Vec<u8>, StorageError> {
@@ -155,7 +173,13 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-impl<T: Serialize + DeserializeOwned> Store<T> {
+fn tagged(tag: u8, value: &impl serde::Serialize) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = vec![tag];
+    postcard::to_io(value, &mut bytes).map_err(|e| StorageError::Encode(e.to_string()))?;
+    Ok(bytes)
+}
+
+impl<T: Incremental> Store<T> {
     /// Open (or create) the store in `dir` and return the last saved value, if any.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store<T>, Option<T>, Recovery), StorageError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
@@ -164,9 +188,10 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
         let mut buf = Vec::new();
         file.read_to_end(&mut buf).map_err(io(&path))?;
         let mut rec = Recovery::default();
+        let empty = |file, len| Store { dir: dir.to_path_buf(), path: path.clone(), file, len, last: None, full_len: 0, since_full: 0, opts: opts.clone(), saves: 0 };
         if buf.len() < FILE_MAGIC.len() {
             if !FILE_MAGIC.starts_with(&buf) {
-                return Err(StorageError::NotAStore { path });
+                return Err(StorageError::NotAStore { path: path.clone() });
             }
             // New, or a crash while the header was written.
             if !buf.is_empty() {
@@ -177,34 +202,30 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
             file.write_all(FILE_MAGIC).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
             sync_dir(dir)?;
-            let store = Store { dir: dir.to_path_buf(), path, file, len: FILE_MAGIC.len() as u64, last_record: 0, opts, saves: 0, _t: PhantomData };
-            return Ok((store, None, rec));
+            return Ok((empty(file, FILE_MAGIC.len() as u64), None, rec));
         }
         if &buf[..FILE_MAGIC.len()] != FILE_MAGIC {
             if buf.starts_with(MAGIC_STEM) {
                 let found = String::from_utf8_lossy(&buf[MAGIC_STEM.len()..FILE_MAGIC.len()]).into_owned();
-                return Err(StorageError::OtherFormat { path, found, expected: char::from(FILE_MAGIC[MAGIC_STEM.len()]) });
+                return Err(StorageError::OtherFormat { path: path.clone(), found, expected: char::from(FILE_MAGIC[MAGIC_STEM.len()]) });
             }
-            return Err(StorageError::NotAStore { path });
+            return Err(StorageError::NotAStore { path: path.clone() });
         }
+        // Valid records (offset, bytes) in file order, and where corrupt ones were skipped.
+        let mut records: Vec<(usize, &[u8])> = Vec::new();
+        let mut corrupt: Vec<usize> = Vec::new();
         let mut off = FILE_MAGIC.len();
-        let mut last: Option<(usize, &[u8])> = None;
         let mut end = off;
-        loop {
-            if off == buf.len() {
-                break;
-            }
+        while off < buf.len() {
             match record_at(&buf, off) {
                 Some((payload, next)) => {
-                    rec.records += 1;
-                    last = Some((off, payload));
+                    records.push((off, payload));
                     off = next;
                     end = next;
                 }
                 None => match resync(&buf, off + 1) {
                     Some(next) => {
-                        tracing::warn!(path = %path.display(), offset = off, next, "corrupt storage record in the middle of the log skipped; a newer intact snapshot follows");
-                        rec.skipped_corrupt += 1;
+                        corrupt.push(off);
                         off = next;
                     }
                     None => {
@@ -215,48 +236,97 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
                 },
             }
         }
-        let value = match last {
-            Some((at, payload)) => Some(postcard::from_bytes::<T>(payload).map_err(|e| StorageError::Undecodable {
-                path: path.clone(),
-                offset: at as u64,
-                reason: e.to_string(),
-            })?),
-            None => None,
-        };
-        let last_record = last.map_or(0, |(_, p)| (p.len() + RECORD_HEADER) as u64);
+        rec.records = records.len();
+        let undecodable = |at: usize, reason: String| StorageError::Undecodable { path: path.clone(), offset: at as u64, reason };
+        // The newest chain: the last full record and the change records after it.
+        let start = records.iter().rposition(|(_, b)| b.first() == Some(&FULL));
+        if let (None, Some(&(at, _))) = (start, records.first()) {
+            return Err(undecodable(at, "change records without a full record before them".into()));
+        }
+        let chain_start = start.map_or(usize::MAX, |i| records[i].0);
+        if let Some(&bad) = corrupt.iter().find(|&&c| c > chain_start || start.is_none()) {
+            return Err(StorageError::BrokenChain { path: path.clone(), offset: bad as u64 });
+        }
+        for c in &corrupt {
+            tracing::warn!(path = %path.display(), offset = c, "corrupt storage record in the middle of the log skipped; a newer full record follows");
+        }
+        rec.skipped_corrupt = corrupt.len();
+        let (mut value, mut full_len, mut since_full) = (None, 0, 0);
+        if let Some(i) = start {
+            let (at, bytes) = records[i];
+            let mut v: T = postcard::from_bytes(&bytes[1..]).map_err(|e| undecodable(at, e.to_string()))?;
+            full_len = (bytes.len() + RECORD_HEADER) as u64;
+            for &(at, bytes) in &records[i + 1..] {
+                if bytes.first() != Some(&CHANGE) {
+                    return Err(undecodable(at, format!("unknown record kind {:?}", bytes.first())));
+                }
+                let d: T::Delta = postcard::from_bytes(&bytes[1..]).map_err(|e| undecodable(at, e.to_string()))?;
+                v.apply(d).map_err(|e| undecodable(at, e))?;
+                since_full += (bytes.len() + RECORD_HEADER) as u64;
+                rec.changes += 1;
+            }
+            value = Some(v);
+        }
         if rec.truncated_bytes > 0 {
             file.set_len(end as u64).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
         }
         file.seek(SeekFrom::Start(end as u64)).map_err(io(&path))?;
-        let mut store = Store { dir: dir.to_path_buf(), path, file, len: end as u64, last_record, opts, saves: 0, _t: PhantomData };
+        let mut store = empty(file, end as u64);
+        store.full_len = full_len;
+        store.since_full = since_full;
+        store.last = value.clone();
         if rec.skipped_corrupt > 0 {
-            if let Some((_, payload)) = last {
-                store.compact(payload)?;
+            if let Some(v) = &value {
+                store.compact(&tagged(FULL, v)?)?;
             }
         }
         Ok((store, value, rec))
     }
 
-    /// Make `value` the durable snapshot: append it and fdatasync before returning.
-    pub fn save(&mut self, value: &T) -> Result<(), StorageError> {
-        let bytes = postcard::to_stdvec(value).map_err(|e| StorageError::Encode(e.to_string()))?;
-        let rec = encode_record(&bytes)?;
-        let bound = self.opts.compact_min_bytes.max(8 * rec.len() as u64);
-        if self.len + rec.len() as u64 > bound && self.len > FILE_MAGIC.len() as u64 {
-            self.compact(&bytes)?;
-        } else {
-            self.file.write_all(&rec).map_err(io(&self.path))?;
-            // fdatasync also persists the new file length (needed to read the data back).
-            self.file.sync_data().map_err(io(&self.path))?;
-            self.len += rec.len() as u64;
+    /// Make `value` the durable value: append what changed since the last save (or the
+    /// whole value) and fdatasync before returning.
+    /// Takes the value (it becomes the base of the next change: no copy of a big map).
+    pub fn save(&mut self, value: T) -> Result<(), StorageError> {
+        let change = match self.last.as_ref().and_then(|old| T::delta(old, &value)) {
+            Some(d) => Some(encode_record(&tagged(CHANGE, &d)?)?),
+            None => None,
+        };
+        match change {
+            Some(rec) if self.since_full + rec.len() as u64 <= self.opts.compact_min_bytes.max(self.full_len) => {
+                self.append(&rec)?;
+                self.since_full += rec.len() as u64;
+            }
+            // The chain is long enough: start a new file with the whole value.
+            Some(_) => self.compact(&tagged(FULL, &value)?)?,
+            None => {
+                let bytes = tagged(FULL, &value)?;
+                let rec = encode_record(&bytes)?;
+                let bound = self.opts.compact_min_bytes.max(8 * rec.len() as u64);
+                if self.len + rec.len() as u64 > bound && self.len > FILE_MAGIC.len() as u64 {
+                    self.compact(&bytes)?;
+                } else {
+                    self.append(&rec)?;
+                    self.full_len = rec.len() as u64;
+                    self.since_full = 0;
+                }
+            }
         }
-        self.last_record = rec.len() as u64;
+        self.last = Some(value);
         self.saves += 1;
         Ok(())
     }
 
-    /// Replace the log by one holding only `payload`: write, fsync, rename, fsync dir.
+    fn append(&mut self, rec: &[u8]) -> Result<(), StorageError> {
+        self.file.write_all(rec).map_err(io(&self.path))?;
+        // fdatasync also persists the new file length (needed to read the data back).
+        self.file.sync_data().map_err(io(&self.path))?;
+        self.len += rec.len() as u64;
+        Ok(())
+    }
+
+    /// Replace the log by one holding only the full record `payload`: write, fsync,
+    /// rename, fsync dir.
     fn compact(&mut self, payload: &[u8]) -> Result<(), StorageError> {
         let tmp = self.dir.join(format!("{LOG_NAME}.compact"));
         let rec = encode_record(payload)?;
@@ -272,6 +342,8 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
         self.len = (FILE_MAGIC.len() + rec.len()) as u64;
         file.seek(SeekFrom::Start(self.len)).map_err(io(&self.path))?;
         self.file = file;
+        self.full_len = rec.len() as u64;
+        self.since_full = 0;
         tracing::debug!(path = %self.path.display(), bytes = self.len, "storage log compacted");
         Ok(())
     }
@@ -293,6 +365,19 @@ mod tests {
 
     type V = BTreeMap<u32, String>;
 
+    /// Test rule: a value that shrinks is saved whole (so full records also appear in
+    /// the middle of a file); otherwise the change of the map.
+    impl Incremental for V {
+        type Delta = crate::delta::MapDelta<u32, String>;
+        fn delta(old: &V, new: &V) -> Option<Self::Delta> {
+            (new.len() >= old.len()).then(|| crate::delta::MapDelta::between(old, new))
+        }
+        fn apply(&mut self, d: Self::Delta) -> Result<(), String> {
+            d.apply_to(self);
+            Ok(())
+        }
+    }
+
     fn value(n: u32) -> V {
         (0..n).map(|i| (i, format!("entry {i}"))).collect()
     }
@@ -307,12 +392,13 @@ mod tests {
         let (mut s, v, _) = open(dir.path());
         assert_eq!(v, None);
         for n in 1..=5 {
-            s.save(&value(n)).expect("save");
+            s.save(value(n)).expect("save");
         }
         drop(s);
         let (_, v, rec) = open(dir.path());
         assert_eq!(v, Some(value(5)));
-        assert_eq!(rec, Recovery { records: 5, ..Default::default() });
+        // One full record, then only what changed.
+        assert_eq!(rec, Recovery { records: 5, changes: 4, ..Default::default() });
     }
 
     #[test]
@@ -321,7 +407,7 @@ mod tests {
         fs::write(dir.path().join(LOG_NAME), b"").expect("write");
         let (mut s, v, _) = open(dir.path());
         assert_eq!(v, None);
-        s.save(&value(1)).expect("save");
+        s.save(value(1)).expect("save");
         drop(s);
         assert_eq!(open(dir.path()).1, Some(value(1)));
         fs::write(dir.path().join(LOG_NAME), b"PETR").expect("write");
@@ -339,7 +425,7 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
         assert!(matches!(err, StorageError::OtherFormat { .. }), "{err}");
-        assert!(err.to_string().contains("storage format 1 (this petrel reads format 2)"), "{err}");
+        assert!(err.to_string().contains("storage format 1 (this petrel reads format 3)"), "{err}");
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
 
@@ -347,14 +433,15 @@ mod tests {
     fn torn_tail_is_truncated() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut s, _, _) = open(dir.path());
-        s.save(&value(2)).expect("save");
-        s.save(&value(3)).expect("save");
+        s.save(value(2)).expect("save");
+        let before = s.file_len();
+        s.save(value(3)).expect("save");
         let full = s.file_len();
         drop(s);
         let path = dir.path().join(LOG_NAME);
-        // Cut the last record at every possible point: the previous one wins.
+        // Cut the last (change) record at every possible point: the value before it wins.
         let bytes = fs::read(&path).expect("read");
-        let last_len = encode_record(&postcard::to_stdvec(&value(3)).expect("enc")).expect("rec").len();
+        let last_len = (full - before) as usize;
         for cut in 1..last_len {
             fs::write(&path, &bytes[..full as usize - cut]).expect("write");
             let (s, v, rec) = open(dir.path());
@@ -365,7 +452,7 @@ mod tests {
         }
         // After truncation, saving again works and wins.
         let (mut s, _, _) = open(dir.path());
-        s.save(&value(9)).expect("save");
+        s.save(value(9)).expect("save");
         drop(s);
         assert_eq!(open(dir.path()).1, Some(value(9)));
     }
@@ -374,8 +461,8 @@ mod tests {
     fn flipped_byte_in_last_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut s, _, _) = open(dir.path());
-        s.save(&value(2)).expect("save");
-        s.save(&value(3)).expect("save");
+        s.save(value(2)).expect("save");
+        s.save(value(3)).expect("save");
         drop(s);
         let path = dir.path().join(LOG_NAME);
         let mut bytes = fs::read(&path).expect("read");
@@ -388,25 +475,66 @@ mod tests {
     }
 
     #[test]
-    fn flipped_byte_in_the_middle_keeps_the_newest() {
+    fn flipped_byte_in_the_middle_keeps_the_newest_full_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut s, _, _) = open(dir.path());
-        s.save(&value(2)).expect("save");
-        s.save(&value(3)).expect("save");
-        s.save(&value(4)).expect("save");
+        s.save(value(2)).expect("save");
+        s.save(value(3)).expect("save");
+        s.save(value(1)).expect("save"); // a shrink: a full record
+        s.save(value(4)).expect("save");
         drop(s);
         let path = dir.path().join(LOG_NAME);
         let mut bytes = fs::read(&path).expect("read");
-        // A byte inside the first record's payload.
+        // A byte inside the first record's payload: the chain from the later full record
+        // does not need it.
         bytes[FILE_MAGIC.len() + RECORD_HEADER + 2] ^= 0xff;
         fs::write(&path, &bytes).expect("write");
         let (_, v, rec) = open(dir.path());
         assert_eq!(v, Some(value(4)));
-        assert_eq!(rec.skipped_corrupt, 1);
-        // The file was compacted to the newest snapshot.
+        assert_eq!((rec.skipped_corrupt, rec.changes), (1, 1));
+        // The file was compacted to one full record of the newest value.
         let (_, v, rec) = open(dir.path());
         assert_eq!(v, Some(value(4)));
         assert_eq!(rec, Recovery { records: 1, ..Default::default() });
+    }
+
+    #[test]
+    fn a_corrupt_record_that_later_changes_depend_on_refuses_to_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _, _) = open(dir.path());
+        for n in [2, 3, 4, 5] {
+            s.save(value(n)).expect("save");
+        }
+        drop(s);
+        let path = dir.path().join(LOG_NAME);
+        let mut bytes = fs::read(&path).expect("read");
+        // Inside the second record (the first change): value(3) would be lost, and with it
+        // value(4) and value(5); value(2) would be a step back.
+        let first = record_at(&bytes, FILE_MAGIC.len()).expect("first record").1;
+        bytes[first + RECORD_HEADER + 1] ^= 0xff;
+        fs::write(&path, &bytes).expect("write");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
+        assert!(matches!(err, StorageError::BrokenChain { offset, .. } if offset == first as u64), "{err}");
+        assert!(err.to_string().contains("refusing to start with an older state"), "{err}");
+        assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
+    }
+
+    #[test]
+    fn many_changes_recover_the_last_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _, _) = open(dir.path());
+        let mut v = V::new();
+        for i in 0..500u32 {
+            v.insert(i % 97, format!("value {i}"));
+            s.save(v.clone()).expect("save");
+        }
+        // 500 saves of a ~97-entry map, written as changes: far smaller than 500 maps.
+        let whole = postcard::to_stdvec(&v).expect("enc").len() as u64;
+        assert!(s.file_len() < 500 * whole / 10, "{} bytes for 500 saves of {whole}", s.file_len());
+        drop(s);
+        let (_, got, rec) = open(dir.path());
+        assert_eq!(got, Some(v));
+        assert_eq!(rec.changes, 499);
     }
 
     #[test]
@@ -418,6 +546,11 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::Undecodable { .. })));
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
+        // A full record that does not decode.
+        let mut bytes = FILE_MAGIC.to_vec();
+        bytes.extend(encode_record(&[FULL, 0xff, 0xff, 0xff]).expect("rec"));
+        fs::write(&path, &bytes).expect("write");
+        assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::Undecodable { .. })));
     }
 
     #[test]
@@ -426,10 +559,10 @@ mod tests {
         let opts = StoreOptions { compact_min_bytes: 4096 };
         let (mut s, _, _) = Store::<V>::open(dir.path(), opts.clone()).expect("open");
         for n in 0..200 {
-            s.save(&value(n % 20)).expect("save");
+            s.save(value(n % 20)).expect("save");
             assert!(s.file_len() <= 4096 + 1024, "len {}", s.file_len());
         }
-        s.save(&value(7)).expect("save");
+        s.save(value(7)).expect("save");
         drop(s);
         let (_, v, _) = Store::<V>::open(dir.path(), opts).expect("open");
         assert_eq!(v, Some(value(7)));

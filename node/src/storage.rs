@@ -240,12 +240,12 @@ impl<T: Incremental> Store<T> {
         let undecodable = |at: usize, reason: String| StorageError::Undecodable { path: path.clone(), offset: at as u64, reason };
         // The newest chain: the last full record and the change records after it.
         let start = records.iter().rposition(|(_, b)| b.first() == Some(&FULL));
+        let chain_start = start.map_or(0, |i| records[i].0);
+        if let Some(&bad) = corrupt.iter().find(|&&c| c > chain_start) {
+            return Err(StorageError::BrokenChain { path: path.clone(), offset: bad as u64 });
+        }
         if let (None, Some(&(at, _))) = (start, records.first()) {
             return Err(undecodable(at, "change records without a full record before them".into()));
-        }
-        let chain_start = start.map_or(usize::MAX, |i| records[i].0);
-        if let Some(&bad) = corrupt.iter().find(|&&c| c > chain_start || start.is_none()) {
-            return Err(StorageError::BrokenChain { path: path.clone(), offset: bad as u64 });
         }
         for c in &corrupt {
             tracing::warn!(path = %path.display(), offset = c, "corrupt storage record in the middle of the log skipped; a newer full record follows");
@@ -517,6 +517,21 @@ mod tests {
         assert!(matches!(err, StorageError::BrokenChain { offset, .. } if offset == first as u64), "{err}");
         assert!(err.to_string().contains("refusing to start with an older state"), "{err}");
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
+    }
+
+    #[test]
+    fn a_corrupt_first_full_record_with_changes_after_it_refuses_to_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _, _) = open(dir.path());
+        s.save(value(2)).expect("save");
+        s.save(value(3)).expect("save");
+        drop(s);
+        let path = dir.path().join(LOG_NAME);
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[FILE_MAGIC.len() + RECORD_HEADER + 2] ^= 0xff;
+        fs::write(&path, &bytes).expect("write");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
+        assert!(matches!(err, StorageError::BrokenChain { offset: 8, .. }), "{err}");
     }
 
     #[test]

@@ -176,7 +176,8 @@ enum DupCmd {
         #[arg(long)]
         remote_replicas: Option<u8>,
     },
-    /// Every duplication: status, confirmed decree per partition, stall reason.
+    /// Every duplication: status, confirmed decree per partition, fail mode, mutations
+    /// skipped under `skip`, stall reason.
     List,
     /// LOG → PAUSE: stop shipping (the log is kept from the confirmed decree on).
     Pause { dupid: u8 },
@@ -189,7 +190,9 @@ enum DupCmd {
     /// reason; `skip` gives the batch up, counts it as confirmed and adds its mutations to
     /// the duplication's SKIPPED count (the follower misses them).
     SetFailMode {
+        /// The duplication's id (`dup list`).
         dupid: u8,
+        /// `slow` or `skip`.
         #[arg(value_parser = parse_fail_mode)]
         mode: FailMode,
     },

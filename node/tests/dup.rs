@@ -211,8 +211,18 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     let text = scrape(meta_a);
     assert_eq!(metric(&text, r#"petrel_meta_dup_fail_mode{dupid="1",mode="skip"}"#), Some(1.0), "{text}");
     assert_eq!(metric(&text, r#"petrel_meta_dup_skipped_mutations_total{dupid="1"}"#), Some(0.0), "{text}");
+    // a's cluster status shows it too (FAIL MODE and SKIPPED columns of its duplications).
+    let status_a = [&admin_a[..admin_a.len() - 1], &["cluster".into(), "status".into()]].concat();
+    let o = run(&status_a);
+    let dup_row = o.stdout.lines().find(|l| l.starts_with("1 ") && l.contains("b/1")).unwrap_or_default();
+    assert!(o.code == Some(0) && o.stdout.contains("FAIL MODE") && dup_row.contains("skip"), "{}\n{}", o.stdout, o.stderr);
+    // An unknown duplication: the meta server's reason, exit 1 (and `{"error": …}` with --json).
     let o = set("9", "skip");
-    assert!(o.code != Some(0) && o.stderr.contains("no duplication 9"), "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
+    assert!(o.code == Some(1) && o.stderr.contains("no duplication 9"), "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
+    let o = run(&[admin_a, &["set-fail-mode".into(), "9".into(), "skip".into(), "--json".into()]].concat());
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
+    assert!(o.code == Some(1) && j["error"] == "no duplication 9", "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
+    // An unknown mode never reaches the meta server: the tool refuses it (clap's exit 2).
     let o = set("1", "fast");
     assert!(o.code == Some(2) && o.stderr.contains("unknown fail mode \"fast\": expected slow or skip"), "exit {:?}\n{}", o.code, o.stderr);
     let o = set("1", "slow");

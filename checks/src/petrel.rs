@@ -55,6 +55,9 @@ fn kind_of(a: &Action) -> (&'static str, Option<Id>, String) {
         Action::Crash(_) | Action::Actor(ActorModelAction::Crash(_)) => ("crash", None, "Crash".into()),
         Action::Recover(_) | Action::Actor(ActorModelAction::Recover(_)) => ("recover", None, "Restart".into()),
         Action::Suspect(_) => ("env", None, "Suspect".into()),
+        Action::Forge(_) => ("env", None, "Forge".into()),
+        Action::Replace(_) => ("crash", None, "Disk replaced".into()),
+        Action::Cut(_) => ("env", None, "Cut".into()),
         Action::Actor(ActorModelAction::SelectRandom { .. }) => ("env", None, "Random".into()),
     }
 }

@@ -60,6 +60,16 @@ pub enum Bug {
     /// Under `FailMode::Skip` a refused batch counts as confirmed but is not counted as
     /// skipped: the record claims the follower holds what it never applied.
     DupSkipUncounted,
+    /// A replica adopts a `ConfigUpdate` from any sender, not only from its meta server.
+    ConfigFromAnyone,
+    /// A replica applies a duplication checkpoint from any sender into any partition, not
+    /// only from the cluster its follower table was created for.
+    CheckpointFromAnySource,
+    /// A replica whose disk was wiped or replaced takes life 1 again instead of asking the
+    /// meta server for a new one: the meta takes it for the member that held the data.
+    EmptyDiskSameLife,
+    /// A primary serves reads and writes after its lease lapsed.
+    LeaseIgnored,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

@@ -172,7 +172,7 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
         _ => (None, None),
     };
     match msg {
-        Msg::QueryConfigReply { gpid, config, incarnation } if gpid == cfg.gpid && s.phase == Phase::Querying => {
+        Msg::QueryConfigReply { gpid, config, incarnation } if gpid == cfg.gpid && s.phase == Phase::Querying && src == cfg.meta => {
             if let Some(c) = config {
                 if s.config.as_ref().is_none_or(|old| c.ballot >= old.ballot) {
                     s.config = Some(c);

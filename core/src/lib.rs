@@ -3,6 +3,7 @@
 //! Nothing here touches a clock, a socket, a thread or a random number generator. The
 //! model checker (`petrel-spec`) and the QUIC node both drive the same [`Node`] actor; a
 //! driver only maps [`stateright::actor::Out`] commands to effects.
+pub mod auth;
 pub mod bug;
 pub mod client;
 pub mod dup;

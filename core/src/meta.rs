@@ -3,6 +3,7 @@
 //! timing assumption, see SPEC.md) and cures partitions: assign a primary, promote a
 //! secondary when the primary is gone, remove dead members, add learners when
 //! under-replicated.
+use crate::auth::{self, Directory};
 use crate::bug::{Bug, Bugs};
 use crate::dup::*;
 use crate::msg::{DupProgress, Msg, Timer};
@@ -18,12 +19,16 @@ pub struct TableSpec {
     pub id: u8,
     pub partitions: u8,
     pub max_replica_count: u8,
+    /// A follower table installed with the deployment (a log-only duplication's target):
+    /// the source cluster's meta server. `None` for the cluster's own tables.
+    pub source: Option<Id>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MetaCfg {
-    /// The replica servers of this cluster.
-    pub replicas: Vec<Id>,
+    /// This meta server, the replica servers of its cluster, and the nodes of other
+    /// clusters: who may send what (`auth.rs`).
+    pub dir: Directory,
     pub tables: Vec<TableSpec>,
     /// Members per partition of a bootstrapped deployment (`bootstrap_configs`); 0 means
     /// primaries are assigned at run time.
@@ -32,6 +37,11 @@ pub struct MetaCfg {
     pub dups: Vec<DupRecord>,
     /// Accept create-follower requests from other clusters (the cluster credential check).
     pub accept_duplication: bool,
+    /// Leases: a replica is declared dead when this long passed since its last beacon
+    /// (longer than the lease plus a clock-rate margin: the node checks it). `None`: the
+    /// model's abstraction, where a `PeerDown` reaches the meta server only for a replica
+    /// that crashed (and so serves nothing).
+    pub grace: Option<std::time::Duration>,
     pub bugs: Bugs,
 }
 
@@ -84,6 +94,7 @@ pub fn bootstrap_configs(replicas: &[Id], tables: &[TableSpec], members: u8) -> 
                 primary: members.first().copied(),
                 secondaries,
                 max_replica_count: t.max_replica_count,
+                source: t.source,
             });
         }
     }
@@ -114,9 +125,9 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
             }
         }
         None if cfg.bootstrap_members > 0 => MetaState {
-            configs: bootstrap_configs(&cfg.replicas, &cfg.tables, cfg.bootstrap_members).into_iter().map(|c| (c.gpid, c)).collect(),
-            alive: cfg.replicas.iter().map(|r| (*r, 1)).collect(),
-            lives: cfg.replicas.iter().map(|r| (*r, 1)).collect(),
+            configs: bootstrap_configs(&cfg.dir.replicas, &cfg.tables, cfg.bootstrap_members).into_iter().map(|c| (c.gpid, c)).collect(),
+            alive: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
+            lives: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
             grace: false,
             adding: BTreeMap::new(),
             dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
@@ -129,7 +140,7 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
                 .flat_map(|t| {
                     (0..t.partitions).map(move |p| {
                         let gpid = Gpid { table: t.id, partition: p };
-                        (gpid, PartitionConfig { gpid, max_replica_count: t.max_replica_count, ..Default::default() })
+                        (gpid, PartitionConfig { gpid, max_replica_count: t.max_replica_count, source: t.source, ..Default::default() })
                     })
                 })
                 .collect(),
@@ -144,6 +155,9 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
     if storage.is_none() {
         persist(&s, o);
     }
+    for r in s.alive.keys() {
+        arm_grace(cfg, *r, o);
+    }
     cure(cfg, &mut s, o);
     let gpids: Vec<Gpid> = s.configs.keys().copied().collect();
     for g in gpids {
@@ -153,23 +167,57 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
 }
 
 pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &mut Out<Node>) {
+    let role = cfg.dir.role(src);
+    if !auth::may_send(role, &msg) {
+        return;
+    }
     match msg {
         Msg::QueryConfig { gpid } => {
             let config = s.configs.get(&gpid).cloned();
             let incarnation = config.as_ref().and_then(|c| c.primary).and_then(|p| s.alive.get(&p).copied());
             o.send(src, Msg::QueryConfigReply { gpid, config, incarnation });
         }
+        Msg::Register { incarnation: 0 } => {
+            // A node without storage (a wiped or replaced disk, or a new machine): a new
+            // life that holds nothing. It leaves every configuration, even as the last
+            // holder of the data (it no longer holds it), and re-registers as that life.
+            let life = s.lives.get(&src).map_or(1, |l| l.saturating_add(1));
+            s.lives.insert(src, life);
+            s.alive.remove(&src);
+            s.adding.retain(|_, n| *n != src);
+            persist(s, o);
+            let gpids: Vec<Gpid> = s.configs.values().filter(|c| c.is_member(src)).map(|c| c.gpid).collect();
+            for gpid in gpids {
+                let Some(c) = s.configs.get(&gpid) else { continue };
+                let next = c.next(|c| {
+                    if c.primary == Some(src) {
+                        c.primary = None;
+                    }
+                    c.secondaries.retain(|m| *m != src);
+                });
+                commit(s, next, o);
+            }
+            o.send(src, Msg::Registered { incarnation: life });
+            cure(cfg, s, o);
+        }
         Msg::Register { incarnation } => {
-            if !cfg.replicas.contains(&src) {
+            if !cfg.dir.replicas.contains(&src) {
                 return;
             }
             match s.lives.get(&src) {
                 // A delayed Register of an older life is stale.
                 Some(known) if *known > incarnation => return,
                 Some(known) if *known == incarnation => {
-                    // The same life again: it kept its role state; it is simply alive.
-                    if s.alive.insert(src, incarnation).is_none() {
-                        cure(cfg, s, o);
+                    // The same life again: it kept its role state; it is simply alive —
+                    // unless this meta server already declared that life dead (a life
+                    // is never alive twice: it could still think it holds its roles).
+                    if s.alive.contains_key(&src) || s.grace || cfg.grace.is_none() {
+                        if s.alive.insert(src, incarnation).is_none() {
+                            arm_grace(cfg, src, o);
+                            cure(cfg, s, o);
+                        }
+                    } else {
+                        o.send(src, Msg::BeaconAck { incarnation, seq: 0, alive: false });
                     }
                     return;
                 }
@@ -177,6 +225,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             }
             s.alive.insert(src, incarnation);
             s.lives.insert(src, incarnation);
+            arm_grace(cfg, src, o);
             persist(s, o);
             // The node restarted: it lost its volatile role state. Take it out of every
             // configuration, except where it is the only one left holding the data: then it
@@ -200,6 +249,25 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             }
             cure(cfg, s, o);
         }
+        Msg::Beacon { incarnation, seq } => {
+            let alive = match s.alive.get(&src) {
+                Some(life) => *life == incarnation,
+                // A restarted meta server, within its grace period, hears from a life it
+                // recorded: that node is alive and kept its roles.
+                None if s.grace && s.lives.get(&src) == Some(&incarnation) => {
+                    s.alive.insert(src, incarnation);
+                    true
+                }
+                None => false,
+            };
+            if alive {
+                arm_grace(cfg, src, o);
+            }
+            o.send(src, Msg::BeaconAck { incarnation, seq, alive });
+        }
+        // With leases, a broken connection proves nothing: the replica may still hold its
+        // lease and serve. Only the grace timer declares it dead.
+        Msg::PeerDown { .. } if cfg.grace.is_some() => {}
         Msg::PeerDown { incarnation } if s.alive.get(&src) == Some(&incarnation) => {
             s.alive.remove(&src);
             s.adding.retain(|_, n| *n != src);
@@ -228,6 +296,10 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
         }
         Msg::DupReport { gpid, dupid, progress } => on_dup_report(cfg, id, s, gpid, dupid, progress, o),
         Msg::CreateFollower { source, table, partitions, replica_count } => {
+            if source.source_meta != src {
+                // A node may only ask for its own cluster's meta server (`auth.rs`).
+                return;
+            }
             let result = if !cfg.accept_duplication {
                 Err(CreateError::Refused(format!(
                     "cluster of {:?} is not authorised to duplicate into this cluster (credential mismatch)",
@@ -245,7 +317,8 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 s.followers.insert(table, source);
                 for p in 0..partitions {
                     let gpid = Gpid { table, partition: p };
-                    s.configs.insert(gpid, PartitionConfig { gpid, max_replica_count: replica_count, ..Default::default() });
+                    let config = PartitionConfig { gpid, max_replica_count: replica_count, source: Some(source.source_meta), ..Default::default() };
+                    s.configs.insert(gpid, config);
                 }
                 persist(s, o);
                 cure(cfg, s, o);
@@ -254,7 +327,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
         }
         Msg::CreateFollowerReply { source, result } => {
             let Some(rec) = s.dups.get_mut(&source.dupid) else { return };
-            if rec.status != DupStatus::Prepare || source.source_meta != id {
+            if rec.status != DupStatus::Prepare || source.source_meta != id || rec.remote_meta != src {
                 return;
             }
             match result {
@@ -410,7 +483,22 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
     }
 }
 
+/// (Re)start the failure detector's clock for replica `r` (leases only).
+fn arm_grace(cfg: &MetaCfg, r: Id, o: &mut Out<Node>) {
+    if let Some(g) = cfg.grace {
+        o.set_timer(Timer::Grace(r), g..g);
+    }
+}
+
 pub fn on_timeout(cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &mut Out<Node>) {
+    if let Timer::Grace(r) = timer {
+        // No beacon for longer than the grace: its lease has lapsed, it serves nothing.
+        if s.alive.remove(r).is_some() {
+            s.adding.retain(|_, n| n != r);
+            cure(cfg, s, o);
+        }
+        return;
+    }
     if *timer == Timer::MetaGrace && s.grace {
         s.grace = false;
         cure(cfg, s, o);
@@ -643,7 +731,7 @@ fn cure_one(cfg: &MetaCfg, s: &mut MetaState, gpid: Gpid, o: &mut Out<Node>) -> 
             return false;
         }
         if c.member_count() < c.max_replica_count as usize && !s.adding.contains_key(&gpid) {
-            if let Some(&node) = cfg.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
+            if let Some(&node) = cfg.dir.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
                 if let Some((p, incarnation)) = primary_life(s, &c) {
                     o.send(p, Msg::AddSecondary { config: c.clone(), node, incarnation });
                 }

@@ -28,6 +28,14 @@ pub enum Msg {
     /// A replica server started with this incarnation (first boot or restart): it holds no
     /// volatile role state.
     Register { incarnation: u32 },
+    /// A replica renews its lease (`seq` names the beacon; see `LeaseCfg`).
+    Beacon { incarnation: u32, seq: u32 },
+    /// The meta server heard beacon `seq` of life `incarnation`. `alive: false`: that life
+    /// was declared dead (its roles were given away); the replica starts a new life.
+    BeaconAck { incarnation: u32, seq: u32, alive: bool },
+    /// Life 0 in a `Register` means "no storage: assign me a life". The meta server
+    /// answers with the new life, which the replica persists and then registers.
+    Registered { incarnation: u32 },
     // Meta-to-replica messages name the incarnation they are meant for: a restarted
     // replica must not act on what the meta server decided about its previous life.
     /// A configuration the meta server committed; the receiver adopts it if newer.
@@ -126,6 +134,9 @@ impl Msg {
             Msg::Read { .. } => "Read",
             Msg::ReadReply { .. } => "ReadReply",
             Msg::Register { .. } => "Register",
+            Msg::Registered { .. } => "Registered",
+            Msg::Beacon { .. } => "Beacon",
+            Msg::BeaconAck { .. } => "BeaconAck",
             Msg::ConfigUpdate { .. } => "ConfigUpdate",
             Msg::AddSecondary { .. } => "AddSecondary",
             Msg::ProposeConfig { .. } => "ProposeConfig",
@@ -179,6 +190,13 @@ pub enum Timer {
     /// A restarted meta server's grace period: replicas that were alive re-register
     /// before it judges who is dead.
     MetaGrace,
+    /// A replica's next beacon to the meta server.
+    Beacon,
+    /// A replica's lease ends (it stops serving until a beacon is acknowledged).
+    LeaseExpiry,
+    /// The meta server's failure detector for one replica: armed on every beacon it hears
+    /// from it, for longer than the lease (SPEC.md, "Timing"); firing declares it dead.
+    Grace(Id),
 }
 
 /// What a source primary reports about one duplication.

@@ -1,6 +1,7 @@
 //! The replica server: PacificA-style primary/secondary replication of each partition it
 //! hosts, learning (potential secondaries), and the commit rule "logged locally and ACKed
 //! by every secondary".
+use crate::auth::{self, Directory};
 use crate::bug::{Bug, Bugs};
 use crate::dup::*;
 use crate::msg::{DupProgress, Msg, Timer};
@@ -13,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Static configuration of a replica server (not state: it never changes at run time).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReplicaCfg {
-    pub meta: Id,
+    /// Our meta server, the replica servers of our cluster, and the nodes of other
+    /// clusters: who may send what (`auth.rs`).
+    pub dir: Directory,
     /// Partitions this node serves at its very first boot (a bootstrapped deployment).
     pub bootstrap: Vec<PartitionConfig>,
     /// Duplications configured at first boot (the meta server's are the same): their
@@ -27,7 +30,39 @@ pub struct ReplicaCfg {
     pub gc: bool,
     /// Mutations per shipped batch (the model uses `SHIP_BATCH`).
     pub ship_batch: u32,
+    /// Leases from the meta server (beacons). `None`: the lease is taken as always held,
+    /// the model's abstraction for scenarios where the meta server loses a replica only
+    /// by its crash (SPEC.md, "Timing").
+    pub lease: Option<LeaseCfg>,
     pub bugs: Bugs,
+}
+
+/// A replica's lease: it may serve only while the meta server acknowledged a beacon
+/// recently enough that the meta cannot yet have declared it dead.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseCfg {
+    /// Beacon period, and the window in which a beacon's acknowledgement counts: an
+    /// acknowledgement handled after the next beacon left is ignored.
+    pub beacon: std::time::Duration,
+    /// How long a lease lasts from the send of the acknowledged beacon. The lease timer is
+    /// armed when the acknowledgement is handled, within `beacon` of that send, for
+    /// `lease - beacon`: it ends no later than `send + lease`. The meta server's grace,
+    /// counted from the beacon's receipt (after its send), must exceed `lease` plus a
+    /// clock-rate margin: then a replica declared dead has stopped serving.
+    pub lease: std::time::Duration,
+    /// Beacon numbers wrap here (the node: never in practice; the model: 2, which keeps
+    /// the state space finite and is sound there — see SPEC.md).
+    pub seq_modulus: u32,
+}
+
+/// Volatile lease state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    /// The lease is held: this replica may serve as a primary.
+    pub held: bool,
+    /// The last beacon sent and whether it still awaits its acknowledgement.
+    pub seq: u32,
+    pub out: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -106,6 +141,7 @@ pub struct ReplicaState {
     pub parts: BTreeMap<Gpid, Part>,
     /// An internal invariant broke: the replica stops (what a C++ assert would have done).
     pub broken: Option<String>,
+    pub lease: Lease,
 }
 
 impl Part {
@@ -253,6 +289,12 @@ fn persist(cfg: &ReplicaCfg, s: &ReplicaState, o: &mut Out<Node>) {
 
 pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &mut Out<Node>) -> ReplicaState {
     match storage {
+        // An empty disk that is not the deployment's installation (no bootstrap given, or
+        // a disk that holds no life yet): this node holds no data and has no life. It
+        // must not pass for the life that held this id's data before (a wiped or
+        // replaced disk): the meta server assigns it a new one, and it joins as a learner.
+        None if cfg.bootstrap.is_empty() => fresh(cfg, o),
+        Some(st) if st.incarnation == 0 => fresh(cfg, o),
         None => {
             let parts: BTreeMap<Gpid, Part> = cfg
                 .bootstrap
@@ -269,11 +311,9 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                     (c.gpid, p)
                 })
                 .collect();
-            let s = ReplicaState { incarnation: 1, parts, broken: None };
+            // The installation: life 1, as the meta server's bootstrap assumes.
+            let s = ReplicaState { incarnation: 1, parts, broken: None, lease: start_lease(cfg, o) };
             persist(cfg, &s, o);
-            if cfg.bootstrap.is_empty() {
-                o.send(cfg.meta, Msg::Register { incarnation: 1 });
-            }
             s
         }
         Some(st) => {
@@ -292,16 +332,75 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                     (*g, p)
                 })
                 .collect();
-            let s = ReplicaState { incarnation: st.incarnation.saturating_add(1), parts, broken: None };
+            let s = ReplicaState { incarnation: st.incarnation.saturating_add(1), parts, broken: None, lease: start_lease(cfg, o) };
             persist(cfg, &s, o);
-            o.send(cfg.meta, Msg::Register { incarnation: s.incarnation });
+            o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation });
             s
+        }
+    }
+}
+
+/// A node without a life: it asks the meta server for one (`Register` of life 0) and holds
+/// nothing, durably or not, until it has one.
+fn fresh(cfg: &ReplicaCfg, o: &mut Out<Node>) -> ReplicaState {
+    if cfg.bugs.has(Bug::EmptyDiskSameLife) {
+        // The bug: take life 1 again, as if this were the disk that held it.
+        let s = ReplicaState { incarnation: 1, parts: BTreeMap::new(), broken: None, lease: start_lease(cfg, o) };
+        persist(cfg, &s, o);
+        o.send(cfg.dir.meta, Msg::Register { incarnation: 1 });
+        return s;
+    }
+    o.send(cfg.dir.meta, Msg::Register { incarnation: 0 });
+    ReplicaState { incarnation: 0, parts: BTreeMap::new(), broken: None, lease: start_lease(cfg, o) }
+}
+
+/// No lease at start (a restarted node must not serve on its previous life's lease);
+/// the first beacon is due at once. Without leases (`cfg.lease` = None) it is held.
+fn start_lease(cfg: &ReplicaCfg, o: &mut Out<Node>) -> Lease {
+    match &cfg.lease {
+        Some(l) => {
+            o.set_timer(Timer::Beacon, l.beacon..l.beacon);
+            Lease::default()
+        }
+        None => Lease { held: true, ..Lease::default() },
+    }
+}
+
+/// This replica may serve as a primary: it holds its lease (mutant `lease-ignored`: always).
+fn leased(cfg: &ReplicaCfg, s: &ReplicaState) -> bool {
+    s.lease.held || cfg.bugs.has(Bug::LeaseIgnored)
+}
+
+/// The lease lapsed: stop serving, and fail fast whoever waits on this primary (a
+/// redirect: the client asks the meta server again). A write in flight may still commit
+/// (the members that ACKed it keep it, whichever becomes primary); its retry is then
+/// answered as done, never applied twice.
+fn lapse(cfg: &ReplicaCfg, s: &mut ReplicaState, o: &mut Out<Node>) {
+    s.lease.held = false;
+    if cfg.bugs.has(Bug::LeaseIgnored) {
+        return;
+    }
+    for p in s.parts.values_mut() {
+        for (client, req, _) in std::mem::take(&mut p.pending_reads) {
+            o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+        }
+        for (_, (to, req, dup)) in std::mem::take(&mut p.waiting) {
+            reply_write(o, to, p.config.gpid, req, dup, Err(ErrorCode::NotPrimary));
         }
     }
 }
 
 pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg, o: &mut Out<Node>) {
     if s.broken.is_some() {
+        return;
+    }
+    let role = cfg.dir.role(src);
+    let bug = match msg {
+        Msg::ConfigUpdate { .. } => cfg.bugs.has(Bug::ConfigFromAnyone),
+        Msg::Checkpoint { .. } => cfg.bugs.has(Bug::CheckpointFromAnySource),
+        _ => false,
+    };
+    if !auth::may_send(role, &msg) && !bug {
         return;
     }
     match msg {
@@ -313,7 +412,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             on_write(cfg, s, src, gpid, Mutation { client: src, req, op }, false, o)
         }
         Msg::Checkpoint { gpid, origin, decree, data } => {
-            if refuse_duplication(cfg, src, gpid, origin, decree, o) {
+            if refuse_duplication(cfg, s, src, gpid, origin, decree, bug, o) {
                 return;
             }
             // A checkpoint replaces the state; one older than what this follower already
@@ -324,7 +423,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         }
         Msg::Ship { gpid, origin, entries } => {
             let first = entries.first().map_or(0, |(d, _)| *d);
-            if refuse_duplication(cfg, src, gpid, origin, first, o) {
+            if refuse_duplication(cfg, s, src, gpid, origin, first, false, o) {
                 return;
             }
             for (decree, op) in entries {
@@ -382,7 +481,7 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                     }
                 }
                 for decree in checkpoints {
-                    pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.meta, decree, data: p.data_at(decree) });
+                    pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.dir.meta, decree, data: p.data_at(decree) });
                 }
                 for m in pushes {
                     o.send(b, m);
@@ -392,9 +491,10 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         }
         Msg::ApplyReply { gpid: fgpid, decree, result } => on_apply_reply(cfg, s, src, fgpid, decree, result, o),
         Msg::Read { gpid, req, key } => {
+            let leased = leased(cfg, s);
             let result = match s.parts.get_mut(&gpid) {
                 None => Err(ErrorCode::UnknownPartition),
-                Some(p) if p.status != Status::Primary => Err(ErrorCode::NotPrimary),
+                Some(p) if p.status != Status::Primary || !leased => Err(ErrorCode::NotPrimary),
                 Some(p) if p.recovering => Err(ErrorCode::Recovering),
                 Some(p) if cfg.bugs.has(Bug::ReadUncommitted) => Ok(p.read(&key, p.last_decree())),
                 Some(p) if p.committed < p.read_barrier => {
@@ -512,12 +612,43 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 // commit, so it cannot fall behind while the meta commits the upgrade.
                 p.learners.insert(src, true);
                 let next = p.config.next(|c| c.secondaries.push(src));
-                o.send(cfg.meta, Msg::ProposeConfig { config: next, incarnation: s.incarnation });
+                o.send(cfg.dir.meta, Msg::ProposeConfig { config: next, incarnation: s.incarnation });
             } else {
                 o.send(src, p.learn_msg());
             }
         }
-        Msg::PeerDown { .. } if src == cfg.meta => {
+        Msg::BeaconAck { incarnation, seq, alive } if incarnation == s.incarnation && incarnation > 0 => {
+            if !alive {
+                // The meta server declared this life dead (its lease had lapsed): the roles
+                // it held were given away. Never serve them again: start a new life, as a
+                // restart would, keeping the data.
+                for p in s.parts.values_mut() {
+                    set_status(cfg, p, Status::Inactive, o);
+                }
+                lapse(cfg, s, o);
+                s.lease.out = false;
+                s.incarnation = s.incarnation.saturating_add(1);
+                persist(cfg, s, o);
+                o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation });
+            } else if s.lease.out && seq == s.lease.seq {
+                if let Some(l) = &cfg.lease {
+                    s.lease.out = false;
+                    s.lease.held = true;
+                    let rest = l.lease.saturating_sub(l.beacon);
+                    o.set_timer(Timer::LeaseExpiry, rest..rest);
+                }
+            }
+        }
+        Msg::Registered { incarnation } => {
+            // The life the meta server assigned this fresh node: durable before it is
+            // announced.
+            if s.incarnation == 0 && incarnation > 0 {
+                s.incarnation = incarnation;
+                persist(cfg, s, o);
+                o.send(cfg.dir.meta, Msg::Register { incarnation });
+            }
+        }
+        Msg::PeerDown { .. } if src == cfg.dir.meta => {
             // The link to the meta server broke (it may have restarted and forgotten who
             // is alive): announce this life again after a pause.
             o.set_timer(Timer::Reregister, REREGISTER..REREGISTER);
@@ -551,6 +682,8 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             }
         }
         Msg::QueryConfig { .. }
+        | Msg::Beacon { .. }
+        | Msg::BeaconAck { .. }
         | Msg::DupReport { .. }
         | Msg::CreateFollower { .. }
         | Msg::CreateFollowerReply { .. }
@@ -584,7 +717,19 @@ pub fn on_timeout(cfg: &ReplicaCfg, s: &mut ReplicaState, timer: &Timer, o: &mut
         return;
     }
     match timer {
-        Timer::Reregister => o.send(cfg.meta, Msg::Register { incarnation: s.incarnation }),
+        Timer::Beacon => {
+            let Some(l) = &cfg.lease else { return };
+            o.set_timer(Timer::Beacon, l.beacon..l.beacon);
+            if s.incarnation > 0 {
+                // A beacon still unanswered is given up: its acknowledgement, handled from
+                // now on, could extend the lease beyond what the meta server granted.
+                s.lease.seq = (s.lease.seq + 1) % l.seq_modulus.max(1);
+                s.lease.out = true;
+                o.send(cfg.dir.meta, Msg::Beacon { incarnation: s.incarnation, seq: s.lease.seq });
+            }
+        }
+        Timer::LeaseExpiry => lapse(cfg, s, o),
+        Timer::Reregister => o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation }),
         Timer::DupQuery => {
             let mut asks = BTreeSet::new();
             for (g, p) in &s.parts {
@@ -610,11 +755,12 @@ fn reply_write(o: &mut Out<Node>, to: Id, gpid: Gpid, req: ReqId, dup: bool, res
 }
 
 fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m: Mutation, dup: bool, o: &mut Out<Node>) {
+    let leased = leased(cfg, s);
     let Some(p) = s.parts.get_mut(&gpid) else {
         reply_write(o, reply_to, gpid, m.req, dup, Err(ErrorCode::UnknownPartition));
         return;
     };
-    if p.status != Status::Primary {
+    if p.status != Status::Primary || !leased {
         reply_write(o, reply_to, gpid, m.req, dup, Err(ErrorCode::NotPrimary));
         return;
     }
@@ -836,7 +982,7 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
                 };
                 let ck = committed.max(min);
                 d.checkpoint = Some(ck);
-                o.send(cfg.meta, Msg::DupReport { gpid, dupid, progress: DupProgress::Checkpoint(ck) });
+                o.send(cfg.dir.meta, Msg::DupReport { gpid, dupid, progress: DupProgress::Checkpoint(ck) });
                 false
             }
             DupStatus::App if !d.applied => {
@@ -879,12 +1025,23 @@ fn reset_link(d: &mut Duplicator) {
     d.shipped = d.confirmed;
 }
 
-/// The follower side's credential check of a checkpoint or shipped mutations.
-fn refuse_duplication(cfg: &ReplicaCfg, src: Id, gpid: Gpid, origin: Id, decree: Decree, o: &mut Out<Node>) -> bool {
-    if cfg.accept_duplication {
+/// The follower side's checks of a checkpoint or shipped mutations: the cluster credential,
+/// then authorization — only a node of the cluster whose duplication created the follower
+/// table may write into it, and only into a follower table (`auth.rs`).
+#[allow(clippy::too_many_arguments)]
+fn refuse_duplication(cfg: &ReplicaCfg, s: &ReplicaState, src: Id, gpid: Gpid, origin: Id, decree: Decree, any_source: bool, o: &mut Out<Node>) -> bool {
+    let source = s.parts.get(&gpid).and_then(|p| p.config.source);
+    let reason = if !cfg.accept_duplication {
+        format!("replica does not accept the credentials of {origin:?}'s cluster")
+    } else if any_source {
         return false;
-    }
-    let reason = format!("replica does not accept the credentials of {origin:?}'s cluster");
+    } else if source.is_none() && s.parts.contains_key(&gpid) {
+        format!("partition {}.{} is not a follower table", gpid.table, gpid.partition)
+    } else if source.is_some_and(|m| m != origin) || cfg.dir.cluster_of(src) != Some(origin) {
+        format!("partition {}.{} does not follow the cluster of {src:?}", gpid.table, gpid.partition)
+    } else {
+        return false;
+    };
     o.send(src, Msg::ApplyReply { gpid, decree, result: Err(Some(reason)) });
     true
 }
@@ -911,7 +1068,7 @@ fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
             break;
         }
         d.shipped = end;
-        o.send(target, Msg::Ship { gpid: follower_gpid(d, gpid), origin: cfg.meta, entries });
+        o.send(target, Msg::Ship { gpid: follower_gpid(d, gpid), origin: cfg.dir.meta, entries });
     }
     if broken.is_some() {
         s.broken = broken;
@@ -987,7 +1144,7 @@ fn on_apply_reply(
             }
         }
         for m in reports {
-            o.send(cfg.meta, m);
+            o.send(cfg.dir.meta, m);
         }
         for meta in ask {
             o.send(meta, Msg::QueryConfig { gpid: fgpid });

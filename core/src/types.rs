@@ -33,6 +33,9 @@ pub struct PartitionConfig {
     /// Sorted, never contains the primary.
     pub secondaries: Vec<Id>,
     pub max_replica_count: u8,
+    /// A follower table's source: the meta server of the cluster whose duplication created
+    /// it. Only that cluster's nodes may write into it (`auth.rs`); `None`: not a follower.
+    pub source: Option<Id>,
 }
 
 impl PartitionConfig {

@@ -26,7 +26,7 @@ const B_META: usize = 7;
 const B1: usize = 8;
 const B2: usize = 9;
 const CLIENT: usize = 10;
-const OPERATOR: usize = 50;
+const OPERATOR: usize = common::OPERATOR as usize;
 /// The follower partition of `G`.
 const F: Gpid = Gpid { table: 2, partition: 0 };
 const DUP: DupId = 1;
@@ -223,7 +223,7 @@ impl Source {
 
     /// Meta-B's answer: the follower partition's primary.
     fn follower_is(&mut self, primary: Option<usize>) -> Out<Node> {
-        let config = PartitionConfig { gpid: F, ballot: 1, primary: primary.map(id), secondaries: vec![], max_replica_count: 1 };
+        let config = PartitionConfig { gpid: F, ballot: 1, primary: primary.map(id), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
         self.step(B_META, Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) })
     }
 
@@ -327,7 +327,7 @@ fn shipping_catches_dup_ship_uncommitted() {
         a.write(); // prepared, not committed
         let o = a.announce(dup_entry(DupStatus::Log, 2, 0));
         assert_eq!(queries(&o), vec![(id(B_META), F)]);
-        let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1 };
+        let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
         let o = a.sim.msg(id(B_META), Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) });
         let checked = a.durable.check(&o);
         if bugs == Bugs::none() {
@@ -529,7 +529,7 @@ fn a_restored_primary_looks_the_follower_up_again() {
         durable.check(&o).unwrap();
         assert_eq!(queries(&o) == vec![(id(B_META), F)], asks, "{bugs:?}: {o:?}");
         if asks {
-            let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1 };
+            let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
             let o = sim.msg(id(B_META), Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) });
             durable.check(&o).unwrap();
             assert_eq!(ships(&o), vec![(id(B1), batch(1, 1))], "resumes from the persisted confirmed decree");
@@ -789,12 +789,13 @@ proptest! {
 
 fn follower_cfg(accept: bool) -> ReplicaCfg {
     ReplicaCfg {
-        meta: id(B_META),
-        bootstrap: vec![pcg(F, 1, Some(B1), &[])],
+        dir: dir_b(),
+        bootstrap: vec![follower_pc(F, 1, Some(B1), &[], A_META)],
         bootstrap_dups: vec![],
         accept_duplication: accept,
         gc: false,
         ship_batch: SHIP_BATCH,
+        lease: None,
         bugs: Bugs::none(),
     }
 }
@@ -803,7 +804,7 @@ fn follower_cfg(accept: bool) -> ReplicaCfg {
 fn follower(accept: bool, secondary: bool) -> (Sim, DurableReplica) {
     let mut cfg = follower_cfg(accept);
     if secondary {
-        cfg.bootstrap = vec![pcg(F, 1, Some(B1), &[B2])];
+        cfg.bootstrap = vec![follower_pc(F, 1, Some(B1), &[B2], A_META)];
     }
     let (sim, o) = Sim::start(Node::Replica(cfg), id(B1), None);
     let mut durable = DurableReplica::default();
@@ -886,7 +887,7 @@ fn a_follower_refuses_or_redirects() {
 
     // B2 is a secondary of F.
     let mut cfg = follower_cfg(true);
-    cfg.bootstrap = vec![pcg(F, 1, Some(B1), &[B2])];
+    cfg.bootstrap = vec![follower_pc(F, 1, Some(B1), &[B2], A_META)];
     let (mut b2, _) = Sim::start(Node::Replica(cfg), id(B2), None);
     let before = b2.replica().clone();
     let o = b2.msg(id(A1), ship([1, 2]));
@@ -961,7 +962,7 @@ fn a_switch_between_unequally_collected_source_primaries_reorders_the_follower()
     // 2.
     let log_only = dup_entry(DupStatus::Log, 0, 0);
     a1.msg(id(A_META), Msg::DupUpdate { gpid: G, dups: [(DUP, log_only.clone())].into(), incarnation: 1 });
-    let b_config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1 };
+    let b_config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
     let reply = Msg::QueryConfigReply { gpid: F, config: Some(b_config), incarnation: Some(1) };
     a1.msg(id(B_META), reply.clone());
     let mut in_flight = client_write(&mut a1, &mut a2, 3);
@@ -1116,7 +1117,7 @@ const P1: Gpid = Gpid { table: 1, partition: 1 };
 
 /// Meta-A bootstrapped with table 1 (partitions 0 and 1, primaries A1 and A2) and `rec`.
 fn source_meta(rec: DupRecord) -> (Sim, DurableMetaDups) {
-    let mut cfg = meta_cfg(&[A1, A2, A3], vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3 }], 3, Bugs::none());
+    let mut cfg = meta_cfg(&[A1, A2, A3], vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3, source: None }], 3, Bugs::none());
     cfg.dups = vec![rec];
     let (sim, o) = Sim::start(Node::Meta(cfg), id(A_META), None);
     let mut durable = DurableMetaDups::default();
@@ -1433,7 +1434,7 @@ enum WOp {
 impl World {
     fn new() -> World {
         let rec = dup_record(DupStatus::Log, 2, 0);
-        let mut cfg = meta_cfg(&[A1], vec![TableSpec { id: 1, partitions: 1, max_replica_count: 1 }], 1, Bugs::none());
+        let mut cfg = meta_cfg(&[A1], vec![TableSpec { id: 1, partitions: 1, max_replica_count: 1, source: None }], 1, Bugs::none());
         cfg.dups = vec![rec];
         let (meta_a, o) = Sim::start(Node::Meta(cfg), id(A_META), None);
         let mut meta_a_durable = DurableMetaDups::default();
@@ -1441,7 +1442,7 @@ impl World {
         let mut net = Vec::new();
         net.extend(sends(&o).into_iter().map(|(to, msg)| Flight { from: A_META, to: usize::from(to), msg }));
         let a1 = Source::start(false, true, Bugs::none());
-        let mut bcfg = meta_cfg(&[B1], vec![TableSpec { id: F.table, partitions: 1, max_replica_count: 1 }], 1, Bugs::none());
+        let mut bcfg = meta_cfg(&[B1], vec![TableSpec { id: F.table, partitions: 1, max_replica_count: 1, source: None }], 1, Bugs::none());
         bcfg.accept_duplication = true;
         let (meta_b, _) = Sim::start(Node::Meta(bcfg), id(B_META), None);
         let (b1, b1_durable) = follower(true, false);

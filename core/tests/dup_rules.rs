@@ -46,6 +46,7 @@ fn ready_rule_for_replica_counts_1_2_3() {
         primary: primary.map(Id::from),
         secondaries: secs.iter().map(|s| Id::from(*s)).collect(),
         max_replica_count: max,
+        source: None,
     };
     for max in 1..=3u8 {
         // A primary that applied the checkpoint is enough; secondaries are the follower

@@ -476,7 +476,7 @@ proptest! {
 
 fn follower_net(secondary: bool) -> Net {
     let secs: &[usize] = if secondary { &[S] } else { &[] };
-    let mut cfg = replica_cfg(vec![pcg(F, 1, Some(P), secs)], Bugs::none());
+    let mut cfg = replica_cfg(vec![follower_pc(F, 1, Some(P), secs, SRC_META)], Bugs::none());
     cfg.accept_duplication = true;
     let ids: &[usize] = if secondary { &[P, S] } else { &[P] };
     Net::new(&cfg, ids)

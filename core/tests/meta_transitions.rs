@@ -14,7 +14,7 @@ const META: usize = 0;
 const REPLICAS: [usize; 3] = [1, 2, 3];
 
 fn table(partitions: u8, max_replica_count: u8) -> TableSpec {
-    TableSpec { id: 1, partitions, max_replica_count }
+    TableSpec { id: 1, partitions, max_replica_count, source: None }
 }
 
 fn meta_node(partitions: u8, max: u8, members: u8, bugs: Bugs) -> Node {

@@ -952,12 +952,24 @@ proptest! {
 
 #[test]
 fn first_boot_saves_and_registers() {
-    // Not bootstrapped: saves incarnation 1 and registers it.
-    let (sim, o) = Sim::start(replica_node(vec![], Bugs::none()), id(R), None);
-    assert_eq!(sim.replica().incarnation, 1);
-    assert_eq!(replica_saves(&o).iter().map(|st| st.incarnation).collect::<Vec<_>>(), vec![1]);
-    assert_eq!(sends(&o), vec![(id(META), Msg::Register { incarnation: 1 })]);
-    DurableReplica::default().check(&o).unwrap();
+    // Not bootstrapped (a new node, or a wiped disk): no life yet, nothing saved; it asks
+    // the meta server for a life, persists the one it is given, then registers it.
+    let (mut sim, o) = Sim::start(replica_node(vec![], Bugs::none()), id(R), None);
+    assert_eq!(sim.replica().incarnation, 0);
+    assert!(replica_saves(&o).is_empty());
+    assert_eq!(sends(&o), vec![(id(META), Msg::Register { incarnation: 0 })]);
+    let mut durable = DurableReplica::default();
+    durable.check(&o).unwrap();
+    let o = sim.msg(id(META), Msg::Registered { incarnation: 4 });
+    assert_eq!(sim.replica().incarnation, 4);
+    assert_eq!(replica_saves(&o).iter().map(|st| st.incarnation).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(sends(&o), vec![(id(META), Msg::Register { incarnation: 4 })]);
+    durable.check(&o).unwrap();
+    // Only the meta server assigns lives, and only to a node without one.
+    let o = sim.msg(id(2), Msg::Registered { incarnation: 9 });
+    assert!(o.is_empty() && sim.replica().incarnation == 4);
+    let o = sim.msg(id(META), Msg::Registered { incarnation: 9 });
+    assert!(o.is_empty() && sim.replica().incarnation == 4);
     // Bootstrapped: the role comes from the configuration, which is saved.
     let (sim, o) = Sim::start(replica_node(vec![pc(1, Some(R), &[2]), pcg(Gpid { table: 1, partition: 1 }, 1, Some(2), &[3])], Bugs::none()), id(R), None);
     assert_eq!(sim.replica().parts.len(), 1, "a replica hosts only the partitions it is a member of");

@@ -34,7 +34,7 @@ fn arb_gpid() -> impl Strategy<Value = Gpid> {
 
 fn arb_config() -> impl Strategy<Value = PartitionConfig> {
     (arb_gpid(), arb_u32(), prop::option::weighted(0.85, arb_id()), prop::collection::vec(arb_id(), 0..4), arb_u8()).prop_map(
-        |(gpid, ballot, primary, secondaries, max_replica_count)| PartitionConfig { gpid, ballot, primary, secondaries, max_replica_count },
+        |(gpid, ballot, primary, secondaries, max_replica_count)| PartitionConfig { gpid, ballot, primary, secondaries, max_replica_count, source: None },
     )
 }
 
@@ -228,7 +228,7 @@ fn apply(sim: &mut Sim, step: &Step) -> stateright::actor::Out<Node> {
 const REPLICAS: [usize; 3] = [1, 2, 3];
 
 fn tables() -> Vec<TableSpec> {
-    vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3 }]
+    vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3, source: None }]
 }
 
 fn a_dup_record() -> DupRecord {
@@ -509,9 +509,9 @@ fn create_follower_for_an_existing_local_table_is_refused() {
     cfg.accept_duplication = true;
     let (mut sim, _) = Sim::start(Node::Meta(cfg), id(0), None);
     let before = sim.meta().configs.clone();
-    let source = DupIdent { source_meta: id(50), table: 7, dupid: 1 };
-    let o = sim.msg(id(50), Msg::CreateFollower { source, table: 1, partitions: 2, replica_count: 1 });
-    assert_eq!(sends(&o), vec![(id(50), Msg::CreateFollowerReply { source, result: Err(CreateError::Exists) })]);
+    let source = DupIdent { source_meta: id(30), table: 7, dupid: 1 };
+    let o = sim.msg(id(30), Msg::CreateFollower { source, table: 1, partitions: 2, replica_count: 1 });
+    assert_eq!(sends(&o), vec![(id(30), Msg::CreateFollowerReply { source, result: Err(CreateError::Exists) })]);
     assert_eq!(sim.meta().configs, before, "existing partitions overwritten");
     assert!(!sim.meta().followers.contains_key(&1), "a local table recorded as a follower");
 }

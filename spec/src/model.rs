@@ -8,7 +8,10 @@ use petrel_core::client::{ClientCfg, ClientState};
 use petrel_core::dup::{DupRecord, DupStatus};
 use petrel_core::meta::{bootstrap_configs, MetaCfg, MetaState, TableSpec};
 use petrel_core::replica::{ReplicaCfg, ReplicaState, ReplicaStorage};
+use petrel_core::auth::Directory;
+use petrel_core::dup::{DupEntry, FailMode};
 use petrel_core::*;
+use std::collections::BTreeMap;
 use serde::Serialize;
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id, Network};
 use crate::kv::{Kv, KvRet};
@@ -32,6 +35,14 @@ pub struct Aux {
     pub drops_left: u8,
     /// Set when a duplication's status changed against the allowed table (SAFE-10).
     pub bad_dup_transition: bool,
+    /// Messages the foreign sender may still forge.
+    pub forges_left: u8,
+    /// Disks the environment may still replace.
+    pub replaces_left: u8,
+    /// Meta↔replica links the environment may still cut, and the replicas cut off from
+    /// the meta server (for good: every message between them is lost).
+    pub cuts_left: u8,
+    pub cut: Vec<Id>,
 }
 
 pub type State = ActorModelState<Node, Aux>;
@@ -49,6 +60,16 @@ pub enum Action {
     Suspect(Id),
     /// The network loses a message (only kinds the scenario names, within a budget).
     Drop(Envelope<Msg>),
+    /// The foreign sender (a node of the partner cluster, with a valid certificate) sends
+    /// forged message number `n` of [`PetrelModel::forgeries`].
+    Forge(u8),
+    /// A replica server's disk is replaced: it crashes and restarts at once with empty
+    /// storage (not the installation's: it holds no life). The restart beats the meta
+    /// server's failure detector, so only its clients see the connection break.
+    Replace(Id),
+    /// The link between the meta server and a replica breaks for good (a partition):
+    /// clients and the other replicas still reach the replica.
+    Cut(Id),
 }
 
 pub struct PetrelModel {
@@ -62,6 +83,8 @@ pub struct PetrelModel {
     /// The follower cluster's meta server and replicas (duplication scenarios).
     pub meta_b: Option<Id>,
     pub replicas_b: Vec<Id>,
+    /// A node of the partner cluster that may send anything to cluster A (`foreign-sender`).
+    pub foreign: Option<Id>,
 }
 
 pub const GPID: Gpid = Gpid { table: 0, partition: 0 };
@@ -82,7 +105,24 @@ impl PetrelModel {
             None => (None, Vec::new()),
         };
         let clients: Vec<Id> = (next..next + scenario.clients.len()).map(Id::from).collect();
-        let tables = vec![TableSpec { id: 0, partitions: 1, max_replica_count: scenario.max_replica_count }];
+        next += scenario.clients.len();
+        // With a foreign sender, A trusts B for duplication too (as `petrel up --clusters 2`
+        // sets both clusters up): authorization, not the credential, must stop it.
+        let foreign = scenario.forges.gt(&0).then(|| Id::from(next));
+        // Who may send what: A's nodes know B's nodes (and the foreign sender, which holds a
+        // certificate of B) as B's; B's nodes know A's as A's.
+        let cluster_b = meta_b.unwrap_or(meta);
+        let dir_a = Directory {
+            meta,
+            replicas: replicas.clone(),
+            remote: meta_b.iter().chain(&replicas_b).chain(&foreign).map(|n| (*n, cluster_b)).collect(),
+        };
+        let dir_b = Directory {
+            meta: cluster_b,
+            replicas: replicas_b.clone(),
+            remote: std::iter::once(&meta).chain(&replicas).map(|n| (*n, meta)).collect(),
+        };
+        let tables = vec![TableSpec { id: 0, partitions: 1, max_replica_count: scenario.max_replica_count, source: None }];
         let bootstrap = if scenario.bootstrap_members > 0 {
             bootstrap_configs(&replicas, &tables, scenario.bootstrap_members)
         } else {
@@ -110,51 +150,55 @@ impl PetrelModel {
             _ => Vec::new(),
         };
         let mut actors = vec![Node::Meta(MetaCfg {
-            replicas: replicas.clone(),
+            dir: dir_a.clone(),
             tables,
             bootstrap_members: scenario.bootstrap_members,
             dups: dups.clone(),
-            accept_duplication: false,
+            accept_duplication: foreign.is_some(),
+            grace: scenario.leases.then_some(GRACE),
             bugs,
         })];
         let mut names = vec![if meta_b.is_some() { "meta-A" } else { "meta" }.to_string()];
         for (i, _) in replicas.iter().enumerate() {
             actors.push(Node::Replica(ReplicaCfg {
-                meta,
+                dir: dir_a.clone(),
                 bootstrap: bootstrap.clone(),
                 bootstrap_dups: dups.clone(),
-                accept_duplication: false,
+                accept_duplication: foreign.is_some(),
                 gc: scenario.gc,
                 ship_batch: petrel_core::dup::SHIP_BATCH,
+                lease: scenario.leases.then(lease_cfg),
                 bugs,
             }));
             names.push(if meta_b.is_some() { format!("replica-A{}", i + 1) } else { format!("replica-{}", i + 1) });
         }
-        if let (Some(f), Some(mb)) = (&scenario.follower, meta_b) {
+        if let (Some(f), Some(_)) = (&scenario.follower, meta_b) {
             // A log-only duplication's follower table exists at boot.
             let (tables_b, members_b) = if f.start == DupStatus::Log {
-                (vec![TableSpec { id: 1, partitions: 1, max_replica_count: f.replica_count }], f.replica_count)
+                (vec![TableSpec { id: 1, partitions: 1, max_replica_count: f.replica_count, source: Some(meta) }], f.replica_count)
             } else {
                 (Vec::new(), 0)
             };
             let bootstrap_b = bootstrap_configs(&replicas_b, &tables_b, members_b);
             actors.push(Node::Meta(MetaCfg {
-                replicas: replicas_b.clone(),
+                dir: dir_b.clone(),
                 tables: tables_b,
                 bootstrap_members: members_b,
                 dups: Vec::new(),
                 accept_duplication: f.meta_accepts,
+                grace: None,
                 bugs,
             }));
             names.push("meta-B".to_string());
             for (i, _) in replicas_b.iter().enumerate() {
                 actors.push(Node::Replica(ReplicaCfg {
-                    meta: mb,
+                    dir: dir_b.clone(),
                     bootstrap: bootstrap_b.clone(),
                     bootstrap_dups: Vec::new(),
                     accept_duplication: f.replicas_accept,
                     gc: false,
                     ship_batch: petrel_core::dup::SHIP_BATCH,
+                    lease: None,
                     bugs,
                 }));
                 names.push(format!("replica-B{}", i + 1));
@@ -172,6 +216,19 @@ impl PetrelModel {
             }));
             names.push(format!("client-{}", i + 1));
         }
+        if foreign.is_some() {
+            // Inert: it answers nothing; what it sends is the environment's `Forge`.
+            actors.push(Node::Client(ClientCfg {
+                meta,
+                gpid: GPID,
+                ops: Vec::new(),
+                max_attempts: 1,
+                request_timeout: None,
+                first_req: 1,
+                bugs,
+            }));
+            names.push("foreign-B".to_string());
+        }
         let drops = scenario.follower.as_ref().map_or(0, |f| f.lose_create_replies);
         let aux = Aux {
             ops: LinearizabilityTester::new(Kv::default()),
@@ -179,11 +236,15 @@ impl PetrelModel {
             ballot_regressed: false,
             drops_left: drops,
             bad_dup_transition: false,
+            forges_left: scenario.forges,
+            replaces_left: scenario.replaces,
+            cuts_left: scenario.cuts,
+            cut: Vec::new(),
         };
         let inner = ActorModel::new((), aux)
             .actors(actors)
             .init_network(Network::new_unordered_nonduplicating([]));
-        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients, meta_b, replicas_b }
+        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients, meta_b, replicas_b, foreign }
     }
 
     pub fn meta_b_state<'a>(&self, s: &'a State) -> Option<&'a MetaState> {
@@ -245,6 +306,9 @@ impl PetrelModel {
             Action::Crash(id) | Action::Recover(id) => *id,
             Action::Suspect(_) => self.meta,
             Action::Drop(env) => env.dst,
+            Action::Forge(n) => self.forge_dst(*n),
+            Action::Replace(id) => *id,
+            Action::Cut(id) => *id,
         }
     }
 
@@ -278,6 +342,58 @@ impl PetrelModel {
             if self.clients.contains(&env.src) {
                 Self::inject(s, env.dst, env.src, Msg::PeerDown { incarnation: 0 });
             }
+        }
+    }
+
+    /// Messages between the meta server and a replica cut off from it are lost.
+    fn partition(&self, s: &mut State) {
+        if s.history.cut.is_empty() {
+            return;
+        }
+        let cut = s.history.cut.clone();
+        let meta = self.meta;
+        if let Network::UnorderedNonDuplicating(map) = &mut s.network {
+            map.retain(|e, _| !((e.src == meta && cut.contains(&e.dst)) || (e.dst == meta && cut.contains(&e.src))));
+        }
+    }
+
+    /// The timing assumptions, as preconditions of timers (SPEC.md, "Timing"):
+    /// - the meta server's `Grace(r)` fires only once `r` serves nothing — it crashed, or
+    ///   its lease lapsed and no acknowledgement in flight can renew it (the grace outlasts
+    ///   every lease a beacon the meta heard can grant);
+    /// - between the meta server and a replica it is not cut off from, beacons and their
+    ///   acknowledgements arrive in time: that replica's lease does not lapse and the meta
+    ///   server does not give up on it (the lease is acquired once, after a start);
+    /// - a replica's `Beacon` fires only when its previous beacon round is over (sent and
+    ///   answered or lost): beacons are far apart compared with a round trip, which also
+    ///   keeps the number of messages in flight bounded.
+    fn timer_enabled(&self, s: &State, id: Id, t: &Timer) -> bool {
+        let cut = |r: &Id| s.history.cut.contains(r);
+        match t {
+            Timer::Grace(r) => {
+                if self.bugs.has(Bug::FdSkipLease) || self.crashed(s, *r) {
+                    return true;
+                }
+                if !cut(r) {
+                    return false;
+                }
+                let Some(rs) = self.replica(s, *r) else { return true };
+                let renewable = rs.lease.out
+                    && s.network.iter_deliverable().any(|e| {
+                        e.dst == *r
+                            && matches!(e.msg, Msg::BeaconAck { incarnation, seq, alive: true } if *incarnation == rs.incarnation && *seq == rs.lease.seq)
+                    });
+                !rs.lease.held && !renewable
+            }
+            Timer::LeaseExpiry => cut(&id),
+            Timer::Beacon => {
+                let held = self.replica(s, id).is_some_and(|r| r.lease.held);
+                (!held || cut(&id))
+                    && !s.network.iter_deliverable().any(|e| {
+                        (e.src == id && matches!(e.msg, Msg::Beacon { .. })) || (e.dst == id && matches!(e.msg, Msg::BeaconAck { .. }))
+                    })
+            }
+            _ => true,
         }
     }
 
@@ -332,9 +448,18 @@ impl Model for PetrelModel {
         actions.extend(
             inner
                 .into_iter()
-                .filter(|a| matches!(a, ActorModelAction::Deliver { .. } | ActorModelAction::Timeout(..)))
+                .filter(|a| match a {
+                    ActorModelAction::Deliver { .. } => true,
+                    ActorModelAction::Timeout(id, t) => self.timer_enabled(s, *id, t),
+                    _ => false,
+                })
                 .map(Action::Actor),
         );
+        if s.history.cuts_left > 0 {
+            for &r in &self.replicas {
+                actions.push(Action::Cut(r));
+            }
+        }
         if s.history.crashes_left > 0 {
             for &r in &self.replicas {
                 if !self.crashed(s, r) {
@@ -360,6 +485,16 @@ impl Model for PetrelModel {
                 .collect();
             drops.sort();
             actions.extend(drops.into_iter().map(Action::Drop));
+        }
+        if s.history.replaces_left > 0 {
+            for &r in &self.replicas {
+                if !self.crashed(s, r) {
+                    actions.push(Action::Replace(r));
+                }
+            }
+        }
+        if s.history.forges_left > 0 {
+            actions.extend((0..FORGERIES).map(Action::Forge));
         }
         if self.scenario.recover {
             for &r in &self.replicas {
@@ -414,9 +549,43 @@ impl Model for PetrelModel {
                 Self::inject(&mut next, id, self.meta, Msg::PeerDown { incarnation: self.incarnation(s, id) });
                 (next, self.meta)
             }
+            Action::Replace(id) => {
+                let mut next = self.inner.next_state(s, ActorModelAction::Crash(id))?;
+                next.history.replaces_left -= 1;
+                let inc = self.incarnation(s, id);
+                if let Network::UnorderedNonDuplicating(map) = &mut next.network {
+                    map.retain(|e, _| e.dst != id);
+                }
+                for &c in &self.clients {
+                    Self::inject(&mut next, id, c, Msg::PeerDown { incarnation: inc });
+                }
+                // An empty disk: no life recorded (the core's "fresh" storage).
+                let empty = NodeStorage::Replica(ReplicaStorage { incarnation: 0, parts: BTreeMap::new() });
+                if let Some(slot) = next.actor_storages.get_mut(usize::from(id)) {
+                    *slot = Some(empty);
+                }
+                (self.inner.next_state(&next, ActorModelAction::Recover(id))?, id)
+            }
+            Action::Cut(id) => {
+                let mut next = s.clone();
+                next.history.cuts_left -= 1;
+                next.history.cut.push(id);
+                next.history.cut.sort();
+                (next, id)
+            }
+            Action::Forge(n) => {
+                let foreign = self.foreign?;
+                let msg = self.forgery(s, n)?;
+                let mut next = s.clone();
+                next.history.forges_left -= 1;
+                let dst = self.forge_dst(n);
+                Self::inject(&mut next, foreign, dst, msg);
+                (next, dst)
+            }
         };
         self.observe(s, &mut next, who);
         self.bounce(&mut next);
+        self.partition(&mut next);
         Some(next)
     }
 
@@ -430,6 +599,9 @@ impl Model for PetrelModel {
             Action::Recover(id) => format!("restart {}", self.name(*id)),
             Action::Suspect(id) => format!("meta suspects live {}", self.name(*id)),
             Action::Drop(env) => format!("network loses {} → {:?} → {}", self.name(env.src), env.msg, self.name(env.dst)),
+            Action::Forge(n) => format!("foreign-B forges message {n} to {}", self.name(self.forge_dst(*n))),
+            Action::Replace(id) => format!("disk of {} replaced (restart with empty storage)", self.name(*id)),
+            Action::Cut(id) => format!("link between {} and {} cut", self.name(self.meta), self.name(*id)),
             Action::Actor(a) => format!("{a:?}"),
         }
     }
@@ -460,3 +632,93 @@ impl PetrelModel {
 
 /// Shared handle used by the checker front end.
 pub type SharedModel = Arc<PetrelModel>;
+
+/// How many messages the foreign sender can forge (`PetrelModel::forgery`).
+pub const FORGERIES: u8 = 19;
+/// The ballot, value and table the forgeries carry, so SAFE-15 can tell their effects.
+pub const FORGED_BALLOT: Ballot = 1000;
+pub const FORGED_TABLE: u8 = 9;
+pub fn forged_value() -> Value {
+    Value::from("forged")
+}
+
+impl PetrelModel {
+    /// The receiver of forgery `n`: A's meta server, or replica-A1 / replica-A2.
+    pub fn forge_dst(&self, n: u8) -> Id {
+        let a1 = self.replicas.first().copied().unwrap_or(self.meta);
+        let a2 = self.replicas.get(1).copied().unwrap_or(a1);
+        match n {
+            0 | 1 | 4 => a2,
+            2 | 3 | 5..=9 | 17 | 18 => a1,
+            _ => self.meta,
+        }
+    }
+
+    /// What the foreign sender (a node of cluster B, with B's certificate) sends as its
+    /// `n`th forgery: every kind of message that could change A's configurations, data or
+    /// duplication status, made as convincing as the state allows (current incarnations
+    /// and configurations). SAFE-15 states that none of them has any effect.
+    pub fn forgery(&self, s: &State, n: u8) -> Option<Msg> {
+        let f = self.foreign?;
+        let a1 = *self.replicas.first()?;
+        let a2 = self.replicas.get(1).copied().unwrap_or(a1);
+        let current = self.replica(s, a1).and_then(|r| r.parts.get(&GPID)).map(|p| p.config.clone()).unwrap_or_default();
+        let evil = |primary: Id, secondaries: Vec<Id>| PartitionConfig {
+            gpid: GPID,
+            ballot: FORGED_BALLOT,
+            primary: Some(primary),
+            secondaries,
+            max_replica_count: current.max_replica_count,
+            source: None,
+        };
+        let key = Key::from("k");
+        let entry = Entry { ballot: FORGED_BALLOT, mutation: Mutation { client: f, req: 1, op: Op::Put(key.clone(), forged_value()) } };
+        let data: BTreeMap<Key, Value> = [(key.clone(), forged_value())].into_iter().collect();
+        let remote_meta = self.meta_b.unwrap_or(f);
+        Some(match n {
+            0 => Msg::ConfigUpdate { config: evil(a2, vec![]), incarnation: self.incarnation(s, a2) },
+            1 => Msg::Prepare { config: evil(f, vec![a2]), decree: 1, entry, committed: 1, base: 0, retain: 0 },
+            2 => Msg::GroupCheck { config: evil(f, vec![a1]), committed: 0, base: 0, retain: 0 },
+            3 => Msg::AddSecondary { config: current, node: f, incarnation: self.incarnation(s, a1) },
+            4 => Msg::Learn {
+                config: evil(f, vec![]),
+                snapshot: Snapshot { decree: 5, data, last_req: BTreeMap::new() },
+                log: BTreeMap::new(),
+                committed: 5,
+                retain: 0,
+            },
+            5 => Msg::Checkpoint { gpid: GPID, origin: remote_meta, decree: 1, data },
+            6 => Msg::Ship { gpid: GPID, origin: remote_meta, entries: vec![(1, Op::Put(key, forged_value()))] },
+            7 => {
+                let entry = DupEntry {
+                    status: petrel_core::dup::DupStatus::Removed,
+                    remote_meta,
+                    remote_table: FORGED_TABLE,
+                    version: 100,
+                    fail_mode: FailMode::Skip,
+                    confirmed: FORGED_BALLOT,
+                };
+                Msg::DupUpdate { gpid: GPID, dups: [(1, entry)].into_iter().collect(), incarnation: self.incarnation(s, a1) }
+            }
+            8 => Msg::Write { gpid: GPID, req: 1, key, value: Some(forged_value()) },
+            9 => Msg::PrepareAck { gpid: GPID, ballot: current.ballot, decree: 1, ok: true },
+            10 => Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },
+            11 => Msg::SetFailMode { dupid: 1, mode: FailMode::Skip },
+            12 => Msg::CreateTable { table: FORGED_TABLE, partitions: 1, replica_count: 1 },
+            13 => Msg::AddDup { table: 0, remote_meta: f, remote_table: FORGED_TABLE, remote_replica_count: 1, full: true },
+            14 => Msg::Register { incarnation: 1 },
+            15 => Msg::ProposeConfig { config: current.next(|c| c.primary = Some(f)), incarnation: 1 },
+            16 => Msg::DupReport { gpid: GPID, dupid: 1, progress: DupProgress::Confirmed(FORGED_BALLOT) },
+            17 => Msg::ApplyReply { gpid: Gpid { table: 1, partition: 0 }, decree: FORGED_BALLOT, result: Ok(()) },
+            18 => Msg::LearnDone { gpid: GPID, ballot: current.ballot, learned: 0 },
+            _ => return None,
+        })
+    }
+}
+
+/// The model's lease timing (abstract: only the order of events matters, see
+/// `timer_enabled`). Beacon numbers wrap at 2.
+pub const GRACE: Duration = Duration::from_secs(3);
+pub fn lease_cfg() -> petrel_core::replica::LeaseCfg {
+    petrel_core::replica::LeaseCfg { beacon: Duration::from_millis(500), lease: Duration::from_secs(2), seq_modulus: 2 }
+}

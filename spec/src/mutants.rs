@@ -59,6 +59,14 @@ pub fn mutants() -> Vec<Mutant> {
           "the source meta ignores B's refusal of shipped mutations: LOG retries forever with no stall reason"),
         m("dup-skip-uncounted", Bug::DupSkipUncounted, "dup-log-skip", "SAFE-13",
           "fail mode skip counts a refused batch as confirmed without counting it as skipped"),
+        m("config-from-anyone", Bug::ConfigFromAnyone, "foreign-sender", "SAFE-15",
+          "a replica adopts a configuration from any sender: the partner cluster's node makes a secondary a second primary"),
+        m("checkpoint-from-any-source", Bug::CheckpointFromAnySource, "foreign-sender", "SAFE-15",
+          "a replica applies a duplication checkpoint from any sender into any table: the partner cluster's node replaces A's data"),
+        m("lease-ignored", Bug::LeaseIgnored, "partition-meta-primary", "SAFE-7",
+          "a primary serves after its lease lapsed: cut off from the meta server, it answers a read with a value its successor overwrote"),
+        m("empty-disk-same-life", Bug::EmptyDiskSameLife, "disk-replaced", "SAFE-2",
+          "a replica whose disk was replaced comes back as life 1, holding nothing, and the meta keeps it as a member"),
     ]
 }
 

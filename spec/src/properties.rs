@@ -33,6 +33,9 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
     v.push(Property { expectation: Expectation::Always, name: "SAFE-12 follower-applies-in-order", condition: follower_in_order });
     v.push(Property { expectation: Expectation::Always, name: "SAFE-13 confirmed-le-shipped-le-committed", condition: confirmed_le_shipped });
     v.push(Property { expectation: Expectation::Always, name: "SAFE-14 no-gc-of-unconfirmed-log", condition: no_gc_unconfirmed });
+    if m.foreign.is_some() {
+        v.push(Property { expectation: Expectation::Always, name: "SAFE-15 foreign-harmless", condition: foreign_harmless });
+    }
     if m.scenario.follower.is_some() {
         v.push(Property { expectation: Expectation::Eventually, name: "LIVE-3 dup-reaches-log-or-stalls", condition: dup_progress });
         v.push(Property { expectation: Expectation::Eventually, name: "LIVE-4 follower-converges", condition: follower_converges });
@@ -184,7 +187,12 @@ fn one_serving_primary(m: &PetrelModel, s: &State) -> bool {
     m.replicas
         .iter()
         .filter(|r| !m.crashed(s, **r))
-        .filter(|r| m.replica(s, **r).and_then(|st| st.parts.get(&crate::model::GPID)).is_some_and(|p| p.status == Status::Primary))
+        .filter(|r| {
+            // Serving: Primary and holding its lease (always held where leases are
+            // abstracted away). A deposed primary cut off from the meta server still
+            // thinks it is Primary until it hears otherwise, but serves nothing.
+            m.replica(s, **r).is_some_and(|st| st.lease.held && st.parts.get(&crate::model::GPID).is_some_and(|p| p.status == Status::Primary))
+        })
         .count()
         <= 1
 }
@@ -204,6 +212,12 @@ fn committed_never_lost(m: &PetrelModel, s: &State) -> bool {
         }
     }
     config.members().all(|member| {
+        // A member whose disk was replaced holds nothing and has no life (0) until the meta
+        // server, which it asks for one, takes it out: a lost disk is not a lost commit.
+        let life = if m.crashed(s, member) { m.storage(s, member).map(|st| st.incarnation) } else { m.replica(s, member).map(|r| r.incarnation) };
+        if life == Some(0) {
+            return true;
+        }
         let Some(v) = durable_view(m, s, member) else { return top == 0 };
         // A collected prefix counts as held (its snapshot is of committed decrees).
         v.snapshot.decree.max(v.log.keys().next_back().copied().unwrap_or(0)) >= top
@@ -288,4 +302,52 @@ fn clients_succeed(m: &PetrelModel, s: &State) -> bool {
     m.clients.iter().all(|c| {
         m.client(s, *c).is_some_and(|st| st.done() && st.results.iter().all(|r| !matches!(r, OpResult::Failed(_))))
     })
+}
+
+/// Nothing the foreign sender forged took effect in cluster A: no A replica (live or on
+/// disk) knows a configuration at the forged ballot or naming the foreign node, holds the
+/// forged value or a mutation of the foreign node, or took a forged duplication
+/// announcement; A's meta server never counted the foreign node alive, never created the
+/// forged table or a duplication towards it, and no duplication was paused, switched to
+/// skip, or confirmed beyond what A committed.
+fn foreign_harmless(m: &PetrelModel, s: &State) -> bool {
+    use crate::model::{forged_value, FORGED_BALLOT, FORGED_TABLE};
+    let Some(f) = m.foreign else { return true };
+    let bad_config = |c: &PartitionConfig| c.ballot >= FORGED_BALLOT || c.is_member(f);
+    let bad_entry = |e: &Entry| {
+        e.mutation.client == f
+            || match &e.mutation.op {
+                Op::Put(_, v) => *v == forged_value(),
+                Op::Load(data) => data.values().any(|v| *v == forged_value()),
+                Op::Del(_) => false,
+            }
+    };
+    let bad_snapshot = |sn: &Snapshot| sn.data.values().any(|v| *v == forged_value()) || sn.last_req.contains_key(&f);
+    let replicas_ok = m.replicas.iter().all(|r| {
+        let live = m.replica(s, *r).is_none_or(|st| {
+            st.parts.values().all(|p| {
+                !bad_config(&p.config)
+                    && !p.log.values().any(bad_entry)
+                    && !bad_snapshot(&p.snapshot)
+                    && !p.learners.contains_key(&f)
+                    && p.dup_entries.values().all(|e| e.version < 100 && e.confirmed < FORGED_BALLOT)
+            })
+        });
+        let disk = m.storage(s, *r).is_none_or(|st| {
+            st.parts.values().all(|p| !bad_config(&p.config) && !p.log.values().any(bad_entry) && !bad_snapshot(&p.snapshot))
+        });
+        live && disk
+    });
+    let meta_ok = m.meta_state(s).is_none_or(|meta| {
+        !meta.alive.contains_key(&f)
+            && !meta.lives.contains_key(&f)
+            && meta.configs.values().all(|c| !bad_config(c) && c.gpid.table != FORGED_TABLE)
+            && meta.dups.values().all(|d| {
+                d.remote_meta != f
+                    && matches!(d.status, petrel_core::dup::DupStatus::Prepare | petrel_core::dup::DupStatus::App | petrel_core::dup::DupStatus::Log)
+                    && d.fail_mode == m.scenario.follower.as_ref().map_or(d.fail_mode, |fo| fo.fail_mode)
+                    && d.confirmed.values().all(|c| *c < FORGED_BALLOT)
+            })
+    });
+    replicas_ok && meta_ok
 }

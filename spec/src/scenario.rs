@@ -28,6 +28,17 @@ pub struct Scenario {
     pub follower: Option<Follower>,
     /// Replicas garbage-collect their committed log (as far as duplications allow).
     pub gc: bool,
+    /// Messages a node of the partner cluster may forge and send to cluster A (0: no
+    /// foreign sender).
+    pub forges: u8,
+    /// Disks the environment may replace (a crash and an immediate restart with empty
+    /// storage), besides `crashes`.
+    pub replaces: u8,
+    /// Meta↔replica links the environment may cut (for good).
+    pub cuts: u8,
+    /// Replicas hold leases from the meta server (beacons), and the meta server detects
+    /// failures by a grace timer; otherwise the lease is abstracted away (SPEC.md).
+    pub leases: bool,
 }
 
 /// The follower cluster of a duplication scenario.
@@ -80,6 +91,10 @@ impl Scenario {
             expect_success: true,
             follower: None,
             gc: false,
+            forges: 0,
+            replaces: 0,
+            cuts: 0,
+            leases: false,
         }
     }
 
@@ -201,6 +216,44 @@ pub fn scenarios() -> Vec<Scenario> {
                 "dup-log-skip",
                 "LOG, fail mode skip: B's replicas refuse A's mutations; A gives them up, counted, and moves on",
                 Follower { start: DupStatus::Log, replicas_accept: false, fail_mode: FailMode::Skip, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::put("k", "1")], vec![ClientOp::get("k")]],
+            crashes: 0,
+            cuts: 1,
+            leases: true,
+            ..Scenario::base(
+                "partition-meta-primary",
+                "2 replicas with leases: the meta server may lose its link to the primary, which still reaches clients and its secondary",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            replaces: 1,
+            crashes: 1,
+            recover: true,
+            ..Scenario::base(
+                "disk-replaced",
+                "2 replicas: a member's disk is replaced (it restarts empty before the meta notices) while the other may crash and restart",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            forges: 1,
+            ..Scenario::dup(
+                "foreign-sender",
+                "a node of the partner cluster B, holding a valid certificate, sends A any message kind while A writes and ships to B",
+                Follower { start: DupStatus::Log, ..Follower::ok() },
             )
         },
     ]

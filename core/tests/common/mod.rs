@@ -30,7 +30,39 @@ pub fn pcg(gpid: Gpid, ballot: Ballot, primary: Option<usize>, secs: &[usize]) -
     let mut secondaries: Vec<Id> = secs.iter().map(|s| id(*s)).collect();
     secondaries.sort();
     secondaries.dedup();
-    PartitionConfig { gpid, ballot, primary: primary.map(id), secondaries, max_replica_count: 3 }
+    PartitionConfig { gpid, ballot, primary: primary.map(id), secondaries, max_replica_count: 3, source: None }
+}
+
+/// A follower partition's configuration: `pcg` whose table follows the cluster of
+/// `source` (a meta server id).
+pub fn follower_pc(gpid: Gpid, ballot: Ballot, primary: Option<usize>, secs: &[usize], source: usize) -> PartitionConfig {
+    PartitionConfig { source: Some(id(source)), ..pcg(gpid, ballot, primary, secs) }
+}
+
+/// The tests' cluster A: meta 0, replicas 1–6; clients are 10–29 and 40–49; operators
+/// are from `auth::OPERATOR_ID_BASE` on. Cluster B: meta 7, replicas 8 and 9; a third
+/// cluster: meta 30, replica 31.
+pub const OPERATOR: u64 = petrel_core::auth::OPERATOR_ID_BASE;
+
+pub fn operator() -> Id {
+    Id::from(OPERATOR as usize)
+}
+
+fn remote(metas: &[(usize, &[usize])]) -> std::collections::BTreeMap<Id, Id> {
+    metas.iter().flat_map(|(m, nodes)| std::iter::once(*m).chain(nodes.iter().copied()).map(move |n| (id(n), id(*m)))).collect()
+}
+
+pub fn dir_a() -> petrel_core::auth::Directory {
+    petrel_core::auth::Directory { meta: id(0), replicas: (1..=6).map(id).collect(), remote: remote(&[(7, &[8, 9]), (30, &[31])]) }
+}
+
+pub fn dir_b() -> petrel_core::auth::Directory {
+    petrel_core::auth::Directory { meta: id(7), replicas: vec![id(8), id(9)], remote: remote(&[(0, &[1, 2, 3, 4, 5, 6]), (30, &[31])]) }
+}
+
+/// The directory of a cluster whose meta server is `meta` (0 or 7), as seen by it.
+pub fn dir_of(meta: usize) -> petrel_core::auth::Directory {
+    if meta == 7 { dir_b() } else { dir_a() }
 }
 
 /// The key of the tests that treat a partition as one register (the model before keys):
@@ -77,7 +109,7 @@ pub fn reg(p: &petrel_core::replica::Part, d: Decree) -> Option<Value> {
 }
 
 pub fn replica_cfg(bootstrap: Vec<PartitionConfig>, bugs: Bugs) -> ReplicaCfg {
-    ReplicaCfg { meta: id(0), bootstrap, bootstrap_dups: Vec::new(), accept_duplication: false, gc: false, ship_batch: petrel_core::dup::SHIP_BATCH, bugs }
+    ReplicaCfg { dir: dir_a(), bootstrap, bootstrap_dups: Vec::new(), accept_duplication: false, gc: false, ship_batch: petrel_core::dup::SHIP_BATCH, lease: None, bugs }
 }
 
 pub fn new_out() -> Out<Node> {
@@ -210,7 +242,8 @@ impl DurableReplica {
             }
             Msg::Register { incarnation } => {
                 let saved = self.saved.as_ref().map(|s| s.incarnation);
-                if saved != Some(*incarnation) {
+                // Life 0: a node without one asks for it; nothing needs to be durable.
+                if *incarnation != 0 && saved != Some(*incarnation) {
                     return Err(format!("Register {{{incarnation}}} while the saved incarnation is {saved:?}"));
                 }
             }
@@ -342,12 +375,15 @@ use stateright::actor::Actor;
 use std::borrow::Cow;
 
 pub fn meta_cfg(replicas: &[usize], tables: Vec<TableSpec>, bootstrap_members: u8, bugs: Bugs) -> MetaCfg {
+    let mut dir = dir_of(if replicas.iter().any(|r| *r == 8 || *r == 9) { 7 } else { 0 });
+    dir.replicas = replicas.iter().map(|r| id(*r)).collect();
     MetaCfg {
-        replicas: replicas.iter().map(|r| id(*r)).collect(),
+        dir,
         tables,
         bootstrap_members,
         dups: Vec::new(),
         accept_duplication: false,
+        grace: None,
         bugs,
     }
 }

@@ -23,16 +23,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Issue a cluster CA (reused if DIR/ca.key exists), node and client certificates (PEM).
+    /// Issue a cluster CA (reused if DIR/ca.key exists; it may certify names under
+    /// <cluster>.petrel only), and meta, replica, client and operator certificates (PEM).
     Certs {
         #[arg(long)]
         cluster: String,
-        /// Node ids, comma separated (certificate names n<id>.<cluster>.petrel).
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<u64>,
-        /// Client certificates to issue (client.<cluster>.petrel).
+        /// The meta server's id (certificate name meta.n<id>.<cluster>.petrel).
+        #[arg(long)]
+        meta: Option<u64>,
+        /// Replica ids, comma separated (certificate names replica.n<id>.<cluster>.petrel).
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<u64>,
+        /// Client certificates to issue (client.<cluster>.petrel: reads and writes).
         #[arg(long, default_value_t = 1)]
         clients: usize,
+        /// Operator certificates to issue (operator.<cluster>.petrel: `petrel admin`).
+        #[arg(long, default_value_t = 1)]
+        operators: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -278,18 +285,24 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Certs { cluster, nodes, clients, out } => {
-            let issued = petrel_node::certs::issue(&cluster, &nodes, clients, &out)?;
+        Cmd::Certs { cluster, meta, replicas, clients, operators, out } => {
+            use petrel_node::certs::{self, NodeRole, Wanted};
+            let mut nodes: Vec<(u64, NodeRole)> = meta.map(|m| (m, NodeRole::Meta)).into_iter().collect();
+            nodes.extend(replicas.iter().map(|r| (*r, NodeRole::Replica)));
+            let issued = certs::issue(&cluster, &Wanted { nodes, clients, operators }, &out)?;
             println!(
                 "{} CA {}",
                 if issued.reused_ca { "reused" } else { "created" },
                 issued.ca_cert.display()
             );
-            for (id, cert, _) in &issued.nodes {
-                println!("node {id}: {} ({})", cert.display(), petrel_node::certs::node_name(&cluster, *id));
+            for (id, role, cert, _) in &issued.nodes {
+                println!("{role} {id}: {} ({})", cert.display(), certs::node_name(&cluster, *role, *id));
             }
             for (cert, _) in &issued.clients {
-                println!("client: {} ({})", cert.display(), petrel_node::certs::client_name(&cluster));
+                println!("client: {} ({})", cert.display(), certs::client_name(&cluster));
+            }
+            for (cert, _) in &issued.operators {
+                println!("operator: {} ({})", cert.display(), certs::operator_name(&cluster));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -345,6 +358,20 @@ async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Opti
 
 async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: AdminCmd) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
+    // The meta server takes operator requests from operator certificates only; say so
+    // here, before any traffic, rather than let a client certificate's request be refused.
+    let operator = petrel_node::certs::Identity::Operator { cluster: cfg.cluster.clone() };
+    if !cfg.tls()?.is_valid_for(&operator) {
+        eprintln!(
+            "error: petrel admin needs an operator configuration: the certificate of {} ({}) is not an operator certificate ({}).\n\
+             Use the admin.toml that `petrel up` writes next to client.toml, or issue one with `petrel certs --cluster {} --operators 1 --out DIR` and point [tls] cert/key at it.",
+            path.display(),
+            cfg.tls.cert.display(),
+            operator.dns_name(),
+            cfg.cluster
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let req = match cmd {
         AdminCmd::Table { cmd: TableCmd::Create { id, partitions, replicas } } => {
             admin::Request::TableCreate { table: id, partitions, replicas }
@@ -576,16 +603,17 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
         );
     }
     if layouts.len() == 1 {
-        let cc = layouts[0].client_config.display();
-        println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {cc} cluster status");
+        let (cc, ac) = (layouts[0].client_config.display(), layouts[0].admin_config.display());
+        println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {ac} cluster status");
     } else {
         let (a, b) = (layouts[0].client_config.display(), layouts[1].client_config.display());
+        let (aa, ba) = (layouts[0].admin_config.display(), layouts[1].admin_config.display());
         println!("\nTry (cluster a has table 1; b has none until the duplication creates its follower table 1):");
         println!("  {me} client --config {a} put k 7");
-        println!("  {me} admin --config {a} dup add --table 1 --remote-cluster b --full");
-        println!("  {me} admin --config {a} dup list");
+        println!("  {me} admin --config {aa} dup add --table 1 --remote-cluster b --full");
+        println!("  {me} admin --config {aa} dup list");
         println!("  {me} client --config {b} get k");
-        println!("  {me} admin --config {b} cluster status");
+        println!("  {me} admin --config {ba} cluster status");
     }
     println!("\nCtrl-C stops the cluster{} (data stays in {}).", if layouts.len() > 1 { "s" } else { "" }, dir.display());
     // Run until Ctrl-C. A node that dies is reported (with the command that restarts it

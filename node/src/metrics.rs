@@ -149,6 +149,8 @@ struct Inner {
     learn: BTreeMap<Gpid, LearnSeen>,
     learn_sent: BTreeMap<Gpid, u64>,
     last_expiry: Instant,
+    /// The transport's counts of dropped and refused messages.
+    transport: Option<Arc<crate::transport::Stats>>,
 }
 
 /// One node's metrics (shared between the event loop and the HTTP responder).
@@ -207,8 +209,14 @@ impl Metrics {
                 learn: BTreeMap::new(),
                 learn_sent: BTreeMap::new(),
                 last_expiry: now,
+                transport: None,
             }),
         })
+    }
+
+    /// Expose the transport's dropped/refused counters from now on.
+    pub fn set_transport_stats(&self, stats: Arc<crate::transport::Stats>) {
+        self.lock().transport = Some(stats);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -357,6 +365,24 @@ impl Metrics {
         w.sample(&[], m.handled as f64);
         w.family("petrel_saves_total", "Durable saves (one fsync each; one per turn at most).", "counter");
         w.sample(&[], m.saves as f64);
+        if let Some(t) = &m.transport {
+            w.family(
+                "petrel_transport_dropped_total",
+                "Messages this node could not send, by reason (oversized: over the frame limit; unreachable: the peer could not be dialed; no_route: no connection to a client or unknown peer; overloaded: the peer did not drain its queue). Each also logs a warning, and oversized/unreachable reach the actor as PeerDown.",
+                "counter",
+            );
+            for (reason, n) in t.dropped() {
+                w.sample(&[("reason", reason.to_string())], n as f64);
+            }
+            w.family(
+                "petrel_transport_refused_total",
+                "Messages received and refused, by reason (forbidden: the sender's certificate does not allow that message; too_large: a key or value over [limits]).",
+                "counter",
+            );
+            for (reason, n) in t.refused() {
+                w.sample(&[("reason", reason.to_string())], n as f64);
+            }
+        }
         match &m.snap {
             Snap::None => {}
             Snap::Meta(s) => render_meta(&mut w, s),

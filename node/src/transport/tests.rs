@@ -130,3 +130,4 @@ async fn a_process_must_hold_its_own_certificate() {
         .err()
         .expect("node 2 with node 1's certificate");
     assert!(err.to_string().contains("not valid for replica.n2.alpha.petrel"), "{err}");
+}

@@ -450,6 +450,14 @@ async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u
             return client_config(&cfg, table, key).await;
         }
     };
+    // A key or value over [limits] is refused here, naming the limit, before any traffic.
+    let (key, value) = match &op {
+        ClientOp::Put(k, v) => (k, Some(v.as_slice())),
+        ClientOp::Get(k) | ClientOp::Del(k) => (k, None),
+    };
+    if let Err(e) = cfg.limits().check(key.as_slice(), value) {
+        return Ok(client_error(&ClientError::TooLarge(e)));
+    }
     let client = match Client::connect_table(&cfg, table).await {
         Ok(c) => c,
         Err(e) => return Ok(client_error(&e)),

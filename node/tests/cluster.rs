@@ -11,7 +11,7 @@ use petrel_node::codec::{self, Frame};
 use petrel_node::client::Client;
 use petrel_node::config::Config;
 use petrel_node::launch::Role;
-use petrel_node::transport::{self, close, Settings, TlsMaterial};
+use petrel_node::transport::{self, close};
 use petrel_node::up;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -158,41 +158,6 @@ fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathB
     edit(&mut c);
     std::fs::write(out, c.to_toml().expect("toml")).expect("write config");
     out.to_path_buf()
-}
-
-/// A transport identity for raw wire tests.
-fn tls_of(certs: &Path, cert: &str, cas: &[&Path]) -> TlsMaterial {
-    let remote: Vec<PathBuf> = cas.iter().map(|p| p.to_path_buf()).collect();
-    TlsMaterial::load(&certs.join("ca.pem"), &remote, &certs.join(format!("{cert}.pem")), &certs.join(format!("{cert}.key")))
-        .expect("tls")
-}
-
-/// Dial `addr` as `tls`, expecting the server to be `expect_name`.
-async fn raw_connect(tls: &TlsMaterial, addr: std::net::SocketAddr, expect_name: &str) -> Result<quinn::Connection, String> {
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    ep.set_default_client_config(transport::client_config(tls, &Settings::default()).expect("client config"));
-    let connecting = ep.connect(addr, expect_name).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(Duration::from_secs(5), connecting).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(transport::describe(&e)),
-        Err(_) => Err("handshake timed out".into()),
-    }
-}
-
-/// Send `bytes` on a new stream and return how the node closed the connection.
-async fn send_and_wait_close(conn: &quinn::Connection, bytes: &[u8]) -> quinn::ConnectionError {
-    if let Ok(mut s) = conn.open_uni().await {
-        let _ = s.write_all(bytes).await;
-        let _ = s.finish();
-    }
-    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
-        Ok(e) => e,
-        Err(_) => panic!("the node did not close the connection after {} bytes of garbage", bytes.len()),
-    }
-}
-
-fn closed_with(e: &quinn::ConnectionError, code: u32) -> bool {
-    matches!(e, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == u64::from(code))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

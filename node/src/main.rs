@@ -93,9 +93,24 @@ enum Cmd {
     /// Closed-loop write load through the client library: N concurrent writers in this
     /// process, each writing M keys in sequence; one row per N (writes/s, p50/p99/max
     /// latency).
+    ///
+    /// With `--failover N`: start a local cluster (1 meta + 3 replicas, `petrel up`'s
+    /// layout and defaults, in --dir or a temp directory), run 16 writers, `kill -9` the
+    /// primary N times and print the time to the first write acknowledged through the new
+    /// primary, per trial and the median (no --config needed).
     Bench {
+        /// The cluster's client configuration (not with --failover).
+        #[arg(long, required_unless_present = "failover")]
+        config: Option<PathBuf>,
+        /// Failover trials on a cluster of its own (see above).
+        #[arg(long, conflicts_with = "config")]
+        failover: Option<usize>,
+        /// Concurrent writers during --failover.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Where --failover lays out its cluster (default: a new temp directory).
         #[arg(long)]
-        config: PathBuf,
+        dir: Option<PathBuf>,
         /// Concurrency levels, comma separated (one row each).
         #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
         clients: Vec<usize>,
@@ -311,8 +326,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Admin { config, json, deadline_ms, cmd } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
         Cmd::Client { config, table, deadline_ms, op } => client(&config, table, deadline_ms, op).await,
         Cmd::Up { replicas, clusters, partitions, cluster, dir } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
-        Cmd::Bench { config, clients, ops, table } => bench(&config, &clients, ops, table).await,
+        Cmd::Bench { failover: Some(trials), writers, dir, .. } => failover_bench(trials, writers, dir).await,
+        Cmd::Bench { config: Some(config), clients, ops, table, .. } => bench(&config, &clients, ops, table).await,
+        Cmd::Bench { .. } => bail!("--config or --failover is required"),
     }
+}
+
+async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
+    if trials == 0 || writers == 0 {
+        bail!("--failover and --writers must be at least 1");
+    }
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("petrel-failover-{}", std::process::id())));
+    let exe = std::env::current_exe().context("cannot find the petrel binary")?;
+    println!(
+        "failover: 1 meta + 3 replicas (petrel up defaults: idle timeout 5 s) in {}; {writers} writers; {trials} trial(s) of kill -9 of the primary",
+        dir.display()
+    );
+    let trials_done = petrel_node::bench::failover(&exe, &dir, trials, writers).await?;
+    print!("{}", petrel_node::bench::failover_table(&trials_done));
+    let ok = trials_done.len() == trials && trials_done.iter().all(|t| t.failover.is_some() && t.rejoined.is_some());
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Option<u8>) -> Result<ExitCode> {

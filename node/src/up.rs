@@ -236,6 +236,45 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
     Ok(layouts)
 }
 
+/// Start one node of a layout as a child process of the `petrel` binary `exe`, its log
+/// (stderr) appended to `log`.
+pub fn spawn(exe: &Path, n: &NodeEntry, log: &Path) -> Result<std::process::Child> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    std::process::Command::new(exe)
+        .arg(n.role.to_string())
+        .arg("--config")
+        .arg(&n.config)
+        .arg("--metrics-addr")
+        .arg(n.metrics_addr.to_string())
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {}", n.name()))
+}
+
+/// Wait (bounded) until `log` holds `starts` "ready" lines, failing if `child` exits.
+pub async fn wait_ready(child: &mut std::process::Child, log: &Path, starts: usize, limit: std::time::Duration) -> Result<()> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if std::fs::read_to_string(log).unwrap_or_default().matches(" ready").count() >= starts {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("the node exited ({status}) during start; see {}", log.display());
+        }
+        if std::time::Instant::now() > until {
+            bail!("the node did not become ready within {limit:?}; see {}", log.display());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The two clusters of `petrel up --clusters 2`: `a` (ids 0..) with table 1, and `b`
 /// (ids 100..) with no table, both accepting duplication from the other.
 pub fn pair_plans(replicas: usize, partitions: u8) -> Result<Vec<Plan>> {

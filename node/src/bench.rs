@@ -62,7 +62,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
                 let key = format!("bench-{c}-{i}");
                 let partition = client.gpid_of(key.as_bytes()).partition;
                 let t0 = Instant::now();
-                match client.put(key.as_str(), format!("r{round}-{c}-{i}").as_str()).await {
+                match client
+                    .put(key.as_str(), format!("r{round}-{c}-{i}").as_str())
+                    .await
+                {
                     Ok(()) => done.push((t0.elapsed(), partition)),
                     Err(e) => {
                         failed += 1;
@@ -73,7 +76,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
             (done, failed, first_error)
         }));
     }
-    let mut level = Level { clients, ..Level::default() };
+    let mut level = Level {
+        clients,
+        ..Level::default()
+    };
     for t in tasks {
         match t.await {
             Ok((done, failed, err)) => {
@@ -89,7 +95,9 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
             }
             Err(e) => {
                 level.failed += ops;
-                level.first_error.get_or_insert_with(|| format!("a bench task failed: {e}"));
+                level
+                    .first_error
+                    .get_or_insert_with(|| format!("a bench task failed: {e}"));
             }
         }
     }
@@ -99,7 +107,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    d.map_or_else(
+        || "-".to_string(),
+        |d| format!("{:.1}", d.as_secs_f64() * 1e3),
+    )
 }
 
 /// The levels as a table, one row each.
@@ -130,16 +141,38 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let level = Level { latencies: (1..=100).map(Duration::from_millis).collect(), ..Level::default() };
+        let level = Level {
+            latencies: (1..=100).map(Duration::from_millis).collect(),
+            ..Level::default()
+        };
         assert_eq!(level.percentile(50.0), Some(Duration::from_millis(50)));
         assert_eq!(level.percentile(99.0), Some(Duration::from_millis(99)));
         assert_eq!(level.percentile(100.0), Some(Duration::from_millis(100)));
         assert_eq!(level.max(), Some(Duration::from_millis(100)));
-        let one = Level { latencies: vec![Duration::from_millis(7)], ..Level::default() };
-        assert_eq!((one.percentile(50.0), one.percentile(99.0)), (Some(Duration::from_millis(7)), Some(Duration::from_millis(7))));
+        let one = Level {
+            latencies: vec![Duration::from_millis(7)],
+            ..Level::default()
+        };
+        assert_eq!(
+            (one.percentile(50.0), one.percentile(99.0)),
+            (
+                Some(Duration::from_millis(7)),
+                Some(Duration::from_millis(7))
+            )
+        );
         assert_eq!(Level::default().percentile(50.0), None);
-        let t = table(&[Level { clients: 4, ok: 10, elapsed: Duration::from_secs(2), ..one }]);
-        assert!(t.lines().nth(1).is_some_and(|row| row.contains("   5 ") && row.contains("7.0")), "{t}");
+        let t = table(&[Level {
+            clients: 4,
+            ok: 10,
+            elapsed: Duration::from_secs(2),
+            ..one
+        }]);
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|row| row.contains("   5 ") && row.contains("7.0")),
+            "{t}"
+        );
     }
 }
 
@@ -168,7 +201,12 @@ pub struct Trial {
 /// after it (its reply already sent); a write started after the kill cannot be: the old
 /// process is gone. Its writer was free only after its previous write finished, so this
 /// adds at most one write's latency (milliseconds) to the measure.
-pub async fn failover(exe: &std::path::Path, dir: &std::path::Path, trials: usize, writers: usize) -> anyhow::Result<Vec<Trial>> {
+pub async fn failover(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    trials: usize,
+    writers: usize,
+) -> anyhow::Result<Vec<Trial>> {
     use crate::config::Config;
     use anyhow::Context;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,36 +256,66 @@ pub async fn failover(exe: &std::path::Path, dir: &std::path::Path, trials: usiz
     // The partition's members per the meta server: (primary, secondaries).
     let members = |c: Arc<Client>| async move {
         match c.config_of(gpid).await {
-            Ok((Some(config), _)) => {
-                Some((config.primary.map(crate::transport::raw_of), config.secondaries.iter().map(|s| crate::transport::raw_of(*s)).collect::<Vec<_>>()))
-            }
+            Ok((Some(config), _)) => Some((
+                config.primary.map(crate::transport::raw_of),
+                config
+                    .secondaries
+                    .iter()
+                    .map(|s| crate::transport::raw_of(*s))
+                    .collect::<Vec<_>>(),
+            )),
             _ => None,
         }
     };
-    let healthy = |m: &Option<(Option<u64>, Vec<u64>)>| matches!(m, Some((Some(_), s)) if s.len() == 2);
+    let healthy =
+        |m: &Option<(Option<u64>, Vec<u64>)>| matches!(m, Some((Some(_), s)) if s.len() == 2);
     let mut out = Vec::new();
     for _ in 0..trials {
         // Start from a whole partition under load.
         let until = Instant::now() + Duration::from_secs(60);
         let primary = loop {
             let m = members(client.clone()).await;
-            let recent = acks.lock().map(|a| a.last().is_some_and(|(_, t)| t.elapsed() < Duration::from_millis(200))).unwrap_or(false);
+            let recent = acks
+                .lock()
+                .map(|a| {
+                    a.last()
+                        .is_some_and(|(_, t)| t.elapsed() < Duration::from_millis(200))
+                })
+                .unwrap_or(false);
             if healthy(&m) && recent {
                 break m.and_then(|(p, _)| p).context("no primary")?;
             }
             if Instant::now() > until {
-                anyhow::bail!("the partition did not become whole (3 members) under load within 60 s: {m:?}");
+                anyhow::bail!(
+                    "the partition did not become whole (3 members) under load within 60 s: {m:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let load_per_sec = acks.lock().map(|a| a.iter().filter(|(_, t)| t.elapsed() < Duration::from_secs(1)).count()).unwrap_or(0);
-        let k = kids.0.iter().position(|(id, _)| *id == primary).context("the primary is not a child of this bench")?;
+        let load_per_sec = acks
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .filter(|(_, t)| t.elapsed() < Duration::from_secs(1))
+                    .count()
+            })
+            .unwrap_or(0);
+        let k = kids
+            .0
+            .iter()
+            .position(|(id, _)| *id == primary)
+            .context("the primary is not a child of this bench")?;
         let killed_at = Instant::now();
         kids.0[k].1.kill().context("kill -9 of the primary")?;
         let _ = kids.0[k].1.wait();
         let until = killed_at + Duration::from_secs(60);
         let failover = loop {
-            let first = acks.lock().ok().and_then(|a| a.iter().filter(|(s, _)| *s > killed_at).map(|(_, t)| *t).min());
+            let first = acks.lock().ok().and_then(|a| {
+                a.iter()
+                    .filter(|(s, _)| *s > killed_at)
+                    .map(|(_, t)| *t)
+                    .min()
+            });
             if let Some(t) = first {
                 break Some(t - killed_at);
             }
@@ -258,15 +326,26 @@ pub async fn failover(exe: &std::path::Path, dir: &std::path::Path, trials: usiz
         };
         let new_primary = members(client.clone()).await.and_then(|(p, _)| p);
         // Restart the killed node from its data directory and wait for it to be a member.
-        let n = layout.nodes.iter().find(|n| n.id == primary).context("node")?;
-        let starts = std::fs::read_to_string(log_of(n)).unwrap_or_default().matches(" ready").count() + 1;
+        let n = layout
+            .nodes
+            .iter()
+            .find(|n| n.id == primary)
+            .context("node")?;
+        let starts = std::fs::read_to_string(log_of(n))
+            .unwrap_or_default()
+            .matches(" ready")
+            .count()
+            + 1;
         let mut child = crate::up::spawn(exe, n, &log_of(n))?;
         crate::up::wait_ready(&mut child, &log_of(n), starts, Duration::from_secs(30)).await?;
         kids.0[k].1 = child;
         let until = Instant::now() + Duration::from_secs(60);
         let rejoined = loop {
             let m = members(client.clone()).await;
-            if healthy(&m) && m.as_ref().is_some_and(|(p, s)| *p == Some(primary) || s.contains(&primary)) {
+            if healthy(&m)
+                && m.as_ref()
+                    .is_some_and(|(p, s)| *p == Some(primary) || s.contains(&primary))
+            {
                 break Some(killed_at.elapsed());
             }
             if Instant::now() > until {
@@ -274,7 +353,13 @@ pub async fn failover(exe: &std::path::Path, dir: &std::path::Path, trials: usiz
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        out.push(Trial { killed: primary, new_primary, failover, load_per_sec, rejoined });
+        out.push(Trial {
+            killed: primary,
+            new_primary,
+            failover,
+            load_per_sec,
+            rejoined,
+        });
         if rejoined.is_none() {
             break; // the next trial would not start from a whole partition
         }
@@ -291,15 +376,20 @@ pub async fn failover(exe: &std::path::Path, dir: &std::path::Path, trials: usiz
 
 /// The failover trials as a table, and the median.
 pub fn failover_table(trials: &[Trial]) -> String {
-    let secs = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), |d| format!("{:.2}", d.as_secs_f64()));
-    let mut out =
-        format!("{:>5} {:>6} {:>11} {:>13} {:>13} {:>11}\n", "trial", "killed", "new primary", "failover s", "writes/s before", "rejoined s");
+    let secs = |d: Option<Duration>| {
+        d.map_or_else(|| "-".to_string(), |d| format!("{:.2}", d.as_secs_f64()))
+    };
+    let mut out = format!(
+        "{:>5} {:>6} {:>11} {:>13} {:>15} {:>11}\n",
+        "trial", "killed", "new primary", "failover s", "writes/s before", "rejoined s"
+    );
     for (i, t) in trials.iter().enumerate() {
         out.push_str(&format!(
             "{:>5} {:>6} {:>11} {:>13} {:>15} {:>11}\n",
             i + 1,
             t.killed,
-            t.new_primary.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            t.new_primary
+                .map_or_else(|| "-".to_string(), |p| p.to_string()),
             secs(t.failover),
             t.load_per_sec,
             secs(t.rejoined)
@@ -316,7 +406,14 @@ pub fn failover_table(trials: &[Trial]) -> String {
         "median failover over {} trial(s): {} s{}\n",
         done.len(),
         secs(median),
-        if done.len() < trials.len() { format!(" ({} trial(s) saw no write within 60 s)", trials.len() - done.len()) } else { String::new() }
+        if done.len() < trials.len() {
+            format!(
+                " ({} trial(s) saw no write within 60 s)",
+                trials.len() - done.len()
+            )
+        } else {
+            String::new()
+        }
     ));
     out
 }

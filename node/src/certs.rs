@@ -23,8 +23,8 @@
 //! re-issue it).
 use anyhow::{bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, NameConstraints,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::fs;
@@ -53,15 +53,25 @@ impl std::fmt::Display for NodeRole {
 /// Who a certificate certifies (and a `Hello` claims) the peer is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Identity {
-    Node { cluster: String, id: u64, role: NodeRole },
-    Client { cluster: String },
-    Operator { cluster: String },
+    Node {
+        cluster: String,
+        id: u64,
+        role: NodeRole,
+    },
+    Client {
+        cluster: String,
+    },
+    Operator {
+        cluster: String,
+    },
 }
 
 impl Identity {
     pub fn cluster(&self) -> &str {
         match self {
-            Identity::Node { cluster, .. } | Identity::Client { cluster } | Identity::Operator { cluster } => cluster,
+            Identity::Node { cluster, .. }
+            | Identity::Client { cluster }
+            | Identity::Operator { cluster } => cluster,
         }
     }
     /// The SAN DNS name that certifies this identity.
@@ -105,7 +115,9 @@ pub fn cluster_domain(cluster: &str) -> String {
 pub fn check_cluster_name(cluster: &str) -> Result<()> {
     let ok = !cluster.is_empty()
         && cluster.len() <= 63
-        && cluster.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && cluster
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !cluster.starts_with('-')
         && !cluster.ends_with('-');
     if !ok {
@@ -118,7 +130,9 @@ pub fn check_cluster_name(cluster: &str) -> Result<()> {
 /// valid for `identity`'s name: webpki's own subject-name check, the one rustls applies
 /// to a server's name. A certificate that does not parse is valid for nothing.
 pub fn cert_is_valid_for(cert: &CertificateDer<'_>, identity: &Identity) -> bool {
-    let Ok(name) = ServerName::try_from(identity.dns_name()) else { return false };
+    let Ok(name) = ServerName::try_from(identity.dns_name()) else {
+        return false;
+    };
     match rustls::server::ParsedCertificate::try_from(cert) {
         Ok(parsed) => rustls::client::verify_server_name(&parsed, &name).is_ok(),
         Err(_) => false,
@@ -134,7 +148,11 @@ fn ca_params(cluster: &str) -> Result<CertificateParams> {
     dn.push(DnType::OrganizationName, "Petrel");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     // This CA certifies names of its own cluster only: a node that trusts it for
     // duplication does not thereby let it speak for the node's own cluster.
     p.name_constraints = Some(NameConstraints {
@@ -153,7 +171,10 @@ fn leaf_params(name: &str, common_name: String, server: bool) -> Result<Certific
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // Nodes both accept connections and dial their peers; clients only dial.
     p.extended_key_usages = if server {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
     } else {
         vec![ExtendedKeyUsagePurpose::ClientAuth]
     };
@@ -181,21 +202,33 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 pub fn node_cert_paths(dir: &Path, id: u64) -> (PathBuf, PathBuf) {
-    (dir.join(format!("node-{id}.pem")), dir.join(format!("node-{id}.key")))
+    (
+        dir.join(format!("node-{id}.pem")),
+        dir.join(format!("node-{id}.key")),
+    )
 }
 
 pub fn client_cert_paths(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
-    (dir.join(format!("client-{i}.pem")), dir.join(format!("client-{i}.key")))
+    (
+        dir.join(format!("client-{i}.pem")),
+        dir.join(format!("client-{i}.key")),
+    )
 }
 
 pub fn operator_cert_paths(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
-    (dir.join(format!("operator-{i}.pem")), dir.join(format!("operator-{i}.key")))
+    (
+        dir.join(format!("operator-{i}.pem")),
+        dir.join(format!("operator-{i}.key")),
+    )
 }
 
 /// What to issue: node certificates (id and role), client and operator certificates.
@@ -212,7 +245,11 @@ impl Wanted {
     pub fn cluster(meta: u64, replicas: &[u64]) -> Wanted {
         let mut nodes = vec![(meta, NodeRole::Meta)];
         nodes.extend(replicas.iter().map(|r| (*r, NodeRole::Replica)));
-        Wanted { nodes, clients: 1, operators: 1 }
+        Wanted {
+            nodes,
+            clients: 1,
+            operators: 1,
+        }
     }
 }
 
@@ -225,10 +262,16 @@ pub fn issue(cluster: &str, wanted: &Wanted, out: &Path) -> Result<Issued> {
     let params = ca_params(cluster)?;
     let reused_ca = ca_key_path.exists();
     let ca_key = if reused_ca {
-        let pem = fs::read_to_string(&ca_key_path).with_context(|| format!("cannot read {}", ca_key_path.display()))?;
-        let key = KeyPair::from_pem(&pem).with_context(|| format!("{} is not a PEM private key", ca_key_path.display()))?;
+        let pem = fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("cannot read {}", ca_key_path.display()))?;
+        let key = KeyPair::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM private key", ca_key_path.display()))?;
         if !ca_cert_path.exists() {
-            bail!("{} exists but {} does not", ca_key_path.display(), ca_cert_path.display());
+            bail!(
+                "{} exists but {} does not",
+                ca_key_path.display(),
+                ca_cert_path.display()
+            );
         }
         key
     } else {
@@ -241,14 +284,23 @@ pub fn issue(cluster: &str, wanted: &Wanted, out: &Path) -> Result<Issued> {
     // Re-creating the issuer from the same distinguished name and key yields certificates
     // that chain to the CA certificate already on disk.
     let issuer = Issuer::new(params, ca_key);
-    let mut issued = Issued { ca_cert: ca_cert_path, reused_ca, ..Default::default() };
+    let mut issued = Issued {
+        ca_cert: ca_cert_path,
+        reused_ca,
+        ..Default::default()
+    };
     let mut ids = std::collections::BTreeSet::new();
     for &(id, role) in &wanted.nodes {
         if !ids.insert(id) {
             bail!("node {id} is named twice");
         }
         let key = KeyPair::generate()?;
-        let cert = leaf_params(&node_name(cluster, role, id), format!("Petrel {role} {id} ({cluster})"), true)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(
+            &node_name(cluster, role, id),
+            format!("Petrel {role} {id} ({cluster})"),
+            true,
+        )?
+        .signed_by(&key, &issuer)?;
         let (cp, kp) = node_cert_paths(out, id);
         write_file(&kp, &key.serialize_pem(), true)?;
         write_file(&cp, &cert.pem(), false)?;
@@ -256,7 +308,12 @@ pub fn issue(cluster: &str, wanted: &Wanted, out: &Path) -> Result<Issued> {
     }
     for i in 0..wanted.clients {
         let key = KeyPair::generate()?;
-        let cert = leaf_params(&client_name(cluster), format!("Petrel client {i} ({cluster})"), false)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(
+            &client_name(cluster),
+            format!("Petrel client {i} ({cluster})"),
+            false,
+        )?
+        .signed_by(&key, &issuer)?;
         let (cp, kp) = client_cert_paths(out, i);
         write_file(&kp, &key.serialize_pem(), true)?;
         write_file(&cp, &cert.pem(), false)?;
@@ -264,8 +321,12 @@ pub fn issue(cluster: &str, wanted: &Wanted, out: &Path) -> Result<Issued> {
     }
     for i in 0..wanted.operators {
         let key = KeyPair::generate()?;
-        let cert =
-            leaf_params(&operator_name(cluster), format!("Petrel operator {i} ({cluster})"), false)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(
+            &operator_name(cluster),
+            format!("Petrel operator {i} ({cluster})"),
+            false,
+        )?
+        .signed_by(&key, &issuer)?;
         let (cp, kp) = operator_cert_paths(out, i);
         write_file(&kp, &key.serialize_pem(), true)?;
         write_file(&cp, &cert.pem(), false)?;
@@ -285,10 +346,38 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(Identity::Node { cluster: "a".into(), id: 3, role: NodeRole::Replica }.dns_name(), "replica.n3.a.petrel");
-        assert_eq!(Identity::Node { cluster: "a".into(), id: 0, role: NodeRole::Meta }.dns_name(), "meta.n0.a.petrel");
-        assert_eq!(Identity::Operator { cluster: "a".into() }.dns_name(), "operator.a.petrel");
-        assert_eq!(Identity::Client { cluster: "b-2".into() }.dns_name(), "client.b-2.petrel");
+        assert_eq!(
+            Identity::Node {
+                cluster: "a".into(),
+                id: 3,
+                role: NodeRole::Replica
+            }
+            .dns_name(),
+            "replica.n3.a.petrel"
+        );
+        assert_eq!(
+            Identity::Node {
+                cluster: "a".into(),
+                id: 0,
+                role: NodeRole::Meta
+            }
+            .dns_name(),
+            "meta.n0.a.petrel"
+        );
+        assert_eq!(
+            Identity::Operator {
+                cluster: "a".into()
+            }
+            .dns_name(),
+            "operator.a.petrel"
+        );
+        assert_eq!(
+            Identity::Client {
+                cluster: "b-2".into()
+            }
+            .dns_name(),
+            "client.b-2.petrel"
+        );
         assert!(check_cluster_name("alpha").is_ok());
         assert!(check_cluster_name("-x").is_err());
         assert!(check_cluster_name("a.b").is_err());
@@ -299,24 +388,65 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let issued = issue("alpha", &Wanted::cluster(0, &[3]), dir.path()).expect("issue");
         assert!(!issued.reused_ca);
-        let node = |id, role| Identity::Node { cluster: "alpha".into(), id, role };
-        let (client, operator) = (Identity::Client { cluster: "alpha".into() }, Identity::Operator { cluster: "alpha".into() });
+        let node = |id, role| Identity::Node {
+            cluster: "alpha".into(),
+            id,
+            role,
+        };
+        let (client, operator) = (
+            Identity::Client {
+                cluster: "alpha".into(),
+            },
+            Identity::Operator {
+                cluster: "alpha".into(),
+            },
+        );
         let replica = der(&issued.nodes[1].2);
         assert!(cert_is_valid_for(&replica, &node(3, NodeRole::Replica)));
-        for other in [node(3, NodeRole::Meta), node(30, NodeRole::Replica), client.clone(), operator.clone()] {
+        for other in [
+            node(3, NodeRole::Meta),
+            node(30, NodeRole::Replica),
+            client.clone(),
+            operator.clone(),
+        ] {
             assert!(!cert_is_valid_for(&replica, &other), "{other}");
         }
-        assert!(cert_is_valid_for(&der(&issued.nodes[0].2), &node(0, NodeRole::Meta)));
+        assert!(cert_is_valid_for(
+            &der(&issued.nodes[0].2),
+            &node(0, NodeRole::Meta)
+        ));
         let c = der(&issued.clients[0].0);
         assert!(cert_is_valid_for(&c, &client) && !cert_is_valid_for(&c, &operator));
         let o = der(&issued.operators[0].0);
         assert!(cert_is_valid_for(&o, &operator) && !cert_is_valid_for(&o, &client));
-        assert!(!cert_is_valid_for(&CertificateDer::from(vec![0x30, 0x03, 0x30, 0x01, 0x00]), &client), "garbage is valid for nothing");
+        assert!(
+            !cert_is_valid_for(
+                &CertificateDer::from(vec![0x30, 0x03, 0x30, 0x01, 0x00]),
+                &client
+            ),
+            "garbage is valid for nothing"
+        );
         // A second run reuses the CA and its certificates still chain to the same CA file.
         let ca_before = fs::read(&issued.ca_cert).expect("ca");
-        let again = issue("alpha", &Wanted { nodes: vec![(4, NodeRole::Replica)], ..Default::default() }, dir.path()).expect("again");
+        let again = issue(
+            "alpha",
+            &Wanted {
+                nodes: vec![(4, NodeRole::Replica)],
+                ..Default::default()
+            },
+            dir.path(),
+        )
+        .expect("again");
         assert!(again.reused_ca);
         assert_eq!(fs::read(&again.ca_cert).expect("ca"), ca_before);
-        assert!(issue("alpha", &Wanted { nodes: vec![(5, NodeRole::Replica), (5, NodeRole::Meta)], ..Default::default() }, dir.path()).is_err());
+        assert!(issue(
+            "alpha",
+            &Wanted {
+                nodes: vec![(5, NodeRole::Replica), (5, NodeRole::Meta)],
+                ..Default::default()
+            },
+            dir.path()
+        )
+        .is_err());
     }
 }

@@ -253,7 +253,12 @@ impl Metrics {
             Msg::ReadReply { gpid, req, result } => (*gpid, *req, Op::Read, result.as_ref().err().map_or("ok", error_name)),
             Msg::Learn { config, .. } => {
                 let bytes = encoded_len(msg);
-                *self.lock().learn_sent.entry(config.gpid).or_insert(0) += bytes;
+                // A Learn over the frame limit is not sent (the transport drops it, counts it
+                // in petrel_transport_dropped_total and reports the learner down): it must
+                // not count as bytes sent.
+                if bytes as usize <= crate::codec::MAX_FRAME {
+                    *self.lock().learn_sent.entry(config.gpid).or_insert(0) += bytes;
+                }
                 return;
             }
             _ => return,

@@ -54,7 +54,6 @@ pub(super) struct Route {
     pub(super) stable_id: usize,
 }
 
-
 impl Transport {
     pub(super) fn spawn_dial(&self, peer: u64) {
         let t = self.base();
@@ -66,9 +65,16 @@ impl Transport {
         match result {
             Ok((conn, hello, send, recv)) => self.register(conn, Kind::Node, hello, send, recv),
             Err(reason) => {
-                let addr = self.inner.book.get(&peer).map(|p| p.addr.to_string()).unwrap_or_default();
+                let addr = self
+                    .inner
+                    .book
+                    .get(&peer)
+                    .map(|p| p.addr.to_string())
+                    .unwrap_or_default();
                 let mut peers = self.peers();
-                peers.errors.insert(peer, format!("node {peer} at {addr}: {reason}"));
+                peers
+                    .errors
+                    .insert(peer, format!("node {peer} at {addr}: {reason}"));
                 let queued = peers.dialing.remove(&peer).unwrap_or_default();
                 if let Some(link) = peers.links.get(&peer).and_then(|v| v.last()) {
                     // The peer dialed us meanwhile: use that connection.
@@ -90,18 +96,32 @@ impl Transport {
         }
     }
 
-    async fn try_dial(&self, peer: u64) -> Result<(Connection, Hello, SendStream, RecvStream), String> {
-        let Some(p) = self.inner.book.get(&peer) else { return Err("not in the address book".into()) };
+    async fn try_dial(
+        &self,
+        peer: u64,
+    ) -> Result<(Connection, Hello, SendStream, RecvStream), String> {
+        let Some(p) = self.inner.book.get(&peer) else {
+            return Err("not in the address book".into());
+        };
         // TLS verifies the server's certificate against the name of the identity the
         // address book gives this id: its cluster *and* role.
-        let name = Identity::Node { cluster: p.cluster.clone(), id: peer, role: p.role }.dns_name();
-        let connecting =
-            self.inner.endpoint.connect_with(self.inner.client_cfg.clone(), p.addr, &name).map_err(|e| format!("cannot dial: {e}"))?;
-        let conn = match tokio::time::timeout(self.inner.settings.handshake_timeout, connecting).await {
-            Err(_) => return Err("TLS handshake timed out".into()),
-            Ok(Err(e)) => return Err(format!("TLS handshake failed: {}", describe(&e))),
-            Ok(Ok(c)) => c,
-        };
+        let name = Identity::Node {
+            cluster: p.cluster.clone(),
+            id: peer,
+            role: p.role,
+        }
+        .dns_name();
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(self.inner.client_cfg.clone(), p.addr, &name)
+            .map_err(|e| format!("cannot dial: {e}"))?;
+        let conn =
+            match tokio::time::timeout(self.inner.settings.handshake_timeout, connecting).await {
+                Err(_) => return Err("TLS handshake timed out".into()),
+                Ok(Err(e)) => return Err(format!("TLS handshake failed: {}", describe(&e))),
+                Ok(Ok(c)) => c,
+            };
         let (hello, send, recv) = match self.exchange_hello(&conn).await {
             Ok(x) => x,
             Err(reason) => {
@@ -121,10 +141,18 @@ impl Transport {
     }
 
     /// Send our `Hello` on a new stream and read the peer's from the first stream it opens.
-    async fn exchange_hello(&self, conn: &Connection) -> Result<(Hello, SendStream, RecvStream), String> {
+    async fn exchange_hello(
+        &self,
+        conn: &Connection,
+    ) -> Result<(Hello, SendStream, RecvStream), String> {
         let limit = self.inner.settings.handshake_timeout;
-        let mut send = conn.open_uni().await.map_err(|e| format!("cannot open a stream: {}", describe(&e)))?;
-        send.write_all(&self.inner.hello).await.map_err(|e| format!("cannot send Hello: {e}"))?;
+        let mut send = conn
+            .open_uni()
+            .await
+            .map_err(|e| format!("cannot open a stream: {}", describe(&e)))?;
+        send.write_all(&self.inner.hello)
+            .await
+            .map_err(|e| format!("cannot send Hello: {e}"))?;
         let mut recv = match tokio::time::timeout(limit, conn.accept_uni()).await {
             Err(_) => return Err("no Hello within the handshake timeout".into()),
             Ok(Err(e)) => return Err(format!("connection lost before Hello: {}", describe(&e))),
@@ -143,7 +171,8 @@ impl Transport {
 
     async fn handle_incoming(&self, incoming: quinn::Incoming) {
         let remote = incoming.remote_address();
-        let conn = match tokio::time::timeout(self.inner.settings.handshake_timeout, incoming).await {
+        let conn = match tokio::time::timeout(self.inner.settings.handshake_timeout, incoming).await
+        {
             Err(_) => {
                 tracing::warn!(%remote, "incoming connection: TLS handshake timed out");
                 return;
@@ -167,7 +196,10 @@ impl Transport {
             Ok(kind) => self.register(conn, kind, hello, send, recv),
             Err(reason) => {
                 tracing::warn!(%remote, claimed_id = hello.id, claimed_cluster = %hello.cluster, "refused peer: {reason}");
-                conn.close(VarInt::from_u32(close::REFUSED), format!("refused: {reason}").as_bytes());
+                conn.close(
+                    VarInt::from_u32(close::REFUSED),
+                    format!("refused: {reason}").as_bytes(),
+                );
             }
         }
     }
@@ -177,17 +209,30 @@ impl Transport {
     /// certificate's chain, and webpki's name check (`certs::cert_is_valid_for`) says
     /// whether that certificate is valid for the claimed identity's name. No certificate
     /// field is parsed here.
-    fn check_accepted(&self, hello: &Hello, cert: Option<&CertificateDer<'static>>) -> Result<Kind, String> {
-        let Some(cert) = cert else { return Err("it presented no certificate".into()) };
+    fn check_accepted(
+        &self,
+        hello: &Hello,
+        cert: Option<&CertificateDer<'static>>,
+    ) -> Result<Kind, String> {
+        let Some(cert) = cert else {
+            return Err("it presented no certificate".into());
+        };
         if hello.id == self.inner.me {
             return Err("it claims this node's own id".into());
         }
         if hello.id >= CLIENT_ID_BASE {
             if hello.cluster != self.inner.cluster {
-                return Err(format!("a client of cluster {} may not use cluster {}", hello.cluster, self.inner.cluster));
+                return Err(format!(
+                    "a client of cluster {} may not use cluster {}",
+                    hello.cluster, self.inner.cluster
+                ));
             }
-            let operator = Identity::Operator { cluster: hello.cluster.clone() };
-            let client = Identity::Client { cluster: hello.cluster.clone() };
+            let operator = Identity::Operator {
+                cluster: hello.cluster.clone(),
+            };
+            let client = Identity::Client {
+                cluster: hello.cluster.clone(),
+            };
             if cert_is_valid_for(cert, &operator) {
                 return Ok(Kind::Operator);
             }
@@ -212,16 +257,30 @@ impl Transport {
             }
             Some(p) => p,
         };
-        let claimed = Identity::Node { cluster: p.cluster.clone(), id, role: p.role };
+        let claimed = Identity::Node {
+            cluster: p.cluster.clone(),
+            id,
+            role: p.role,
+        };
         if !cert_is_valid_for(cert, &claimed) {
-            return Err(format!("its Hello claims to be {claimed}, but its certificate is not valid for {}", claimed.dns_name()));
+            return Err(format!(
+                "its Hello claims to be {claimed}, but its certificate is not valid for {}",
+                claimed.dns_name()
+            ));
         }
         Ok(Kind::Node)
     }
 
     /// Make a checked connection live: writer, readers, and the watcher that turns its end
     /// into `PeerDown`.
-    fn register(&self, conn: Connection, kind: Kind, hello: Hello, send: SendStream, recv: RecvStream) {
+    fn register(
+        &self,
+        conn: Connection,
+        kind: Kind,
+        hello: Hello,
+        send: SendStream,
+        recv: RecvStream,
+    ) {
         let peer = hello.id;
         if self.inner.stopping.load(Ordering::Relaxed) {
             // A dial that completed after shutdown (a shared endpoint stays open).
@@ -230,7 +289,13 @@ impl Transport {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let link = Link { stable_id: conn.stable_id(), incarnation: hello.incarnation, conn: conn.clone(), tx, queued: queued.clone() };
+        let link = Link {
+            stable_id: conn.stable_id(),
+            incarnation: hello.incarnation,
+            conn: conn.clone(),
+            tx,
+            queued: queued.clone(),
+        };
         // A node whose new life connects while connections of an older life are still
         // registered (it restarted within the idle timeout): those connections lead to a
         // dead process. Close them and report the old life down now — before anything the
@@ -242,7 +307,8 @@ impl Transport {
             let mut peers = self.peers();
             if peer < CLIENT_ID_BASE {
                 if let Some(v) = peers.links.get_mut(&peer) {
-                    let (old, keep): (Vec<Link>, Vec<Link>) = v.drain(..).partition(|l| l.incarnation < hello.incarnation);
+                    let (old, keep): (Vec<Link>, Vec<Link>) =
+                        v.drain(..).partition(|l| l.incarnation < hello.incarnation);
                     *v = keep;
                     superseded = old;
                 }
@@ -265,8 +331,16 @@ impl Transport {
         }
         let mut old_lives: Vec<u32> = Vec::new();
         for old in &superseded {
-            tracing::warn!(peer, old = old.incarnation, new = hello.incarnation, "peer restarted: a connection of its new life replaces the old one");
-            old.conn.close(VarInt::from_u32(close::SUPERSEDED), format!("superseded by life {}", hello.incarnation).as_bytes());
+            tracing::warn!(
+                peer,
+                old = old.incarnation,
+                new = hello.incarnation,
+                "peer restarted: a connection of its new life replaces the old one"
+            );
+            old.conn.close(
+                VarInt::from_u32(close::SUPERSEDED),
+                format!("superseded by life {}", hello.incarnation).as_bytes(),
+            );
             if !old_lives.contains(&old.incarnation) {
                 old_lives.push(old.incarnation);
             }
@@ -292,19 +366,29 @@ impl Transport {
         while let Ok(mut recv) = conn.accept_uni().await {
             let limit = self.inner.settings.handshake_timeout;
             match read_hello(&mut recv, limit, self.inner.settings.max_frame).await {
-                Ok(h) if h.id == hello.id && h.cluster == hello.cluster && h.incarnation == hello.incarnation => {
+                Ok(h)
+                    if h.id == hello.id
+                        && h.cluster == hello.cluster
+                        && h.incarnation == hello.incarnation =>
+                {
                     let t = self.base();
                     let (c, h) = (conn.clone(), hello.clone());
                     tokio::spawn(async move { t.reader(c, kind, h, recv).await });
                 }
                 Ok(h) => {
-                    let reason = format!("a new stream's Hello ({} of {}) differs from the connection's", h.id, h.cluster);
+                    let reason = format!(
+                        "a new stream's Hello ({} of {}) differs from the connection's",
+                        h.id, h.cluster
+                    );
                     tracing::error!(peer = hello.id, "{reason}; closing the connection");
                     conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
                     return;
                 }
                 Err(reason) => {
-                    tracing::error!(peer = hello.id, "bad stream: {reason}; closing the connection");
+                    tracing::error!(
+                        peer = hello.id,
+                        "bad stream: {reason}; closing the connection"
+                    );
                     conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
                     return;
                 }
@@ -333,7 +417,9 @@ impl Transport {
                     return;
                 }
                 // A client session's message (this is a node, the peer a client).
-                Ok(Some(Frame::From { session, msg })) if kind.is_client_side() && session >= CLIENT_ID_BASE => {
+                Ok(Some(Frame::From { session, msg }))
+                    if kind.is_client_side() && session >= CLIENT_ID_BASE =>
+                {
                     if let Err(why) = self.check_policy(kind, &msg) {
                         if self.refuse(&conn, kind, peer, Some(session), &why) {
                             return;
@@ -345,15 +431,29 @@ impl Transport {
                         conn.close(VarInt::from_u32(close::OVERLOADED), reason.as_bytes());
                         return;
                     }
-                    if self.inner.inbound.send((id_of(session), msg)).await.is_err() {
+                    if self
+                        .inner
+                        .inbound
+                        .send((id_of(session), msg))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
-                Ok(Some(Frame::End { session })) if kind.is_client_side() => self.end_route(session, conn.stable_id()),
+                Ok(Some(Frame::End { session })) if kind.is_client_side() => {
+                    self.end_route(session, conn.stable_id())
+                }
                 // A node's answer to one of this client process's sessions.
-                Ok(Some(Frame::To { session, msg })) if kind == Kind::Node && self.inner.me >= CLIENT_ID_BASE => {
+                Ok(Some(Frame::To { session, msg }))
+                    if kind == Kind::Node && self.inner.me >= CLIENT_ID_BASE =>
+                {
                     if let Err(why) = allowed(kind, &msg) {
-                        tracing::warn!(peer, kind = msg.kind(), "dropping a message this peer may not send: {why}");
+                        tracing::warn!(
+                            peer,
+                            kind = msg.kind(),
+                            "dropping a message this peer may not send: {why}"
+                        );
                         continue;
                     }
                     let tx = lock(&self.inner.sessions).get(&session).cloned();
@@ -361,7 +461,11 @@ impl Transport {
                     // it): a session that is gone or not draining loses the message, as on
                     // a lossy network; its request timeout covers it.
                     if tx.is_none_or(|tx| tx.try_send((id_of(peer), msg)).is_err()) {
-                        tracing::debug!(peer, session, "message for a session that is over or full: dropped");
+                        tracing::debug!(
+                            peer,
+                            session,
+                            "message for a session that is over or full: dropped"
+                        );
                     }
                 }
                 Ok(Some(other)) => {
@@ -371,7 +475,10 @@ impl Transport {
                         _ => "a session end from a node",
                     };
                     tracing::error!(peer, "unexpected frame: {what}; closing the connection");
-                    conn.close(VarInt::from_u32(close::PROTOCOL), format!("unexpected frame: {what}").as_bytes());
+                    conn.close(
+                        VarInt::from_u32(close::PROTOCOL),
+                        format!("unexpected frame: {what}").as_bytes(),
+                    );
                     return;
                 }
                 Ok(None) => return,
@@ -389,11 +496,14 @@ impl Transport {
         }
     }
 
-
     /// The policy (who may send what) and the size limits for a received message.
     fn check_policy(&self, kind: Kind, msg: &petrel_core::Msg) -> Result<(), Refused> {
         allowed(kind, msg).map_err(Refused::Forbidden)?;
-        self.inner.settings.limits.check_msg(msg).map_err(|e| Refused::TooLarge(format!("{} refused: {e}", msg.kind())))
+        self.inner
+            .settings
+            .limits
+            .check_msg(msg)
+            .map_err(|e| Refused::TooLarge(format!("{} refused: {e}", msg.kind())))
     }
 
     /// Refuse a received message: counted, logged with its reason. A client or operator
@@ -401,7 +511,14 @@ impl Transport {
     /// sent it reports why at once (instead of waiting for a reply that never comes); a
     /// node's connection stays (its other messages are the protocol's). Returns whether
     /// the connection was closed.
-    fn refuse(&self, conn: &Connection, kind: Kind, peer: u64, session: Option<u64>, why: &Refused) -> bool {
+    fn refuse(
+        &self,
+        conn: &Connection,
+        kind: Kind,
+        peer: u64,
+        session: Option<u64>,
+        why: &Refused,
+    ) -> bool {
         let (counter, reason) = match why {
             Refused::Forbidden(r) => (&self.inner.stats.forbidden, r),
             Refused::TooLarge(r) => (&self.inner.stats.too_large, r),
@@ -409,7 +526,10 @@ impl Transport {
         super::Stats::count(counter, 1);
         tracing::warn!(peer, ?session, ?kind, "refused a message: {reason}");
         if kind.is_client_side() {
-            conn.close(VarInt::from_u32(close::FORBIDDEN), format!("refused: {reason}").as_bytes());
+            conn.close(
+                VarInt::from_u32(close::FORBIDDEN),
+                format!("refused: {reason}").as_bytes(),
+            );
             return true;
         }
         false
@@ -421,7 +541,9 @@ impl Transport {
         let mut targets = vec![self.inner.inbound.clone()];
         targets.extend(lock(&self.inner.sessions).values().cloned());
         for tx in targets {
-            let _ = tx.send((id_of(peer), petrel_core::Msg::PeerDown { incarnation })).await;
+            let _ = tx
+                .send((id_of(peer), petrel_core::Msg::PeerDown { incarnation }))
+                .await;
         }
     }
 
@@ -457,13 +579,28 @@ impl Transport {
         }
         let why = describe(&reason);
         if still_up {
-            tracing::info!(peer, "one of two connections to the peer closed ({why}); the other stays");
+            tracing::info!(
+                peer,
+                "one of two connections to the peer closed ({why}); the other stays"
+            );
             return;
         }
         if peer < CLIENT_ID_BASE {
-            tracing::warn!(peer, incarnation = hello.incarnation, "connection lost: {why}");
-            let addr = self.inner.book.get(&peer).map(|p| p.addr.to_string()).unwrap_or_default();
-            self.peers().errors.insert(peer, format!("node {peer} at {addr}: connection lost: {why}"));
+            tracing::warn!(
+                peer,
+                incarnation = hello.incarnation,
+                "connection lost: {why}"
+            );
+            let addr = self
+                .inner
+                .book
+                .get(&peer)
+                .map(|p| p.addr.to_string())
+                .unwrap_or_default();
+            self.peers().errors.insert(
+                peer,
+                format!("node {peer} at {addr}: connection lost: {why}"),
+            );
         } else {
             tracing::debug!(peer, "client connection closed: {why}");
         }
@@ -476,12 +613,25 @@ async fn read_hello(recv: &mut RecvStream, limit: Duration, max: usize) -> Resul
         Err(_) => Err("no Hello within the handshake timeout".into()),
         Ok(Err(e)) => Err(format!("bad Hello: {e}")),
         Ok(Ok(None)) => Err("stream ended before its Hello".into()),
-        Ok(Ok(Some(Frame::Hello { cluster, id, incarnation }))) => Ok(Hello { cluster, id, incarnation }),
+        Ok(Ok(Some(Frame::Hello {
+            cluster,
+            id,
+            incarnation,
+        }))) => Ok(Hello {
+            cluster,
+            id,
+            incarnation,
+        }),
         Ok(Ok(Some(_))) => Err("first frame of a stream is not a Hello".into()),
     }
 }
 
-async fn writer(mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, queued: Arc<AtomicUsize>, conn: Connection) {
+async fn writer(
+    mut send: SendStream,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    conn: Connection,
+) {
     while let Some(frame) = rx.recv().await {
         let len = frame.len();
         let r = send.write_all(&frame).await;
@@ -494,8 +644,6 @@ async fn writer(mut send: SendStream, mut rx: mpsc::UnboundedReceiver<Vec<u8>>, 
     }
     let _ = send.finish();
 }
-
-/// The Petrel identities of the peer's end-entity certificate.
 
 /// A connection error as an operator should read it (the peer's close reason verbatim).
 pub fn describe(e: &quinn::ConnectionError) -> String {

@@ -1,21 +1,33 @@
 //! QUIC transport with mutual TLS: how one actor's `Send`s reach another process, and how
 //! a broken link becomes the core's `Msg::PeerDown`.
 //!
+//! The transport *authenticates*; it does not decide the protocol. Its parts:
+//! `tls.rs` (configurations, this process's and the peer's certificate), `link.rs`
+//! (dialing, accepting, one registered connection per peer life, readers, `PeerDown`),
+//! `session.rs` (client sessions and client ids), `policy.rs` (the one place that says
+//! who may send what, and the size limits — to move into the core).
+//!
 //! **Identity.** Both ends present certificates of a trusted cluster CA (the node's own
-//! plus configured remote-cluster CAs, for cross-cluster duplication). A dialer asks TLS
-//! to verify the server against the name the address book expects (`n<id>.<cluster>.petrel`,
-//! see `certs.rs`). An acceptor maps the client certificate's SAN to an [`Identity`] and
-//! requires the peer's `Hello` to claim exactly that identity; a node id must be in the
-//! address book *for that cluster*, a client must be of this node's cluster. Anything else
-//! is refused: a `warn!` log with the reason, and the connection is closed with the reason
-//! as its close message, so the other side can print it.
+//! plus configured remote-cluster CAs, for cross-cluster duplication; each CA is
+//! name-constrained to its own cluster's names). A dialer asks TLS to verify the server
+//! against the name the address book expects (`<role>.n<id>.<cluster>.petrel`, see
+//! `certs.rs`). An acceptor takes the identity the peer's `Hello` claims, with the role
+//! the address book gives that id, and asks webpki whether the verified certificate is
+//! valid for that name; a client-range id is an operator if its certificate is valid for
+//! `operator.<cluster>.petrel`, else a client if valid for `client.<cluster>.petrel`. A
+//! node id must be in the address book *for that cluster*, a client of this node's cluster.
+//! Anything else is refused: a `warn!` log with the reason, and the connection is closed
+//! with the reason as its close message, so the other side can print it.
 //!
 //! **Links.** One connection per peer pair, opened lazily on the first send and reused;
 //! accepted connections are registered too, so replies (e.g. to clients, which are in no
 //! address book) go back over them. Each side opens one unidirectional stream whose first
 //! frame is its `Hello` (`codec.rs`); further streams a peer opens must start with the same
 //! `Hello`. If both sides dial at once there are briefly two connections: both are kept,
-//! the newest carries sends.
+//! the newest carries sends. A node dials every node of its cluster when it starts
+//! ([`Transport::announce`]); a `Hello` of a *newer life* than a registered connection's
+//! closes that connection and reports its life down at once (the process behind it is
+//! gone), so nothing more is sent into it.
 //!
 //! **Failures.** A malformed, oversized or unexpected frame closes the connection with an
 //! error log; nothing a peer sends can panic the node. When a registered connection ends
@@ -29,6 +41,11 @@
 //! invent which life it failed to reach. A failed dial with nothing queued (a `watch`
 //! reconnect) delivers nothing: no message was lost.
 //!
+//! **Nothing is dropped silently.** A message that cannot leave (over the frame limit,
+//! no route, unreachable peer, overloaded peer) is logged and counted in [`Stats`]; an
+//! oversized or unreachable one also reaches the sender's actor as `PeerDown` of the life
+//! it was meant for, so the core's retry paths run.
+//!
 //! **Overload.** Sends never block the actor. Each connection's queue is bounded in bytes
 //! (`max_queued_bytes`); a peer that does not drain it is disconnected (and so reported
 mod link;
@@ -36,11 +53,11 @@ pub mod policy;
 mod session;
 mod tls;
 
+use anyhow::Context;
 pub use link::describe;
 pub use policy::{allowed, Kind, Limits};
 pub use session::{random_client_id, ClientEndpoint, MAX_SESSIONS_PER_CONNECTION};
 pub use tls::{client_config, TlsMaterial};
-use anyhow::Context;
 
 use crate::certs::{Identity, NodeRole};
 use crate::codec::{self, Frame};
@@ -163,10 +180,12 @@ impl Stats {
 
     pub fn refused(&self) -> [(&'static str, u64); 2] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [("forbidden", get(&self.forbidden)), ("too_large", get(&self.too_large))]
+        [
+            ("forbidden", get(&self.forbidden)),
+            ("too_large", get(&self.too_large)),
+        ]
     }
 }
-
 
 struct Inner {
     endpoint: Endpoint,
@@ -206,7 +225,6 @@ struct Hello {
     incarnation: u32,
 }
 
-
 impl Transport {
     /// A node: listen on `listen` (accepting mutual-TLS connections) and dial peers from
     /// the same endpoint. Delivers inbound messages (and `PeerDown`s) to `inbound`.
@@ -222,12 +240,28 @@ impl Transport {
         inbound: mpsc::Sender<(Id, Msg)>,
     ) -> anyhow::Result<Transport> {
         let role = book.get(&me).map_or(NodeRole::Replica, |p| p.role);
-        tls::check_identity(tls, &Identity::Node { cluster: cluster.to_string(), id: me, role })?;
+        tls::check_identity(
+            tls,
+            &Identity::Node {
+                cluster: cluster.to_string(),
+                id: me,
+                role,
+            },
+        )?;
         let client_cfg = client_config(tls, &settings)?;
         let mut endpoint = Endpoint::server(tls::server_config(tls, &settings)?, listen)
             .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
         endpoint.set_default_client_config(client_cfg.clone());
-        let t = Transport::new(endpoint, client_cfg, me, cluster, incarnation, book, settings, inbound)?;
+        let t = Transport::new(
+            endpoint,
+            client_cfg,
+            me,
+            cluster,
+            incarnation,
+            book,
+            settings,
+            inbound,
+        )?;
         let accept = t.base();
         tokio::spawn(async move { accept.accept_loop().await });
         Ok(t)
@@ -244,7 +278,11 @@ impl Transport {
         settings: Settings,
         inbound: mpsc::Sender<(Id, Msg)>,
     ) -> anyhow::Result<Transport> {
-        let hello = codec::encode(&Frame::Hello { cluster: cluster.to_string(), id: me, incarnation })?;
+        let hello = codec::encode(&Frame::Hello {
+            cluster: cluster.to_string(),
+            id: me,
+            incarnation,
+        })?;
         Ok(Transport {
             inner: Arc::new(Inner {
                 endpoint,
@@ -267,7 +305,10 @@ impl Transport {
     /// This transport without its session, for the tasks it spawns (connections and
     /// their readers belong to the process, not to one session).
     fn base(&self) -> Transport {
-        Transport { inner: self.inner.clone(), session: None }
+        Transport {
+            inner: self.inner.clone(),
+            session: None,
+        }
     }
 
     /// What this transport dropped or refused, by reason (shared with the metrics).
@@ -319,7 +360,11 @@ impl Transport {
         let route = match &self.session {
             None => {
                 let peers = self.peers();
-                if peers.links.contains_key(&d) { None } else { peers.routes.get(&d).copied() }
+                if peers.links.contains_key(&d) {
+                    None
+                } else {
+                    peers.routes.get(&d).copied()
+                }
             }
             Some(_) => None,
         };
@@ -337,21 +382,38 @@ impl Transport {
                 Stats::count(&self.inner.stats.oversized, 1);
                 let life = {
                     let peers = self.peers();
-                    let live = peers.links.get(&d).and_then(|v| v.last()).map(|l| l.incarnation);
+                    let live = peers
+                        .links
+                        .get(&d)
+                        .and_then(|v| v.last())
+                        .map(|l| l.incarnation);
                     live.or_else(|| peers.known.get(&d).copied()).unwrap_or(0)
                 };
-                tracing::warn!(peer = d, kind, life, "message dropped, reported to the actor as PeerDown: {e}");
+                tracing::warn!(
+                    peer = d,
+                    kind,
+                    life,
+                    "message dropped, reported to the actor as PeerDown: {e}"
+                );
                 self.undeliverable(d, life);
                 return;
             }
         };
         let mut peers = self.peers();
         if let Some(r) = route {
-            match peers.links.get(&r.peer).and_then(|v| v.iter().find(|l| l.stable_id == r.stable_id)) {
+            match peers
+                .links
+                .get(&r.peer)
+                .and_then(|v| v.iter().find(|l| l.stable_id == r.stable_id))
+            {
                 Some(link) => self.push(link, frame, r.peer),
                 None => {
                     Stats::count(&self.inner.stats.no_route, 1);
-                    tracing::debug!(session = d, kind, "the client session's connection is gone: message dropped");
+                    tracing::debug!(
+                        session = d,
+                        kind,
+                        "the client session's connection is gone: message dropped"
+                    );
                 }
             }
             return;
@@ -370,7 +432,11 @@ impl Transport {
             self.spawn_dial(d);
         } else {
             Stats::count(&self.inner.stats.no_route, 1);
-            tracing::debug!(peer = d, kind, "no connection to a peer outside the address book (gone?): message dropped");
+            tracing::debug!(
+                peer = d,
+                kind,
+                "no connection to a peer outside the address book (gone?): message dropped"
+            );
         }
     }
 
@@ -384,7 +450,9 @@ impl Transport {
         };
         if let Some(tx) = target {
             tokio::spawn(async move {
-                let _ = tx.send((id_of(peer), Msg::PeerDown { incarnation: life })).await;
+                let _ = tx
+                    .send((id_of(peer), Msg::PeerDown { incarnation: life }))
+                    .await;
             });
         }
     }
@@ -394,8 +462,13 @@ impl Transport {
         let queued = link.queued.fetch_add(len, Ordering::Relaxed) + len;
         if queued > self.inner.settings.max_queued_bytes {
             Stats::count(&self.inner.stats.overloaded, 1);
-            tracing::warn!(peer, queued, "peer is not draining its queue; disconnecting it");
-            link.conn.close(VarInt::from_u32(close::OVERLOADED), b"send queue overflow");
+            tracing::warn!(
+                peer,
+                queued,
+                "peer is not draining its queue; disconnecting it"
+            );
+            link.conn
+                .close(VarInt::from_u32(close::OVERLOADED), b"send queue overflow");
             return;
         }
         if link.tx.send(frame).is_err() {
@@ -412,7 +485,8 @@ impl Transport {
             while !t.inner.stopping.load(Ordering::Relaxed) {
                 let start = {
                     let mut peers = t.peers();
-                    let idle = peers.links.get(&peer).is_none_or(|v| v.is_empty()) && !peers.dialing.contains_key(&peer);
+                    let idle = peers.links.get(&peer).is_none_or(|v| v.is_empty())
+                        && !peers.dialing.contains_key(&peer);
                     if idle {
                         peers.dialing.insert(peer, Vec::new());
                     }
@@ -432,12 +506,18 @@ impl Transport {
     /// life down (`link.rs`), instead of sending into the dead connection until it idles
     /// out. A peer that is down costs one failed dial and no `PeerDown` (nothing queued).
     pub fn announce(&self) {
-        let own: Vec<u64> =
-            self.inner.book.iter().filter(|(id, p)| **id != self.inner.me && p.cluster == self.inner.cluster).map(|(id, _)| *id).collect();
+        let own: Vec<u64> = self
+            .inner
+            .book
+            .iter()
+            .filter(|(id, p)| **id != self.inner.me && p.cluster == self.inner.cluster)
+            .map(|(id, _)| *id)
+            .collect();
         for peer in own {
             let start = {
                 let mut peers = self.peers();
-                let idle = peers.links.get(&peer).is_none_or(|v| v.is_empty()) && !peers.dialing.contains_key(&peer);
+                let idle = peers.links.get(&peer).is_none_or(|v| v.is_empty())
+                    && !peers.dialing.contains_key(&peer);
                 if idle {
                     peers.dialing.insert(peer, Vec::new());
                 }
@@ -472,11 +552,12 @@ impl Transport {
             return;
         }
         self.inner.stopping.store(true, Ordering::Relaxed);
-        self.inner.endpoint.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+        self.inner
+            .endpoint
+            .close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
     }
 }
-
 
 #[cfg(test)]
 mod tests;

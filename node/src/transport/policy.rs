@@ -53,7 +53,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_key_bytes: 4 << 10, max_value_bytes: 1 << 20 }
+        Limits {
+            max_key_bytes: 4 << 10,
+            max_value_bytes: 1 << 20,
+        }
     }
 }
 
@@ -70,10 +73,18 @@ impl Limits {
     /// Whether a write of `key` (and `value`) is within the limits.
     pub fn check(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), TooLarge> {
         if key.len() > self.max_key_bytes {
-            return Err(TooLarge { what: "key", len: key.len(), max: self.max_key_bytes });
+            return Err(TooLarge {
+                what: "key",
+                len: key.len(),
+                max: self.max_key_bytes,
+            });
         }
         match value {
-            Some(v) if v.len() > self.max_value_bytes => Err(TooLarge { what: "value", len: v.len(), max: self.max_value_bytes }),
+            Some(v) if v.len() > self.max_value_bytes => Err(TooLarge {
+                what: "value",
+                len: v.len(),
+                max: self.max_value_bytes,
+            }),
             _ => Ok(()),
         }
     }
@@ -81,7 +92,9 @@ impl Limits {
     /// The limits applied to a message a peer sent (writes and reads carry a key).
     pub fn check_msg(&self, msg: &Msg) -> Result<(), TooLarge> {
         match msg {
-            Msg::Write { key, value, .. } => self.check(key.as_slice(), value.as_ref().map(|v| v.as_slice())),
+            Msg::Write { key, value, .. } => {
+                self.check(key.as_slice(), value.as_ref().map(|v| v.as_slice()))
+            }
             Msg::Read { key, .. } => self.check(key.as_slice(), None),
             _ => Ok(()),
         }
@@ -95,19 +108,51 @@ mod tests {
 
     #[test]
     fn operator_requests_only_from_operators_and_client_requests_from_anyone() {
-        let gpid = petrel_core::Gpid { table: 1, partition: 0 };
-        let client_requests =
-            [Msg::QueryConfig { gpid }, Msg::Write { gpid, req: 1, key: "k".into(), value: Some("v".into()) }, Msg::Read { gpid, req: 1, key: "k".into() }, Msg::QueryCluster];
+        let gpid = petrel_core::Gpid {
+            table: 1,
+            partition: 0,
+        };
+        let client_requests = [
+            Msg::QueryConfig { gpid },
+            Msg::Write {
+                gpid,
+                req: 1,
+                key: "k".into(),
+                value: Some("v".into()),
+            },
+            Msg::Read {
+                gpid,
+                req: 1,
+                key: "k".into(),
+            },
+            Msg::QueryCluster,
+        ];
         for m in &client_requests {
             for k in [Kind::Client, Kind::Operator, Kind::Node] {
                 assert!(allowed(k, m).is_ok(), "{k:?} {m:?}");
             }
         }
         let operator_requests = [
-            Msg::CreateTable { table: 2, partitions: 1, replica_count: 1 },
-            Msg::AddDup { table: 1, remote_meta: id_of(100), remote_table: 1, remote_replica_count: 1, full: true },
-            Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },
-            Msg::SetFailMode { dupid: 1, mode: petrel_core::dup::FailMode::Skip },
+            Msg::CreateTable {
+                table: 2,
+                partitions: 1,
+                replica_count: 1,
+            },
+            Msg::AddDup {
+                table: 1,
+                remote_meta: id_of(100),
+                remote_table: 1,
+                remote_replica_count: 1,
+                full: true,
+            },
+            Msg::ModifyDup {
+                dupid: 1,
+                status: petrel_core::dup::DupStatus::Pause,
+            },
+            Msg::SetFailMode {
+                dupid: 1,
+                mode: petrel_core::dup::FailMode::Skip,
+            },
         ];
         for m in &operator_requests {
             assert!(allowed(Kind::Operator, m).is_ok(), "{m:?}");
@@ -116,8 +161,21 @@ mod tests {
                 assert!(why.contains("operator certificate"), "{why}");
             }
         }
-        for m in [Msg::Register { incarnation: 1 }, Msg::QueryFollower { table: 1 }, Msg::DupReport { gpid, dupid: 1, progress: petrel_core::DupProgress::Checkpoint(1) }] {
-            assert!(allowed(Kind::Client, &m).is_err() && allowed(Kind::Operator, &m).is_err() && allowed(Kind::Node, &m).is_ok(), "{m:?}");
+        for m in [
+            Msg::Register { incarnation: 1 },
+            Msg::QueryFollower { table: 1 },
+            Msg::DupReport {
+                gpid,
+                dupid: 1,
+                progress: petrel_core::DupProgress::Checkpoint(1),
+            },
+        ] {
+            assert!(
+                allowed(Kind::Client, &m).is_err()
+                    && allowed(Kind::Operator, &m).is_err()
+                    && allowed(Kind::Node, &m).is_ok(),
+                "{m:?}"
+            );
         }
         for k in [Kind::Client, Kind::Operator, Kind::Node] {
             assert!(allowed(k, &Msg::PeerDown { incarnation: 1 }).is_err());
@@ -126,15 +184,37 @@ mod tests {
 
     #[test]
     fn keys_and_values_over_the_limit_are_named() {
-        let l = Limits { max_key_bytes: 4, max_value_bytes: 8 };
+        let l = Limits {
+            max_key_bytes: 4,
+            max_value_bytes: 8,
+        };
         assert!(l.check(b"four", Some(b"eight!!!")).is_ok());
         let e = l.check(b"fives", None).expect_err("key");
-        assert_eq!(e.to_string(), "the key is 5 bytes, over the limit of 4 bytes ([limits] max_key_bytes)");
+        assert_eq!(
+            e.to_string(),
+            "the key is 5 bytes, over the limit of 4 bytes ([limits] max_key_bytes)"
+        );
         let e = l.check(b"k", Some(b"nine bytes")).expect_err("value");
         assert_eq!((e.what, e.len, e.max), ("value", 10, 8));
-        let gpid = petrel_core::Gpid { table: 1, partition: 0 };
-        assert!(l.check_msg(&Msg::Write { gpid, req: 1, key: "k".into(), value: Some(vec![0u8; 9].into()) }).is_err());
-        assert!(l.check_msg(&Msg::Read { gpid, req: 1, key: vec![0u8; 5].into() }).is_err());
+        let gpid = petrel_core::Gpid {
+            table: 1,
+            partition: 0,
+        };
+        assert!(l
+            .check_msg(&Msg::Write {
+                gpid,
+                req: 1,
+                key: "k".into(),
+                value: Some(vec![0u8; 9].into())
+            })
+            .is_err());
+        assert!(l
+            .check_msg(&Msg::Read {
+                gpid,
+                req: 1,
+                key: vec![0u8; 5].into()
+            })
+            .is_err());
         assert!(l.check_msg(&Msg::QueryCluster).is_ok());
     }
 }

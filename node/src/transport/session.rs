@@ -2,7 +2,10 @@
 //! process's connections, and the node's routes back to them.
 use super::link::Route;
 use super::tls::client_side_identity;
-use super::{client_config, codec, lock, Frame, Inner, PeerAddr, Settings, TlsMaterial, Transport, CLIENT_ID_BASE};
+use super::{
+    client_config, codec, lock, Frame, Inner, PeerAddr, Settings, TlsMaterial, Transport,
+    CLIENT_ID_BASE,
+};
 use crate::certs::Identity;
 use anyhow::{bail, Context};
 use petrel_core::Msg;
@@ -36,8 +39,13 @@ impl Session {
         }
         lock(&self.inner.sessions).remove(&self.id);
         let used: Vec<u64> = lock(&self.used).iter().copied().collect();
-        let Ok(frame) = codec::encode(&Frame::End { session: self.id }) else { return };
-        let base = Transport { inner: self.inner.clone(), session: None };
+        let Ok(frame) = codec::encode(&Frame::End { session: self.id }) else {
+            return;
+        };
+        let base = Transport {
+            inner: self.inner.clone(),
+            session: None,
+        };
         let peers = base.peers();
         for peer in used {
             // Only over a live connection: no dial just to say goodbye.
@@ -54,17 +62,23 @@ impl Drop for Session {
     }
 }
 
-
 impl Transport {
     /// Node side: `session` is carried by connection `stable_id` of client `peer`.
-    pub(super) fn add_route(&self, session: u64, peer: u64, stable_id: usize) -> Result<(), String> {
+    pub(super) fn add_route(
+        &self,
+        session: u64,
+        peer: u64,
+        stable_id: usize,
+    ) -> Result<(), String> {
         let mut peers = self.peers();
         let previous = peers.routes.get(&session).copied();
         if previous.is_some_and(|r| r.stable_id == stable_id) {
             return Ok(());
         }
         if peers.route_counts.get(&stable_id).copied().unwrap_or(0) >= MAX_SESSIONS_PER_CONNECTION {
-            return Err(format!("client opened more than {MAX_SESSIONS_PER_CONNECTION} sessions on one connection"));
+            return Err(format!(
+                "client opened more than {MAX_SESSIONS_PER_CONNECTION} sessions on one connection"
+            ));
         }
         // A session that moved to a new connection (the client re-dialed).
         if let Some(old) = previous {
@@ -79,7 +93,11 @@ impl Transport {
 
     pub(super) fn end_route(&self, session: u64, stable_id: usize) {
         let mut peers = self.peers();
-        if peers.routes.get(&session).is_some_and(|r| r.stable_id == stable_id) {
+        if peers
+            .routes
+            .get(&session)
+            .is_some_and(|r| r.stable_id == stable_id)
+        {
             peers.routes.remove(&session);
             if let Some(n) = peers.route_counts.get_mut(&stable_id) {
                 *n = n.saturating_sub(1);
@@ -110,7 +128,12 @@ impl ClientEndpoint {
     /// Open the socket (on loopback for a loopback cluster) for clients of `cluster`.
     /// Connections are dialed on the first send to a node and kept (QUIC keep-alives)
     /// until [`ClientEndpoint::close`].
-    pub fn bind(cluster: &str, book: BTreeMap<u64, PeerAddr>, tls: &TlsMaterial, settings: Settings) -> anyhow::Result<ClientEndpoint> {
+    pub fn bind(
+        cluster: &str,
+        book: BTreeMap<u64, PeerAddr>,
+        tls: &TlsMaterial,
+        settings: Settings,
+    ) -> anyhow::Result<ClientEndpoint> {
         let identity = client_side_identity(tls, cluster)?;
         let me = random_client_id()?;
         // Bind where the peers are: loopback for a loopback cluster, else any address.
@@ -123,7 +146,8 @@ impl ClientEndpoint {
             (true, false) => Ipv6Addr::UNSPECIFIED.into(),
         };
         let client_cfg = client_config(tls, &settings)?;
-        let mut endpoint = Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
+        let mut endpoint =
+            Endpoint::client(SocketAddr::new(ip, 0)).context("cannot open a UDP socket")?;
         endpoint.set_default_client_config(client_cfg.clone());
         // Messages for the process's own id (none are sent: nodes answer sessions) and
         // PeerDowns, which every session also gets: drained.
@@ -145,7 +169,11 @@ impl ClientEndpoint {
 
     /// A transport for session `id` (at least [`CLIENT_ID_BASE`]), delivering what nodes
     /// send it to `inbound`. Its `shutdown` (or drop) ends the session.
-    pub fn transport(&self, id: u64, inbound: mpsc::Sender<(Id, Msg)>) -> anyhow::Result<Transport> {
+    pub fn transport(
+        &self,
+        id: u64,
+        inbound: mpsc::Sender<(Id, Msg)>,
+    ) -> anyhow::Result<Transport> {
         if id < CLIENT_ID_BASE {
             bail!("client id {id} is in the node range");
         }
@@ -159,8 +187,16 @@ impl ClientEndpoint {
             }
             sessions.insert(id, inbound);
         }
-        let session = Session { id, inner: inner.clone(), used: Mutex::new(Default::default()), ended: AtomicBool::new(false) };
-        Ok(Transport { inner, session: Some(Arc::new(session)) })
+        let session = Session {
+            id,
+            inner: inner.clone(),
+            used: Mutex::new(Default::default()),
+            ended: AtomicBool::new(false),
+        };
+        Ok(Transport {
+            inner,
+            session: Some(Arc::new(session)),
+        })
     }
 
     /// Live sessions (calls in progress), for tests and diagnostics.
@@ -182,6 +218,7 @@ impl ClientEndpoint {
 /// make a guess or an accidental collision between processes negligible, and a process
 /// refuses to run two live calls with one id (`ClientEndpoint::transport`).
 pub fn random_client_id() -> std::io::Result<u64> {
-    let r = getrandom::u64().map_err(|e| std::io::Error::other(format!("the OS random source failed: {e}")))?;
+    let r = getrandom::u64()
+        .map_err(|e| std::io::Error::other(format!("the OS random source failed: {e}")))?;
     Ok(CLIENT_ID_BASE + r % (1 << 62))
 }

@@ -21,7 +21,12 @@ pub struct TlsMaterial {
 
 impl TlsMaterial {
     /// Load PEM files: this cluster's CA, remote clusters' CAs, this process's chain + key.
-    pub fn load(ca: &Path, remote_cas: &[PathBuf], cert: &Path, key: &Path) -> anyhow::Result<TlsMaterial> {
+    pub fn load(
+        ca: &Path,
+        remote_cas: &[PathBuf],
+        cert: &Path,
+        key: &Path,
+    ) -> anyhow::Result<TlsMaterial> {
         let mut roots = Vec::new();
         for path in std::iter::once(ca).chain(remote_cas.iter().map(PathBuf::as_path)) {
             let certs = CertificateDer::pem_file_iter(path)
@@ -40,13 +45,16 @@ impl TlsMaterial {
         if chain.is_empty() {
             bail!("{} holds no certificate", cert.display());
         }
-        let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("cannot read private key {}", key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("cannot read private key {}", key.display()))?;
         Ok(TlsMaterial { roots, chain, key })
     }
 
     /// Whether this process's own certificate is valid for `identity`.
     pub fn is_valid_for(&self, identity: &Identity) -> bool {
-        self.chain.first().is_some_and(|c| cert_is_valid_for(c, identity))
+        self.chain
+            .first()
+            .is_some_and(|c| cert_is_valid_for(c, identity))
     }
 }
 
@@ -57,14 +65,18 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 fn root_store(tls: &TlsMaterial) -> anyhow::Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     for c in &tls.roots {
-        roots.add(c.clone()).context("a CA certificate was refused")?;
+        roots
+            .add(c.clone())
+            .context("a CA certificate was refused")?;
     }
     Ok(Arc::new(roots))
 }
 
 fn quic_transport(s: &Settings) -> anyhow::Result<Arc<quinn::TransportConfig>> {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(s.idle_timeout).context("idle timeout out of range")?));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(s.idle_timeout).context("idle timeout out of range")?,
+    ));
     t.keep_alive_interval(Some(s.keep_alive));
     // Frames travel on unidirectional streams only.
     t.max_concurrent_bidi_streams(VarInt::from_u32(0));
@@ -82,15 +94,21 @@ pub fn client_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<quinn::C
         .with_client_auth_cert(tls.chain.clone(), tls.key.clone_key())
         .context("the certificate and key do not form a valid client identity")?;
     c.alpn_protocols = vec![ALPN.to_vec()];
-    let mut cfg = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(c).context("QUIC client TLS config")?));
+    let mut cfg = quinn::ClientConfig::new(Arc::new(
+        QuicClientConfig::try_from(c).context("QUIC client TLS config")?,
+    ));
     cfg.transport_config(quic_transport(s)?);
     Ok(cfg)
 }
 
-pub(super) fn server_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<quinn::ServerConfig> {
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(root_store(tls)?, provider())
-        .build()
-        .context("client certificate verifier")?;
+pub(super) fn server_config(
+    tls: &TlsMaterial,
+    s: &Settings,
+) -> anyhow::Result<quinn::ServerConfig> {
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(root_store(tls)?, provider())
+            .build()
+            .context("client certificate verifier")?;
     let mut c = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 unavailable")?
@@ -98,7 +116,9 @@ pub(super) fn server_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<q
         .with_single_cert(tls.chain.clone(), tls.key.clone_key())
         .context("the certificate and key do not form a valid server identity")?;
     c.alpn_protocols = vec![ALPN.to_vec()];
-    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(c).context("QUIC server TLS config")?));
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(
+        QuicServerConfig::try_from(c).context("QUIC server TLS config")?,
+    ));
     cfg.transport_config(quic_transport(s)?);
     Ok(cfg)
 }
@@ -107,7 +127,10 @@ pub(super) fn server_config(tls: &TlsMaterial, s: &Settings) -> anyhow::Result<q
 /// would refuse it: better a clear error at start.
 pub(super) fn check_identity(tls: &TlsMaterial, mine: &Identity) -> anyhow::Result<()> {
     if !tls.is_valid_for(mine) {
-        bail!("this process is {mine} but its certificate is not valid for {}: peers would refuse it", mine.dns_name());
+        bail!(
+            "this process is {mine} but its certificate is not valid for {}: peers would refuse it",
+            mine.dns_name()
+        );
     }
     Ok(())
 }
@@ -115,8 +138,12 @@ pub(super) fn check_identity(tls: &TlsMaterial, mine: &Identity) -> anyhow::Resu
 /// A process outside the address book is an operator if its certificate says so, else a
 /// client; a certificate that is neither is refused at start.
 pub(super) fn client_side_identity(tls: &TlsMaterial, cluster: &str) -> anyhow::Result<Identity> {
-    let operator = Identity::Operator { cluster: cluster.to_string() };
-    let client = Identity::Client { cluster: cluster.to_string() };
+    let operator = Identity::Operator {
+        cluster: cluster.to_string(),
+    };
+    let client = Identity::Client {
+        cluster: cluster.to_string(),
+    };
     if tls.is_valid_for(&operator) {
         return Ok(operator);
     }

@@ -34,7 +34,9 @@
 //! id = 100                     # node ids are unique across every cluster of the book
 //! cluster = "beta"
 //! addr = "127.0.0.1:7100"
-//! meta = true                  # `petrel admin dup add --remote-cluster beta` finds it
+//! meta = true                  # `petrel admin dup add --remote-cluster beta` finds it,
+//!                              # and its certificate must be meta.n100.beta.petrel (an
+//!                              # unmarked node of another cluster must be replica.n<id>…)
 //!
 //! [transport]                  # optional; defaults shown
 //! idle_timeout_ms = 5000       # a silent connection is dead after this: PeerDown

@@ -230,3 +230,73 @@ async fn a_process_must_hold_its_own_certificate() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_over_the_frame_limit_is_counted_and_reported_down_with_the_peers_life() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs::issue("alpha", &certs::Wanted::cluster(0, &[1]), dir.path()).expect("certs");
+    let tls = |id: u64| {
+        let (c, k) = certs::node_cert_paths(dir.path(), id);
+        TlsMaterial::load(&dir.path().join("ca.pem"), &[], &c, &k).expect("tls")
+    };
+    let ports = crate::up::free_udp_ports(2).expect("ports");
+    let addr = |i: usize| SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i]));
+    let role = |i: usize| {
+        if i == 0 {
+            certs::NodeRole::Meta
+        } else {
+            certs::NodeRole::Replica
+        }
+    };
+    let book: BTreeMap<u64, PeerAddr> = (0..2)
+        .map(|i| {
+            (
+                i as u64,
+                PeerAddr {
+                    cluster: "alpha".into(),
+                    addr: addr(i),
+                    role: role(i),
+                },
+            )
+        })
+        .collect();
+    let (tx_a, mut rx_a) = mpsc::channel(16);
+    let (tx_b, mut rx_b) = mpsc::channel(16);
+    let a = Transport::bind_node(
+        addr(0),
+        0,
+        "alpha",
+        1,
+        book.clone(),
+        &tls(0),
+        settings(),
+        tx_a,
+    )
+    .expect("a");
+    let b =
+        Transport::bind_node(addr(1), 1, "alpha", 4, book, &tls(1), settings(), tx_b).expect("b");
+    a.send(id_of(1), Msg::Register { incarnation: 1 });
+    assert_eq!(recv(&mut rx_b).await, (0, Msg::Register { incarnation: 1 }));
+    b.send(id_of(0), Msg::Register { incarnation: 4 });
+    assert_eq!(recv(&mut rx_a).await, (1, Msg::Register { incarnation: 4 }));
+    // 17 MiB in one message: it cannot be framed. The sender's actor hears PeerDown of the
+    // life the message was for, and the drop is counted.
+    let gpid = petrel_core::Gpid {
+        table: 1,
+        partition: 0,
+    };
+    let big = Msg::Write {
+        gpid,
+        req: 1,
+        key: "k".into(),
+        value: Some(vec![0u8; 17 << 20].into()),
+    };
+    a.send(id_of(1), big);
+    assert_eq!(recv(&mut rx_a).await, (1, Msg::PeerDown { incarnation: 4 }));
+    assert_eq!(a.stats().dropped()[0], ("oversized", 1));
+    // The link itself is fine: the next message arrives.
+    a.send(id_of(1), Msg::Register { incarnation: 1 });
+    assert_eq!(recv(&mut rx_b).await, (0, Msg::Register { incarnation: 1 }));
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -476,3 +476,132 @@ async fn a_learn_over_the_frame_limit_is_logged_counted_and_reported_down() {
         )
     );
 }
+
+/// Operator requests only from operator certificates: over real QUIC against cluster a's
+/// meta server, a *partner cluster's replica* (b's node 101, in a's address book and
+/// trusted for duplication) sending `CreateTable`, `AddDup`, `SetFailMode` is refused and
+/// logged with the reason, and nothing changes; a's operator (`admin.toml`) creates the
+/// table. Before: any node or client certificate could administer the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_requests_only_from_operator_certificates() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plans = petrel_node::up::pair_plans(1, 1).expect("plans");
+    for p in &mut plans {
+        p.transport = fast_plan(&p.cluster, 1).transport;
+    }
+    let layouts = petrel_node::up::write_clusters(dir.path(), &plans).expect("layouts");
+    let (a, b) = (&layouts[0], &layouts[1]);
+    let mut procs = Vec::new();
+    for n in &a.nodes {
+        let log = a.dir.join(format!("{}.log", n.name()));
+        let config = n.config.to_string_lossy().to_string();
+        let metrics = n.metrics_addr.to_string();
+        let mut p = Proc::spawn(
+            &n.name(),
+            &[
+                &n.role.to_string(),
+                "--config",
+                &config,
+                "--metrics-addr",
+                &metrics,
+            ],
+            &log,
+        );
+        tokio::task::block_in_place(|| p.wait_log(" ready", 1, Duration::from_secs(20)));
+        procs.push(p);
+    }
+    let meta = a.nodes[0].clone();
+    // b's replica 101, with b's CA-signed certificate; a trusts b's CA.
+    let partner = tls_of(&b.certs, "node-101", &[&a.certs.join("ca.pem")]);
+    let conn = raw_connect(&partner, meta.addr, &node_name("a", NodeRole::Meta, 0))
+        .await
+        .expect("TLS: b's CA is trusted");
+    let mut bytes = codec::encode(&Frame::Hello {
+        cluster: "b".into(),
+        id: 101,
+        incarnation: 1,
+    })
+    .expect("hello");
+    for msg in [
+        Msg::CreateTable {
+            table: 7,
+            partitions: 1,
+            replica_count: 1,
+        },
+        Msg::AddDup {
+            table: 1,
+            remote_meta: transport::id_of(100),
+            remote_table: 1,
+            remote_replica_count: 1,
+            full: false,
+        },
+        Msg::SetFailMode {
+            dupid: 1,
+            mode: petrel_core::dup::FailMode::Skip,
+        },
+    ] {
+        bytes.extend(codec::encode(&Frame::Msg(msg)).expect("msg"));
+    }
+    let mut s = conn.open_uni().await.expect("stream");
+    s.write_all(&bytes).await.expect("write");
+    let _ = s.finish();
+    tokio::task::block_in_place(|| {
+        procs[0].wait_log(
+            "is an operator request: it needs an operator certificate",
+            3,
+            Duration::from_secs(5),
+        );
+    });
+    assert!(
+        conn.close_reason().is_none(),
+        "a node's connection stays (its other messages are the protocol's)"
+    );
+    let m = http_get(meta.metrics_addr, "/metrics").unwrap_or_default();
+    assert_eq!(
+        sample(
+            &m,
+            "petrel_transport_refused_total",
+            &[r#"reason="forbidden""#]
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    // Nothing changed: no table 7, no duplication.
+    let out =
+        tokio::task::block_in_place(|| petrel_admin(&a.admin_config, &["table", "list", "--json"]));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stdout.contains("\"table\": 7"), "{}", out.stdout);
+    let out =
+        tokio::task::block_in_place(|| petrel_admin(&a.admin_config, &["dup", "list", "--json"]));
+    assert!(
+        out.code == Some(0) && !out.stdout.contains("\"dupid\": 1"),
+        "{}",
+        out.stdout
+    );
+    // a's operator may.
+    let out = tokio::task::block_in_place(|| {
+        petrel_admin(
+            &a.admin_config,
+            &[
+                "table",
+                "create",
+                "--id",
+                "7",
+                "--partitions",
+                "1",
+                "--replicas",
+                "1",
+            ],
+        )
+    });
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out =
+        tokio::task::block_in_place(|| petrel_admin(&a.admin_config, &["table", "list", "--json"]));
+    assert!(
+        out.stdout.contains("\"table\": 7"),
+        "the check above looks for the right text: {}",
+        out.stdout
+    );
+    conn.close(0u32.into(), b"done");
+}

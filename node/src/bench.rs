@@ -62,7 +62,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
                 let key = format!("bench-{c}-{i}");
                 let partition = client.gpid_of(key.as_bytes()).partition;
                 let t0 = Instant::now();
-                match client.put(key.as_str(), format!("r{round}-{c}-{i}").as_str()).await {
+                match client
+                    .put(key.as_str(), format!("r{round}-{c}-{i}").as_str())
+                    .await
+                {
                     Ok(()) => done.push((t0.elapsed(), partition)),
                     Err(e) => {
                         failed += 1;
@@ -73,7 +76,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
             (done, failed, first_error)
         }));
     }
-    let mut level = Level { clients, ..Level::default() };
+    let mut level = Level {
+        clients,
+        ..Level::default()
+    };
     for t in tasks {
         match t.await {
             Ok((done, failed, err)) => {
@@ -89,7 +95,9 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
             }
             Err(e) => {
                 level.failed += ops;
-                level.first_error.get_or_insert_with(|| format!("a bench task failed: {e}"));
+                level
+                    .first_error
+                    .get_or_insert_with(|| format!("a bench task failed: {e}"));
             }
         }
     }
@@ -99,7 +107,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    d.map_or_else(
+        || "-".to_string(),
+        |d| format!("{:.1}", d.as_secs_f64() * 1e3),
+    )
 }
 
 /// The levels as a table, one row each.
@@ -130,15 +141,279 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let level = Level { latencies: (1..=100).map(Duration::from_millis).collect(), ..Level::default() };
+        let level = Level {
+            latencies: (1..=100).map(Duration::from_millis).collect(),
+            ..Level::default()
+        };
         assert_eq!(level.percentile(50.0), Some(Duration::from_millis(50)));
         assert_eq!(level.percentile(99.0), Some(Duration::from_millis(99)));
         assert_eq!(level.percentile(100.0), Some(Duration::from_millis(100)));
         assert_eq!(level.max(), Some(Duration::from_millis(100)));
-        let one = Level { latencies: vec![Duration::from_millis(7)], ..Level::default() };
-        assert_eq!((one.percentile(50.0), one.percentile(99.0)), (Some(Duration::from_millis(7)), Some(Duration::from_millis(7))));
+        let one = Level {
+            latencies: vec![Duration::from_millis(7)],
+            ..Level::default()
+        };
+        assert_eq!(
+            (one.percentile(50.0), one.percentile(99.0)),
+            (
+                Some(Duration::from_millis(7)),
+                Some(Duration::from_millis(7))
+            )
+        );
         assert_eq!(Level::default().percentile(50.0), None);
-        let t = table(&[Level { clients: 4, ok: 10, elapsed: Duration::from_secs(2), ..one }]);
-        assert!(t.lines().nth(1).is_some_and(|row| row.contains("   5 ") && row.contains("7.0")), "{t}");
+        let t = table(&[Level {
+            clients: 4,
+            ok: 10,
+            elapsed: Duration::from_secs(2),
+            ..one
+        }]);
+        assert!(
+            t.lines()
+                .nth(1)
+                .is_some_and(|row| row.contains("   5 ") && row.contains("7.0")),
+            "{t}"
+        );
     }
+}
+
+/// One trial of `petrel bench --failover`.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    pub killed: u64,
+    pub new_primary: Option<u64>,
+    /// From the `kill -9` of the primary to the first write acknowledged through the new
+    /// primary; `None`: none within the trial's limit.
+    pub failover: Option<Duration>,
+    /// Writes acknowledged in the second before the kill (the load the kill interrupted).
+    pub load_per_sec: usize,
+    /// From the kill to the killed node's restart being a member again (3/3).
+    pub rejoined: Option<Duration>,
+}
+
+/// `petrel bench --failover N`: a local cluster of one meta server and 3 replicas (the
+/// `petrel up` layout and defaults, in `dir`), `writers` concurrent writers through one
+/// [`Client`]; per trial, `kill -9` of the partition's primary process, the time to the
+/// first write acknowledged through the new primary, then a restart of the killed node
+/// and a wait until it is a member again. Only measures; decides nothing.
+///
+/// "Through the new primary": the first acknowledged write that *started* after the
+/// kill. A write in flight at the kill may be answered by the dying primary an instant
+/// after it (its reply already sent); a write started after the kill cannot be: the old
+/// process is gone. Its writer was free only after its previous write finished, so this
+/// adds at most one write's latency (milliseconds) to the measure.
+pub async fn failover(
+    exe: &std::path::Path,
+    dir: &std::path::Path,
+    trials: usize,
+    writers: usize,
+) -> anyhow::Result<Vec<Trial>> {
+    use crate::config::Config;
+    use anyhow::Context;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let layout = crate::up::write_cluster(dir, &crate::up::Plan::new("failover", 3))?;
+    let logs = layout.dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let log_of = |n: &crate::up::NodeEntry| logs.join(format!("{}.log", n.name()));
+    // Children are killed when this guard drops, whatever happens below.
+    struct Kids(Vec<(u64, std::process::Child)>);
+    impl Drop for Kids {
+        fn drop(&mut self) {
+            for (_, c) in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut kids = Kids(Vec::new());
+    for n in &layout.nodes {
+        let mut child = crate::up::spawn(exe, n, &log_of(n))?;
+        crate::up::wait_ready(&mut child, &log_of(n), 1, Duration::from_secs(30)).await?;
+        kids.0.push((n.id, child));
+    }
+    let cfg = Config::load(&layout.client_config)?;
+    let client = Arc::new(Client::connect(&cfg).await?);
+    let gpid = client.gpid_of(b"failover");
+    // (started, acknowledged) of every write.
+    let acks: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (client, acks, stop) = (client.clone(), acks.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                if client.put(format!("f-{w}-{i}").as_str(), "v").await.is_ok() {
+                    if let Ok(mut a) = acks.lock() {
+                        a.push((t0, Instant::now()));
+                    }
+                    i += 1;
+                }
+            }
+        }));
+    }
+    // The partition's members per the meta server: (primary, secondaries).
+    let members = |c: Arc<Client>| async move {
+        match c.config_of(gpid).await {
+            Ok((Some(config), _)) => Some((
+                config.primary.map(crate::transport::raw_of),
+                config
+                    .secondaries
+                    .iter()
+                    .map(|s| crate::transport::raw_of(*s))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        }
+    };
+    let healthy =
+        |m: &Option<(Option<u64>, Vec<u64>)>| matches!(m, Some((Some(_), s)) if s.len() == 2);
+    let mut out = Vec::new();
+    for _ in 0..trials {
+        // Start from a whole partition under load.
+        let until = Instant::now() + Duration::from_secs(60);
+        let primary = loop {
+            let m = members(client.clone()).await;
+            let recent = acks
+                .lock()
+                .map(|a| {
+                    a.last()
+                        .is_some_and(|(_, t)| t.elapsed() < Duration::from_millis(200))
+                })
+                .unwrap_or(false);
+            if healthy(&m) && recent {
+                break m.and_then(|(p, _)| p).context("no primary")?;
+            }
+            if Instant::now() > until {
+                anyhow::bail!(
+                    "the partition did not become whole (3 members) under load within 60 s: {m:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let load_per_sec = acks
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .filter(|(_, t)| t.elapsed() < Duration::from_secs(1))
+                    .count()
+            })
+            .unwrap_or(0);
+        let k = kids
+            .0
+            .iter()
+            .position(|(id, _)| *id == primary)
+            .context("the primary is not a child of this bench")?;
+        let killed_at = Instant::now();
+        kids.0[k].1.kill().context("kill -9 of the primary")?;
+        let _ = kids.0[k].1.wait();
+        let until = killed_at + Duration::from_secs(60);
+        let failover = loop {
+            let first = acks.lock().ok().and_then(|a| {
+                a.iter()
+                    .filter(|(s, _)| *s > killed_at)
+                    .map(|(_, t)| *t)
+                    .min()
+            });
+            if let Some(t) = first {
+                break Some(t - killed_at);
+            }
+            if Instant::now() > until {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let new_primary = members(client.clone()).await.and_then(|(p, _)| p);
+        // Restart the killed node from its data directory and wait for it to be a member.
+        let n = layout
+            .nodes
+            .iter()
+            .find(|n| n.id == primary)
+            .context("node")?;
+        let starts = std::fs::read_to_string(log_of(n))
+            .unwrap_or_default()
+            .matches(" ready")
+            .count()
+            + 1;
+        let mut child = crate::up::spawn(exe, n, &log_of(n))?;
+        crate::up::wait_ready(&mut child, &log_of(n), starts, Duration::from_secs(30)).await?;
+        kids.0[k].1 = child;
+        let until = Instant::now() + Duration::from_secs(60);
+        let rejoined = loop {
+            let m = members(client.clone()).await;
+            if healthy(&m)
+                && m.as_ref()
+                    .is_some_and(|(p, s)| *p == Some(primary) || s.contains(&primary))
+            {
+                break Some(killed_at.elapsed());
+            }
+            if Instant::now() > until {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        out.push(Trial {
+            killed: primary,
+            new_primary,
+            failover,
+            load_per_sec,
+            rejoined,
+        });
+        if rejoined.is_none() {
+            break; // the next trial would not start from a whole partition
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
+    }
+    if let Ok(c) = Arc::try_unwrap(client) {
+        c.close().await;
+    }
+    Ok(out)
+}
+
+/// The failover trials as a table, and the median.
+pub fn failover_table(trials: &[Trial]) -> String {
+    let secs = |d: Option<Duration>| {
+        d.map_or_else(|| "-".to_string(), |d| format!("{:.2}", d.as_secs_f64()))
+    };
+    let mut out = format!(
+        "{:>5} {:>6} {:>11} {:>13} {:>15} {:>11}\n",
+        "trial", "killed", "new primary", "failover s", "writes/s before", "rejoined s"
+    );
+    for (i, t) in trials.iter().enumerate() {
+        out.push_str(&format!(
+            "{:>5} {:>6} {:>11} {:>13} {:>15} {:>11}\n",
+            i + 1,
+            t.killed,
+            t.new_primary
+                .map_or_else(|| "-".to_string(), |p| p.to_string()),
+            secs(t.failover),
+            t.load_per_sec,
+            secs(t.rejoined)
+        ));
+    }
+    let mut done: Vec<Duration> = trials.iter().filter_map(|t| t.failover).collect();
+    done.sort();
+    let median = match done.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(done[n / 2]),
+        n => Some((done[n / 2 - 1] + done[n / 2]) / 2),
+    };
+    out.push_str(&format!(
+        "median failover over {} trial(s): {} s{}\n",
+        done.len(),
+        secs(median),
+        if done.len() < trials.len() {
+            format!(
+                " ({} trial(s) saw no write within 60 s)",
+                trials.len() - done.len()
+            )
+        } else {
+            String::new()
+        }
+    ));
+    out
 }

@@ -1,23 +1,32 @@
-//! Cluster certificates: one CA per cluster, one certificate per node, client certificates.
+//! Cluster certificates: one CA per cluster; certificates for its meta server, its
+//! replicas, its clients and its operators.
 //!
-//! Identity lives in the certificate's subject alternative name (a DNS name), so mutual
-//! TLS alone tells a node *who* is on the other end, not just "someone the CA signed":
+//! Identity *and role* live in the certificate's subject alternative name (a DNS name), so
+//! mutual TLS alone tells a node who is on the other end and what it may be:
 //!
-//! * node `id` of cluster `c`: `n<id>.<c>.petrel`
-//! * a client of cluster `c`:  `client.<c>.petrel`
+//! * the meta server `id` of cluster `c`: `meta.n<id>.<c>.petrel`
+//! * replica `id` of cluster `c`:         `replica.n<id>.<c>.petrel`
+//! * a client of cluster `c`:             `client.<c>.petrel`
+//! * an operator of cluster `c`:          `operator.<c>.petrel` (`petrel admin`)
 //!
-//! A dialer verifies the server's certificate against the name the address book expects
-//! (`n<id>.<c>.petrel`), and an acceptor maps the client certificate's SAN back to an
-//! [`Identity`] and checks that the peer's `Hello` claims the same one (`transport.rs`).
+//! Nothing here parses certificate names. The transport knows which identity a peer
+//! claims (its `Hello` and the address book) and asks rustls/webpki whether the verified
+//! certificate is valid for that name ([`cert_is_valid_for`]), the same check TLS makes of
+//! a server's name. A cluster's CA carries a *name constraint* (`<c>.petrel` only), so
+//! webpki refuses, while verifying the chain, a certificate that a partner cluster's CA
+//! (trusted for duplication) issued for one of our names: a CA vouches for its own cluster.
 //!
 //! `petrel certs` writes PEM files: `ca.pem`/`ca.key`, `node-<id>.pem`/`.key`,
-//! `client-<i>.pem`/`.key`. If `ca.key` already exists in the output directory it is
-//! reused, so more node or client certificates can be issued for a running cluster.
+//! `client-<i>.pem`/`.key`, `operator-<i>.pem`/`.key`. If `ca.key` already exists in the
+//! output directory it is reused, so more certificates can be issued for a running cluster
+//! (a CA issued before name constraints existed keeps working, without that protection:
+//! re-issue it).
 use anyhow::{bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,24 +34,52 @@ use std::path::{Path, PathBuf};
 /// The DNS suffix of every Petrel identity.
 pub const SUFFIX: &str = "petrel";
 
-/// Who a certificate (or a `Hello`) says the peer is.
+/// What a node of the address book is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeRole {
+    Meta,
+    Replica,
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeRole::Meta => "meta",
+            NodeRole::Replica => "replica",
+        })
+    }
+}
+
+/// Who a certificate certifies (and a `Hello` claims) the peer is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Identity {
-    Node { cluster: String, id: u64 },
-    Client { cluster: String },
+    Node {
+        cluster: String,
+        id: u64,
+        role: NodeRole,
+    },
+    Client {
+        cluster: String,
+    },
+    Operator {
+        cluster: String,
+    },
 }
 
 impl Identity {
     pub fn cluster(&self) -> &str {
         match self {
-            Identity::Node { cluster, .. } | Identity::Client { cluster } => cluster,
+            Identity::Node { cluster, .. }
+            | Identity::Client { cluster }
+            | Identity::Operator { cluster } => cluster,
         }
     }
     /// The SAN DNS name that certifies this identity.
     pub fn dns_name(&self) -> String {
         match self {
-            Identity::Node { cluster, id } => node_name(cluster, *id),
+            Identity::Node { cluster, id, role } => node_name(cluster, *role, *id),
             Identity::Client { cluster } => client_name(cluster),
+            Identity::Operator { cluster } => operator_name(cluster),
         }
     }
 }
@@ -50,25 +87,37 @@ impl Identity {
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Identity::Node { cluster, id } => write!(f, "node {id} of cluster {cluster}"),
+            Identity::Node { cluster, id, role } => write!(f, "{role} {id} of cluster {cluster}"),
             Identity::Client { cluster } => write!(f, "a client of cluster {cluster}"),
+            Identity::Operator { cluster } => write!(f, "an operator of cluster {cluster}"),
         }
     }
 }
 
-pub fn node_name(cluster: &str, id: u64) -> String {
-    format!("n{id}.{cluster}.{SUFFIX}")
+pub fn node_name(cluster: &str, role: NodeRole, id: u64) -> String {
+    format!("{role}.n{id}.{cluster}.{SUFFIX}")
 }
 
 pub fn client_name(cluster: &str) -> String {
     format!("client.{cluster}.{SUFFIX}")
 }
 
+pub fn operator_name(cluster: &str) -> String {
+    format!("operator.{cluster}.{SUFFIX}")
+}
+
+/// The DNS subtree a cluster's CA may certify.
+pub fn cluster_domain(cluster: &str) -> String {
+    format!("{cluster}.{SUFFIX}")
+}
+
 /// A cluster name must be one DNS label (it is embedded in certificate names).
 pub fn check_cluster_name(cluster: &str) -> Result<()> {
     let ok = !cluster.is_empty()
         && cluster.len() <= 63
-        && cluster.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && cluster
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !cluster.starts_with('-')
         && !cluster.ends_with('-');
     if !ok {
@@ -77,100 +126,17 @@ pub fn check_cluster_name(cluster: &str) -> Result<()> {
     Ok(())
 }
 
-/// Map a SAN DNS name back to an identity; `None` for anything that is not a Petrel name.
-pub fn parse_name(dns: &str) -> Option<Identity> {
-    let rest = dns.strip_suffix(SUFFIX)?.strip_suffix('.')?;
-    let (first, cluster) = rest.split_once('.')?;
-    if check_cluster_name(cluster).is_err() {
-        return None;
-    }
-    let cluster = cluster.to_string();
-    if first == "client" {
-        return Some(Identity::Client { cluster });
-    }
-    let digits = first.strip_prefix('n')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
-        return None;
-    }
-    Some(Identity::Node { cluster, id: digits.parse().ok()? })
-}
-
-/// The Petrel identities named by a certificate's SAN DNS names.
-pub fn cert_identities(der: &[u8]) -> Vec<Identity> {
-    san_dns_names(der).iter().filter_map(|n| parse_name(n)).collect()
-}
-
-// ---- a minimal DER reader, just enough to list the SAN DNS names ----
-//
-// rustls/webpki validate the chain but do not expose the names; a full X.509 parser
-// would be a large dependency for one field. The input is a certificate that webpki has
-// already accepted; any irregularity here still just yields no names (never a panic).
-
-/// One tag-length-value: (tag, content, rest).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&l0, rest) = rest.split_first()?;
-    let (len, rest) = if l0 < 0x80 {
-        (l0 as usize, rest)
-    } else {
-        let n = (l0 & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let bytes = rest.get(..n)?;
-        (bytes.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize), rest.get(n..)?)
+/// Whether `cert` (an end-entity certificate whose chain TLS has already verified) is
+/// valid for `identity`'s name: webpki's own subject-name check, the one rustls applies
+/// to a server's name. A certificate that does not parse is valid for nothing.
+pub fn cert_is_valid_for(cert: &CertificateDer<'_>, identity: &Identity) -> bool {
+    let Ok(name) = ServerName::try_from(identity.dns_name()) else {
+        return false;
     };
-    Some((tag, rest.get(..len)?, rest.get(len..)?))
-}
-
-/// The elements of a constructed value's content.
-fn elements(mut content: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut out = Vec::new();
-    while !content.is_empty() {
-        let Some((tag, value, rest)) = tlv(content) else { break };
-        out.push((tag, value));
-        content = rest;
+    match rustls::server::ParsedCertificate::try_from(cert) {
+        Ok(parsed) => rustls::client::verify_server_name(&parsed, &name).is_ok(),
+        Err(_) => false,
     }
-    out
-}
-
-const SEQUENCE: u8 = 0x30;
-const OID_SUBJECT_ALT_NAME: [u8; 3] = [0x55, 0x1d, 0x11];
-
-/// The DNS names of a certificate's subject alternative name extension.
-pub fn san_dns_names(der: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
-    let Some((SEQUENCE, cert, _)) = tlv(der) else { return names };
-    let Some((SEQUENCE, tbs, _)) = tlv(cert) else { return names };
-    // Extensions are the explicitly tagged [3] element of the TBSCertificate.
-    for (tag, value) in elements(tbs) {
-        if tag != 0xa3 {
-            continue;
-        }
-        let Some((SEQUENCE, exts, _)) = tlv(value) else { continue };
-        for (tag, ext) in elements(exts) {
-            if tag != SEQUENCE {
-                continue;
-            }
-            let parts = elements(ext);
-            let Some((0x06, oid)) = parts.first().copied() else { continue };
-            if oid != OID_SUBJECT_ALT_NAME {
-                continue;
-            }
-            // extnValue is the last element: an OCTET STRING holding GeneralNames.
-            let Some((0x04, octets)) = parts.last().copied() else { continue };
-            let Some((SEQUENCE, general_names, _)) = tlv(octets) else { continue };
-            for (tag, name) in elements(general_names) {
-                // dNSName is [2] IMPLICIT IA5String.
-                if tag == 0x82 {
-                    if let Ok(s) = std::str::from_utf8(name) {
-                        names.push(s.to_string());
-                    }
-                }
-            }
-        }
-    }
-    names
 }
 
 // ---- issuing ----
@@ -182,7 +148,17 @@ fn ca_params(cluster: &str) -> Result<CertificateParams> {
     dn.push(DnType::OrganizationName, "Petrel");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    // This CA certifies names of its own cluster only: a node that trusts it for
+    // duplication does not thereby let it speak for the node's own cluster.
+    p.name_constraints = Some(NameConstraints {
+        permitted_subtrees: vec![GeneralSubtree::DnsName(cluster_domain(cluster))],
+        excluded_subtrees: Vec::new(),
+    });
     Ok(p)
 }
 
@@ -195,7 +171,10 @@ fn leaf_params(name: &str, common_name: String, server: bool) -> Result<Certific
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // Nodes both accept connections and dial their peers; clients only dial.
     p.extended_key_usages = if server {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
     } else {
         vec![ExtendedKeyUsagePurpose::ClientAuth]
     };
@@ -208,8 +187,9 @@ fn leaf_params(name: &str, common_name: String, server: bool) -> Result<Certific
 pub struct Issued {
     pub ca_cert: PathBuf,
     pub reused_ca: bool,
-    pub nodes: Vec<(u64, PathBuf, PathBuf)>,
+    pub nodes: Vec<(u64, NodeRole, PathBuf, PathBuf)>,
     pub clients: Vec<(PathBuf, PathBuf)>,
+    pub operators: Vec<(PathBuf, PathBuf)>,
 }
 
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()> {
@@ -222,32 +202,76 @@ fn write_file(path: &Path, contents: &str, secret: bool) -> Result<()> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 pub fn node_cert_paths(dir: &Path, id: u64) -> (PathBuf, PathBuf) {
-    (dir.join(format!("node-{id}.pem")), dir.join(format!("node-{id}.key")))
+    (
+        dir.join(format!("node-{id}.pem")),
+        dir.join(format!("node-{id}.key")),
+    )
 }
 
 pub fn client_cert_paths(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
-    (dir.join(format!("client-{i}.pem")), dir.join(format!("client-{i}.key")))
+    (
+        dir.join(format!("client-{i}.pem")),
+        dir.join(format!("client-{i}.key")),
+    )
 }
 
-/// Issue a cluster's CA (or reuse the one in `out`), node certificates and client
+pub fn operator_cert_paths(dir: &Path, i: usize) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("operator-{i}.pem")),
+        dir.join(format!("operator-{i}.key")),
+    )
+}
+
+/// What to issue: node certificates (id and role), client and operator certificates.
+#[derive(Clone, Debug, Default)]
+pub struct Wanted {
+    pub nodes: Vec<(u64, NodeRole)>,
+    pub clients: usize,
+    pub operators: usize,
+}
+
+impl Wanted {
+    /// A meta server `meta` and replicas `replicas`, with one client and one operator
+    /// certificate.
+    pub fn cluster(meta: u64, replicas: &[u64]) -> Wanted {
+        let mut nodes = vec![(meta, NodeRole::Meta)];
+        nodes.extend(replicas.iter().map(|r| (*r, NodeRole::Replica)));
+        Wanted {
+            nodes,
+            clients: 1,
+            operators: 1,
+        }
+    }
+}
+
+/// Issue a cluster's CA (or reuse the one in `out`), node, client and operator
 /// certificates, as PEM files in `out`.
-pub fn issue(cluster: &str, nodes: &[u64], clients: usize, out: &Path) -> Result<Issued> {
+pub fn issue(cluster: &str, wanted: &Wanted, out: &Path) -> Result<Issued> {
     check_cluster_name(cluster)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (ca_cert_path, ca_key_path) = (out.join("ca.pem"), out.join("ca.key"));
     let params = ca_params(cluster)?;
     let reused_ca = ca_key_path.exists();
     let ca_key = if reused_ca {
-        let pem = fs::read_to_string(&ca_key_path).with_context(|| format!("cannot read {}", ca_key_path.display()))?;
-        let key = KeyPair::from_pem(&pem).with_context(|| format!("{} is not a PEM private key", ca_key_path.display()))?;
+        let pem = fs::read_to_string(&ca_key_path)
+            .with_context(|| format!("cannot read {}", ca_key_path.display()))?;
+        let key = KeyPair::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM private key", ca_key_path.display()))?;
         if !ca_cert_path.exists() {
-            bail!("{} exists but {} does not", ca_key_path.display(), ca_cert_path.display());
+            bail!(
+                "{} exists but {} does not",
+                ca_key_path.display(),
+                ca_cert_path.display()
+            );
         }
         key
     } else {
@@ -260,22 +284,53 @@ pub fn issue(cluster: &str, nodes: &[u64], clients: usize, out: &Path) -> Result
     // Re-creating the issuer from the same distinguished name and key yields certificates
     // that chain to the CA certificate already on disk.
     let issuer = Issuer::new(params, ca_key);
-    let mut issued = Issued { ca_cert: ca_cert_path, reused_ca, ..Default::default() };
-    for &id in nodes {
+    let mut issued = Issued {
+        ca_cert: ca_cert_path,
+        reused_ca,
+        ..Default::default()
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for &(id, role) in &wanted.nodes {
+        if !ids.insert(id) {
+            bail!("node {id} is named twice");
+        }
         let key = KeyPair::generate()?;
-        let cert = leaf_params(&node_name(cluster, id), format!("Petrel node {id} ({cluster})"), true)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(
+            &node_name(cluster, role, id),
+            format!("Petrel {role} {id} ({cluster})"),
+            true,
+        )?
+        .signed_by(&key, &issuer)?;
         let (cp, kp) = node_cert_paths(out, id);
         write_file(&kp, &key.serialize_pem(), true)?;
         write_file(&cp, &cert.pem(), false)?;
-        issued.nodes.push((id, cp, kp));
+        issued.nodes.push((id, role, cp, kp));
     }
-    for i in 0..clients {
+    for i in 0..wanted.clients {
         let key = KeyPair::generate()?;
-        let cert = leaf_params(&client_name(cluster), format!("Petrel client {i} ({cluster})"), false)?.signed_by(&key, &issuer)?;
+        let cert = leaf_params(
+            &client_name(cluster),
+            format!("Petrel client {i} ({cluster})"),
+            false,
+        )?
+        .signed_by(&key, &issuer)?;
         let (cp, kp) = client_cert_paths(out, i);
         write_file(&kp, &key.serialize_pem(), true)?;
         write_file(&cp, &cert.pem(), false)?;
         issued.clients.push((cp, kp));
+    }
+    for i in 0..wanted.operators {
+        let key = KeyPair::generate()?;
+        let cert = leaf_params(
+            &operator_name(cluster),
+            format!("Petrel operator {i} ({cluster})"),
+            false,
+        )?
+        .signed_by(&key, &issuer)?;
+        let (cp, kp) = operator_cert_paths(out, i);
+        write_file(&kp, &key.serialize_pem(), true)?;
+        write_file(&cp, &cert.pem(), false)?;
+        issued.operators.push((cp, kp));
     }
     Ok(issued)
 }
@@ -283,57 +338,115 @@ pub fn issue(cluster: &str, nodes: &[u64], clients: usize, out: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    use rustls::pki_types::pem::PemObject;
+
+    fn der(path: &Path) -> CertificateDer<'static> {
+        CertificateDer::from_pem_file(path).expect("pem")
+    }
 
     #[test]
-    fn names_round_trip() {
-        let n = Identity::Node { cluster: "alpha".into(), id: 42 };
-        assert_eq!(parse_name(&n.dns_name()), Some(n));
-        let c = Identity::Client { cluster: "b-2".into() };
-        assert_eq!(parse_name(&c.dns_name()), Some(c));
-        for bad in ["n1.alpha.example", "x1.alpha.petrel", "n.alpha.petrel", "n01.alpha.petrel", "n1.Alpha.petrel", "n1.a.b.petrel", "petrel", ""] {
-            assert_eq!(parse_name(bad), None, "{bad}");
-        }
+    fn names() {
+        assert_eq!(
+            Identity::Node {
+                cluster: "a".into(),
+                id: 3,
+                role: NodeRole::Replica
+            }
+            .dns_name(),
+            "replica.n3.a.petrel"
+        );
+        assert_eq!(
+            Identity::Node {
+                cluster: "a".into(),
+                id: 0,
+                role: NodeRole::Meta
+            }
+            .dns_name(),
+            "meta.n0.a.petrel"
+        );
+        assert_eq!(
+            Identity::Operator {
+                cluster: "a".into()
+            }
+            .dns_name(),
+            "operator.a.petrel"
+        );
+        assert_eq!(
+            Identity::Client {
+                cluster: "b-2".into()
+            }
+            .dns_name(),
+            "client.b-2.petrel"
+        );
         assert!(check_cluster_name("alpha").is_ok());
         assert!(check_cluster_name("-x").is_err());
         assert!(check_cluster_name("a.b").is_err());
     }
 
     #[test]
-    fn issue_and_read_back() {
+    fn certificates_are_valid_for_their_identity_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let issued = issue("alpha", &[0, 3], 1, dir.path()).expect("issue");
+        let issued = issue("alpha", &Wanted::cluster(0, &[3]), dir.path()).expect("issue");
         assert!(!issued.reused_ca);
-        let der = CertificateDer::from_pem_file(&issued.nodes[1].1).expect("pem");
-        assert_eq!(cert_identities(&der), vec![Identity::Node { cluster: "alpha".into(), id: 3 }]);
-        let der = CertificateDer::from_pem_file(&issued.clients[0].0).expect("pem");
-        assert_eq!(cert_identities(&der), vec![Identity::Client { cluster: "alpha".into() }]);
-        // The CA itself names no identity.
-        let der = CertificateDer::from_pem_file(&issued.ca_cert).expect("pem");
-        assert!(cert_identities(&der).is_empty());
+        let node = |id, role| Identity::Node {
+            cluster: "alpha".into(),
+            id,
+            role,
+        };
+        let (client, operator) = (
+            Identity::Client {
+                cluster: "alpha".into(),
+            },
+            Identity::Operator {
+                cluster: "alpha".into(),
+            },
+        );
+        let replica = der(&issued.nodes[1].2);
+        assert!(cert_is_valid_for(&replica, &node(3, NodeRole::Replica)));
+        for other in [
+            node(3, NodeRole::Meta),
+            node(30, NodeRole::Replica),
+            client.clone(),
+            operator.clone(),
+        ] {
+            assert!(!cert_is_valid_for(&replica, &other), "{other}");
+        }
+        assert!(cert_is_valid_for(
+            &der(&issued.nodes[0].2),
+            &node(0, NodeRole::Meta)
+        ));
+        let c = der(&issued.clients[0].0);
+        assert!(cert_is_valid_for(&c, &client) && !cert_is_valid_for(&c, &operator));
+        let o = der(&issued.operators[0].0);
+        assert!(cert_is_valid_for(&o, &operator) && !cert_is_valid_for(&o, &client));
+        assert!(
+            !cert_is_valid_for(
+                &CertificateDer::from(vec![0x30, 0x03, 0x30, 0x01, 0x00]),
+                &client
+            ),
+            "garbage is valid for nothing"
+        );
         // A second run reuses the CA and its certificates still chain to the same CA file.
         let ca_before = fs::read(&issued.ca_cert).expect("ca");
-        let again = issue("alpha", &[4], 0, dir.path()).expect("issue again");
+        let again = issue(
+            "alpha",
+            &Wanted {
+                nodes: vec![(4, NodeRole::Replica)],
+                ..Default::default()
+            },
+            dir.path(),
+        )
+        .expect("again");
         assert!(again.reused_ca);
         assert_eq!(fs::read(&again.ca_cert).expect("ca"), ca_before);
-    }
-
-    #[test]
-    fn der_reader_survives_garbage() {
-        assert!(san_dns_names(&[]).is_empty());
-        assert!(san_dns_names(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_empty());
-        assert!(san_dns_names(&[0x30, 0x03, 0x30, 0x01]).is_empty());
-        let mut x = 7u32;
-        for _ in 0..2000 {
-            let bytes: Vec<u8> = (0..64)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
-            let _ = san_dns_names(&bytes);
-        }
+        assert!(issue(
+            "alpha",
+            &Wanted {
+                nodes: vec![(5, NodeRole::Replica), (5, NodeRole::Meta)],
+                ..Default::default()
+            },
+            dir.path()
+        )
+        .is_err());
     }
 }

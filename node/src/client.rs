@@ -69,7 +69,7 @@ pub async fn ask_meta(cfg: &Config, msg: Msg, deadline: Duration, answer: impl F
 
 async fn ask_meta_on(ep: &ClientEndpoint, raw: u64, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let t = ep.transport(random_client_id(), tx)?;
+    let t = ep.transport(random_client_id().map_err(anyhow::Error::from)?, tx)?;
     let meta = id_of(raw);
     t.send(meta, msg);
     let why = |t: &Transport| t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
@@ -110,6 +110,9 @@ pub enum ClientError {
     /// The meta server could not be asked for the table.
     #[error(transparent)]
     Meta(#[from] AskError),
+    /// The key or value is over `[limits]`: refused before sending, with the limit named.
+    #[error(transparent)]
+    TooLarge(#[from] crate::transport::policy::TooLarge),
     /// Configuration, certificates, sockets.
     #[error(transparent)]
     Setup(#[from] anyhow::Error),
@@ -222,8 +225,19 @@ impl Client {
         let key = match &op {
             ClientOp::Put(k, _) | ClientOp::Get(k) | ClientOp::Del(k) => k,
         };
+        // A key or value over the limit is refused here, before any traffic, naming the
+        // limit (a node would refuse it too; see `transport::Limits`).
+        let value = match &op {
+            ClientOp::Put(_, v) => Some(v.as_slice()),
+            _ => None,
+        };
+        self.cfg.limits().check(key.as_slice(), value)?;
         let gpid = self.gpid_of(key.as_slice());
-        let (me, first_req) = self.ids.lock().map(|mut ids| ids.pop()).ok().flatten().unwrap_or_else(|| (random_client_id(), 1));
+        let pooled = self.ids.lock().map(|mut ids| ids.pop()).ok().flatten();
+        let (me, first_req) = match pooled {
+            Some(x) => x,
+            None => (random_client_id().map_err(anyhow::Error::from)?, 1),
+        };
         let mut cfg = self.cfg.client_cfg_for(gpid, vec![op]);
         cfg.first_req = first_req;
         let actor = Node::Client(cfg);
@@ -293,7 +307,7 @@ mod tests {
     #[test]
     fn client_ids_are_in_the_client_range() {
         for _ in 0..100 {
-            let id = random_client_id();
+            let id = random_client_id().expect("the OS random source");
             assert!((CLIENT_ID_BASE..CLIENT_ID_BASE + (1 << 62)).contains(&id));
         }
     }

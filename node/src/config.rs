@@ -34,12 +34,20 @@
 //! id = 100                     # node ids are unique across every cluster of the book
 //! cluster = "beta"
 //! addr = "127.0.0.1:7100"
-//! meta = true                  # `petrel admin dup add --remote-cluster beta` finds it
+//! meta = true                  # `petrel admin dup add --remote-cluster beta` finds it,
+//!                              # and its certificate must be meta.n100.beta.petrel (an
+//!                              # unmarked node of another cluster must be replica.n<id>…)
 //!
 //! [transport]                  # optional; defaults shown
 //! idle_timeout_ms = 5000       # a silent connection is dead after this: PeerDown
 //! keep_alive_ms = 1000
 //! handshake_timeout_ms = 5000
+//!
+//! [limits]                     # the largest key and value of a write; defaults shown.
+//! max_key_bytes = 4096         # the client library refuses a larger one before sending
+//! max_value_bytes = 1048576    # (naming the limit); a node refuses one a peer sends
+//!                              # anyway. Keep well under the 16 MiB frame limit: a
+//!                              # prepare, a learn or a ship batch carries several.
 //!
 //! [client]                     # `petrel client` / the client library; defaults shown
 //! table = 1                    # default: the first table (`petrel client --table` overrides)
@@ -48,7 +56,8 @@
 //! max_attempts = 5            # 5 × 2 s outlasts the default 5 s failure detector
 //! deadline_ms = 15000          # one call (put/get/del), retries included
 //! ```
-use crate::transport::{PeerAddr, Settings, TlsMaterial, CLIENT_ID_BASE};
+use crate::certs::NodeRole;
+use crate::transport::{Limits, PeerAddr, Settings, TlsMaterial, CLIENT_ID_BASE};
 use anyhow::{bail, Context, Result};
 use petrel_core::client::ClientCfg;
 use petrel_core::meta::{MetaCfg, TableSpec};
@@ -90,6 +99,22 @@ pub struct Config {
     pub eventlog: EventLogSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsSection { max_key_bytes: l.max_key_bytes, max_value_bytes: l.max_value_bytes }
+    }
 }
 
 fn yes() -> bool {
@@ -269,12 +294,31 @@ impl Config {
         if self.transport.keep_alive_ms == 0 || self.transport.keep_alive_ms >= self.transport.idle_timeout_ms {
             bail!("[transport] keep_alive_ms must be positive and below idle_timeout_ms");
         }
+        // A write of the largest key and value must fit a frame with room to spare.
+        let ceiling = crate::codec::MAX_FRAME / 4;
+        if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 || self.limits.max_key_bytes + self.limits.max_value_bytes > ceiling {
+            bail!("[limits] max_key_bytes and max_value_bytes must be positive and together at most {ceiling} bytes (a quarter of the frame limit)");
+        }
         Ok(())
     }
 
-    /// The address book.
+    /// The address book. A node's role (what its certificate must name) is `meta` for
+    /// this cluster's `topology.meta` and for another cluster's entry marked
+    /// `meta = true`, else `replica`.
     pub fn book(&self) -> BTreeMap<u64, PeerAddr> {
-        self.peers.iter().map(|p| (p.id, PeerAddr { cluster: p.cluster.clone(), addr: p.addr })).collect()
+        self.peers
+            .iter()
+            .map(|p| {
+                let meta = if p.cluster == self.cluster { p.id == self.topology.meta } else { p.meta };
+                let role = if meta { NodeRole::Meta } else { NodeRole::Replica };
+                (p.id, PeerAddr { cluster: p.cluster.clone(), addr: p.addr, role })
+            })
+            .collect()
+    }
+
+    /// The largest key and value of a write.
+    pub fn limits(&self) -> Limits {
+        Limits { max_key_bytes: self.limits.max_key_bytes, max_value_bytes: self.limits.max_value_bytes }
     }
 
     /// The meta server of cluster `name`: `topology.meta` for this cluster, else the
@@ -307,6 +351,7 @@ impl Config {
             idle_timeout: Duration::from_millis(self.transport.idle_timeout_ms),
             keep_alive: Duration::from_millis(self.transport.keep_alive_ms),
             handshake_timeout: Duration::from_millis(self.transport.handshake_timeout_ms),
+            limits: self.limits(),
             ..Settings::default()
         }
     }
@@ -491,6 +536,7 @@ addr = "127.0.0.1:7011"
             (EXAMPLE.replace("partitions = 2", "partitions = 0"), "at least 1"),
             (EXAMPLE.replace("[tls]", "bogus = 1\n[tls]"), "unknown field"),
             (EXAMPLE.replace("addr = \"127.0.0.1:7000\"", "addr = \"nowhere\""), "invalid"),
+            (format!("{EXAMPLE}\n[limits]\nmax_value_bytes = 16777216\n"), "[limits]"),
         ];
         for (text, expect) in cases {
             let err = Config::load(&write(dir.path(), &text)).expect_err(expect);

@@ -81,8 +81,12 @@ pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shu
         // The replica-to-meta link is the meta server's failure detector.
         host.transport.watch(cfg.topology.meta);
     }
+    // Tell every node of the cluster this life's Hello at once: one that still holds a
+    // connection of our previous life replaces it now (see `Transport::announce`).
+    host.transport.announce();
     if let Some(at) = metrics {
         let m = Metrics::new(if role == Role::Meta { "meta" } else { "replica" }, id, &cfg.cluster);
+        m.set_transport_stats(host.transport.stats());
         let bound = m.serve(at).await?;
         host.set_metrics(m);
         tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");

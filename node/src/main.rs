@@ -23,16 +23,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Issue a cluster CA (reused if DIR/ca.key exists), node and client certificates (PEM).
+    /// Issue a cluster CA (reused if DIR/ca.key exists; it may certify names under
+    /// <cluster>.petrel only), and meta, replica, client and operator certificates (PEM).
     Certs {
         #[arg(long)]
         cluster: String,
-        /// Node ids, comma separated (certificate names n<id>.<cluster>.petrel).
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<u64>,
-        /// Client certificates to issue (client.<cluster>.petrel).
+        /// The meta server's id (certificate name meta.n<id>.<cluster>.petrel).
+        #[arg(long)]
+        meta: Option<u64>,
+        /// Replica ids, comma separated (certificate names replica.n<id>.<cluster>.petrel).
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<u64>,
+        /// Client certificates to issue (client.<cluster>.petrel: reads and writes).
         #[arg(long, default_value_t = 1)]
         clients: usize,
+        /// Operator certificates to issue (operator.<cluster>.petrel: `petrel admin`).
+        #[arg(long, default_value_t = 1)]
+        operators: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -86,9 +93,24 @@ enum Cmd {
     /// Closed-loop write load through the client library: N concurrent writers in this
     /// process, each writing M keys in sequence; one row per N (writes/s, p50/p99/max
     /// latency).
+    ///
+    /// With `--failover N`: start a local cluster (1 meta + 3 replicas, `petrel up`'s
+    /// layout and defaults, in --dir or a temp directory), run 16 writers, `kill -9` the
+    /// primary N times and print the time to the first write acknowledged through the new
+    /// primary, per trial and the median (no --config needed).
     Bench {
+        /// The cluster's client configuration (not with --failover).
+        #[arg(long, required_unless_present = "failover")]
+        config: Option<PathBuf>,
+        /// Failover trials on a cluster of its own (see above).
+        #[arg(long, conflicts_with = "config")]
+        failover: Option<usize>,
+        /// Concurrent writers during --failover.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Where --failover lays out its cluster (default: a new temp directory).
         #[arg(long)]
-        config: PathBuf,
+        dir: Option<PathBuf>,
         /// Concurrency levels, comma separated (one row each).
         #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
         clients: Vec<usize>,
@@ -278,18 +300,24 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Certs { cluster, nodes, clients, out } => {
-            let issued = petrel_node::certs::issue(&cluster, &nodes, clients, &out)?;
+        Cmd::Certs { cluster, meta, replicas, clients, operators, out } => {
+            use petrel_node::certs::{self, NodeRole, Wanted};
+            let mut nodes: Vec<(u64, NodeRole)> = meta.map(|m| (m, NodeRole::Meta)).into_iter().collect();
+            nodes.extend(replicas.iter().map(|r| (*r, NodeRole::Replica)));
+            let issued = certs::issue(&cluster, &Wanted { nodes, clients, operators }, &out)?;
             println!(
                 "{} CA {}",
                 if issued.reused_ca { "reused" } else { "created" },
                 issued.ca_cert.display()
             );
-            for (id, cert, _) in &issued.nodes {
-                println!("node {id}: {} ({})", cert.display(), petrel_node::certs::node_name(&cluster, *id));
+            for (id, role, cert, _) in &issued.nodes {
+                println!("{role} {id}: {} ({})", cert.display(), certs::node_name(&cluster, *role, *id));
             }
             for (cert, _) in &issued.clients {
-                println!("client: {} ({})", cert.display(), petrel_node::certs::client_name(&cluster));
+                println!("client: {} ({})", cert.display(), certs::client_name(&cluster));
+            }
+            for (cert, _) in &issued.operators {
+                println!("operator: {} ({})", cert.display(), certs::operator_name(&cluster));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -298,8 +326,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Admin { config, json, deadline_ms, cmd } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
         Cmd::Client { config, table, deadline_ms, op } => client(&config, table, deadline_ms, op).await,
         Cmd::Up { replicas, clusters, partitions, cluster, dir } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
-        Cmd::Bench { config, clients, ops, table } => bench(&config, &clients, ops, table).await,
+        Cmd::Bench { failover: Some(trials), writers, dir, .. } => failover_bench(trials, writers, dir).await,
+        Cmd::Bench { config: Some(config), clients, ops, table, .. } => bench(&config, &clients, ops, table).await,
+        Cmd::Bench { .. } => bail!("--config or --failover is required"),
     }
+}
+
+async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
+    if trials == 0 || writers == 0 {
+        bail!("--failover and --writers must be at least 1");
+    }
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("petrel-failover-{}", std::process::id())));
+    let exe = std::env::current_exe().context("cannot find the petrel binary")?;
+    println!(
+        "failover: 1 meta + 3 replicas (petrel up defaults: idle timeout 5 s) in {}; {writers} writers; {trials} trial(s) of kill -9 of the primary",
+        dir.display()
+    );
+    let trials_done = petrel_node::bench::failover(&exe, &dir, trials, writers).await?;
+    print!("{}", petrel_node::bench::failover_table(&trials_done));
+    let ok = trials_done.len() == trials && trials_done.iter().all(|t| t.failover.is_some() && t.rejoined.is_some());
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Option<u8>) -> Result<ExitCode> {
@@ -345,6 +391,20 @@ async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Opti
 
 async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: AdminCmd) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
+    // The meta server takes operator requests from operator certificates only; say so
+    // here, before any traffic, rather than let a client certificate's request be refused.
+    let operator = petrel_node::certs::Identity::Operator { cluster: cfg.cluster.clone() };
+    if !cfg.tls()?.is_valid_for(&operator) {
+        eprintln!(
+            "error: petrel admin needs an operator configuration: the certificate of {} ({}) is not an operator certificate ({}).\n\
+             Use the admin.toml that `petrel up` writes next to client.toml, or issue one with `petrel certs --cluster {} --operators 1 --out DIR` and point [tls] cert/key at it.",
+            path.display(),
+            cfg.tls.cert.display(),
+            operator.dns_name(),
+            cfg.cluster
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let req = match cmd {
         AdminCmd::Table { cmd: TableCmd::Create { id, partitions, replicas } } => {
             admin::Request::TableCreate { table: id, partitions, replicas }
@@ -423,6 +483,14 @@ async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u
             return client_config(&cfg, table, key).await;
         }
     };
+    // A key or value over [limits] is refused here, naming the limit, before any traffic.
+    let (key, value) = match &op {
+        ClientOp::Put(k, v) => (k, Some(v.as_slice())),
+        ClientOp::Get(k) | ClientOp::Del(k) => (k, None),
+    };
+    if let Err(e) = cfg.limits().check(key.as_slice(), value) {
+        return Ok(client_error(&ClientError::TooLarge(e)));
+    }
     let client = match Client::connect_table(&cfg, table).await {
         Ok(c) => c,
         Err(e) => return Ok(client_error(&e)),
@@ -576,16 +644,17 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
         );
     }
     if layouts.len() == 1 {
-        let cc = layouts[0].client_config.display();
-        println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {cc} cluster status");
+        let (cc, ac) = (layouts[0].client_config.display(), layouts[0].admin_config.display());
+        println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {ac} cluster status");
     } else {
         let (a, b) = (layouts[0].client_config.display(), layouts[1].client_config.display());
+        let (aa, ba) = (layouts[0].admin_config.display(), layouts[1].admin_config.display());
         println!("\nTry (cluster a has table 1; b has none until the duplication creates its follower table 1):");
         println!("  {me} client --config {a} put k 7");
-        println!("  {me} admin --config {a} dup add --table 1 --remote-cluster b --full");
-        println!("  {me} admin --config {a} dup list");
+        println!("  {me} admin --config {aa} dup add --table 1 --remote-cluster b --full");
+        println!("  {me} admin --config {aa} dup list");
         println!("  {me} client --config {b} get k");
-        println!("  {me} admin --config {b} cluster status");
+        println!("  {me} admin --config {ba} cluster status");
     }
     println!("\nCtrl-C stops the cluster{} (data stays in {}).", if layouts.len() > 1 { "s" } else { "" }, dir.display());
     // Run until Ctrl-C. A node that dies is reported (with the command that restarts it

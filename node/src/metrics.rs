@@ -149,6 +149,8 @@ struct Inner {
     learn: BTreeMap<Gpid, LearnSeen>,
     learn_sent: BTreeMap<Gpid, u64>,
     last_expiry: Instant,
+    /// The transport's counts of dropped and refused messages.
+    transport: Option<Arc<crate::transport::Stats>>,
 }
 
 /// One node's metrics (shared between the event loop and the HTTP responder).
@@ -207,8 +209,14 @@ impl Metrics {
                 learn: BTreeMap::new(),
                 learn_sent: BTreeMap::new(),
                 last_expiry: now,
+                transport: None,
             }),
         })
+    }
+
+    /// Expose the transport's dropped/refused counters from now on.
+    pub fn set_transport_stats(&self, stats: Arc<crate::transport::Stats>) {
+        self.lock().transport = Some(stats);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -245,7 +253,12 @@ impl Metrics {
             Msg::ReadReply { gpid, req, result } => (*gpid, *req, Op::Read, result.as_ref().err().map_or("ok", error_name)),
             Msg::Learn { config, .. } => {
                 let bytes = encoded_len(msg);
-                *self.lock().learn_sent.entry(config.gpid).or_insert(0) += bytes;
+                // A Learn over the frame limit is not sent (the transport drops it, counts it
+                // in petrel_transport_dropped_total and reports the learner down): it must
+                // not count as bytes sent.
+                if bytes as usize <= crate::codec::MAX_FRAME {
+                    *self.lock().learn_sent.entry(config.gpid).or_insert(0) += bytes;
+                }
                 return;
             }
             _ => return,
@@ -357,6 +370,24 @@ impl Metrics {
         w.sample(&[], m.handled as f64);
         w.family("petrel_saves_total", "Durable saves (one fsync each; one per turn at most).", "counter");
         w.sample(&[], m.saves as f64);
+        if let Some(t) = &m.transport {
+            w.family(
+                "petrel_transport_dropped_total",
+                "Messages this node could not send, by reason (oversized: over the frame limit; unreachable: the peer could not be dialed; no_route: no connection to a client or unknown peer; overloaded: the peer did not drain its queue). Each also logs a warning, and oversized/unreachable reach the actor as PeerDown.",
+                "counter",
+            );
+            for (reason, n) in t.dropped() {
+                w.sample(&[("reason", reason.to_string())], n as f64);
+            }
+            w.family(
+                "petrel_transport_refused_total",
+                "Messages received and refused, by reason (forbidden: the sender's certificate does not allow that message; too_large: a key or value over [limits]).",
+                "counter",
+            );
+            for (reason, n) in t.refused() {
+                w.sample(&[("reason", reason.to_string())], n as f64);
+            }
+        }
         match &m.snap {
             Snap::None => {}
             Snap::Meta(s) => render_meta(&mut w, s),

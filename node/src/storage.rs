@@ -22,8 +22,15 @@
 //! Recovery (`open`): records are scanned from the start; the value is the last full
 //! record with the change records after it applied in order. A record that fails its
 //! checksum or is cut short ends the valid prefix:
-//! * if no valid record follows it, it is a torn tail (a crash during an append): the file
-//!   is truncated there, with a warning, and the value is what the records before it make;
+//! * if no valid record follows it and it is *incomplete* — fewer bytes than its header
+//!   announces, a prefix of a header, or zeros (what a filesystem shows for an append that
+//!   never reached the disk) — it is a torn tail (a crash during an append, before the
+//!   `fdatasync` returned, so nothing was acted on): the file is truncated there, with a
+//!   warning, and the value is what the records before it make;
+//! * if no valid record follows it but it is *complete* (its whole length is there) and
+//!   fails its checksum, or its header is garbage, it is damage to a record that was
+//!   fsynced and may have been acted on (a meta server's ballot, a replica's ACK): `open`
+//!   refuses to start ([`StorageError::CorruptTail`]) rather than roll back a decision;
 //! * if a valid record follows (corruption in the middle, e.g. a flipped bit) and a full
 //!   record comes after the corrupt one, that newest chain is used, with a warning, and the
 //!   file is compacted at once;
@@ -63,7 +70,7 @@ pub enum StorageError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a Petrel storage file (bad header)")]
     NotAStore { path: PathBuf },
-    #[error("{path} was written in storage format {found} (this petrel reads format {expected}); refusing to start: move the data directory away to start this node empty")]
+    #[error("{path} was written in storage format {found} (this petrel reads format {expected}); refusing to start: run the petrel version that wrote it. {KEEP_THE_FILE}")]
     OtherFormat { path: PathBuf, found: String, expected: char },
     #[error("{path}: record at offset {offset} has a valid checksum but does not decode ({reason}); written by an incompatible version? refusing to start")]
     Undecodable { path: PathBuf, offset: u64, reason: String },
@@ -71,8 +78,41 @@ pub enum StorageError {
     Encode(String),
     #[error("storage value of {0} bytes exceeds the record limit")]
     TooLarge(usize),
-    #[error("{path}: the record at offset {offset} is corrupt and the change records after it depend on it; refusing to start with an older state (restore the data directory from a replica or move it away to start this node empty)")]
+    #[error("{path}: the record at offset {offset} is corrupt and the change records after it depend on it; refusing to start with an older state. {KEEP_THE_FILE}")]
     BrokenChain { path: PathBuf, offset: u64 },
+    #[error("{path}: the last record (offset {offset}, {bytes} bytes) is complete but {what}: this is damage to a saved decision, not a torn write; refusing to start rather than roll back to the record before it. {KEEP_THE_FILE}")]
+    CorruptTail { path: PathBuf, offset: u64, bytes: u64, what: &'static str },
+}
+
+/// What every "refusing to start" error tells the operator. Not "move it away": a node
+/// started on an empty directory today comes back as the same member and life, claiming
+/// data it no longer has (issue #11, item 2), so the advice is to keep the evidence.
+const KEEP_THE_FILE: &str = "Do not delete or move the file: a node restarted without its data would rejoin as the same member claiming data it no longer holds. Keep the directory for inspection; restore it from a copy of this node's data, or retire this node id";
+
+/// Why the bytes at the end of the log are not a valid record: `None` if they are an
+/// incomplete append (safe to cut: its fdatasync never returned, so nothing was acted on),
+/// else what is wrong with a record that was complete.
+fn damaged_tail(tail: &[u8]) -> Option<&'static str> {
+    // A filesystem that extended the file before the data reached the disk shows zeros;
+    // a record always starts with its magic, so zeros are never a complete record.
+    if tail.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let magic_len = tail.len().min(RECORD_MAGIC.len());
+    if tail[..magic_len] != RECORD_MAGIC[..magic_len] {
+        return Some("its header is not a record header");
+    }
+    if tail.len() < RECORD_HEADER {
+        return None; // a prefix of a header
+    }
+    let len = u32::from_be_bytes([tail[4], tail[5], tail[6], tail[7]]) as usize;
+    if len > MAX_RECORD {
+        return Some("its length field is beyond the record limit");
+    }
+    if tail.len() < RECORD_HEADER + len {
+        return None; // cut short: the append did not finish
+    }
+    Some("fails its checksum")
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -229,8 +269,16 @@ impl<T: Incremental> Store<T> {
                         off = next;
                     }
                     None => {
+                        if let Some(what) = damaged_tail(&buf[off..]) {
+                            return Err(StorageError::CorruptTail {
+                                path: path.clone(),
+                                offset: off as u64,
+                                bytes: (buf.len() - off) as u64,
+                                what,
+                            });
+                        }
                         rec.truncated_bytes = (buf.len() - off) as u64;
-                        tracing::warn!(path = %path.display(), offset = off, bytes = rec.truncated_bytes, "torn or corrupt tail of the storage log truncated");
+                        tracing::warn!(path = %path.display(), offset = off, bytes = rec.truncated_bytes, "incomplete final record (a torn append) of the storage log truncated");
                         break;
                     }
                 },
@@ -458,20 +506,35 @@ mod tests {
     }
 
     #[test]
-    fn flipped_byte_in_last_record() {
+    fn a_complete_final_record_that_fails_its_checksum_refuses_to_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut s, _, _) = open(dir.path());
         s.save(value(2)).expect("save");
+        let last = s.file_len();
         s.save(value(3)).expect("save");
         drop(s);
         let path = dir.path().join(LOG_NAME);
-        let mut bytes = fs::read(&path).expect("read");
-        let n = bytes.len();
-        bytes[n - 3] ^= 0x10;
+        let good = fs::read(&path).expect("read");
+        let n = good.len();
+        // A flipped bit in the payload, in the checksum, and in the magic of the last
+        // record: each is damage to a saved decision, never a torn tail.
+        for (at, what) in [(n - 3, "fails its checksum"), (last as usize + 9, "fails its checksum"), (last as usize, "not a record header")] {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x10;
+            fs::write(&path, &bytes).expect("write");
+            let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
+            assert!(matches!(err, StorageError::CorruptTail { offset, .. } if offset == last), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(what) && msg.contains(&format!("offset {last}")) && msg.contains("storage.log"), "{msg}");
+            assert!(msg.contains("Do not delete or move the file"), "{msg}");
+            assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
+        }
+        // An append the filesystem extended with zeros (never written): cut, as torn.
+        let mut bytes = good.clone();
+        bytes.extend([0u8; 40]);
         fs::write(&path, &bytes).expect("write");
         let (_, v, rec) = open(dir.path());
-        assert_eq!(v, Some(value(2)));
-        assert!(rec.truncated_bytes > 0);
+        assert_eq!((v, rec.truncated_bytes), (Some(value(3)), 40));
     }
 
     #[test]
@@ -516,6 +579,7 @@ mod tests {
         let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
         assert!(matches!(err, StorageError::BrokenChain { offset, .. } if offset == first as u64), "{err}");
         assert!(err.to_string().contains("refusing to start with an older state"), "{err}");
+        assert!(!err.to_string().contains("move it away"), "{err}");
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
 

@@ -74,6 +74,8 @@ pub struct Layout {
     pub certs: PathBuf,
     pub nodes: Vec<NodeEntry>,
     pub client_config: PathBuf,
+    /// The operator's configuration (`petrel admin --config`): the operator certificate.
+    pub admin_config: PathBuf,
 }
 
 /// `n` distinct free UDP ports on 127.0.0.1 (held together while chosen, then released:
@@ -139,7 +141,7 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
         std::fs::create_dir_all(&cdir).with_context(|| format!("cannot create {}", cdir.display()))?;
         let ids = p.ids();
         let certs_dir = cdir.join("certs");
-        certs::issue(&p.cluster, &ids, 1, &certs_dir)?;
+        certs::issue(&p.cluster, &certs::Wanted::cluster(ids[0], &ids[1..]), &certs_dir)?;
         let addrs = free_udp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
         let metrics = free_tcp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
         preps.push(Prep { dir: cdir, certs: certs_dir, ids, addrs, metrics });
@@ -185,6 +187,7 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             client: ClientSection::default(),
             eventlog: Default::default(),
             storage: Default::default(),
+            limits: Default::default(),
         };
         let mut nodes = Vec::new();
         for (i, id) in prep.ids.iter().enumerate() {
@@ -205,7 +208,7 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
                 metrics_addr: prep.metrics[i],
             });
         }
-        let mut c = base;
+        let mut c = base.clone();
         c.tls.cert = "certs/client-0.pem".into();
         c.tls.key = "certs/client-0.key".into();
         c.client = plan.client.clone();
@@ -215,9 +218,61 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
         }
         let client_config = prep.dir.join("client.toml");
         std::fs::write(&client_config, c.to_toml()?).with_context(|| format!("cannot write {}", client_config.display()))?;
-        layouts.push(Layout { dir: prep.dir.clone(), cluster: plan.cluster.clone(), certs: prep.certs.clone(), nodes, client_config });
+        // The operator's file: the same address book, the operator certificate.
+        let mut a = c.clone();
+        a.tls.cert = "certs/operator-0.pem".into();
+        a.tls.key = "certs/operator-0.key".into();
+        let admin_config = prep.dir.join("admin.toml");
+        std::fs::write(&admin_config, a.to_toml()?).with_context(|| format!("cannot write {}", admin_config.display()))?;
+        layouts.push(Layout {
+            dir: prep.dir.clone(),
+            cluster: plan.cluster.clone(),
+            certs: prep.certs.clone(),
+            nodes,
+            client_config,
+            admin_config,
+        });
     }
     Ok(layouts)
+}
+
+/// Start one node of a layout as a child process of the `petrel` binary `exe`, its log
+/// (stderr) appended to `log`.
+pub fn spawn(exe: &Path, n: &NodeEntry, log: &Path) -> Result<std::process::Child> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    std::process::Command::new(exe)
+        .arg(n.role.to_string())
+        .arg("--config")
+        .arg(&n.config)
+        .arg("--metrics-addr")
+        .arg(n.metrics_addr.to_string())
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot start {}", n.name()))
+}
+
+/// Wait (bounded) until `log` holds `starts` "ready" lines, failing if `child` exits.
+pub async fn wait_ready(child: &mut std::process::Child, log: &Path, starts: usize, limit: std::time::Duration) -> Result<()> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if std::fs::read_to_string(log).unwrap_or_default().matches(" ready").count() >= starts {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("the node exited ({status}) during start; see {}", log.display());
+        }
+        if std::time::Instant::now() > until {
+            bail!("the node did not become ready within {limit:?}; see {}", log.display());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The two clusters of `petrel up --clusters 2`: `a` (ids 0..) with table 1, and `b`
@@ -255,7 +310,10 @@ mod tests {
             assert!(c.tls().is_ok());
         }
         let c = Config::load(&layout.client_config).expect("client config");
-        assert!(c.tls().expect("tls").identities().contains(&certs::Identity::Client { cluster: "alpha".into() }));
+        let (client, operator) = (certs::Identity::Client { cluster: "alpha".into() }, certs::Identity::Operator { cluster: "alpha".into() });
+        assert!(c.tls().expect("tls").is_valid_for(&client) && !c.tls().expect("tls").is_valid_for(&operator));
+        let a = Config::load(&layout.admin_config).expect("admin config");
+        assert!(a.tls().expect("tls").is_valid_for(&operator));
     }
 
     #[test]

@@ -49,7 +49,13 @@ fn tables_and_duplications_are_administered() {
         p.wait_log(" ready", 1, Duration::from_secs(20));
         procs.push(p);
     }
-    let cc = &a.client_config;
+    let cc = &a.admin_config;
+
+    // A client certificate is not an operator's: refused before any traffic, saying what
+    // is needed.
+    let out = petrel_admin(&a.client_config, &["table", "list"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("needs an operator configuration") && out.stderr.contains("admin.toml"), "{}", out.stderr);
 
     // Tables.
     let out = petrel_admin(cc, &["table", "create", "--id", "2", "--partitions", "2", "--replicas", "1"]);
@@ -123,7 +129,7 @@ fn tables_and_duplications_are_administered() {
     assert_eq!(j["alive"][0]["id"], 1, "{j}");
 
     // No answer: b's meta server is not running. Exit 2 with a message naming it.
-    let out = petrel_admin(&layouts[1].client_config, &["cluster", "status", "--deadline-ms", "1500"]);
+    let out = petrel_admin(&layouts[1].admin_config, &["cluster", "status", "--deadline-ms", "1500"]);
     assert_eq!(out.code, Some(2), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
     assert!(out.stderr.contains("meta server (node 100)"), "{}", out.stderr);
 }

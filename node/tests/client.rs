@@ -56,7 +56,7 @@ fn keys_are_routed_to_their_partitions_by_the_cli() {
     assert!(out.code == Some(1) && out.stderr.contains("knows no table 9"), "{}", out.stderr);
 
     // A table created at run time: the client learns its partition count from the meta server.
-    let out = petrel_admin(&cc, &["table", "create", "--id", "2", "--partitions", "2", "--replicas", "1"]);
+    let out = petrel_admin(&c.layout.admin_config, &["table", "create", "--id", "2", "--partitions", "2", "--replicas", "1"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let until = Instant::now() + Duration::from_secs(15);
     for (i, k) in keys.iter().take(4).enumerate() {

@@ -6,12 +6,12 @@
 //! wait is bounded.
 mod common;
 use common::*;
-use petrel_node::certs::{self, node_name};
+use petrel_node::certs::{self, node_name, NodeRole};
 use petrel_node::codec::{self, Frame};
 use petrel_node::client::Client;
 use petrel_node::config::Config;
 use petrel_node::launch::Role;
-use petrel_node::transport::{self, close, Settings, TlsMaterial};
+use petrel_node::transport::{self, close};
 use petrel_node::up;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -160,41 +160,6 @@ fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathB
     out.to_path_buf()
 }
 
-/// A transport identity for raw wire tests.
-fn tls_of(certs: &Path, cert: &str, cas: &[&Path]) -> TlsMaterial {
-    let remote: Vec<PathBuf> = cas.iter().map(|p| p.to_path_buf()).collect();
-    TlsMaterial::load(&certs.join("ca.pem"), &remote, &certs.join(format!("{cert}.pem")), &certs.join(format!("{cert}.key")))
-        .expect("tls")
-}
-
-/// Dial `addr` as `tls`, expecting the server to be `expect_name`.
-async fn raw_connect(tls: &TlsMaterial, addr: std::net::SocketAddr, expect_name: &str) -> Result<quinn::Connection, String> {
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    ep.set_default_client_config(transport::client_config(tls, &Settings::default()).expect("client config"));
-    let connecting = ep.connect(addr, expect_name).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(Duration::from_secs(5), connecting).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(transport::describe(&e)),
-        Err(_) => Err("handshake timed out".into()),
-    }
-}
-
-/// Send `bytes` on a new stream and return how the node closed the connection.
-async fn send_and_wait_close(conn: &quinn::Connection, bytes: &[u8]) -> quinn::ConnectionError {
-    if let Ok(mut s) = conn.open_uni().await {
-        let _ = s.write_all(bytes).await;
-        let _ = s.finish();
-    }
-    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
-        Ok(e) => e,
-        Err(_) => panic!("the node did not close the connection after {} bytes of garbage", bytes.len()),
-    }
-}
-
-fn closed_with(e: &quinn::ConnectionError, code: u32) -> bool {
-    matches!(e, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == u64::from(code))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_of_another_cluster_is_refused() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -239,30 +204,34 @@ async fn a_certificate_of_another_cluster_is_refused() {
     //    says node 1 of beta, but node 1 is alpha's in the address book.
     let alpha_meta = alpha.layout.nodes[0].addr;
     let beta_node = tls_of(&beta.layout.certs, "node-1", &[&alpha.layout.certs.join("ca.pem")]);
-    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", 0)).await.expect("TLS with a trusted CA works");
+    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", NodeRole::Meta, 0)).await.expect("TLS with a trusted CA works");
     let hello = codec::encode(&Frame::Hello { cluster: "beta".into(), id: 1, incarnation: 1 }).expect("hello");
     let e = send_and_wait_close(&conn, &hello).await;
     assert!(closed_with(&e, close::REFUSED), "{e:?}");
     assert!(transport::describe(&e).contains("belongs to cluster alpha"), "{}", transport::describe(&e));
     tokio::task::block_in_place(|| {
-        alpha.proc("meta-0").wait_log("it holds a certificate of cluster beta, but node 1 belongs to cluster alpha", 1, Duration::from_secs(5))
+        alpha.proc("meta-0").wait_log("its Hello claims node 1 of cluster beta, but node 1 belongs to cluster alpha", 1, Duration::from_secs(5))
     });
 
     // 3. The same certificate claiming to be alpha's node 1: the Hello does not match it.
-    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", 0)).await.expect("TLS");
+    let conn = raw_connect(&beta_node, alpha_meta, &node_name("alpha", NodeRole::Meta, 0)).await.expect("TLS");
     let hello = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: 1, incarnation: 1 }).expect("hello");
     let e = send_and_wait_close(&conn, &hello).await;
     assert!(closed_with(&e, close::REFUSED), "{e:?}");
     tokio::task::block_in_place(|| {
-        alpha.proc("meta-0").wait_log("its Hello claims to be node 1 of cluster alpha, but its certificate names node 1 of cluster beta", 1, Duration::from_secs(5))
+        alpha.proc("meta-0").wait_log(
+            "its Hello claims to be replica 1 of cluster alpha, but its certificate is not valid for replica.n1.alpha.petrel",
+            1,
+            Duration::from_secs(5),
+        )
     });
 
     // 4. A cluster whose CA nobody trusts: refused in the TLS handshake, and logged.
     let gamma = dir.path().join("gamma");
-    certs::issue("gamma", &[1], 0, &gamma).expect("gamma certs");
+    certs::issue("gamma", &certs::Wanted { nodes: vec![(1, NodeRole::Replica)], ..Default::default() }, &gamma).expect("gamma certs");
     let gamma_node = tls_of(&gamma, "node-1", &[&alpha.layout.certs.join("ca.pem")]);
     let replica = alpha.layout.nodes[1].addr;
-    let r = raw_connect(&gamma_node, replica, &node_name("alpha", 1)).await;
+    let r = raw_connect(&gamma_node, replica, &node_name("alpha", NodeRole::Replica, 1)).await;
     if let Ok(conn) = r {
         // TLS 1.3: the client may learn of the refusal only on its first use.
         let e = send_and_wait_close(&conn, b"").await;
@@ -271,6 +240,36 @@ async fn a_certificate_of_another_cluster_is_refused() {
     tokio::task::block_in_place(|| {
         alpha.proc("replica-1").wait_log("invalid peer certificate", 1, Duration::from_secs(5))
     });
+
+    // 5. Beta's CA (which alpha's meta server trusts, for duplication) signs a certificate
+    //    for one of *alpha's* names, its operator's. Beta's CA may certify names under
+    //    beta.petrel only (a name constraint): webpki refuses the chain in the handshake.
+    let rogue = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue).expect("mkdir");
+    {
+        let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(beta.layout.certs.join("ca.key")).expect("beta ca key")).expect("key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "Petrel cluster CA beta");
+        ca.distinguished_name.push(rcgen::DnType::OrganizationName, "Petrel");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut leaf = rcgen::CertificateParams::new(vec![certs::operator_name("alpha")]).expect("params");
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&key, &issuer).expect("sign");
+        std::fs::write(rogue.join("op.pem"), cert.pem()).expect("write");
+        std::fs::write(rogue.join("op.key"), key.serialize_pem()).expect("write");
+        std::fs::copy(alpha.layout.certs.join("ca.pem"), rogue.join("ca.pem")).expect("copy");
+    }
+    let rogue_tls = tls_of(&rogue, "op", &[]);
+    if let Ok(conn) = raw_connect(&rogue_tls, alpha_meta, &node_name("alpha", NodeRole::Meta, 0)).await {
+        let hello = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: transport::CLIENT_ID_BASE + 5, incarnation: 1 }).expect("hello");
+        let e = send_and_wait_close(&conn, &hello).await;
+        assert!(!closed_with(&e, close::SHUTDOWN), "{e:?}");
+    }
+    tokio::task::block_in_place(|| {
+        alpha.proc("meta-0").wait_log("invalid peer certificate", 1, Duration::from_secs(5));
+    });
+    assert!(!alpha.proc("meta-0").log_text().contains("operator.alpha"), "the rogue operator never got past TLS");
 
     // Alpha still serves its own client.
     let cc = alpha.client_config();
@@ -286,7 +285,7 @@ async fn garbage_frames_do_not_stop_a_node() {
     let mut c = tokio::task::block_in_place(|| Cluster::start(&fast_plan("alpha", 1)));
     let client = tls_of(&c.layout.certs, "client-0", &[]);
     let replica = c.layout.nodes[1].addr;
-    let name = node_name("alpha", 1);
+    let name = node_name("alpha", NodeRole::Replica, 1);
     let hello = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: transport::CLIENT_ID_BASE + 77, incarnation: 1 }).expect("hello");
 
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
@@ -326,19 +325,21 @@ async fn garbage_frames_do_not_stop_a_node() {
     let claim = codec::encode(&Frame::Hello { cluster: "alpha".into(), id: 0, incarnation: 1 }).expect("hello");
     let e = send_and_wait_close(&conn, &claim).await;
     assert!(closed_with(&e, close::REFUSED), "{e:?}");
-    // A client may not send replica-to-replica messages; they are dropped, not fatal.
-    let conn = raw_connect(&client, replica, &name).await.expect("connect");
-    let mut bytes = hello.clone();
-    bytes.extend(codec::encode(&Frame::Msg(petrel_core::Msg::Register { incarnation: 9 })).expect("msg"));
-    if let Ok(mut s) = conn.open_uni().await {
-        let _ = s.write_all(&bytes).await;
+    // A client may not send replica-to-replica messages, nor the operator's requests: the
+    // connection is closed with the reason, so the sender learns why at once.
+    for (msg, why) in [
+        (petrel_core::Msg::Register { incarnation: 9 }, "a client may not send Register"),
+        (petrel_core::Msg::CreateTable { table: 7, partitions: 1, replica_count: 1 }, "needs an operator certificate"),
+    ] {
+        let conn = raw_connect(&client, replica, &name).await.expect("connect");
+        let mut bytes = hello.clone();
+        bytes.extend(codec::encode(&Frame::From { session: transport::CLIENT_ID_BASE + 78, msg }).expect("msg"));
+        let e = send_and_wait_close(&conn, &bytes).await;
+        assert!(closed_with(&e, close::FORBIDDEN) && transport::describe(&e).contains(why), "{e:?}");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(conn.close_reason().is_none(), "a forbidden message is dropped, the connection stays");
-    conn.close(0u32.into(), b"done");
 
     let log = c.proc("replica-1").log_text();
-    for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send", "unexpected frame"] {
+    for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send", "unexpected frame", "operator certificate"] {
         assert!(log.contains(needle), "replica log lacks {needle:?}:\n{log}");
     }
     // The node still serves.

@@ -240,3 +240,40 @@ pub fn config_of(config: &Path) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).expect("config json")
 }
 
+
+/// A transport identity for raw wire tests: `certs/<cert>.pem`/`.key`, trusting the
+/// cluster's CA and `cas`.
+pub fn tls_of(certs: &Path, cert: &str, cas: &[&Path]) -> petrel_node::transport::TlsMaterial {
+    let remote: Vec<PathBuf> = cas.iter().map(|p| p.to_path_buf()).collect();
+    petrel_node::transport::TlsMaterial::load(&certs.join("ca.pem"), &remote, &certs.join(format!("{cert}.pem")), &certs.join(format!("{cert}.key")))
+        .expect("tls")
+}
+
+/// Dial `addr` as `tls` over raw QUIC, expecting the server to be `expect_name`.
+pub async fn raw_connect(tls: &petrel_node::transport::TlsMaterial, addr: std::net::SocketAddr, expect_name: &str) -> Result<quinn::Connection, String> {
+    use petrel_node::transport;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    ep.set_default_client_config(transport::client_config(tls, &transport::Settings::default()).expect("client config"));
+    let connecting = ep.connect(addr, expect_name).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(transport::describe(&e)),
+        Err(_) => Err("handshake timed out".into()),
+    }
+}
+
+/// Send `bytes` on a new stream and return how the node closed the connection (bounded).
+pub async fn send_and_wait_close(conn: &quinn::Connection, bytes: &[u8]) -> quinn::ConnectionError {
+    if let Ok(mut s) = conn.open_uni().await {
+        let _ = s.write_all(bytes).await;
+        let _ = s.finish();
+    }
+    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
+        Ok(e) => e,
+        Err(_) => panic!("the node did not close the connection after {} bytes", bytes.len()),
+    }
+}
+
+pub fn closed_with(e: &quinn::ConnectionError, code: u32) -> bool {
+    matches!(e, quinn::ConnectionError::ApplicationClosed(c) if c.error_code.into_inner() == u64::from(code))
+}

@@ -9,8 +9,8 @@
 //! | our meta server | `ConfigUpdate`, `AddSecondary`, `ProposeConfigReply`, `Registered`, `BeaconAck`, `DupUpdate` (to replicas); replies to clients and operators |
 //! | a replica of our cluster | `Register`, `Beacon`, `ProposeConfig`, `DupReport` (to the meta); `Prepare`, `PrepareAck`, `GroupCheck`, `Learn`, `LearnDone` (to replicas) |
 //! | a node of another cluster | `CreateFollower`, `QueryFollower`, `QueryConfig` (to the meta); `Checkpoint`, `Ship` (to a follower primary, only from the cluster its table was created for); the replies to our duplication requests, only from the cluster they were sent to |
-//! | a client | `QueryConfig`, `Write`, `Read` |
-//! | an operator | what a client may, and `CreateTable`, `AddDup`, `ModifyDup`, `SetFailMode`, `QueryCluster` |
+//! | a client | `QueryConfig`, `Write`, `Read`, `QueryCluster` |
+//! | an operator | what a client may, and `CreateTable`, `AddDup`, `ModifyDup`, `SetFailMode` |
 //!
 //! `PeerDown` is never a message from the network: the driver produces it, naming the
 //! peer whose connection broke as its source, whatever that peer's role.
@@ -79,11 +79,9 @@ pub fn may_send(role: Role, msg: &Msg) -> bool {
         Msg::PeerDown { .. } => true,
         Msg::QueryConfig { .. } => true,
         Msg::Write { .. } | Msg::Read { .. } => matches!(role, Client | Operator),
-        Msg::CreateTable { .. }
-        | Msg::AddDup { .. }
-        | Msg::ModifyDup { .. }
-        | Msg::SetFailMode { .. }
-        | Msg::QueryCluster => role == Operator,
+        // What the cluster looks like (the client library asks it to route keys).
+        Msg::QueryCluster => matches!(role, Client | Operator),
+        Msg::CreateTable { .. } | Msg::AddDup { .. } | Msg::ModifyDup { .. } | Msg::SetFailMode { .. } => role == Operator,
         Msg::ConfigUpdate { .. }
         | Msg::AddSecondary { .. }
         | Msg::ProposeConfigReply { .. }

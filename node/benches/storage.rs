@@ -34,7 +34,7 @@ fn replica(keys: usize) -> ReplicaStorage {
     let data = (0..keys).map(|i| (Key::from(format!("bench-key-{i:08}").as_str()), Value::from(format!("value {i}").as_str()))).collect();
     let last_req = (0..64).map(|c| (Id::from(1_000_000 + c), 1)).collect();
     let part = PartDurable {
-        config: PartitionConfig { gpid, ballot: 2, primary: Some(Id::from(1)), secondaries: vec![Id::from(2), Id::from(3)], max_replica_count: 3 },
+        config: PartitionConfig { gpid, ballot: 2, primary: Some(Id::from(1)), secondaries: vec![Id::from(2), Id::from(3)], max_replica_count: 3, source: None },
         snapshot: Snapshot { decree: 1, data, last_req },
         log: Default::default(),
         committed: 1,

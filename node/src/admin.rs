@@ -419,7 +419,7 @@ mod tests {
     fn status_and_lists_are_readable() {
         let (_d, cfg) = configs();
         let gpid = Gpid { table: 1, partition: 0 };
-        let config = PartitionConfig { gpid, ballot: 3, primary: Some(id_of(1)), secondaries: vec![id_of(2), id_of(3)], max_replica_count: 3 };
+        let config = PartitionConfig { gpid, ballot: 3, primary: Some(id_of(1)), secondaries: vec![id_of(2), id_of(3)], max_replica_count: 3, source: None };
         let status = Msg::ClusterStatus {
             configs: vec![config],
             alive: vec![(id_of(1), 2), (id_of(2), 1)],

@@ -69,7 +69,7 @@ pub async fn ask_meta(cfg: &Config, msg: Msg, deadline: Duration, answer: impl F
 
 async fn ask_meta_on(ep: &ClientEndpoint, raw: u64, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let t = ep.transport(random_client_id().map_err(anyhow::Error::from)?, tx)?;
+    let t = ep.transport(ep.fresh_id().map_err(anyhow::Error::from)?, tx)?;
     let meta = id_of(raw);
     t.send(meta, msg);
     let why = |t: &Transport| t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
@@ -308,7 +308,7 @@ mod tests {
     fn client_ids_are_in_the_client_range() {
         for _ in 0..100 {
             let id = random_client_id().expect("the OS random source");
-            assert!((CLIENT_ID_BASE..CLIENT_ID_BASE + (1 << 62)).contains(&id));
+            assert!((CLIENT_ID_BASE..petrel_core::auth::OPERATOR_ID_BASE).contains(&id));
         }
     }
 }

@@ -165,13 +165,14 @@ mod tests {
     }
 
     fn config() -> impl Strategy<Value = PartitionConfig> {
-        (gpid(), any::<u32>(), proptest::option::of(id()), proptest::collection::vec(id(), 0..4), any::<u8>()).prop_map(
-            |(gpid, ballot, primary, secondaries, max_replica_count)| PartitionConfig {
+        (gpid(), any::<u32>(), proptest::option::of(id()), proptest::collection::vec(id(), 0..4), any::<u8>(), proptest::option::of(id())).prop_map(
+            |(gpid, ballot, primary, secondaries, max_replica_count, source)| PartitionConfig {
                 gpid,
                 ballot,
                 primary,
                 secondaries,
                 max_replica_count,
+                source,
             },
         )
     }

@@ -101,6 +101,60 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub lease: LeaseSection,
+}
+
+/// Leases and failure detection (SPEC.md, "Timing"). A replica serves only while its
+/// lease holds: at most `lease_ms` after it sent a beacon the meta server acknowledged.
+/// The meta server declares a replica dead `grace_ms` after the last beacon it heard,
+/// which must outlast the lease even if the two clocks run at rates `max_drift` apart,
+/// by at least `margin_ms`: then a replica declared dead has stopped serving.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSection {
+    pub beacon_ms: u64,
+    pub lease_ms: u64,
+    pub grace_ms: u64,
+    /// Relative clock-rate difference tolerated (0.01 = 1 %).
+    pub max_drift: f64,
+    pub margin_ms: u64,
+}
+
+impl Default for LeaseSection {
+    fn default() -> Self {
+        LeaseSection { beacon_ms: 100, lease_ms: 500, grace_ms: 750, max_drift: 0.01, margin_ms: 100 }
+    }
+}
+
+impl LeaseSection {
+    /// Refuse a configuration where a replica declared dead could still hold its lease.
+    pub fn validate(&self) -> Result<()> {
+        if self.beacon_ms == 0 || self.beacon_ms >= self.lease_ms {
+            bail!("[lease] beacon_ms must be positive and below lease_ms (a lease lasts lease_ms - beacon_ms after its beacon is acknowledged)");
+        }
+        if !(0.0..0.5).contains(&self.max_drift) {
+            bail!("[lease] max_drift must be in [0, 0.5)");
+        }
+        // The lease measured on the replica's clock, the grace on the meta server's.
+        let worst_lease = self.lease_ms as f64 * (1.0 + self.max_drift) / (1.0 - self.max_drift);
+        let needed = worst_lease + self.margin_ms as f64;
+        if (self.grace_ms as f64) <= needed {
+            bail!(
+                "[lease] grace_ms = {} must exceed lease_ms × (1 + max_drift) / (1 − max_drift) + margin_ms = {needed:.0}: \
+                 otherwise the meta server could declare a replica dead while it still serves",
+                self.grace_ms
+            );
+        }
+        Ok(())
+    }
+    pub fn replica(&self) -> petrel_core::replica::LeaseCfg {
+        petrel_core::replica::LeaseCfg {
+            beacon: Duration::from_millis(self.beacon_ms),
+            lease: Duration::from_millis(self.lease_ms),
+            seq_modulus: u32::MAX,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -252,6 +306,7 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         crate::certs::check_cluster_name(&self.cluster)?;
+        self.lease.validate()?;
         let mut seen = BTreeSet::new();
         for p in &self.peers {
             if p.id >= CLIENT_ID_BASE {
@@ -376,7 +431,7 @@ impl Config {
         self.topology
             .tables
             .iter()
-            .map(|t| TableSpec { id: t.id, partitions: t.partitions, max_replica_count: t.max_replica_count })
+            .map(|t| TableSpec { id: t.id, partitions: t.partitions, max_replica_count: t.max_replica_count, source: None })
             .collect()
     }
 
@@ -386,12 +441,29 @@ impl Config {
             bail!("this node is {id} but the topology's meta server is {}", self.topology.meta);
         }
         Ok(MetaCfg {
-            replicas: ids(&self.topology.replicas),
+            dir: self.directory()?,
             tables: self.table_specs(),
             bootstrap_members: self.topology.bootstrap_members,
             dups: Vec::new(),
             accept_duplication: self.accept_duplication,
+            grace: Some(Duration::from_millis(self.lease.grace_ms)),
             bugs: Bugs::none(),
+        })
+    }
+
+    /// Who is who, for the core's authorization: this cluster's meta server and replicas,
+    /// and every node of another cluster with that cluster's meta server.
+    pub fn directory(&self) -> Result<petrel_core::auth::Directory> {
+        let mut remote = BTreeMap::new();
+        for p in self.peers.iter().filter(|p| p.cluster != self.cluster) {
+            if let Ok(m) = self.meta_of(&p.cluster) {
+                remote.insert(crate::transport::id_of(p.id), crate::transport::id_of(m));
+            }
+        }
+        Ok(petrel_core::auth::Directory {
+            meta: crate::transport::id_of(self.topology.meta),
+            replicas: ids(&self.topology.replicas),
+            remote,
         })
     }
 
@@ -407,13 +479,14 @@ impl Config {
             Vec::new()
         };
         Ok(ReplicaCfg {
-            meta: crate::transport::id_of(self.topology.meta),
+            dir: self.directory()?,
             bootstrap,
             bootstrap_dups: Vec::new(),
             accept_duplication: self.accept_duplication,
             gc: self.gc,
             // Many mutations per round trip: one batch is in flight at a time.
             ship_batch: 64,
+            lease: Some(self.lease.replica()),
             bugs: Bugs::none(),
         })
     }

@@ -193,7 +193,7 @@ mod tests {
     fn part(keys: &[(u8, u8)], reqs: &[(usize, u32)], log: &[(u32, u8)], committed: u32) -> PartDurable {
         let gpid = Gpid { table: 1, partition: 0 };
         PartDurable {
-            config: PartitionConfig { gpid, ballot: committed, primary: Some(Id::from(1)), secondaries: vec![Id::from(2)], max_replica_count: 3 },
+            config: PartitionConfig { gpid, ballot: committed, primary: Some(Id::from(1)), secondaries: vec![Id::from(2)], max_replica_count: 3, source: None },
             snapshot: Snapshot {
                 decree: committed / 2,
                 data: keys.iter().map(|(k, v)| (Key::from(vec![*k]), Value::from(vec![*v]))).collect(),

@@ -53,20 +53,40 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
+/// The file `petrel up` puts in each replica's data directory of a new deployment: "this
+/// disk is the installation's, take the bootstrap roles at first boot".
+pub const INSTALL_MARK: &str = "INSTALL";
+
 /// Run a meta or replica server until `shutdown` completes; with `metrics`, serve
 /// Prometheus metrics on that address.
 pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let (id, listen, data) = cfg.node_parts()?;
-    let actor = match role {
-        Role::Meta => Node::Meta(cfg.meta_cfg()?),
-        Role::Replica => Node::Replica(cfg.replica_cfg()?),
-    };
     let _lock = lock_data_dir(&data)?;
     let tls = cfg.tls()?;
     let opts = StoreOptions { compact_min_bytes: cfg.storage.compact_min_bytes };
     let (store, stored, recovery) = Store::<NodeStorage>::open(&data.join("storage"), opts)
         .with_context(|| format!("cannot open the storage in {}", data.display()))?;
     tracing::info!(records = recovery.records, truncated_bytes = recovery.truncated_bytes, skipped_corrupt = recovery.skipped_corrupt, "storage opened");
+    // Only the deployment's installation takes the bootstrap roles: `petrel up` marks each
+    // replica's data directory with INSTALL_MARK. Storage that is empty without the mark
+    // is a new or wiped disk: the replica asks the meta server for a new life and joins as
+    // a learner, never passing for the life that held this id's data (SPEC.md).
+    let mark = data.join(INSTALL_MARK);
+    let installing = stored.is_none() && mark.exists();
+    let actor = match role {
+        Role::Meta => Node::Meta(cfg.meta_cfg()?),
+        Role::Replica => {
+            let mut rc = cfg.replica_cfg()?;
+            if !installing {
+                rc.bootstrap.clear();
+                rc.bootstrap_dups.clear();
+            }
+            Node::Replica(rc)
+        }
+    };
+    if stored.is_none() && role == Role::Replica && !installing {
+        tracing::warn!(data = %data.display(), "empty storage without the installation mark: starting as a new node (the meta server assigns a new life; it learns before it serves)");
+    }
     let events = if cfg.eventlog.enabled {
         Some(EventLog::open(&data, cfg.eventlog.max_bytes).with_context(|| format!("cannot open the event log in {}", data.display()))?)
     } else {
@@ -77,8 +97,14 @@ pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shu
         Transport::bind_node(listen, id, &cluster, incarnation, book, &tls, settings, tx)
     })
     .await?;
+    if installing {
+        // The installation's state is durable (`Host::start` saved it): from now on an
+        // empty disk here is a replaced one.
+        std::fs::remove_file(&mark).with_context(|| format!("cannot remove {}", mark.display()))?;
+    }
     if role == Role::Replica {
-        // The replica-to-meta link is the meta server's failure detector.
+        // Keep the link to the meta server up (beacons renew the lease over it; a broken
+        // link makes the replica register again).
         host.transport.watch(cfg.topology.meta);
     }
     // Tell every node of the cluster this life's Hello at once: one that still holds a

@@ -725,10 +725,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = crate::up::write_cluster(dir.path(), &crate::up::Plan::new("alpha", 1)).expect("layout");
         let cfg = crate::config::Config::load(&layout.nodes[1].config).expect("config").replica_cfg().expect("replica cfg");
+        let meta = id_of(layout.nodes[0].id);
         let node = Node::Replica(cfg);
         let mut out = Out::new();
         let state = node.on_start(id_of(1), &None, &mut out);
-        (node, state)
+        // Its lease: one beacon, acknowledged by the meta server.
+        let mut cow = Cow::Owned(state);
+        node.on_timeout(id_of(1), &mut cow, &petrel_core::Timer::Beacon, &mut out);
+        node.on_msg(id_of(1), &mut cow, meta, Msg::BeaconAck { incarnation: 1, seq: 1, alive: true }, &mut out);
+        (node, cow.into_owned())
     }
 
     #[test]

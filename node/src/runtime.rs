@@ -61,6 +61,8 @@ pub struct Host {
     inbound: mpsc::Receiver<(Id, Msg)>,
     events: Option<EventLog>,
     timers: BTreeMap<Timer, Instant>,
+    /// The life the transport announces (a node may start a new one in-process).
+    announced: u32,
     /// Durable saves so far.
     pub saves: u64,
     /// Events handled so far.
@@ -91,7 +93,8 @@ impl Host {
         let mut out = Out::new();
         let state = actor.on_start(id, &stored, &mut out);
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
-        let transport = transport(state.incarnation(), tx)?;
+        let life = state.incarnation();
+        let transport = transport(life, tx)?;
         let mut host =
             Host {
             actor,
@@ -102,6 +105,7 @@ impl Host {
             inbound: rx,
             events,
             timers: BTreeMap::new(),
+            announced: life,
             saves: 0,
             handled: 0,
             metrics: None,
@@ -141,14 +145,29 @@ impl Host {
                 _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => Ev::Timers,
             };
             let mut outs = Vec::new();
+            // Due timers go before any message: a lease that has expired must lapse before
+            // a request is served, and an acknowledgement handled after its beacon's
+            // window closed must find the window closed (SPEC.md, "Timing").
+            self.handle_due(&mut outs);
             self.handle(first, &mut outs);
             while outs.len() < MAX_BATCH {
                 match self.inbound.try_recv() {
-                    Ok((src, msg)) => self.handle(Ev::Msg(src, msg), &mut outs),
+                    Ok((src, msg)) => {
+                        self.handle_due(&mut outs);
+                        self.handle(Ev::Msg(src, msg), &mut outs)
+                    }
                     Err(_) => break,
                 }
             }
             self.execute(outs).await?;
+        }
+    }
+
+    /// Fire the timers that are due now, if any.
+    fn handle_due(&mut self, outs: &mut Vec<Out<Node>>) {
+        let now = Instant::now();
+        if self.timers.values().any(|at| *at <= now) {
+            self.handle(Ev::Timers, outs);
         }
     }
 
@@ -197,7 +216,7 @@ impl Host {
     /// The state for a handler, moved out (the caller puts it back): a borrowed `Cow`
     /// would be cloned whole by the first change, a copy of every key on every event.
     fn lend_state(&mut self) -> Cow<'static, NodeState> {
-        let placeholder = NodeState::Replica(ReplicaState { incarnation: 0, parts: Default::default(), broken: None });
+        let placeholder = NodeState::Replica(ReplicaState { incarnation: 0, parts: Default::default(), broken: None, lease: Default::default() });
         Cow::Owned(std::mem::replace(&mut self.state, placeholder))
     }
 
@@ -254,6 +273,15 @@ impl Host {
                 }
                 None => tracing::debug!("save without a store (a client): ignored"),
             }
+        }
+        let life = self.state.incarnation();
+        if self.store.is_some() && life != self.announced {
+            // A new life (the meta server assigned one, or declared the old one dead) is
+            // durable now (the save above): announce it before its first send.
+            if let Err(e) = self.transport.set_incarnation(life) {
+                tracing::warn!("cannot announce life {life}: {e}");
+            }
+            self.announced = life;
         }
         for (dst, msg) in sends {
             if let Some(m) = &self.metrics {

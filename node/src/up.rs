@@ -188,6 +188,7 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             eventlog: Default::default(),
             storage: Default::default(),
             limits: Default::default(),
+            lease: Default::default(),
         };
         let mut nodes = Vec::new();
         for (i, id) in prep.ids.iter().enumerate() {
@@ -199,6 +200,18 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             c.tls.key = format!("certs/node-{id}.key").into();
             let path = prep.dir.join(format!("{role}-{id}.toml"));
             std::fs::write(&path, c.to_toml()?).with_context(|| format!("cannot write {}", path.display()))?;
+            if role == Role::Replica {
+                // The installation: this data directory's first boot takes the bootstrap
+                // roles (see `launch::INSTALL_MARK`).
+                // Only a data directory this layout creates: re-running `up` over a
+                // deployment must not make a wiped disk pass for the installation.
+                let data = prep.dir.join(format!("data/n{id}"));
+                if !data.exists() {
+                    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+                    let mark = data.join(crate::launch::INSTALL_MARK);
+                    std::fs::write(&mark, b"").with_context(|| format!("cannot write {}", mark.display()))?;
+                }
+            }
             nodes.push(NodeEntry {
                 id: *id,
                 role,
@@ -304,7 +317,7 @@ mod tests {
         for n in &layout.nodes {
             let c = Config::load(&n.config).expect("node config");
             match n.role {
-                Role::Meta => assert_eq!(c.meta_cfg().expect("meta").replicas.len(), 3),
+                Role::Meta => assert_eq!(c.meta_cfg().expect("meta").dir.replicas.len(), 3),
                 Role::Replica => assert_eq!(c.replica_cfg().expect("replica").bootstrap.len(), 1),
             }
             assert!(c.tls().is_ok());

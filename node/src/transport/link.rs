@@ -3,6 +3,7 @@
 use super::policy::{allowed, Kind};
 use super::tls::peer_cert;
 use super::{close, id_of, lock, Hello, Transport, CLIENT_ID_BASE};
+use petrel_core::auth::OPERATOR_ID_BASE;
 use crate::certs::{cert_is_valid_for, Identity};
 use rustls::pki_types::CertificateDer;
 
@@ -150,7 +151,8 @@ impl Transport {
             .open_uni()
             .await
             .map_err(|e| format!("cannot open a stream: {}", describe(&e)))?;
-        send.write_all(&self.inner.hello)
+        let hello = lock(&self.inner.hello).clone();
+        send.write_all(&hello)
             .await
             .map_err(|e| format!("cannot send Hello: {e}"))?;
         let mut recv = match tokio::time::timeout(limit, conn.accept_uni()).await {
@@ -237,6 +239,11 @@ impl Transport {
                 return Ok(Kind::Operator);
             }
             if cert_is_valid_for(cert, &client) {
+                // The core grants operator rights by id (`auth::OPERATOR_ID_BASE`): a
+                // client certificate may not use an id of that range.
+                if hello.id >= OPERATOR_ID_BASE {
+                    return Err(format!("a client certificate may not use id {} of the operator range", hello.id));
+                }
                 return Ok(Kind::Client);
             }
             return Err(format!(
@@ -417,8 +424,12 @@ impl Transport {
                     return;
                 }
                 // A client session's message (this is a node, the peer a client).
+                // A session id in its certificate's range: a client's below
+                // OPERATOR_ID_BASE, an operator's anywhere above the node range.
                 Ok(Some(Frame::From { session, msg }))
-                    if kind.is_client_side() && session >= CLIENT_ID_BASE =>
+                    if kind.is_client_side()
+                        && session >= CLIENT_ID_BASE
+                        && (kind == Kind::Operator || session < OPERATOR_ID_BASE) =>
                 {
                     if let Err(why) = self.check_policy(kind, &msg) {
                         if self.refuse(&conn, kind, peer, Some(session), &why) {

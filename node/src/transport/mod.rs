@@ -192,7 +192,8 @@ struct Inner {
     client_cfg: quinn::ClientConfig,
     me: u64,
     cluster: String,
-    hello: Vec<u8>,
+    /// This life's `Hello` (replaced when the node starts a new life in-process).
+    hello: Mutex<Vec<u8>>,
     book: BTreeMap<u64, PeerAddr>,
     settings: Settings,
     inbound: mpsc::Sender<(Id, Msg)>,
@@ -289,7 +290,7 @@ impl Transport {
                 client_cfg,
                 me,
                 cluster: cluster.to_string(),
-                hello,
+                hello: Mutex::new(hello),
                 book,
                 settings,
                 inbound,
@@ -498,6 +499,22 @@ impl Transport {
                 tokio::time::sleep(t.inner.settings.keep_alive).await;
             }
         });
+    }
+
+    /// This node started a new life without restarting (the meta server assigned a fresh
+    /// node its first life, or declared the previous one dead): new connections announce
+    /// it; the connections of the old life close, so peers report that life down and
+    /// nothing meant for it reaches the new one; every node of the cluster hears the new
+    /// `Hello` at once.
+    pub fn set_incarnation(&self, incarnation: u32) -> anyhow::Result<()> {
+        let hello = codec::encode(&Frame::Hello { cluster: self.inner.cluster.clone(), id: self.inner.me, incarnation })?;
+        *lock(&self.inner.hello) = hello;
+        let old: Vec<quinn::Connection> = self.peers().links.values().flatten().map(|l| l.conn.clone()).collect();
+        for c in old {
+            c.close(VarInt::from_u32(close::SHUTDOWN), b"this node started a new life");
+        }
+        self.announce();
+        Ok(())
     }
 
     /// Dial every node of this node's own cluster once, so that each hears this life's

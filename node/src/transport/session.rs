@@ -2,6 +2,7 @@
 //! process's connections, and the node's routes back to them.
 use super::link::Route;
 use super::tls::client_side_identity;
+use petrel_core::auth::OPERATOR_ID_BASE;
 use super::{
     client_config, codec, lock, Frame, Inner, PeerAddr, Settings, TlsMaterial, Transport,
     CLIENT_ID_BASE,
@@ -135,7 +136,7 @@ impl ClientEndpoint {
         settings: Settings,
     ) -> anyhow::Result<ClientEndpoint> {
         let identity = client_side_identity(tls, cluster)?;
-        let me = random_client_id()?;
+        let me = random_id(matches!(identity, Identity::Operator { .. }))?;
         // Bind where the peers are: loopback for a loopback cluster, else any address.
         let v6 = book.values().next().is_some_and(|p| p.addr.is_ipv6());
         let loopback = book.values().all(|p| p.addr.ip().is_loopback());
@@ -165,6 +166,13 @@ impl ClientEndpoint {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// A fresh session id of this endpoint's role: an operator's (from
+    /// `auth::OPERATOR_ID_BASE` on, which the core lets administer the cluster) for an
+    /// operator certificate, else a client's.
+    pub fn fresh_id(&self) -> std::io::Result<u64> {
+        random_id(matches!(self.identity, Identity::Operator { .. }))
     }
 
     /// A transport for session `id` (at least [`CLIENT_ID_BASE`]), delivering what nodes
@@ -214,11 +222,21 @@ impl ClientEndpoint {
 ///
 /// Security-relevant: replicas deduplicate writes by (client id, request number), so a
 /// party that could guess a live client's id could have that client's next writes
-/// dropped as duplicates by writing first with a higher request number. 62 random bits
+/// dropped as duplicates by writing first with a higher request number. 48 random bits
 /// make a guess or an accidental collision between processes negligible, and a process
 /// refuses to run two live calls with one id (`ClientEndpoint::transport`).
 pub fn random_client_id() -> std::io::Result<u64> {
+    random_id(false)
+}
+
+/// A random id in the client range [2^32, 2^48) (48 random bits less a sliver), or in the
+/// operator range [2^48, 2^48 + 2^62).
+fn random_id(operator: bool) -> std::io::Result<u64> {
     let r = getrandom::u64()
         .map_err(|e| std::io::Error::other(format!("the OS random source failed: {e}")))?;
-    Ok(CLIENT_ID_BASE + r % (1 << 62))
+    Ok(if operator {
+        OPERATOR_ID_BASE + r % (1 << 62)
+    } else {
+        CLIENT_ID_BASE + r % (OPERATOR_ID_BASE - CLIENT_ID_BASE)
+    })
 }

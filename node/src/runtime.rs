@@ -22,7 +22,7 @@
 //! Timers: `SetTimer(t, range)` arms `t` at `now + range.start`, replacing an armed timer
 //! of the same value; `CancelTimer(t)` disarms it. The core's timers are abstract ("fires
 //! at any time after it is set"), so the earliest allowed time is the natural choice.
-use crate::eventlog::{Event, EventLog};
+use crate::eventlog::{value_hash, Event, EventLog, Start, FORMAT};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 use crate::transport::{raw_of, Transport};
@@ -67,7 +67,14 @@ pub struct Host {
     pub handled: u64,
     /// Observes requests, replies and (after every turn) the state; decides nothing.
     metrics: Option<Arc<Metrics>>,
+    /// Test only (`PETREL_TEST_SEND_BEFORE_SAVE=1`): hand the sends to the transport
+    /// *before* the fsync — the driver bug that trace validation must catch. Never set in
+    /// a deployment; the node warns at start when it is.
+    send_before_save: bool,
 }
+
+/// The environment variable that switches on [`Host`]'s deliberate send-before-save bug.
+pub const SEND_BEFORE_SAVE_ENV: &str = "PETREL_TEST_SEND_BEFORE_SAVE";
 
 enum Ev {
     Msg(Id, Msg),
@@ -88,6 +95,10 @@ impl Host {
             Some((s, v)) => (Some(s), v),
             None => (None, None),
         };
+        let storage_hash = match (&events, &stored) {
+            (Some(_), Some(v)) => Some(value_hash(v)),
+            _ => None,
+        };
         let mut out = Out::new();
         let state = actor.on_start(id, &stored, &mut out);
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -105,9 +116,29 @@ impl Host {
             saves: 0,
             handled: 0,
             metrics: None,
+            send_before_save: std::env::var_os(SEND_BEFORE_SAVE_ENV).is_some_and(|v| v == "1"),
         };
+        if host.send_before_save {
+            tracing::warn!("{SEND_BEFORE_SAVE_ENV}=1: sends leave before the state is durable (a test-only bug)");
+        }
         tracing::info!(id = raw_of(id), incarnation = host.state.incarnation(), restored = stored.is_some(), "actor started");
-        host.log(Event::Start { storage: stored.is_some() }, &out);
+        let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let start = Start {
+            format: FORMAT,
+            id: raw_of(id),
+            actor: &host.actor,
+            storage: stored.is_some(),
+            storage_hash,
+            incarnation: host.state.incarnation(),
+            unix_ms,
+            pid: std::process::id(),
+        };
+        if let Some(log) = &mut host.events {
+            if let Err(e) = log.record(Event::Start(start), &out) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                host.events = None;
+            }
+        }
         host.apply_timers(&out);
         host.execute(vec![out]).await?;
         Ok(host)
@@ -224,7 +255,9 @@ impl Host {
         }
     }
 
-    /// Group commit, then sends (timers were applied per handler).
+    /// Group commit, then sends (timers were applied per handler). With an event log:
+    /// the batch's event lines go to the OS before the fsync, a `durable` line after it,
+    /// a `sent` line after the sends (see `eventlog`).
     async fn execute(&mut self, outs: Vec<Out<Node>>) -> Result<()> {
         let mut last_save = None;
         let mut sends = Vec::new();
@@ -238,29 +271,13 @@ impl Host {
                 }
             }
         }
+        if self.send_before_save {
+            self.send_all(std::mem::take(&mut sends));
+        }
         if let Some(value) = last_save {
-            match self.store.take() {
-                Some(mut store) => {
-                    // fsync blocks: keep it off the async workers.
-                    let (store, r) = tokio::task::spawn_blocking(move || {
-                        let r = store.save(value);
-                        (store, r)
-                    })
-                    .await
-                    .context("storage task failed")?;
-                    self.store = Some(store);
-                    r.context("cannot make the actor's state durable; stopping (fail-stop)")?;
-                    self.saves += 1;
-                }
-                None => tracing::debug!("save without a store (a client): ignored"),
-            }
+            self.save(value).await?;
         }
-        for (dst, msg) in sends {
-            if let Some(m) = &self.metrics {
-                m.on_send(dst, &msg);
-            }
-            self.transport.send(dst, msg);
-        }
+        self.send_all(sends);
         if let Some(m) = &self.metrics {
             m.on_turn(&self.state, self.handled, self.saves);
         }
@@ -270,6 +287,57 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    async fn save(&mut self, value: NodeStorage) -> Result<()> {
+        let Some(mut store) = self.store.take() else {
+            tracing::debug!("save without a store (a client): ignored");
+            return Ok(());
+        };
+        // The hash is what the validator compares with the replayed save; the events that
+        // produced the value reach the OS first, so a kill -9 after the fsync keeps them.
+        let hash = self.events.is_some().then(|| value_hash(&value));
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.flush() {
+                tracing::warn!("event log flush failed: {e}");
+            }
+        }
+        // fsync blocks: keep it off the async workers.
+        let (store, r) = tokio::task::spawn_blocking(move || {
+            let r = store.save(value);
+            (store, r)
+        })
+        .await
+        .context("storage task failed")?;
+        self.store = Some(store);
+        r.context("cannot make the actor's state durable; stopping (fail-stop)")?;
+        self.saves += 1;
+        if let (Some(log), Some(hash)) = (&mut self.events, hash) {
+            if let Err(e) = log.durable(&hash) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                self.events = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, sends: Vec<(Id, Msg)>) {
+        if sends.is_empty() {
+            return;
+        }
+        let count = sends.len();
+        for (dst, msg) in sends {
+            if let Some(m) = &self.metrics {
+                m.on_send(dst, &msg);
+            }
+            self.transport.send(dst, msg);
+        }
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.sent(count) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                self.events = None;
+            }
+        }
     }
 
     /// Close the transport (peers see a clean close) and flush the event log.

@@ -14,7 +14,11 @@
 //! 3. **sends** — handed to the transport, in the order the handlers produced them.
 //!
 //! So no message leaves before the state it depends on is durable ("persist before the
-//! messages that depend on it are sent"). A crash before the fsync loses the batch's
+//! messages that depend on it are sent"). The event log (`eventlog.rs`) records each
+//! event with the commands it produced, then a `durable` line after the fsync and a
+//! `sent` line after the sends, so `petrel-check validate` can replay the run and check
+//! this order; the batch's event lines are handed to the OS before the fsync and before
+//! the sends, so a killed process leaves no effect in the world that its log lacks. A crash before the fsync loses the batch's
 //! effects and its sends together, which is the same as the crash happening before those
 //! events were delivered. A storage error stops the node (fail-stop): continuing would
 //! send messages the disk does not back.
@@ -75,6 +79,31 @@ pub struct Host {
 
 /// The environment variable that switches on [`Host`]'s deliberate send-before-save bug.
 pub const SEND_BEFORE_SAVE_ENV: &str = "PETREL_TEST_SEND_BEFORE_SAVE";
+/// Test only: the name of a core mutant (`petrel_core::Bug`, e.g. `LearnSkipsCheckpoint`)
+/// to switch on in a meta or replica server, so a test can show that validating a real
+/// run catches it. The start line of the event log records the actor with its bugs, so
+/// the replay runs the same mutant and the *properties* must catch it.
+pub const TEST_BUG_ENV: &str = "PETREL_TEST_BUG";
+
+/// The actor with the mutant named by [`TEST_BUG_ENV`] switched on (unchanged if unset).
+fn with_test_bug(actor: Node) -> Result<Node> {
+    let Some(name) = std::env::var_os(TEST_BUG_ENV) else { return Ok(actor) };
+    let name = name.to_string_lossy().into_owned();
+    let bug: petrel_core::Bug = serde_json::from_value(serde_json::Value::String(name.clone()))
+        .with_context(|| format!("{TEST_BUG_ENV}={name} names no petrel_core::Bug"))?;
+    tracing::warn!("{TEST_BUG_ENV}={name}: this node runs a deliberately wrong transition (a test-only mutant)");
+    Ok(match actor {
+        Node::Meta(mut c) => {
+            c.bugs = c.bugs.with(bug);
+            Node::Meta(c)
+        }
+        Node::Replica(mut c) => {
+            c.bugs = c.bugs.with(bug);
+            Node::Replica(c)
+        }
+        client => client,
+    })
+}
 
 enum Ev {
     Msg(Id, Msg),
@@ -95,6 +124,7 @@ impl Host {
             Some((s, v)) => (Some(s), v),
             None => (None, None),
         };
+        let actor = with_test_bug(actor)?;
         let storage_hash = match (&events, &stored) {
             (Some(_), Some(v)) => Some(value_hash(v)),
             _ => None,
@@ -326,6 +356,13 @@ impl Host {
             return;
         }
         let count = sends.len();
+        // The events that produced these sends reach the log first: a receiver's log
+        // may show the delivery even if this process dies right after sending.
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.flush() {
+                tracing::warn!("event log flush failed: {e}");
+            }
+        }
         for (dst, msg) in sends {
             if let Some(m) = &self.metrics {
                 m.on_send(dst, &msg);

@@ -72,6 +72,9 @@ pub struct Report {
     /// (id, name, first violation).
     pub properties: Vec<(String, String, Option<String>)>,
     pub lin: LinSummary,
+    /// Properties were judged up to this step only: there a node's replay stopped (its
+    /// later states are unknown, so judging them would report its frozen state).
+    pub props_until: Option<usize>,
     pub steps: usize,
     pub events: u64,
     pub seconds: f64,
@@ -102,9 +105,10 @@ impl Report {
         for c in &self.conformance {
             t += &format!("CONFORMANCE violated: {c}\n");
         }
+        let upto = self.props_until.map(|k| format!(" up to step {k}, where a node's replay stopped")).unwrap_or_default();
         for (id, name, v) in &self.properties {
             match v {
-                None => t += &format!("{id} {name}: holds\n"),
+                None => t += &format!("{id} {name}: holds{upto}\n"),
                 Some(why) => t += &format!("{id} {name}: VIOLATED — {why}\n"),
             }
         }
@@ -145,6 +149,7 @@ impl Report {
             "linearizability": {"files": self.lin.files, "ops": self.lin.ops, "keys": self.lin.keys, "skipped_follower_ops": self.lin.skipped,
                                 "violations": self.lin.violations, "inconclusive": self.lin.inconclusive},
             "incomplete": self.incomplete,
+            "properties_judged_until_step": self.props_until,
             "steps": self.steps,
             "events": self.events,
             "seconds": self.seconds,
@@ -263,7 +268,9 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                     Ok(None) => {}
                     Ok(Some((out, kind, src, msg_kind, what))) => {
                         report.events += 1;
-                        props.observe(k, n, &reps, &out);
+                        if report.props_until.is_none() {
+                            props.observe(k, n, &reps, &out);
+                        }
                         if let Some(rec) = recorder.as_mut() {
                             let sends = out
                                 .iter()
@@ -286,6 +293,7 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                     Err(Fault::Violation(v)) => {
                         report.conformance.push(v);
                         stopped[n] = true;
+                        report.props_until.get_or_insert(k + 1);
                         if let Some(rec) = recorder.as_mut() {
                             rec.frozen = true;
                         }
@@ -293,6 +301,7 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                     Err(Fault::Incomplete(v)) => {
                         report.incomplete.push(v);
                         stopped[n] = true;
+                        report.props_until.get_or_insert(k + 1);
                     }
                 }
             }

@@ -215,7 +215,7 @@ async fn a_certificate_of_another_cluster_is_refused() {
         let meta = layout.nodes.iter().find(|n| n.role == Role::Meta).expect("meta").config.clone();
         let beta_ca = beta.layout.certs.join("ca.pem");
         with_config(&meta, &meta, |c| c.tls.remote_cas = vec![beta_ca]);
-        let mut c = Cluster { layout, procs: Vec::new(), _dir: d };
+        let mut c = Cluster { layout, procs: Vec::new(), _dir: d, env: Vec::new() };
         for i in 0..c.layout.nodes.len() {
             c.start_node(i);
         }
@@ -282,6 +282,11 @@ async fn a_certificate_of_another_cluster_is_refused() {
     tokio::task::block_in_place(|| {
         eventually(&cc, &["put", "k", "5"], "ok", Duration::from_secs(15));
         eventually(&cc, &["get", "k"], "5", Duration::from_secs(10));
+        // Each cluster's run validates on its own (their node ids overlap).
+        alpha.stop_all();
+        beta.stop_all();
+        assert_valid(&[&alpha.layout.dir], 2);
+        assert_valid(&[&beta.layout.dir], 0);
     });
 }
 
@@ -346,11 +351,13 @@ async fn garbage_frames_do_not_stop_a_node() {
     for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send", "unexpected frame"] {
         assert!(log.contains(needle), "replica log lacks {needle:?}:\n{log}");
     }
-    // The node still serves.
+    // The node still serves, and what reached its core replays.
     let cc = c.client_config();
     tokio::task::block_in_place(|| {
         eventually(&cc, &["put", "k", "3"], "ok", Duration::from_secs(15));
         eventually(&cc, &["get", "k"], "3", Duration::from_secs(10));
+        c.stop_all();
+        assert_valid(&[&c.layout.dir], 2);
     });
 }
 
@@ -415,4 +422,6 @@ fn up_launches_a_cluster_and_stops_it_cleanly() {
         let log = std::fs::read_to_string(cdir.join("logs").join(if n == "n0" { "meta-0.log" } else { "replica-1.log" })).expect("log");
         assert!(log.contains("stopped"), "{n} stopped cleanly:\n{log}");
     }
+    // Recording is on by default in `petrel up`: the run validates.
+    assert_valid(&[&cdir], 2);
 }

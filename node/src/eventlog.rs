@@ -95,11 +95,22 @@ pub enum Event<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Cmd<'a> {
-    Send { dst: u64, msg: &'a Msg },
-    SetTimer { timer: &'a Timer, min_ms: u128, max_ms: u128 },
-    CancelTimer { timer: &'a Timer },
+    Send {
+        dst: u64,
+        msg: &'a Msg,
+    },
+    SetTimer {
+        timer: &'a Timer,
+        min_ms: u128,
+        max_ms: u128,
+    },
+    CancelTimer {
+        timer: &'a Timer,
+    },
     Save {},
-    ChooseRandom { key: &'a str },
+    ChooseRandom {
+        key: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -164,32 +175,55 @@ impl EventLog {
         let cmds = out
             .iter()
             .map(|c| match c {
-                Command::Send(dst, msg) => Cmd::Send { dst: usize::from(*dst) as u64, msg },
-                Command::SetTimer(timer, r) => Cmd::SetTimer { timer, min_ms: r.start.as_millis(), max_ms: r.end.as_millis() },
+                Command::Send(dst, msg) => Cmd::Send {
+                    dst: usize::from(*dst) as u64,
+                    msg,
+                },
+                Command::SetTimer(timer, r) => Cmd::SetTimer {
+                    timer,
+                    min_ms: r.start.as_millis(),
+                    max_ms: r.end.as_millis(),
+                },
                 Command::CancelTimer(timer) => Cmd::CancelTimer { timer },
                 Command::Save(_) => Cmd::Save {},
                 Command::ChooseRandom(key, _) => Cmd::ChooseRandom { key },
             })
             .collect();
         self.seq += 1;
-        let line = Line { seq: self.seq, ms: self.ms(), event, out: cmds };
+        let line = Line {
+            seq: self.seq,
+            ms: self.ms(),
+            event,
+            out: cmds,
+        };
         let bytes = serde_json::to_vec(&line).unwrap_or_else(|e| {
             // A value JSON cannot express (e.g. a map with struct keys): keep a line that
             // says so (the validator reports the log unreadable there, never a pass).
-            serde_json::to_vec(&serde_json::json!({"seq": self.seq, "error": e.to_string()})).unwrap_or_default()
+            serde_json::to_vec(&serde_json::json!({"seq": self.seq, "error": e.to_string()}))
+                .unwrap_or_default()
         });
         self.write_line(bytes)
     }
 
     /// The value of the last save among the events recorded so far is durable.
     pub fn durable(&mut self, hash: &str) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(&Effect::Durable { upto: self.seq, hash, ms: self.ms() }).unwrap_or_default();
+        let bytes = serde_json::to_vec(&Effect::Durable {
+            upto: self.seq,
+            hash,
+            ms: self.ms(),
+        })
+        .unwrap_or_default();
         self.write_line(bytes)
     }
 
     /// The sends of the events recorded so far were handed to the transport.
     pub fn sent(&mut self, count: usize) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(&Effect::Sent { upto: self.seq, count, ms: self.ms() }).unwrap_or_default();
+        let bytes = serde_json::to_vec(&Effect::Sent {
+            upto: self.seq,
+            count,
+            ms: self.ms(),
+        })
+        .unwrap_or_default();
         self.write_line(bytes)
     }
 
@@ -212,7 +246,10 @@ impl EventLog {
         self.out.flush()?;
         let old = self.path.with_extension("jsonl.1");
         fs::rename(&self.path, &old)?;
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.out = BufWriter::new(file);
         self.written = 0;
         self.rotated += 1;
@@ -249,7 +286,16 @@ mod tests {
     }
 
     fn start(actor: &Node) -> Event<'_> {
-        Event::Start(Start { format: FORMAT, id: 1, actor, storage: false, storage_hash: None, incarnation: 1, unix_ms: 0, pid: 1 })
+        Event::Start(Start {
+            format: FORMAT,
+            id: 1,
+            actor,
+            storage: false,
+            storage_hash: None,
+            incarnation: 1,
+            unix_ms: 0,
+            pid: 1,
+        })
     }
 
     #[test]
@@ -257,15 +303,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = EventLog::open(dir.path(), 4096).expect("open");
         let mut out: Out<Node> = Out::new();
-        out.send(Id::from(2), Msg::QueryConfig { gpid: Gpid::default() });
-        out.set_timer(Timer::RequestTimeout, std::time::Duration::from_millis(5)..std::time::Duration::from_millis(9));
+        out.send(
+            Id::from(2),
+            Msg::QueryConfig {
+                gpid: Gpid::default(),
+            },
+        );
+        out.set_timer(
+            Timer::RequestTimeout,
+            std::time::Duration::from_millis(5)..std::time::Duration::from_millis(9),
+        );
         let a = actor();
         log.record(start(&a), &out).expect("record");
         let m = Msg::Register { incarnation: 2 };
         for _ in 0..200 {
-            log.record(Event::Msg { src: 3, msg: &m }, &Out::new()).expect("record");
+            log.record(Event::Msg { src: 3, msg: &m }, &Out::new())
+                .expect("record");
         }
-        log.record(Event::Timer(&Timer::RequestTimeout), &out).expect("record");
+        log.record(Event::Timer(&Timer::RequestTimeout), &out)
+            .expect("record");
         log.durable("00000000000000ff").expect("durable");
         log.sent(2).expect("sent");
         log.flush().expect("flush");
@@ -273,18 +329,35 @@ mod tests {
         let cur = fs::read_to_string(dir.path().join(FILE_NAME)).expect("read");
         let old = fs::read_to_string(dir.path().join("events.jsonl.1")).expect("rotated");
         assert!(cur.len() <= 4096 && old.len() <= 4096);
-        let lines: Vec<serde_json::Value> =
-            cur.lines().chain(old.lines()).map(|l| serde_json::from_str(l).expect("json line")).collect();
-        assert!(lines.iter().all(|v| v.get("event").is_some() || v.get("durable").is_some() || v.get("sent").is_some()));
+        let lines: Vec<serde_json::Value> = cur
+            .lines()
+            .chain(old.lines())
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert!(lines.iter().all(|v| v.get("event").is_some()
+            || v.get("durable").is_some()
+            || v.get("sent").is_some()));
         let tail: Vec<&str> = cur.lines().rev().take(3).collect();
         let last: serde_json::Value = serde_json::from_str(tail[2]).expect("json");
         assert_eq!(last["event"]["timer"], "RequestTimeout");
         assert_eq!(last["seq"], 202);
         assert_eq!(last["out"][1]["set_timer"]["min_ms"], 5);
         let durable: serde_json::Value = serde_json::from_str(tail[1]).expect("json");
-        assert_eq!((durable["durable"]["upto"].as_u64(), durable["durable"]["hash"].as_str()), (Some(202), Some("00000000000000ff")));
+        assert_eq!(
+            (
+                durable["durable"]["upto"].as_u64(),
+                durable["durable"]["hash"].as_str()
+            ),
+            (Some(202), Some("00000000000000ff"))
+        );
         let sent: serde_json::Value = serde_json::from_str(tail[0]).expect("json");
-        assert_eq!((sent["sent"]["upto"].as_u64(), sent["sent"]["count"].as_u64()), (Some(202), Some(2)));
+        assert_eq!(
+            (
+                sent["sent"]["upto"].as_u64(),
+                sent["sent"]["count"].as_u64()
+            ),
+            (Some(202), Some(2))
+        );
     }
 
     #[test]
@@ -295,8 +368,10 @@ mod tests {
         log.record(start(&a), &Out::new()).expect("record");
         log.flush().expect("flush");
         let text = fs::read_to_string(dir.path().join(FILE_NAME)).expect("read");
-        let v: serde_json::Value = serde_json::from_str(text.lines().next().expect("line")).expect("json");
-        let back: Node = serde_json::from_value(v["event"]["start"]["actor"].clone()).expect("actor decodes");
+        let v: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("line")).expect("json");
+        let back: Node =
+            serde_json::from_value(v["event"]["start"]["actor"].clone()).expect("actor decodes");
         assert_eq!(back, a);
         assert_eq!(v["event"]["start"]["format"], FORMAT);
     }

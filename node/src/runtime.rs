@@ -87,7 +87,9 @@ pub const TEST_BUG_ENV: &str = "PETREL_TEST_BUG";
 
 /// The actor with the mutant named by [`TEST_BUG_ENV`] switched on (unchanged if unset).
 fn with_test_bug(actor: Node) -> Result<Node> {
-    let Some(name) = std::env::var_os(TEST_BUG_ENV) else { return Ok(actor) };
+    let Some(name) = std::env::var_os(TEST_BUG_ENV) else {
+        return Ok(actor);
+    };
     let name = name.to_string_lossy().into_owned();
     let bug: petrel_core::Bug = serde_json::from_value(serde_json::Value::String(name.clone()))
         .with_context(|| format!("{TEST_BUG_ENV}={name} names no petrel_core::Bug"))?;
@@ -133,8 +135,7 @@ impl Host {
         let state = actor.on_start(id, &stored, &mut out);
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let transport = transport(state.incarnation(), tx)?;
-        let mut host =
-            Host {
+        let mut host = Host {
             actor,
             id,
             state,
@@ -151,8 +152,16 @@ impl Host {
         if host.send_before_save {
             tracing::warn!("{SEND_BEFORE_SAVE_ENV}=1: sends leave before the state is durable (a test-only bug)");
         }
-        tracing::info!(id = raw_of(id), incarnation = host.state.incarnation(), restored = stored.is_some(), "actor started");
-        let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        tracing::info!(
+            id = raw_of(id),
+            incarnation = host.state.incarnation(),
+            restored = stored.is_some(),
+            "actor started"
+        );
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
         let start = Start {
             format: FORMAT,
             id: raw_of(id),
@@ -185,7 +194,11 @@ impl Host {
     }
 
     /// Handle events until `shutdown` completes or `stop_when` holds for the state.
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>, stop_when: impl Fn(&NodeState) -> bool) -> Result<Exit> {
+    pub async fn run(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        stop_when: impl Fn(&NodeState) -> bool,
+    ) -> Result<Exit> {
         tokio::pin!(shutdown);
         loop {
             if stop_when(&self.state) {
@@ -226,15 +239,25 @@ impl Host {
                 self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
                 self.state = state.into_owned();
                 if let Some(m) = &logged {
-                    self.log(Event::Msg { src: raw_of(src), msg: m }, &out);
+                    self.log(
+                        Event::Msg {
+                            src: raw_of(src),
+                            msg: m,
+                        },
+                        &out,
+                    );
                 }
                 self.apply_timers(&out);
                 outs.push(out);
             }
             Ev::Timers => {
                 let now = Instant::now();
-                let mut due: Vec<(Instant, Timer)> =
-                    self.timers.iter().filter(|(_, at)| **at <= now).map(|(t, at)| (*at, t.clone())).collect();
+                let mut due: Vec<(Instant, Timer)> = self
+                    .timers
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(t, at)| (*at, t.clone()))
+                    .collect();
                 due.sort();
                 for (_, timer) in due {
                     // An earlier timer's handler may have cancelled or re-armed this one.
@@ -258,7 +281,11 @@ impl Host {
     /// The state for a handler, moved out (the caller puts it back): a borrowed `Cow`
     /// would be cloned whole by the first change, a copy of every key on every event.
     fn lend_state(&mut self) -> Cow<'static, NodeState> {
-        let placeholder = NodeState::Replica(ReplicaState { incarnation: 0, parts: Default::default(), broken: None });
+        let placeholder = NodeState::Replica(ReplicaState {
+            incarnation: 0,
+            parts: Default::default(),
+            broken: None,
+        });
         Cow::Owned(std::mem::replace(&mut self.state, placeholder))
     }
 
@@ -297,7 +324,10 @@ impl Host {
                     Command::Save(s) => last_save = Some(s),
                     Command::Send(dst, msg) => sends.push((dst, msg)),
                     Command::SetTimer(..) | Command::CancelTimer(_) => {}
-                    Command::ChooseRandom(key, _) => tracing::warn!(key, "the core asked for a random choice; the node makes none"),
+                    Command::ChooseRandom(key, _) => tracing::warn!(
+                        key,
+                        "the core asked for a random choice; the node makes none"
+                    ),
                 }
             }
         }

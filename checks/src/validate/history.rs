@@ -28,9 +28,24 @@ pub struct Call {
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Line {
-    Invoke { call: String, pid: u32, us: u64, meta: u64, table: u8, op: ClientOp },
-    Ok { call: String, us: u64, result: OpResult },
-    Info { call: String, us: u64, error: String },
+    Invoke {
+        call: String,
+        pid: u32,
+        us: u64,
+        meta: u64,
+        table: u8,
+        op: ClientOp,
+    },
+    Ok {
+        call: String,
+        us: u64,
+        result: OpResult,
+    },
+    Info {
+        call: String,
+        us: u64,
+        error: String,
+    },
 }
 
 /// History files under `dir`: any `*.history.jsonl` or `client-history*.jsonl`.
@@ -45,7 +60,9 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".history.jsonl") || (name.starts_with("client-history") && name.ends_with(".jsonl")) {
+            if name.ends_with(".history.jsonl")
+                || (name.starts_with("client-history") && name.ends_with(".jsonl"))
+            {
                 found.push(entry.path());
             }
         }
@@ -59,29 +76,55 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn read(paths: &[PathBuf]) -> Result<Vec<Call>, String> {
     let mut calls: BTreeMap<String, Call> = BTreeMap::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let at = format!("{}:{}", path.display(), i + 1);
-            let parsed: Line = serde_json::from_str(line).map_err(|e| format!("{at}: not a history line ({e})"))?;
+            let parsed: Line = serde_json::from_str(line)
+                .map_err(|e| format!("{at}: not a history line ({e})"))?;
             match parsed {
-                Line::Invoke { call, pid, us, meta, table, op } => {
+                Line::Invoke {
+                    call,
+                    pid,
+                    us,
+                    meta,
+                    table,
+                    op,
+                } => {
                     if calls.contains_key(&call) {
                         return Err(format!("{at}: call {call} invoked twice"));
                     }
-                    calls.insert(call.clone(), Call { call, pid, meta, table, op, invoked_us: us, done: None, failed: None, at });
+                    calls.insert(
+                        call.clone(),
+                        Call {
+                            call,
+                            pid,
+                            meta,
+                            table,
+                            op,
+                            invoked_us: us,
+                            done: None,
+                            failed: None,
+                            at,
+                        },
+                    );
                 }
                 Line::Ok { call, us, result } => {
-                    let c = calls.get_mut(&call).ok_or_else(|| format!("{at}: a response to {call}, never invoked"))?;
+                    let c = calls
+                        .get_mut(&call)
+                        .ok_or_else(|| format!("{at}: a response to {call}, never invoked"))?;
                     if us < c.invoked_us {
                         return Err(format!("{at}: call {call} answered before it was invoked"));
                     }
                     c.done = Some((us, result));
                 }
                 Line::Info { call, us, error } => {
-                    let c = calls.get_mut(&call).ok_or_else(|| format!("{at}: a response to {call}, never invoked"))?;
+                    let c = calls
+                        .get_mut(&call)
+                        .ok_or_else(|| format!("{at}: a response to {call}, never invoked"))?;
                     c.failed = Some((us, error));
                 }
             }

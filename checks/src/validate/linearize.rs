@@ -100,8 +100,15 @@ fn describe(op: &Op) -> String {
         Some(KvRet::ReadOk(None)) => "→ absent".into(),
         None => "outcome unknown".into(),
     };
-    let end = if op.ret_us == u64::MAX { "…".into() } else { op.ret_us.to_string() };
-    format!("call {} (pid {}) {what} {result}, [{} µs, {end} µs] ({})", op.call.call, op.call.pid, op.call.invoked_us, op.call.at)
+    let end = if op.ret_us == u64::MAX {
+        "…".into()
+    } else {
+        op.ret_us.to_string()
+    };
+    format!(
+        "call {} (pid {}) {what} {result}, [{} µs, {end} µs] ({})",
+        op.call.call, op.call.pid, op.call.invoked_us, op.call.at
+    )
 }
 
 /// Check every key of `calls`, skipping `(meta, table)` pairs in `skip` (follower
@@ -112,13 +119,22 @@ pub fn check(calls: &[Call], skip: &HashSet<(u64, u8)>) -> Vec<KeyVerdict> {
         if skip.contains(&(c.meta, c.table)) {
             continue;
         }
-        by_key.entry((c.meta, c.table, key_of(&c.op).clone())).or_default().push(c);
+        by_key
+            .entry((c.meta, c.table, key_of(&c.op).clone()))
+            .or_default()
+            .push(c);
     }
     by_key
         .into_iter()
         .map(|((meta, table, key), calls)| {
             let ops = calls.len();
-            KeyVerdict { meta, table, key, ops, outcome: check_key(&calls) }
+            KeyVerdict {
+                meta,
+                table,
+                key,
+                ops,
+                outcome: check_key(&calls),
+            }
         })
         .collect()
 }
@@ -127,11 +143,22 @@ fn check_key(calls: &[&Call]) -> Outcome {
     let mut ops: Vec<Op> = calls
         .iter()
         .filter_map(|c| {
-            let definite = c.done.as_ref().and_then(|(us, r)| Some((*us, KvRet::of(r)?)));
+            let definite = c
+                .done
+                .as_ref()
+                .and_then(|(us, r)| Some((*us, KvRet::of(r)?)));
             match (definite, &c.op) {
-                (Some((us, r)), _) => Some(Op { call: c, ret_us: us, ret: Some(r) }),
+                (Some((us, r)), _) => Some(Op {
+                    call: c,
+                    ret_us: us,
+                    ret: Some(r),
+                }),
                 (None, ClientOp::Get(_)) => None,
-                (None, _) => Some(Op { call: c, ret_us: u64::MAX, ret: None }),
+                (None, _) => Some(Op {
+                    call: c,
+                    ret_us: u64::MAX,
+                    ret: None,
+                }),
             }
         })
         .collect();
@@ -139,10 +166,24 @@ fn check_key(calls: &[&Call]) -> Outcome {
     let n = ops.len() as u32;
     let required = ops.iter().filter(|o| o.ret.is_some()).count();
     let mut visited: HashSet<(Done, State)> = HashSet::new();
-    let start = (Done { first: 0, extra: Vec::new() }, State(Kv::default()), 0usize);
+    let start = (
+        Done {
+            first: 0,
+            extra: Vec::new(),
+        },
+        State(Kv::default()),
+        0usize,
+    );
     let mut stack = vec![start];
     // The deepest state reached, for the report.
-    let mut deepest: (usize, Done, Kv) = (0, Done { first: 0, extra: Vec::new() }, Kv::default());
+    let mut deepest: (usize, Done, Kv) = (
+        0,
+        Done {
+            first: 0,
+            extra: Vec::new(),
+        },
+        Kv::default(),
+    );
     while let Some((done, state, count)) = stack.pop() {
         if count >= required {
             return Outcome::Linearizable;
@@ -193,10 +234,18 @@ fn check_key(calls: &[&Call]) -> Outcome {
 /// return), the value the map held, and those operations.
 fn report(ops: &[Op], done: &Done, kv: &Kv) -> String {
     let open: Vec<usize> = (0..ops.len()).filter(|i| !done.has(*i as u32)).collect();
-    let Some(&blocker) = open.iter().filter(|i| ops[**i].ret.is_some()).min_by_key(|i| ops[**i].ret_us) else {
+    let Some(&blocker) = open
+        .iter()
+        .filter(|i| ops[**i].ret.is_some())
+        .min_by_key(|i| ops[**i].ret_us)
+    else {
         return "no operation blocks (internal)".into();
     };
-    let value = kv.0.values().next().map(|v| v.to_text()).unwrap_or_else(|| "absent".into());
+    let value =
+        kv.0.values()
+            .next()
+            .map(|v| v.to_text())
+            .unwrap_or_else(|| "absent".into());
     let candidates: Vec<String> = open
         .iter()
         .filter(|i| ops[**i].call.invoked_us < ops[blocker].ret_us && **i != blocker)
@@ -224,25 +273,63 @@ mod tests {
     use petrel_core::OpResult;
 
     fn call(n: u32, op: ClientOp, inv: u64, done: Option<(u64, OpResult)>) -> Call {
-        Call { call: format!("1-{n}"), pid: 1, meta: 0, table: 1, op, invoked_us: inv, done, failed: None, at: format!("h:{n}") }
+        Call {
+            call: format!("1-{n}"),
+            pid: 1,
+            meta: 0,
+            table: 1,
+            op,
+            invoked_us: inv,
+            done,
+            failed: None,
+            at: format!("h:{n}"),
+        }
     }
 
     fn verdict(calls: &[Call]) -> Outcome {
         let v = check(calls, &HashSet::new());
-        v.into_iter().map(|k| k.outcome).find(|o| *o != Outcome::Linearizable).unwrap_or(Outcome::Linearizable)
+        v.into_iter()
+            .map(|k| k.outcome)
+            .find(|o| *o != Outcome::Linearizable)
+            .unwrap_or(Outcome::Linearizable)
     }
 
     #[test]
     fn sequential_and_concurrent_histories() {
         let ok = vec![
             call(1, ClientOp::put("k", "1"), 0, Some((10, OpResult::WriteOk))),
-            call(2, ClientOp::get("k"), 20, Some((30, OpResult::ReadOk(Some("1".into()))))),
+            call(
+                2,
+                ClientOp::get("k"),
+                20,
+                Some((30, OpResult::ReadOk(Some("1".into())))),
+            ),
             // Concurrent put 2 and get: the get may see either value.
-            call(3, ClientOp::put("k", "2"), 40, Some((60, OpResult::WriteOk))),
-            call(4, ClientOp::get("k"), 45, Some((50, OpResult::ReadOk(Some("1".into()))))),
-            call(5, ClientOp::get("k"), 70, Some((80, OpResult::ReadOk(Some("2".into()))))),
+            call(
+                3,
+                ClientOp::put("k", "2"),
+                40,
+                Some((60, OpResult::WriteOk)),
+            ),
+            call(
+                4,
+                ClientOp::get("k"),
+                45,
+                Some((50, OpResult::ReadOk(Some("1".into())))),
+            ),
+            call(
+                5,
+                ClientOp::get("k"),
+                70,
+                Some((80, OpResult::ReadOk(Some("2".into())))),
+            ),
             call(6, ClientOp::del("k"), 90, Some((95, OpResult::WriteOk))),
-            call(7, ClientOp::get("k"), 96, Some((99, OpResult::ReadOk(None)))),
+            call(
+                7,
+                ClientOp::get("k"),
+                96,
+                Some((99, OpResult::ReadOk(None))),
+            ),
         ];
         assert_eq!(verdict(&ok), Outcome::Linearizable);
     }
@@ -251,11 +338,23 @@ mod tests {
     fn a_stale_read_is_caught_and_named() {
         let stale = vec![
             call(1, ClientOp::put("k", "1"), 0, Some((10, OpResult::WriteOk))),
-            call(2, ClientOp::put("k", "2"), 20, Some((30, OpResult::WriteOk))),
-            call(3, ClientOp::get("k"), 40, Some((50, OpResult::ReadOk(Some("1".into()))))),
+            call(
+                2,
+                ClientOp::put("k", "2"),
+                20,
+                Some((30, OpResult::WriteOk)),
+            ),
+            call(
+                3,
+                ClientOp::get("k"),
+                40,
+                Some((50, OpResult::ReadOk(Some("1".into())))),
+            ),
         ];
         match verdict(&stale) {
-            Outcome::Violation(why) => assert!(why.contains("call 1-3") && why.contains("→ 1"), "{why}"),
+            Outcome::Violation(why) => {
+                assert!(why.contains("call 1-3") && why.contains("→ 1"), "{why}")
+            }
             o => panic!("not caught: {o:?}"),
         }
     }
@@ -264,17 +363,32 @@ mod tests {
     fn an_unknown_write_may_or_may_not_have_happened() {
         let seen = vec![
             call(1, ClientOp::put("k", "1"), 0, None),
-            call(2, ClientOp::get("k"), 20, Some((30, OpResult::ReadOk(Some("1".into()))))),
+            call(
+                2,
+                ClientOp::get("k"),
+                20,
+                Some((30, OpResult::ReadOk(Some("1".into())))),
+            ),
         ];
         assert_eq!(verdict(&seen), Outcome::Linearizable);
         let not_seen = vec![
             call(1, ClientOp::put("k", "1"), 0, None),
-            call(2, ClientOp::get("k"), 20, Some((30, OpResult::ReadOk(None)))),
+            call(
+                2,
+                ClientOp::get("k"),
+                20,
+                Some((30, OpResult::ReadOk(None))),
+            ),
         ];
         assert_eq!(verdict(&not_seen), Outcome::Linearizable);
         // A read cannot see a write invoked after it returned.
         let future = vec![
-            call(1, ClientOp::get("k"), 0, Some((10, OpResult::ReadOk(Some("1".into()))))),
+            call(
+                1,
+                ClientOp::get("k"),
+                0,
+                Some((10, OpResult::ReadOk(Some("1".into())))),
+            ),
             call(2, ClientOp::put("k", "1"), 20, None),
         ];
         assert!(matches!(verdict(&future), Outcome::Violation(_)));
@@ -296,7 +410,12 @@ mod tests {
                 if w % 2 == 0 {
                     let v = format!("{round}-{w}");
                     value.insert(inv + 1, (key.len() as u64, format!("{key}={v}")));
-                    calls.push(call(n, ClientOp::put(key.as_str(), v.as_str()), inv, Some((inv + 30, OpResult::WriteOk))));
+                    calls.push(call(
+                        n,
+                        ClientOp::put(key.as_str(), v.as_str()),
+                        inv,
+                        Some((inv + 30, OpResult::WriteOk)),
+                    ));
                 } else {
                     let seen = value
                         .range(..=inv + 2)
@@ -305,12 +424,21 @@ mod tests {
                         .find(|kv| kv.starts_with(&format!("{key}=")))
                         .map(|kv| kv[key.len() + 1..].to_string());
                     let r = OpResult::ReadOk(seen.map(|s| s.as_str().into()));
-                    calls.push(call(n, ClientOp::get(key.as_str()), inv, Some((inv + 30, r))));
+                    calls.push(call(
+                        n,
+                        ClientOp::get(key.as_str()),
+                        inv,
+                        Some((inv + 30, r)),
+                    ));
                 }
             }
         }
         let t = std::time::Instant::now();
         assert_eq!(verdict(&calls), Outcome::Linearizable);
-        assert!(t.elapsed().as_secs() < 10, "8,000 operations took {:?}", t.elapsed());
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "8,000 operations took {:?}",
+            t.elapsed()
+        );
     }
 }

@@ -34,9 +34,22 @@ pub enum Input {
 
 #[derive(Clone, Debug)]
 pub enum Item {
-    Event { seq: u64, ms: u64, input: Input, out: Vec<Value> },
-    Durable { upto: u64, hash: String, ms: u64 },
-    Sent { upto: u64, count: u64, ms: u64 },
+    Event {
+        seq: u64,
+        ms: u64,
+        input: Input,
+        out: Vec<Value>,
+    },
+    Durable {
+        upto: u64,
+        hash: String,
+        ms: u64,
+    },
+    Sent {
+        upto: u64,
+        count: u64,
+        ms: u64,
+    },
 }
 
 impl Item {
@@ -119,7 +132,10 @@ pub fn find_logs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Read one node's log. `Err` says why it is incomplete or unreadable.
 pub fn read(path: &Path) -> Result<NodeLog, Incomplete> {
-    let bad = |why: String| Incomplete { path: path.to_path_buf(), why };
+    let bad = |why: String| Incomplete {
+        path: path.to_path_buf(),
+        why,
+    };
     let rotated = path.with_extension("jsonl.1");
     if rotated.exists() {
         return Err(bad(format!(
@@ -134,44 +150,76 @@ pub fn read(path: &Path) -> Result<NodeLog, Incomplete> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("line {n} is not JSON ({e})")))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("line {n} is not JSON ({e})")))?;
         if let Some(e) = v.get("error") {
-            return Err(bad(format!("line {n}: the node could not record an event ({e})")));
+            return Err(bad(format!(
+                "line {n}: the node could not record an event ({e})"
+            )));
         }
         if v.get("event").is_some() {
-            let ev: EventLine = serde_json::from_value(v).map_err(|e| bad(format!("line {n}: not an event line ({e})")))?;
+            let ev: EventLine = serde_json::from_value(v)
+                .map_err(|e| bad(format!("line {n}: not an event line ({e})")))?;
             let input = match ev.event {
                 EventRec::Start(start) => {
                     if start.format != FORMAT {
-                        return Err(bad(format!("line {n}: format {:?}, this validator reads {FORMAT}", start.format)));
+                        return Err(bad(format!(
+                            "line {n}: format {:?}, this validator reads {FORMAT}",
+                            start.format
+                        )));
                     }
                     if ev.seq != 1 {
-                        return Err(bad(format!("line {n}: a start with seq {} (expected 1)", ev.seq)));
+                        return Err(bad(format!(
+                            "line {n}: a start with seq {} (expected 1)",
+                            ev.seq
+                        )));
                     }
                     if let Some(prev) = lives.first() {
                         if prev.start.id != start.id {
-                            return Err(bad(format!("line {n}: node {} in the log of node {}", start.id, prev.start.id)));
+                            return Err(bad(format!(
+                                "line {n}: node {} in the log of node {}",
+                                start.id, prev.start.id
+                            )));
                         }
                     }
-                    lives.push(Life { start, start_out: ev.out, items: Vec::new(), line: n, events: 0 });
+                    lives.push(Life {
+                        start,
+                        start_out: ev.out,
+                        items: Vec::new(),
+                        line: n,
+                        events: 0,
+                    });
                     continue;
                 }
                 EventRec::Msg { src, msg } => Input::Msg { src, msg },
                 EventRec::Timer(t) => Input::Timer(t),
             };
             let Some(life) = lives.last_mut() else {
-                return Err(bad(format!("line {n}: events before any start line (the log lost its beginning)")));
+                return Err(bad(format!(
+                    "line {n}: events before any start line (the log lost its beginning)"
+                )));
             };
             let expected = life.events + 2;
             if ev.seq != expected {
-                return Err(bad(format!("line {n}: event seq {} where {expected} was expected (lines are missing)", ev.seq)));
+                return Err(bad(format!(
+                    "line {n}: event seq {} where {expected} was expected (lines are missing)",
+                    ev.seq
+                )));
             }
             life.events += 1;
-            life.items.push(Item::Event { seq: ev.seq, ms: ev.ms, input, out: ev.out });
+            life.items.push(Item::Event {
+                seq: ev.seq,
+                ms: ev.ms,
+                input,
+                out: ev.out,
+            });
         } else {
-            let eff: EffectLine = serde_json::from_value(v).map_err(|e| bad(format!("line {n}: unknown line ({e})")))?;
+            let eff: EffectLine = serde_json::from_value(v)
+                .map_err(|e| bad(format!("line {n}: unknown line ({e})")))?;
             let Some(life) = lives.last_mut() else {
-                return Err(bad(format!("line {n}: effects before any start line (the log lost its beginning)")));
+                return Err(bad(format!(
+                    "line {n}: effects before any start line (the log lost its beginning)"
+                )));
             };
             life.items.push(match eff {
                 EffectLine::Durable { upto, hash, ms } => Item::Durable { upto, hash, ms },
@@ -179,6 +227,12 @@ pub fn read(path: &Path) -> Result<NodeLog, Incomplete> {
             });
         }
     }
-    let Some(first) = lives.first() else { return Err(bad("the log is empty".into())) };
-    Ok(NodeLog { path: path.to_path_buf(), id: first.start.id, lives })
+    let Some(first) = lives.first() else {
+        return Err(bad("the log is empty".into()));
+    };
+    Ok(NodeLog {
+        path: path.to_path_buf(),
+        id: first.start.id,
+        lives,
+    })
 }

@@ -57,24 +57,45 @@ fn content_key(v: &Value) -> u64 {
 fn steps_of(node: usize, log: &NodeLog) -> Vec<Step> {
     let mut v = Vec::new();
     for (l, life) in log.lives.iter().enumerate() {
-        v.push(Step { node, life: l, item: None });
-        v.extend((0..life.items.len()).map(|i| Step { node, life: l, item: Some(i) }));
+        v.push(Step {
+            node,
+            life: l,
+            item: None,
+        });
+        v.extend((0..life.items.len()).map(|i| Step {
+            node,
+            life: l,
+            item: Some(i),
+        }));
     }
     v
 }
 
+/// (sender id, receiver id, content hash): one message's copies on one link.
+type LinkContent = (u64, u64, u64);
+/// (node index, life, item; `usize::MAX` for the start event).
+type Position = (usize, usize, usize);
+
 pub fn merge(logs: &[NodeLog]) -> Result<Merged, String> {
     let index_of: BTreeMap<u64, usize> = logs.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
     // Sends per (src, dst, content): the position of each in the sender's step list.
-    let mut sends: HashMap<(u64, u64, u64), Vec<(usize, usize, usize)>> = HashMap::new();
-    let per_node: Vec<Vec<Step>> = logs.iter().enumerate().map(|(n, l)| steps_of(n, l)).collect();
+    let mut sends: HashMap<LinkContent, Vec<Position>> = HashMap::new();
+    let per_node: Vec<Vec<Step>> = logs
+        .iter()
+        .enumerate()
+        .map(|(n, l)| steps_of(n, l))
+        .collect();
     for (n, log) in logs.iter().enumerate() {
         for (l, life) in log.lives.iter().enumerate() {
             let mut record = |item: usize, out: &[Value]| {
                 for c in out {
                     if let Some(s) = c.get("send") {
                         let dst = s.get("dst").and_then(Value::as_u64).unwrap_or(u64::MAX);
-                        let key = (log.id, dst, content_key(s.get("msg").unwrap_or(&Value::Null)));
+                        let key = (
+                            log.id,
+                            dst,
+                            content_key(s.get("msg").unwrap_or(&Value::Null)),
+                        );
                         sends.entry(key).or_default().push((n, l, item));
                     }
                 }
@@ -94,7 +115,14 @@ pub fn merge(logs: &[NodeLog]) -> Result<Merged, String> {
     for (n, log) in logs.iter().enumerate() {
         for (l, life) in log.lives.iter().enumerate() {
             for (i, it) in life.items.iter().enumerate() {
-                let Item::Event { seq, input: Input::Msg { src, msg }, .. } = it else { continue };
+                let Item::Event {
+                    seq,
+                    input: Input::Msg { src, msg },
+                    ..
+                } = it
+                else {
+                    continue;
+                };
                 if !index_of.contains_key(src) || msg.get("PeerDown").is_some() {
                     continue; // a client (not logged) or the driver's failure notice
                 }
@@ -122,17 +150,34 @@ pub fn merge(logs: &[NodeLog]) -> Result<Merged, String> {
     // placed[(node, life, item)] is implied by pos: a step is placed iff it is before pos.
     let flat_index: Vec<HashMap<(usize, usize), usize>> = per_node
         .iter()
-        .map(|steps| steps.iter().enumerate().map(|(k, s)| ((s.life, s.item.unwrap_or(usize::MAX)), k)).collect())
+        .map(|steps| {
+            steps
+                .iter()
+                .enumerate()
+                .map(|(k, s)| ((s.life, s.item.unwrap_or(usize::MAX)), k))
+                .collect()
+        })
         .collect();
-    let start_index = |node: usize, life: usize| flat_index[node].get(&(life, usize::MAX)).copied().unwrap_or(0);
+    let start_index = |node: usize, life: usize| {
+        flat_index[node]
+            .get(&(life, usize::MAX))
+            .copied()
+            .unwrap_or(0)
+    };
     loop {
         let mut best: Option<(u64, usize)> = None;
         for (n, steps) in per_node.iter().enumerate() {
-            let Some(step) = steps.get(pos[n]) else { continue };
+            let Some(step) = steps.get(pos[n]) else {
+                continue;
+            };
             let ready = match step.item.and_then(|i| send_of.get(&(n, step.life, i))) {
                 None => true,
                 Some(&(sn, sl, si)) => {
-                    let k = if si == usize::MAX { start_index(sn, sl) } else { flat_index[sn].get(&(sl, si)).copied().unwrap_or(0) };
+                    let k = if si == usize::MAX {
+                        start_index(sn, sl)
+                    } else {
+                        flat_index[sn].get(&(sl, si)).copied().unwrap_or(0)
+                    };
                     pos[sn] > k
                 }
             };
@@ -154,5 +199,9 @@ pub fn merge(logs: &[NodeLog]) -> Result<Merged, String> {
     if order.len() != per_node.iter().map(Vec::len).sum::<usize>() {
         return Err("the logs' deliveries and sends form a cycle (no order respects happens-before): the logs are inconsistent".into());
     }
-    Ok(Merged { order, send_of, unmatched })
+    Ok(Merged {
+        order,
+        send_of,
+        unmatched,
+    })
 }

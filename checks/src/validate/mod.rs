@@ -27,10 +27,10 @@ use log::{Input, Item, NodeLog};
 use petrel_core::{Msg, Node, NodeState};
 use replay::{Fault, Replayer};
 use serde_json::{json, Value};
+use stateright::actor::{Command, Out};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
-use stateright::actor::{Command, Out};
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -83,14 +83,19 @@ pub struct Report {
 
 impl Report {
     pub fn violated(&self) -> bool {
-        !self.conformance.is_empty() || self.properties.iter().any(|p| p.2.is_some()) || !self.lin.violations.is_empty()
+        !self.conformance.is_empty()
+            || self.properties.iter().any(|p| p.2.is_some())
+            || !self.lin.violations.is_empty()
     }
 
     /// 0 all hold; 1 a violation; 2 incomplete, unreadable or inconclusive.
     pub fn exit_code(&self) -> u8 {
         if self.violated() {
             1
-        } else if !self.incomplete.is_empty() || !self.lin.inconclusive.is_empty() || self.nodes.is_empty() {
+        } else if !self.incomplete.is_empty()
+            || !self.lin.inconclusive.is_empty()
+            || self.nodes.is_empty()
+        {
             2
         } else {
             0
@@ -100,12 +105,22 @@ impl Report {
     pub fn text(&self) -> String {
         let mut t = String::new();
         for n in &self.nodes {
-            t += &format!("node {:>4} {:<8} {} lives, {} events replayed  ({})\n", n.id, n.role, n.lives, n.events, n.path.display());
+            t += &format!(
+                "node {:>4} {:<8} {} lives, {} events replayed  ({})\n",
+                n.id,
+                n.role,
+                n.lives,
+                n.events,
+                n.path.display()
+            );
         }
         for c in &self.conformance {
             t += &format!("CONFORMANCE violated: {c}\n");
         }
-        let upto = self.props_until.map(|k| format!(" up to step {k}, where a node's replay stopped")).unwrap_or_default();
+        let upto = self
+            .props_until
+            .map(|k| format!(" up to step {k}, where a node's replay stopped"))
+            .unwrap_or_default();
         for (id, name, v) in &self.properties {
             match v {
                 None => t += &format!("{id} {name}: holds{upto}\n"),
@@ -128,7 +143,10 @@ impl Report {
             t += &format!("INCOMPLETE: {i}\n");
         }
         let rate = self.events as f64 / self.seconds.max(1e-6);
-        t += &format!("{} steps ({} events) validated in {:.2} s ({:.0} events/s)\n", self.steps, self.events, self.seconds, rate);
+        t += &format!(
+            "{} steps ({} events) validated in {:.2} s ({:.0} events/s)\n",
+            self.steps, self.events, self.seconds, rate
+        );
         if let Some(p) = &self.trace_written {
             t += &format!("trace written to {}\n", p.display());
         }
@@ -175,6 +193,9 @@ fn kind_of(msg: &Value) -> String {
     }
 }
 
+/// A replayed event: its commands, trace kind, sender lane, message kind, description.
+type Moved = (Out<Node>, &'static str, Option<usize>, String, String);
+
 /// Validate the run whose node data directories (or a parent of them) are `dirs`.
 pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     let began = Instant::now();
@@ -183,20 +204,32 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     let mut history_files = opts.histories.clone();
     for d in dirs {
         match log::find_logs(d) {
-            Ok(found) if found.is_empty() => report.incomplete.push(format!("{}: no {} under it", d.display(), log::FILE_NAME)),
+            Ok(found) if found.is_empty() => {
+                report
+                    .incomplete
+                    .push(format!("{}: no {} under it", d.display(), log::FILE_NAME))
+            }
             Ok(found) => {
                 for p in found {
                     match log::read(&p) {
                         Ok(l) => logs.push(l),
-                        Err(e) => report.incomplete.push(format!("{}: {}", e.path.display(), e.why)),
+                        Err(e) => {
+                            report
+                                .incomplete
+                                .push(format!("{}: {}", e.path.display(), e.why))
+                        }
                     }
                 }
             }
-            Err(e) => report.incomplete.push(format!("{}: cannot list: {e}", d.display())),
+            Err(e) => report
+                .incomplete
+                .push(format!("{}: cannot list: {e}", d.display())),
         }
         match history::find(d) {
             Ok(h) => history_files.extend(h),
-            Err(e) => report.incomplete.push(format!("{}: cannot list: {e}", d.display())),
+            Err(e) => report
+                .incomplete
+                .push(format!("{}: cannot list: {e}", d.display())),
         }
     }
     history_files.sort();
@@ -204,14 +237,24 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     let mut ids = HashSet::new();
     for l in &logs {
         if !ids.insert(l.id) {
-            report.incomplete.push(format!("node {} has two logs (e.g. {}): give each run's directories once", l.id, l.path.display()));
+            report.incomplete.push(format!(
+                "node {} has two logs (e.g. {}): give each run's directories once",
+                l.id,
+                l.path.display()
+            ));
         }
     }
     logs.sort_by_key(|l| l.id);
     logs.dedup_by_key(|l| l.id);
     for l in &logs {
         let role = role_of(&l.lives[0].start.actor).to_string();
-        report.nodes.push(NodeSummary { id: l.id, role, path: l.path.clone(), lives: l.lives.len(), events: 0 });
+        report.nodes.push(NodeSummary {
+            id: l.id,
+            role,
+            path: l.path.clone(),
+            lives: l.lives.len(),
+            events: 0,
+        });
     }
 
     let mut reps: Vec<Replayer> = logs.iter().map(|l| Replayer::new(l.id)).collect();
@@ -223,8 +266,17 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                 let role = role_of(&l.lives[0].start.actor);
                 // A cluster is named by its meta server's id.
                 let actor = &l.lives[0].start.actor;
-                let meta = if role == "meta" { Some(l.id) } else { actor.get("Replica").and_then(|r| r.get("meta")).and_then(Value::as_u64) };
-                let cluster = meta.map(|m| format!("cluster of meta {m}")).unwrap_or_default();
+                let meta = if role == "meta" {
+                    Some(l.id)
+                } else {
+                    actor
+                        .get("Replica")
+                        .and_then(|r| r.get("meta"))
+                        .and_then(Value::as_u64)
+                };
+                let cluster = meta
+                    .map(|m| format!("cluster of meta {m}"))
+                    .unwrap_or_default();
                 (format!("{role}-{}", l.id), role.to_string(), cluster)
             })
             .collect();
@@ -243,24 +295,46 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                 }
                 let life = &logs[n].lives[step.life];
                 let time = life.start.unix_ms + step.item.map(|i| life.items[i].ms()).unwrap_or(0);
-                let result: Result<Option<(Out<Node>, &'static str, Option<usize>, String, String)>, Fault> = match step.item {
+                let result: Result<Option<Moved>, Fault> = match step.item {
                     None => reps[n].start(life).map(|o| {
-                        let label = format!("start, life {} (incarnation {})", step.life + 1, life.start.incarnation);
+                        let label = format!(
+                            "start, life {} (incarnation {})",
+                            step.life + 1,
+                            life.start.incarnation
+                        );
                         Some((o, "recover", None, "start".to_string(), label))
                     }),
                     Some(i) => match &life.items[i] {
-                        Item::Event { seq, input, out, .. } => reps[n].event(*seq, input, out).map(|o| {
+                        Item::Event {
+                            seq, input, out, ..
+                        } => reps[n].event(*seq, input, out).map(|o| {
                             let (kind, src, msg_kind, what) = match input {
                                 Input::Msg { src, msg } => {
-                                    let kind = if msg.get("PeerDown").is_some() || !index_of.contains_key(src) { "env" } else { "deliver" };
-                                    let from = index_of.get(src).copied().filter(|_| kind == "deliver");
-                                    (kind, from, kind_of(msg), format!("{} from {src}", kind_of(msg)))
+                                    let kind = if msg.get("PeerDown").is_some()
+                                        || !index_of.contains_key(src)
+                                    {
+                                        "env"
+                                    } else {
+                                        "deliver"
+                                    };
+                                    let from =
+                                        index_of.get(src).copied().filter(|_| kind == "deliver");
+                                    (
+                                        kind,
+                                        from,
+                                        kind_of(msg),
+                                        format!("{} from {src}", kind_of(msg)),
+                                    )
                                 }
-                                Input::Timer(t) => ("timeout", None, kind_of(t), format!("timer {}", kind_of(t))),
+                                Input::Timer(t) => {
+                                    ("timeout", None, kind_of(t), format!("timer {}", kind_of(t)))
+                                }
                             };
                             Some((o, kind, src, msg_kind, what))
                         }),
-                        Item::Durable { upto, hash, .. } => reps[n].durable(*upto, hash).map(|_| None),
+                        Item::Durable { upto, hash, .. } => {
+                            reps[n].durable(*upto, hash).map(|_| None)
+                        }
                         Item::Sent { upto, .. } => reps[n].sent(*upto).map(|_| None),
                     },
                 };
@@ -282,9 +356,21 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                                     _ => None,
                                 })
                                 .collect();
-                            let state = reps[n].state.as_ref().map(trace::state_json).unwrap_or(Value::Null);
+                            let state = reps[n]
+                                .state
+                                .as_ref()
+                                .map(trace::state_json)
+                                .unwrap_or(Value::Null);
                             let label = format!("[{}] {what}", trace::clock(time));
-                            rec.push(trace::TraceStep { kind, actor: n, src, msg_kind, label, sends, state });
+                            rec.push(trace::TraceStep {
+                                kind,
+                                actor: n,
+                                src,
+                                msg_kind,
+                                label,
+                                sends,
+                                state,
+                            });
                             if !props.violations.is_empty() {
                                 rec.frozen = true;
                             }
@@ -312,8 +398,13 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
         s.events = r.events;
     }
     for (id, name) in props::REAL {
-        let v = props.violations.get(id).map(|v| format!("{} (at step {}, node {})", v.detail, v.step + 1, v.node));
-        report.properties.push((id.to_string(), name.to_string(), v));
+        let v = props
+            .violations
+            .get(id)
+            .map(|v| format!("{} (at step {}, node {})", v.detail, v.step + 1, v.node));
+        report
+            .properties
+            .push((id.to_string(), name.to_string(), v));
     }
 
     // Follower tables are copies of another cluster's table: not objects of their own.
@@ -326,21 +417,33 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     report.lin.files = history_files.len();
     if !history_files.is_empty() {
         match history::read(&history_files) {
-            Err(e) => report.incomplete.push(format!("client history unreadable: {e}")),
+            Err(e) => report
+                .incomplete
+                .push(format!("client history unreadable: {e}")),
             Ok(calls) => {
-                report.lin.skipped = calls.iter().filter(|c| followers.contains(&(c.meta, c.table))).count();
+                report.lin.skipped = calls
+                    .iter()
+                    .filter(|c| followers.contains(&(c.meta, c.table)))
+                    .count();
                 let verdicts = linearize::check(&calls, &followers);
                 report.lin.ops = verdicts.iter().map(|v| v.ops).sum();
                 report.lin.keys = verdicts.len();
                 for v in verdicts {
-                    let name = format!("key {} (table {} of the cluster of meta {})", v.key.to_text(), v.table, v.meta);
+                    let name = format!(
+                        "key {} (table {} of the cluster of meta {})",
+                        v.key.to_text(),
+                        v.table,
+                        v.meta
+                    );
                     match v.outcome {
                         linearize::Outcome::Linearizable => {}
-                        linearize::Outcome::Violation(why) => report.lin.violations.push(format!("{name}: {why}")),
-                        linearize::Outcome::Inconclusive => report
-                            .lin
-                            .inconclusive
-                            .push(format!("{name}: the search passed {} states", linearize::MAX_STATES)),
+                        linearize::Outcome::Violation(why) => {
+                            report.lin.violations.push(format!("{name}: {why}"))
+                        }
+                        linearize::Outcome::Inconclusive => report.lin.inconclusive.push(format!(
+                            "{name}: the search passed {} states",
+                            linearize::MAX_STATES
+                        )),
                     }
                 }
             }
@@ -351,15 +454,30 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     if let (Some(path), Some(rec)) = (&opts.trace_out, &recorder) {
         let first = props.violations.values().min_by_key(|v| v.step);
         let prop = first.map(|v| {
-            let name = props::REAL.iter().find(|(id, _)| *id == v.property).map(|(_, n)| *n).unwrap_or("");
+            let name = props::REAL
+                .iter()
+                .find(|(id, _)| *id == v.property)
+                .map(|(_, n)| *n)
+                .unwrap_or("");
             (v.property, name)
         });
         let full_names: Option<String> = prop.map(|(id, name)| format!("{id} {name}"));
-        let scenario = format!("real run: {}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" "));
+        let scenario = format!(
+            "real run: {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let doc = rec.document(&scenario, prop.map(|(id, _)| id).zip(full_names.as_deref()));
-        match serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string()).and_then(|b| std::fs::write(path, b).map_err(|e| e.to_string())) {
+        match serde_json::to_vec_pretty(&doc)
+            .map_err(|e| e.to_string())
+            .and_then(|b| std::fs::write(path, b).map_err(|e| e.to_string()))
+        {
             Ok(()) => report.trace_written = Some(path.clone()),
-            Err(e) => report.incomplete.push(format!("cannot write {}: {e}", path.display())),
+            Err(e) => report
+                .incomplete
+                .push(format!("cannot write {}: {e}", path.display())),
         }
     }
     report

@@ -43,10 +43,13 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// A configuration's members as one node knew them: (primary, secondaries, that node).
+type Known = (Option<Id>, Vec<Id>, u64);
+
 #[derive(Default)]
 pub struct Props {
     primary_of: BTreeMap<(u64, Gpid, Ballot), u64>,
-    config_of: BTreeMap<(u64, Gpid, Ballot), (Option<Id>, Vec<Id>, u64)>,
+    config_of: BTreeMap<(u64, Gpid, Ballot), Known>,
     last_ballot: BTreeMap<(u64, Gpid), Ballot>,
     /// The first violation of each property.
     pub violations: BTreeMap<&'static str, Violation>,
@@ -83,7 +86,12 @@ fn meta(r: &Replayer) -> Option<&MetaState> {
 
 impl Props {
     fn fail(&mut self, property: &'static str, step: usize, node: u64, detail: String) {
-        self.violations.entry(property).or_insert(Violation { property, step, node, detail });
+        self.violations.entry(property).or_insert(Violation {
+            property,
+            step,
+            node,
+            detail,
+        });
     }
 
     /// Judge the run after `step`, which node `at` took, producing `out`.
@@ -92,7 +100,10 @@ impl Props {
         let r = &reps[at];
         let Some(cluster) = cluster_of(r) else { return };
         self.local(step, r, cluster, out);
-        let members: Vec<&Replayer> = reps.iter().filter(|x| cluster_of(x) == Some(cluster)).collect();
+        let members: Vec<&Replayer> = reps
+            .iter()
+            .filter(|x| cluster_of(x) == Some(cluster))
+            .collect();
         self.cluster(step, r.id, cluster, &members);
     }
 
@@ -100,7 +111,14 @@ impl Props {
     fn local(&mut self, step: usize, r: &Replayer, cluster: u64, out: &Out<Node>) {
         let mut configs: Vec<&PartitionConfig> = Vec::new();
         for c in out.iter() {
-            if let Command::Send(_, Msg::ConfigUpdate { config, .. } | Msg::ProposeConfigReply { result: Ok(config), .. }) = c {
+            if let Command::Send(
+                _,
+                Msg::ConfigUpdate { config, .. }
+                | Msg::ProposeConfigReply {
+                    result: Ok(config), ..
+                },
+            ) = c
+            {
                 configs.push(config);
             }
         }
@@ -113,7 +131,12 @@ impl Props {
         if let Some(ps) = parts(r) {
             if let Some(NodeState::Replica(s)) = &r.state {
                 if let Some(b) = &s.broken {
-                    self.fail("SAFE-6", step, r.id, format!("node {} is broken: {b:?}", r.id));
+                    self.fail(
+                        "SAFE-6",
+                        step,
+                        r.id,
+                        format!("node {} is broken: {b:?}", r.id),
+                    );
                 }
             }
             for (g, p) in ps {
@@ -123,7 +146,10 @@ impl Props {
                     let key = (cluster, *g, p.config.ballot);
                     match self.primary_of.get(&key) {
                         Some(other) if *other != r.id => {
-                            let d = format!("nodes {other} and {} were both primary of {g:?} in ballot {}", r.id, p.config.ballot);
+                            let d = format!(
+                                "nodes {other} and {} were both primary of {g:?} in ballot {}",
+                                r.id, p.config.ballot
+                            );
                             self.fail("SAFE-1", step, r.id, d);
                         }
                         Some(_) => {}
@@ -132,15 +158,27 @@ impl Props {
                         }
                     }
                     if p.recovering {
-                        self.fail("SAFE-9", step, r.id, format!("node {} serves {g:?} as primary while recovering", r.id));
+                        self.fail(
+                            "SAFE-9",
+                            step,
+                            r.id,
+                            format!("node {} serves {g:?} as primary while recovering", r.id),
+                        );
                     }
                 }
-                if let Some(d) = (p.snapshot.decree.saturating_add(1)..=p.committed).find(|d| !p.log.contains_key(d)) {
-                    let detail = format!("node {} {g:?}: committed {} but decree {d} is not in its log", r.id, p.committed);
+                if let Some(d) = (p.snapshot.decree.saturating_add(1)..=p.committed)
+                    .find(|d| !p.log.contains_key(d))
+                {
+                    let detail = format!(
+                        "node {} {g:?}: committed {} but decree {d} is not in its log",
+                        r.id, p.committed
+                    );
                     self.fail("SAFE-5", step, r.id, detail);
                 }
                 for (id, d) in &p.dups {
-                    if d.entry.status == DupStatus::Log && !(d.confirmed <= d.shipped && d.shipped <= p.committed) {
+                    if d.entry.status == DupStatus::Log
+                        && !(d.confirmed <= d.shipped && d.shipped <= p.committed)
+                    {
                         let detail = format!(
                             "node {} {g:?} dup {id:?}: confirmed {} shipped {} committed {}",
                             r.id, d.confirmed, d.shipped, p.committed
@@ -165,7 +203,8 @@ impl Props {
                 }
                 Some(_) => {}
                 None => {
-                    self.config_of.insert(key, (c.primary, c.secondaries.clone(), r.id));
+                    self.config_of
+                        .insert(key, (c.primary, c.secondaries.clone(), r.id));
                 }
             }
         }
@@ -174,7 +213,10 @@ impl Props {
     fn ballot_step(&mut self, step: usize, node: u64, c: &PartitionConfig, whose: &str) {
         let last = self.last_ballot.entry((node, c.gpid)).or_insert(c.ballot);
         if c.ballot < *last {
-            let detail = format!("node {node}: {whose} ballot of {:?} went from {} back to {}", c.gpid, *last, c.ballot);
+            let detail = format!(
+                "node {node}: {whose} ballot of {:?} went from {} back to {}",
+                c.gpid, *last, c.ballot
+            );
             self.fail("SAFE-4", step, node, detail);
         } else {
             *last = c.ballot;
@@ -183,8 +225,14 @@ impl Props {
 
     /// Properties across the replicas of the mover's cluster.
     fn cluster(&mut self, step: usize, node: u64, cluster: u64, members: &[&Replayer]) {
-        let meta_state = members.iter().find(|r| r.id == cluster).and_then(|r| meta(r));
-        let replicas: Vec<(u64, &BTreeMap<Gpid, Part>)> = members.iter().filter_map(|r| Some((r.id, parts(r)?))).collect();
+        let meta_state = members
+            .iter()
+            .find(|r| r.id == cluster)
+            .and_then(|r| meta(r));
+        let replicas: Vec<(u64, &BTreeMap<Gpid, Part>)> = members
+            .iter()
+            .filter_map(|r| Some((r.id, parts(r)?)))
+            .collect();
         // SAFE-3: committed prefixes agree.
         let mut by_gpid: BTreeMap<Gpid, Vec<(u64, &Part)>> = BTreeMap::new();
         for (id, ps) in &replicas {
@@ -200,7 +248,11 @@ impl Props {
                     let ma = |d: Decree| a.log.get(&d).map(|e| &e.mutation);
                     let mb = |d: Decree| b.log.get(&d).map(|e| &e.mutation);
                     if let Some(d) = (from..=upto).find(|d| ma(*d) != mb(*d)) {
-                        let detail = format!("{g:?} decree {d}: node {ia} holds {:?}, node {ib} holds {:?}", ma(d), mb(d));
+                        let detail = format!(
+                            "{g:?} decree {d}: node {ia} holds {:?}, node {ib} holds {:?}",
+                            ma(d),
+                            mb(d)
+                        );
                         self.fail("SAFE-3", step, node, detail);
                     }
                 }
@@ -209,7 +261,9 @@ impl Props {
         let Some(m) = meta_state else { return };
         // SAFE-2: every committed mutation is held by every member of the meta's config.
         for (g, config) in &m.configs {
-            let Some(holders) = by_gpid.get(g) else { continue };
+            let Some(holders) = by_gpid.get(g) else {
+                continue;
+            };
             let mut committed: BTreeMap<Decree, &Mutation> = BTreeMap::new();
             let mut top: Decree = 0;
             for (_, p) in holders {
@@ -221,24 +275,42 @@ impl Props {
             for member in config.members() {
                 let Some((_, p)) = holders.iter().find(|(id, _)| *id == raw(member)) else {
                     if top > 0 && members.iter().any(|r| r.id == raw(member)) {
-                        let detail = format!("{g:?}: member {} of ballot {} holds no replica of it", raw(member), config.ballot);
+                        let detail = format!(
+                            "{g:?}: member {} of ballot {} holds no replica of it",
+                            raw(member),
+                            config.ballot
+                        );
                         self.fail("SAFE-2", step, node, detail);
                     }
                     continue;
                 };
-                let last = p.snapshot.decree.max(p.log.keys().next_back().copied().unwrap_or(0));
-                let missing = committed.iter().find(|(d, mu)| **d > p.snapshot.decree && p.log.get(d).map(|e| &e.mutation) != Some(**mu));
+                let last = p
+                    .snapshot
+                    .decree
+                    .max(p.log.keys().next_back().copied().unwrap_or(0));
+                let missing = committed.iter().find(|(d, mu)| {
+                    **d > p.snapshot.decree && p.log.get(d).map(|e| &e.mutation) != Some(**mu)
+                });
                 if last < top || missing.is_some() {
                     let detail = match missing {
-                        Some((d, _)) => format!("{g:?}: member {} lost committed decree {d}", raw(member)),
-                        None => format!("{g:?}: member {} holds up to {last}, decree {top} is committed", raw(member)),
+                        Some((d, _)) => {
+                            format!("{g:?}: member {} lost committed decree {d}", raw(member))
+                        }
+                        None => format!(
+                            "{g:?}: member {} holds up to {last}, decree {top} is committed",
+                            raw(member)
+                        ),
                     };
                     self.fail("SAFE-2", step, node, detail);
                 }
             }
         }
         // SAFE-14: no replica collected log a LOG or PAUSE duplication has not confirmed.
-        for d in m.dups.values().filter(|d| matches!(d.status, DupStatus::Log | DupStatus::Pause)) {
+        for d in m
+            .dups
+            .values()
+            .filter(|d| matches!(d.status, DupStatus::Log | DupStatus::Pause))
+        {
             for (id, ps) in &replicas {
                 for (g, p) in ps.iter().filter(|(g, _)| g.table == d.table) {
                     let bound = d.confirmed.get(&g.partition).copied().unwrap_or(0);

@@ -36,11 +36,22 @@ pub fn value_hash<T: Hash + ?Sized>(v: &T) -> String {
 #[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Cmd<'a> {
-    Send { dst: u64, msg: &'a Msg },
-    SetTimer { timer: &'a Timer, min_ms: u128, max_ms: u128 },
-    CancelTimer { timer: &'a Timer },
+    Send {
+        dst: u64,
+        msg: &'a Msg,
+    },
+    SetTimer {
+        timer: &'a Timer,
+        min_ms: u128,
+        max_ms: u128,
+    },
+    CancelTimer {
+        timer: &'a Timer,
+    },
     Save {},
-    ChooseRandom { key: &'a str },
+    ChooseRandom {
+        key: &'a str,
+    },
 }
 
 /// The replayed commands in the log's JSON form.
@@ -48,33 +59,59 @@ pub fn commands_json(out: &Out<Node>) -> Vec<Value> {
     out.iter()
         .map(|c| {
             let cmd = match c {
-                Command::Send(dst, msg) => Cmd::Send { dst: usize::from(*dst) as u64, msg },
-                Command::SetTimer(timer, r) => Cmd::SetTimer { timer, min_ms: r.start.as_millis(), max_ms: r.end.as_millis() },
+                Command::Send(dst, msg) => Cmd::Send {
+                    dst: usize::from(*dst) as u64,
+                    msg,
+                },
+                Command::SetTimer(timer, r) => Cmd::SetTimer {
+                    timer,
+                    min_ms: r.start.as_millis(),
+                    max_ms: r.end.as_millis(),
+                },
                 Command::CancelTimer(timer) => Cmd::CancelTimer { timer },
                 Command::Save(_) => Cmd::Save {},
                 Command::ChooseRandom(key, _) => Cmd::ChooseRandom { key },
             };
-            serde_json::to_value(&cmd).unwrap_or_else(|e| Value::String(format!("(not serialisable: {e})")))
+            serde_json::to_value(&cmd)
+                .unwrap_or_else(|e| Value::String(format!("(not serialisable: {e})")))
         })
         .collect()
 }
 
 /// The first place where two JSON values differ: (path, recorded, replayed).
-pub fn first_diff(path: &str, recorded: &Value, replayed: &Value) -> Option<(String, String, String)> {
+pub fn first_diff(
+    path: &str,
+    recorded: &Value,
+    replayed: &Value,
+) -> Option<(String, String, String)> {
     match (recorded, replayed) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             keys.into_iter().find_map(|k| {
-                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+                let (x, y) = (
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                );
                 first_diff(&format!("{path}.{k}"), x, y)
             })
         }
         (Value::Array(a), Value::Array(b)) => {
             let d = (0..a.len().max(b.len())).find_map(|i| {
-                let (x, y) = (a.get(i).unwrap_or(&Value::Null), b.get(i).unwrap_or(&Value::Null));
+                let (x, y) = (
+                    a.get(i).unwrap_or(&Value::Null),
+                    b.get(i).unwrap_or(&Value::Null),
+                );
                 first_diff(&format!("{path}[{i}]"), x, y)
             });
-            d.or_else(|| (a.len() != b.len()).then(|| (format!("{path}.len"), a.len().to_string(), b.len().to_string())))
+            d.or_else(|| {
+                (a.len() != b.len()).then(|| {
+                    (
+                        format!("{path}.len"),
+                        a.len().to_string(),
+                        b.len().to_string(),
+                    )
+                })
+            })
         }
         (a, b) if a == b => None,
         (a, b) => Some((path.to_string(), short(a), short(b))),
@@ -119,7 +156,12 @@ pub struct Replayer {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, v: &Value) -> Result<T, Fault> {
-    serde_json::from_value(v.clone()).map_err(|e| Fault::Incomplete(format!("cannot decode the recorded {what} ({e}): {}", short(v))))
+    serde_json::from_value(v.clone()).map_err(|e| {
+        Fault::Incomplete(format!(
+            "cannot decode the recorded {what} ({e}): {}",
+            short(v)
+        ))
+    })
 }
 
 impl Replayer {
@@ -153,7 +195,12 @@ impl Replayer {
                 )));
             }
             let want = s.storage_hash.clone().unwrap_or_default();
-            let found = self.durable.iter().chain(self.unconfirmed.iter().rev()).find(|v| value_hash(*v) == want).cloned();
+            let found = self
+                .durable
+                .iter()
+                .chain(self.unconfirmed.iter().rev())
+                .find(|v| value_hash(*v) == want)
+                .cloned();
             match found {
                 Some(v) => Some(v),
                 None => {
@@ -197,9 +244,17 @@ impl Replayer {
     }
 
     /// One recorded event: replay it and compare the outputs.
-    pub fn event(&mut self, seq: u64, input: &Input, recorded: &[Value]) -> Result<Out<Node>, Fault> {
+    pub fn event(
+        &mut self,
+        seq: u64,
+        input: &Input,
+        recorded: &[Value],
+    ) -> Result<Out<Node>, Fault> {
         let (Some(actor), Some(state)) = (self.actor.as_ref(), self.state.take()) else {
-            return Err(Fault::Incomplete(format!("node {}: an event before any start", self.id)));
+            return Err(Fault::Incomplete(format!(
+                "node {}: an event before any start",
+                self.id
+            )));
         };
         let mut cow: Cow<'static, NodeState> = Cow::Owned(state);
         let mut out = Out::new();

@@ -37,7 +37,14 @@ pub fn state_json<T: serde::Serialize>(v: &T) -> Value {
 impl Recorder {
     pub fn new(window: usize, names: Vec<(String, String, String)>) -> Recorder {
         let n = names.len();
-        Recorder { window: window.max(1), names, base: vec![json!(null); n], kept: VecDeque::new(), dropped: 0, frozen: false }
+        Recorder {
+            window: window.max(1),
+            names,
+            base: vec![json!(null); n],
+            kept: VecDeque::new(),
+            dropped: 0,
+            frozen: false,
+        }
     }
 
     pub fn push(&mut self, step: TraceStep) {
@@ -102,5 +109,10 @@ impl Recorder {
 pub fn clock(unix_ms: u64) -> String {
     let ms = unix_ms % 1000;
     let s = unix_ms / 1000;
-    format!("{:02}:{:02}:{:02}.{ms:03}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+    format!(
+        "{:02}:{:02}:{:02}.{ms:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60
+    )
 }

@@ -147,10 +147,10 @@ pub struct Replayer {
     pub events: u64,
     armed: BTreeSet<Timer>,
     /// The last `Save` of this life not yet covered by a `durable` line: (seq, value).
+    /// A restart may find it in storage: the process can die after the fsync, before the
+    /// `durable` line reached the log (only a batch's last save is ever written, and no
+    /// event is recorded after a batch's fsync until its `durable` line).
     pending_save: Option<(u64, NodeStorage)>,
-    /// Saves after the last `durable` line (a restart may find one of them: the process
-    /// can die after the fsync, before the `durable` line reached the log).
-    unconfirmed: Vec<NodeStorage>,
     /// The last value a `durable` line confirmed (across lives: storage outlives them).
     pub durable: Option<NodeStorage>,
 }
@@ -174,7 +174,6 @@ impl Replayer {
             events: 0,
             armed: BTreeSet::new(),
             pending_save: None,
-            unconfirmed: Vec::new(),
             durable: None,
         }
     }
@@ -184,6 +183,7 @@ impl Replayer {
     }
 
     /// A new life: the storage it was given must be the previous life's last durable save.
+    /// Returns the commands without their saves.
     pub fn start(&mut self, life: &Life) -> Result<Out<Node>, Fault> {
         let s = &life.start;
         let actor: Node = decode("actor", &s.actor)?;
@@ -196,9 +196,10 @@ impl Replayer {
             }
             let want = s.storage_hash.clone().unwrap_or_default();
             let found = self
-                .durable
+                .pending_save
                 .iter()
-                .chain(self.unconfirmed.iter().rev())
+                .map(|(_, v)| v)
+                .chain(self.durable.iter())
                 .find(|v| value_hash(*v) == want)
                 .cloned();
             match found {
@@ -224,7 +225,6 @@ impl Replayer {
         self.lives += 1;
         self.armed.clear();
         self.pending_save = None;
-        self.unconfirmed.clear();
         let mut out = Out::new();
         let state = actor.on_start(self.me(), &storage, &mut out);
         if state.incarnation() != s.incarnation {
@@ -239,11 +239,11 @@ impl Replayer {
         self.compare(1, &life.start_out, &out)?;
         self.state = Some(state);
         self.actor = Some(actor);
-        self.after(1, &out);
-        Ok(out)
+        Ok(self.after(1, out))
     }
 
-    /// One recorded event: replay it and compare the outputs.
+    /// One recorded event: replay it and compare the outputs. Returns the commands
+    /// without their saves.
     pub fn event(
         &mut self,
         seq: u64,
@@ -292,8 +292,7 @@ impl Replayer {
         self.state = Some(cow.into_owned());
         self.events += 1;
         self.compare(seq, recorded, &out)?;
-        self.after(seq, &out);
-        Ok(out)
+        Ok(self.after(seq, out))
     }
 
     fn compare(&self, seq: u64, recorded: &[Value], out: &Out<Node>) -> Result<(), Fault> {
@@ -308,22 +307,26 @@ impl Replayer {
         }
     }
 
-    fn after(&mut self, seq: u64, out: &Out<Node>) {
-        for c in out.iter() {
+    /// Apply the commands' timers and keep the last save; the commands come back without
+    /// their saves (moved, not copied: a save is the whole durable state).
+    fn after(&mut self, seq: u64, out: Out<Node>) -> Out<Node> {
+        let mut rest = Out::new();
+        for c in out {
             match c {
-                Command::SetTimer(t, _) => {
+                Command::SetTimer(t, r) => {
                     self.armed.insert(t.clone());
+                    rest.set_timer(t, r);
                 }
                 Command::CancelTimer(t) => {
-                    self.armed.remove(t);
+                    self.armed.remove(&t);
+                    rest.cancel_timer(t);
                 }
-                Command::Save(v) => {
-                    self.pending_save = Some((seq, v.clone()));
-                    self.unconfirmed.push(v.clone());
-                }
-                _ => {}
+                Command::Save(v) => self.pending_save = Some((seq, v)),
+                Command::Send(dst, m) => rest.send(dst, m),
+                Command::ChooseRandom(..) => {}
             }
         }
+        rest
     }
 
     /// A `durable` line: the fsynced value must be the last save of the events `..=upto`.
@@ -342,7 +345,6 @@ impl Replayer {
             )));
         }
         self.durable = Some(value);
-        self.unconfirmed.clear();
         Ok(())
     }
 

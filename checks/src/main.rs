@@ -99,7 +99,7 @@ enum Cmd {
         #[arg(long)]
         trace_out: Option<std::path::PathBuf>,
         /// Steps kept in --trace-out.
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 100)]
         trace_window: usize,
         #[arg(long)]
         json: bool,

@@ -470,7 +470,7 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                 .join(" ")
         );
         let doc = rec.document(&scenario, prop.map(|(id, _)| id).zip(full_names.as_deref()));
-        match serde_json::to_vec_pretty(&doc)
+        match serde_json::to_vec(&doc)
             .map_err(|e| e.to_string())
             .and_then(|b| std::fs::write(path, b).map_err(|e| e.to_string()))
         {

@@ -71,16 +71,10 @@ impl Recorder {
     }
 
     fn effects(&mut self, out: &Out<Node>) {
-        let save = out
-            .iter()
-            .filter_map(|c| {
-                if let Command::Save(s) = c {
-                    Some(s.clone())
-                } else {
-                    None
-                }
-            })
-            .last();
+        let save = out.iter().rev().find_map(|c| match c {
+            Command::Save(s) => Some(s.clone()),
+            _ => None,
+        });
         if let Some(s) = save {
             self.lines.push(
                 json!({"durable": {"upto": self.seq, "hash": value_hash(&s), "ms": self.seq}}),

@@ -373,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn the_start_line_carries_the_actor_and_messages_round_trip() {
+    fn the_start_line_carries_the_whole_actor() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = EventLog::open(dir.path(), 1 << 20).expect("open");
         let a = actor();

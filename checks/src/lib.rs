@@ -4,3 +4,4 @@
 pub mod engine;
 pub mod petrel;
 pub mod view;
+pub mod validate;

@@ -84,6 +84,26 @@ enum Cmd {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Validate a real run of `petrel`: replay every node's event log through the core
+    /// (conformance), judge the SAFE properties on the merged run, check the clients'
+    /// history for linearizability. Exit 0 all hold, 1 a violation, 2 incomplete logs.
+    Validate {
+        /// Node data directories, or directories above them (e.g. a `petrel up --dir`).
+        #[arg(required = true)]
+        dirs: Vec<std::path::PathBuf>,
+        /// A client history file (also found under DIRS: `*.history.jsonl`).
+        #[arg(long = "history", value_name = "FILE")]
+        histories: Vec<std::path::PathBuf>,
+        /// Write the run (the steps before the first violation, or its end) as
+        /// petrel-trace/1 for `petrel-check view`.
+        #[arg(long)]
+        trace_out: Option<std::path::PathBuf>,
+        /// Steps kept in --trace-out.
+        #[arg(long, default_value_t = 100)]
+        trace_window: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the counterexample viewer for a trace file (loopback only).
     View {
         file: std::path::PathBuf,
@@ -327,6 +347,16 @@ fn main() -> ExitCode {
         Cmd::Mutants { run } => mutants_cmd(&run),
         Cmd::Explore { scenario: name, mutant: mname, addr, view_addr, property, threads } => {
             explore_cmd(&name, mname.as_deref(), addr, view_addr, property.as_deref(), threads)
+        }
+        Cmd::Validate { dirs, histories, trace_out, trace_window, json } => {
+            let opts = petrel_checks::validate::Options { histories, trace_out, trace_window };
+            let report = petrel_checks::validate::validate(&dirs, &opts);
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.text());
+            }
+            Ok(report.exit_code())
         }
         Cmd::View { file, addr } => (|| {
             let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;

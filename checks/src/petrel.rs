@@ -234,7 +234,7 @@ mod tests {
 /// rendered as text: strings as they are, numbers and booleans as JSON, unit variants by
 /// name, structs as `{field: value, ..}` in declaration order, sequences and tuples as
 /// `(a, b)`, other enum variants as `Name(..)` / `Name {..}`.
-mod json {
+pub mod json {
     use serde::ser::{self, Serialize};
     use serde_json::{Map, Number, Value};
     use std::fmt;

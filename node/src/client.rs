@@ -144,6 +144,8 @@ pub struct Client {
     deadline: Duration,
     /// Idle client ids with the number of their next request (see the module's notes).
     ids: std::sync::Mutex<Vec<(u64, ReqId)>>,
+    /// Where invocations and responses are recorded, if anywhere (see [`History`]).
+    history: Option<std::sync::Arc<History>>,
 }
 
 impl Client {
@@ -175,7 +177,7 @@ impl Client {
         };
         // Partitions are numbered 0..P (P ≤ 255, so the last index is at most 254).
         let partitions = last.checked_add(1).context("the meta server names partition 255; a table has at most 255")?;
-        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline, ids: Default::default() })
+        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline, ids: Default::default(), history: History::from_env() })
     }
 
     pub fn table(&self) -> u8 {
@@ -222,6 +224,20 @@ impl Client {
     /// Run one operation on its key's partition with this deadline: `WriteOk` or
     /// `ReadOk`, never `Failed` (that is [`ClientError::Failed`]).
     pub async fn call(&self, op: ClientOp, deadline: Duration) -> Result<OpResult, ClientError> {
+        let Some(history) = &self.history else { return self.call_unrecorded(op, deadline).await };
+        let call = history.invoke(&op, self.cfg.topology.meta, self.table);
+        let r = self.call_unrecorded(op, deadline).await;
+        history.complete(call, &r);
+        r
+    }
+
+    /// Record this client's calls from now on (see [`History`]); several clients, and
+    /// several processes, may share one file.
+    pub fn record_history(&mut self, history: std::sync::Arc<History>) {
+        self.history = Some(history);
+    }
+
+    async fn call_unrecorded(&self, op: ClientOp, deadline: Duration) -> Result<OpResult, ClientError> {
         let key = match &op {
             ClientOp::Put(k, _) | ClientOp::Get(k) | ClientOp::Del(k) => k,
         };
@@ -285,6 +301,89 @@ impl Client {
     /// client instead lets their idle timeout notice).
     pub async fn close(self) {
         self.endpoint.close().await;
+    }
+}
+
+/// A client history for `petrel-check validate`: one JSON line per invocation and one per
+/// response, appended to a file that several clients and processes may share (each line
+/// is one `write` on a file opened for appending, so lines do not interleave):
+/// ```json
+/// {"invoke":{"call":"4711-3","pid":4711,"us":1733140000123456,"meta":0,"table":1,"op":{"Put":["k","7"]}}}
+/// {"ok":{"call":"4711-3","us":1733140000125001,"result":"WriteOk"}}
+/// {"info":{"call":"4711-4","us":1733140015125001,"error":"no result within …"}}
+/// ```
+/// `us` is wall-clock microseconds (a per-process anchor plus a monotonic clock, so a
+/// step of the system clock does not reorder one process's calls). `ok` is a definite
+/// result; `info` is any error, whose effect is unknown (a `put` may have taken effect:
+/// the checker lets it happen at any time after its invocation, or never).
+///
+/// The library records when [`Client::record_history`] is called, or when the environment
+/// variable [`HISTORY_ENV`] names a file at connect (so `petrel client` and `petrel bench`
+/// processes record too).
+pub struct History {
+    file: std::sync::Mutex<std::fs::File>,
+    pid: u32,
+    next: std::sync::atomic::AtomicU64,
+    anchor_us: u128,
+    anchor: std::time::Instant,
+}
+
+/// The environment variable naming a history file every `Client` appends to.
+pub const HISTORY_ENV: &str = "PETREL_CLIENT_HISTORY";
+
+impl History {
+    pub fn open(path: &std::path::Path) -> std::io::Result<std::sync::Arc<History>> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let anchor_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        Ok(std::sync::Arc::new(History {
+            file: std::sync::Mutex::new(file),
+            pid: std::process::id(),
+            next: Default::default(),
+            anchor_us,
+            anchor: std::time::Instant::now(),
+        }))
+    }
+
+    fn from_env() -> Option<std::sync::Arc<History>> {
+        let path = std::env::var_os(HISTORY_ENV)?;
+        History::open(std::path::Path::new(&path))
+            .map_err(|e| tracing::warn!("cannot open the client history {}: {e}; not recording", path.to_string_lossy()))
+            .ok()
+    }
+
+    fn now_us(&self) -> u128 {
+        self.anchor_us + self.anchor.elapsed().as_micros()
+    }
+
+    /// `meta` and `table` name the register space: keys of different tables or clusters
+    /// are different objects (a follower table is a copy, not the same object).
+    fn invoke(&self, op: &ClientOp, meta: u64, table: u8) -> String {
+        let call = format!("{}-{}", self.pid, self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let us = self.now_us() as u64;
+        self.write(&serde_json::json!({"invoke": {"call": call, "pid": self.pid, "us": us, "meta": meta, "table": table, "op": op}}));
+        call
+    }
+
+    fn complete(&self, call: String, r: &Result<OpResult, ClientError>) {
+        let us = self.now_us() as u64;
+        let line = match r {
+            Ok(result) => serde_json::json!({"ok": {"call": call, "us": us, "result": result}}),
+            Err(e) => serde_json::json!({"info": {"call": call, "us": us, "error": e.to_string()}}),
+        };
+        self.write(&line);
+    }
+
+    /// A lost line makes the history incomplete, which the checker reports (an `invoke`
+    /// without its response counts as unknown); it never stops a call.
+    fn write(&self, line: &serde_json::Value) {
+        use std::io::Write;
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        if let Ok(mut f) = self.file.lock() {
+            if let Err(e) = f.write_all(&bytes) {
+                tracing::warn!("client history write failed: {e}");
+            }
+        }
     }
 }
 

@@ -14,7 +14,11 @@
 //! 3. **sends** — handed to the transport, in the order the handlers produced them.
 //!
 //! So no message leaves before the state it depends on is durable ("persist before the
-//! messages that depend on it are sent"). A crash before the fsync loses the batch's
+//! messages that depend on it are sent"). The event log (`eventlog.rs`) records each
+//! event with the commands it produced, then a `durable` line after the fsync and a
+//! `sent` line after the sends, so `petrel-check validate` can replay the run and check
+//! this order; the batch's event lines are handed to the OS before the fsync and before
+//! the sends, so a killed process leaves no effect in the world that its log lacks. A crash before the fsync loses the batch's
 //! effects and its sends together, which is the same as the crash happening before those
 //! events were delivered. A storage error stops the node (fail-stop): continuing would
 //! send messages the disk does not back.
@@ -22,7 +26,7 @@
 //! Timers: `SetTimer(t, range)` arms `t` at `now + range.start`, replacing an armed timer
 //! of the same value; `CancelTimer(t)` disarms it. The core's timers are abstract ("fires
 //! at any time after it is set"), so the earliest allowed time is the natural choice.
-use crate::eventlog::{Event, EventLog};
+use crate::eventlog::{value_hash, Event, EventLog, Start, FORMAT};
 use crate::metrics::Metrics;
 use crate::storage::Store;
 use crate::transport::{raw_of, Transport};
@@ -69,6 +73,40 @@ pub struct Host {
     pub handled: u64,
     /// Observes requests, replies and (after every turn) the state; decides nothing.
     metrics: Option<Arc<Metrics>>,
+    /// Test only (`PETREL_TEST_SEND_BEFORE_SAVE=1`): hand the sends to the transport
+    /// *before* the fsync — the driver bug that trace validation must catch. Never set in
+    /// a deployment; the node warns at start when it is.
+    send_before_save: bool,
+}
+
+/// The environment variable that switches on [`Host`]'s deliberate send-before-save bug.
+pub const SEND_BEFORE_SAVE_ENV: &str = "PETREL_TEST_SEND_BEFORE_SAVE";
+/// Test only: the name of a core mutant (`petrel_core::Bug`, e.g. `LearnSkipsCheckpoint`)
+/// to switch on in a meta or replica server, so a test can show that validating a real
+/// run catches it. The start line of the event log records the actor with its bugs, so
+/// the replay runs the same mutant and the *properties* must catch it.
+pub const TEST_BUG_ENV: &str = "PETREL_TEST_BUG";
+
+/// The actor with the mutant named by [`TEST_BUG_ENV`] switched on (unchanged if unset).
+fn with_test_bug(actor: Node) -> Result<Node> {
+    let Some(name) = std::env::var_os(TEST_BUG_ENV) else {
+        return Ok(actor);
+    };
+    let name = name.to_string_lossy().into_owned();
+    let bug: petrel_core::Bug = serde_json::from_value(serde_json::Value::String(name.clone()))
+        .with_context(|| format!("{TEST_BUG_ENV}={name} names no petrel_core::Bug"))?;
+    tracing::warn!("{TEST_BUG_ENV}={name}: this node runs a deliberately wrong transition (a test-only mutant)");
+    Ok(match actor {
+        Node::Meta(mut c) => {
+            c.bugs = c.bugs.with(bug);
+            Node::Meta(c)
+        }
+        Node::Replica(mut c) => {
+            c.bugs = c.bugs.with(bug);
+            Node::Replica(c)
+        }
+        client => client,
+    })
 }
 
 enum Ev {
@@ -90,13 +128,17 @@ impl Host {
             Some((s, v)) => (Some(s), v),
             None => (None, None),
         };
+        let actor = with_test_bug(actor)?;
+        let storage_hash = match (&events, &stored) {
+            (Some(_), Some(v)) => Some(value_hash(v)),
+            _ => None,
+        };
         let mut out = Out::new();
         let state = actor.on_start(id, &stored, &mut out);
         let (tx, rx) = mpsc::channel(INBOUND_CAPACITY);
         let life = state.incarnation();
         let transport = transport(life, tx)?;
-        let mut host =
-            Host {
+        let mut host = Host {
             actor,
             id,
             state,
@@ -109,9 +151,37 @@ impl Host {
             saves: 0,
             handled: 0,
             metrics: None,
+            send_before_save: std::env::var_os(SEND_BEFORE_SAVE_ENV).is_some_and(|v| v == "1"),
         };
-        tracing::info!(id = raw_of(id), incarnation = host.state.incarnation(), restored = stored.is_some(), "actor started");
-        host.log(Event::Start { storage: stored.is_some() }, &out);
+        if host.send_before_save {
+            tracing::warn!("{SEND_BEFORE_SAVE_ENV}=1: sends leave before the state is durable (a test-only bug)");
+        }
+        tracing::info!(
+            id = raw_of(id),
+            incarnation = host.state.incarnation(),
+            restored = stored.is_some(),
+            "actor started"
+        );
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let start = Start {
+            format: FORMAT,
+            id: raw_of(id),
+            actor: &host.actor,
+            storage: stored.is_some(),
+            storage_hash,
+            incarnation: host.state.incarnation(),
+            unix_ms,
+            pid: std::process::id(),
+        };
+        if let Some(log) = &mut host.events {
+            if let Err(e) = log.record(Event::Start(start), &out) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                host.events = None;
+            }
+        }
         host.apply_timers(&out);
         host.execute(vec![out]).await?;
         Ok(host)
@@ -128,7 +198,11 @@ impl Host {
     }
 
     /// Handle events until `shutdown` completes or `stop_when` holds for the state.
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>, stop_when: impl Fn(&NodeState) -> bool) -> Result<Exit> {
+    pub async fn run(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        stop_when: impl Fn(&NodeState) -> bool,
+    ) -> Result<Exit> {
         tokio::pin!(shutdown);
         loop {
             if stop_when(&self.state) {
@@ -184,15 +258,25 @@ impl Host {
                 self.actor.on_msg(self.id, &mut state, src, msg, &mut out);
                 self.state = state.into_owned();
                 if let Some(m) = &logged {
-                    self.log(Event::Msg { src: raw_of(src), msg: m }, &out);
+                    self.log(
+                        Event::Msg {
+                            src: raw_of(src),
+                            msg: m,
+                        },
+                        &out,
+                    );
                 }
                 self.apply_timers(&out);
                 outs.push(out);
             }
             Ev::Timers => {
                 let now = Instant::now();
-                let mut due: Vec<(Instant, Timer)> =
-                    self.timers.iter().filter(|(_, at)| **at <= now).map(|(t, at)| (*at, t.clone())).collect();
+                let mut due: Vec<(Instant, Timer)> = self
+                    .timers
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(t, at)| (*at, t.clone()))
+                    .collect();
                 due.sort();
                 for (_, timer) in due {
                     // An earlier timer's handler may have cancelled or re-armed this one.
@@ -216,7 +300,12 @@ impl Host {
     /// The state for a handler, moved out (the caller puts it back): a borrowed `Cow`
     /// would be cloned whole by the first change, a copy of every key on every event.
     fn lend_state(&mut self) -> Cow<'static, NodeState> {
-        let placeholder = NodeState::Replica(ReplicaState { incarnation: 0, parts: Default::default(), broken: None, lease: Default::default() });
+        let placeholder = NodeState::Replica(ReplicaState {
+            incarnation: 0,
+            parts: Default::default(),
+            broken: None,
+            lease: Default::default(),
+        });
         Cow::Owned(std::mem::replace(&mut self.state, placeholder))
     }
 
@@ -243,7 +332,9 @@ impl Host {
         }
     }
 
-    /// Group commit, then sends (timers were applied per handler).
+    /// Group commit, then sends (timers were applied per handler). With an event log:
+    /// the batch's event lines go to the OS before the fsync, a `durable` line after it,
+    /// a `sent` line after the sends (see `eventlog`).
     async fn execute(&mut self, outs: Vec<Out<Node>>) -> Result<()> {
         let mut last_save = None;
         let mut sends = Vec::new();
@@ -253,25 +344,71 @@ impl Host {
                     Command::Save(s) => last_save = Some(s),
                     Command::Send(dst, msg) => sends.push((dst, msg)),
                     Command::SetTimer(..) | Command::CancelTimer(_) => {}
-                    Command::ChooseRandom(key, _) => tracing::warn!(key, "the core asked for a random choice; the node makes none"),
+                    Command::ChooseRandom(key, _) => tracing::warn!(
+                        key,
+                        "the core asked for a random choice; the node makes none"
+                    ),
                 }
             }
         }
+        if self.send_before_save {
+            self.send_all(std::mem::take(&mut sends));
+        }
         if let Some(value) = last_save {
-            match self.store.take() {
-                Some(mut store) => {
-                    // fsync blocks: keep it off the async workers.
-                    let (store, r) = tokio::task::spawn_blocking(move || {
-                        let r = store.save(value);
-                        (store, r)
-                    })
-                    .await
-                    .context("storage task failed")?;
-                    self.store = Some(store);
-                    r.context("cannot make the actor's state durable; stopping (fail-stop)")?;
-                    self.saves += 1;
-                }
-                None => tracing::debug!("save without a store (a client): ignored"),
+            self.save(value).await?;
+        }
+        self.send_all(sends);
+        if let Some(m) = &self.metrics {
+            m.on_turn(&self.state, self.handled, self.saves);
+        }
+        // No flush here: the lines a save or a send depends on were flushed before it;
+        // what is left (the `sent` line, events without effects) goes with the next
+        // batch's flush or at stop — a kill -9 loses nothing the world saw.
+        Ok(())
+    }
+
+    async fn save(&mut self, value: NodeStorage) -> Result<()> {
+        let Some(mut store) = self.store.take() else {
+            tracing::debug!("save without a store (a client): ignored");
+            return Ok(());
+        };
+        // The hash is what the validator compares with the replayed save; the events that
+        // produced the value reach the OS first, so a kill -9 after the fsync keeps them.
+        let hash = self.events.is_some().then(|| value_hash(&value));
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.flush() {
+                tracing::warn!("event log flush failed: {e}");
+            }
+        }
+        // fsync blocks: keep it off the async workers.
+        let (store, r) = tokio::task::spawn_blocking(move || {
+            let r = store.save(value);
+            (store, r)
+        })
+        .await
+        .context("storage task failed")?;
+        self.store = Some(store);
+        r.context("cannot make the actor's state durable; stopping (fail-stop)")?;
+        self.saves += 1;
+        if let (Some(log), Some(hash)) = (&mut self.events, hash) {
+            if let Err(e) = log.durable(&hash) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                self.events = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_all(&mut self, sends: Vec<(Id, Msg)>) {
+        if sends.is_empty() {
+            return;
+        }
+        let count = sends.len();
+        // The events that produced these sends reach the log first: a receiver's log
+        // may show the delivery even if this process dies right after sending.
+        if let Some(log) = &mut self.events {
+            if let Err(e) = log.flush() {
+                tracing::warn!("event log flush failed: {e}");
             }
         }
         let life = self.state.incarnation();
@@ -289,15 +426,12 @@ impl Host {
             }
             self.transport.send(dst, msg);
         }
-        if let Some(m) = &self.metrics {
-            m.on_turn(&self.state, self.handled, self.saves);
-        }
         if let Some(log) = &mut self.events {
-            if let Err(e) = log.flush() {
-                tracing::warn!("event log flush failed: {e}");
+            if let Err(e) = log.sent(count) {
+                tracing::warn!("event log write failed ({e}); event logging disabled");
+                self.events = None;
             }
         }
-        Ok(())
     }
 
     /// Close the transport (peers see a clean close) and flush the event log.

@@ -132,4 +132,10 @@ fn tables_and_duplications_are_administered() {
     let out = petrel_admin(&layouts[1].admin_config, &["cluster", "status", "--deadline-ms", "1500"]);
     assert_eq!(out.code, Some(2), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
     assert!(out.stderr.contains("meta server (node 100)"), "{}", out.stderr);
+
+    // Every administrative change went through a's meta server's core: the run replays.
+    for p in &mut procs {
+        p.stop(Duration::from_secs(10));
+    }
+    assert_valid(&[&a.dir], 0);
 }

@@ -21,7 +21,7 @@ fn ok(out: &Output) -> &str {
 fn keys_are_routed_to_their_partitions_by_the_cli() {
     let mut plan = fast_plan("alpha", 2);
     plan.partitions = 3;
-    let c = Cluster::start(&plan);
+    let mut c = Cluster::start(&plan);
     let cc = c.client_config();
     let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
     // The first call may come before the meta server assigned every primary.
@@ -96,6 +96,9 @@ fn keys_are_routed_to_their_partitions_by_the_cli() {
         assert!(ms[0] > 0.0 && ms[0] <= ms[1] && ms[1] <= ms[2], "p50 <= p99 <= max: {text}");
     }
     assert!(text.contains("writes per partition: 0: ") && text.contains(", 2: "), "{text}");
+    // Three partitions, a table created at run time, the bench: the run validates.
+    c.stop_all();
+    assert_valid(&[&c.layout.dir], 12);
 }
 
 #[test]
@@ -106,7 +109,8 @@ fn the_library_serves_concurrent_calls() {
     let cfg = Config::load(&c.client_config()).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
-        let client = Arc::new(Client::connect(&cfg).await.expect("connect"));
+        // Recording: its 8 concurrent writers and the rewrites are judged for linearizability.
+        let client = Arc::new(recording(&c.client_config()).await);
         assert_eq!((client.table(), client.partitions()), (1, 2));
         // Wait until both partitions take writes (primaries are assigned at start).
         let until = Instant::now() + Duration::from_secs(15);
@@ -180,4 +184,6 @@ fn the_library_serves_concurrent_calls() {
         assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(3), "{took:?}");
         client.close().await;
     });
+    c.stop_all();
+    assert_valid(&[&c.layout.dir], 160);
 }

@@ -68,7 +68,7 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     let primary = cfg["config"]["primary"].as_u64().expect("a primary");
     let name = format!("replica-{primary}");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let client = Arc::new(rt.block_on(Client::connect(&Config::load(&cc).expect("config"))).expect("connect"));
+    let client = Arc::new(rt.block_on(recording(&cc)));
     let (stop, acked, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
     let writer = rt.spawn(write_until(client.clone(), stop.clone(), acked.clone(), errors.clone()));
     std::thread::sleep(Duration::from_millis(500));
@@ -145,12 +145,17 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     assert_eq!(metric(&c.metrics(0), "petrel_meta_alive_replicas"), Some(3.0));
     // The restarted replica took part: it holds the new value in its durable state.
     let events = std::fs::read_to_string(c.layout.nodes[i].data_dir.join("events.jsonl")).expect("event log");
-    assert!(events.contains("\"start\":{\"storage\":true}"), "restart recorded");
+    assert!(events.contains("\"storage\":true"), "restart recorded");
     assert!(events.contains(r#"{"Put":["k","9"]}"#), "the restarted replica saw the write of k = 9");
     match Arc::try_unwrap(client) {
         Ok(c) => rt.block_on(c.close()),
         Err(_) => panic!("the writer still holds the client"),
     }
+    // Trace validation: both lives of the killed primary and every other node replay
+    // through the core, the properties hold on the merged run, and the writer's and the
+    // CLI's history is linearizable.
+    c.stop_all();
+    assert_valid(&[&c.layout.dir], acked.len());
 }
 
 fn with_config(path: &Path, out: &Path, edit: impl FnOnce(&mut Config)) -> PathBuf {
@@ -175,7 +180,7 @@ async fn a_certificate_of_another_cluster_is_refused() {
         let meta = layout.nodes.iter().find(|n| n.role == Role::Meta).expect("meta").config.clone();
         let beta_ca = beta.layout.certs.join("ca.pem");
         with_config(&meta, &meta, |c| c.tls.remote_cas = vec![beta_ca]);
-        let mut c = Cluster { layout, procs: Vec::new(), _dir: d };
+        let mut c = Cluster { layout, procs: Vec::new(), _dir: d, env: Vec::new() };
         for i in 0..c.layout.nodes.len() {
             c.start_node(i);
         }
@@ -276,6 +281,11 @@ async fn a_certificate_of_another_cluster_is_refused() {
     tokio::task::block_in_place(|| {
         eventually(&cc, &["put", "k", "5"], "ok", Duration::from_secs(15));
         eventually(&cc, &["get", "k"], "5", Duration::from_secs(10));
+        // Each cluster's run validates on its own (their node ids overlap).
+        alpha.stop_all();
+        beta.stop_all();
+        assert_valid(&[&alpha.layout.dir], 2);
+        assert_valid(&[&beta.layout.dir], 0);
     });
 }
 
@@ -342,11 +352,13 @@ async fn garbage_frames_do_not_stop_a_node() {
     for needle in ["bad Hello", "frame version 238", "exceeds the limit", "malformed frame", "second Hello", "refused peer", "may not send", "unexpected frame", "operator certificate"] {
         assert!(log.contains(needle), "replica log lacks {needle:?}:\n{log}");
     }
-    // The node still serves.
+    // The node still serves, and what reached its core replays.
     let cc = c.client_config();
     tokio::task::block_in_place(|| {
         eventually(&cc, &["put", "k", "3"], "ok", Duration::from_secs(15));
         eventually(&cc, &["get", "k"], "3", Duration::from_secs(10));
+        c.stop_all();
+        assert_valid(&[&c.layout.dir], 2);
     });
 }
 
@@ -411,4 +423,6 @@ fn up_launches_a_cluster_and_stops_it_cleanly() {
         let log = std::fs::read_to_string(cdir.join("logs").join(if n == "n0" { "meta-0.log" } else { "replica-1.log" })).expect("log");
         assert!(log.contains("stopped"), "{n} stopped cleanly:\n{log}");
     }
+    // Recording is on by default in `petrel up`: the run validates.
+    assert_valid(&[&cdir], 2);
 }

@@ -18,9 +18,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[&str], log: &Path) -> Proc {
+        Proc::spawn_env(name, args, log, &[])
+    }
+
+    /// `spawn` with extra environment variables (e.g. a test-only driver bug).
+    pub fn spawn_env(name: &str, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Proc {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,petrel_node=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -87,6 +93,8 @@ pub struct Cluster {
     pub layout: Layout,
     pub procs: Vec<Proc>,
     pub _dir: tempfile::TempDir,
+    /// Extra environment of the node processes (test-only switches).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn fast_plan(cluster: &str, replicas: usize) -> Plan {
@@ -101,9 +109,15 @@ pub fn fast_plan(cluster: &str, replicas: usize) -> Plan {
 impl Cluster {
     /// Lay out and start a cluster; returns once every node logged "ready".
     pub fn start(plan: &Plan) -> Cluster {
+        Cluster::start_env(plan, &[])
+    }
+
+    /// `start` with extra environment variables for every node process.
+    pub fn start_env(plan: &Plan, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = up::write_cluster(dir.path(), plan).expect("layout");
-        let mut c = Cluster { layout, procs: Vec::new(), _dir: dir };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut c = Cluster { layout, procs: Vec::new(), _dir: dir, env };
         for i in 0..c.layout.nodes.len() {
             c.start_node(i);
         }
@@ -118,7 +132,10 @@ impl Cluster {
         let metrics = n.metrics_addr.to_string();
         // The log is appended to across restarts: wait for one more "ready" than before.
         let starts = std::fs::read_to_string(&log).unwrap_or_default().matches(" ready").count() + 1;
-        let mut p = Proc::spawn(&name, &[&n.role.to_string(), "--config", &config, "--metrics-addr", &metrics], &log);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args = [n.role.to_string(), "--config".into(), config, "--metrics-addr".into(), metrics];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Proc::spawn_env(&name, &args, &log, &env);
         p.wait_log(" ready", starts, Duration::from_secs(20));
         if let Some(old) = self.procs.iter_mut().find(|q| q.name == name) {
             *old = p;
@@ -140,6 +157,46 @@ impl Cluster {
     pub fn client_config(&self) -> PathBuf {
         self.layout.client_config.clone()
     }
+
+    /// Stop every node (SIGTERM, so each flushes its event log), bounded.
+    pub fn stop_all(&mut self) {
+        for p in &mut self.procs {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+/// The client history file of the cluster whose client config is `config` (next to it):
+/// every `petrel client` the tests run, and every library client made with
+/// [`recording`], appends to it, so validation judges the run's whole history.
+pub fn history_of(config: &Path) -> PathBuf {
+    config.parent().unwrap_or(Path::new(".")).join("client-history.jsonl")
+}
+
+/// A library client that records its calls in the cluster's history.
+pub async fn recording(config: &Path) -> petrel_node::client::Client {
+    let cfg = petrel_node::config::Config::load(config).expect("client config");
+    let mut client = petrel_node::client::Client::connect(&cfg).await.expect("connect");
+    client.record_history(petrel_node::client::History::open(&history_of(config)).expect("history file"));
+    client
+}
+
+/// Validate the run whose logs (and client histories) are under `dirs` — what
+/// `petrel-check validate DIR…` does — and print the report.
+pub fn validate(dirs: &[&Path]) -> petrel_checks::validate::Report {
+    let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    let report = petrel_checks::validate::validate(&dirs, &Default::default());
+    eprintln!("--- validation of {dirs:?}\n{}", report.text());
+    report
+}
+
+/// The run under `dirs` conforms to the core and every property holds (exit 0), with at
+/// least `min_ops` client operations judged.
+pub fn assert_valid(dirs: &[&Path], min_ops: usize) {
+    let r = validate(dirs);
+    assert_eq!(r.exit_code(), 0, "the run does not validate:\n{}", r.text());
+    assert!(r.lin.ops >= min_ops, "only {} client operations were judged (expected ≥ {min_ops}):\n{}", r.lin.ops, r.text());
+    assert!(r.events > 0);
 }
 
 pub struct Output {
@@ -150,8 +207,14 @@ pub struct Output {
 
 /// Run `petrel ARGS` with a hard bound on its run time (killed after 30 s: `code` None).
 pub fn petrel(args: &[&str]) -> Output {
+    petrel_env(args, &[])
+}
+
+/// `petrel` with extra environment variables.
+pub fn petrel_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -186,12 +249,13 @@ pub fn petrel(args: &[&str]) -> Output {
     Output { code: status.and_then(|s| s.code()), stdout, stderr }
 }
 
-/// Run `petrel client --config CONFIG ARGS` (bounded).
+/// Run `petrel client --config CONFIG ARGS` (bounded), recording in the cluster's history.
 pub fn petrel_client(config: &Path, args: &[&str]) -> Output {
+    let history = history_of(config);
     let config = config.to_string_lossy().to_string();
     let mut all = vec!["client", "--config", &config];
     all.extend_from_slice(args);
-    petrel(&all)
+    petrel_env(&all, &[(petrel_node::client::HISTORY_ENV, &history.to_string_lossy())])
 }
 
 /// Run `petrel admin --config CONFIG ARGS` (bounded).

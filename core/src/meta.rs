@@ -57,6 +57,10 @@ pub struct MetaState {
     /// Restarted, within the grace period: nobody is judged dead yet, since the replicas
     /// that are alive have not re-registered.
     pub grace: bool,
+    /// Leases: the last life of each replica the failure detector declared dead (durable).
+    /// That life may still believe it holds its roles: it is never alive again, also
+    /// after this meta server restarts.
+    pub dead: BTreeMap<Id, u32>,
     /// A learner the primary was asked to add, per partition (one at a time).
     pub adding: BTreeMap<Gpid, Id>,
     /// Source side: duplications of this cluster's tables (durable).
@@ -71,6 +75,7 @@ pub struct MetaStorage {
     pub dups: BTreeMap<DupId, DupRecord>,
     pub followers: BTreeMap<u8, DupIdent>,
     pub lives: BTreeMap<Id, u32>,
+    pub dead: BTreeMap<Id, u32>,
 }
 
 /// How long a restarted meta server waits for live replicas to re-register. Longer than
@@ -107,6 +112,7 @@ fn persist(s: &MetaState, o: &mut Out<Node>) {
         dups: s.dups.clone(),
         followers: s.followers.clone(),
         lives: s.lives.clone(),
+        dead: s.dead.clone(),
     }));
 }
 
@@ -119,6 +125,7 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
                 alive: BTreeMap::new(),
                 lives: st.lives.clone(),
                 grace: true,
+                dead: st.dead.clone(),
                 adding: BTreeMap::new(),
                 dups: st.dups.clone(),
                 followers: st.followers.clone(),
@@ -129,6 +136,7 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
             alive: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
             lives: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
             grace: false,
+            dead: BTreeMap::new(),
             adding: BTreeMap::new(),
             dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
             followers: BTreeMap::new(),
@@ -147,6 +155,7 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
             alive: BTreeMap::new(),
             lives: BTreeMap::new(),
             grace: false,
+            dead: BTreeMap::new(),
             adding: BTreeMap::new(),
             dups: cfg.dups.iter().map(|d| (d.dupid, d.clone())).collect(),
             followers: BTreeMap::new(),
@@ -211,7 +220,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                     // The same life again: it kept its role state; it is simply alive —
                     // unless this meta server already declared that life dead (a life
                     // is never alive twice: it could still think it holds its roles).
-                    if s.alive.contains_key(&src) || s.grace || cfg.grace.is_none() {
+                    if s.dead.get(&src) != Some(&incarnation) {
                         if s.alive.insert(src, incarnation).is_none() {
                             arm_grace(cfg, src, o);
                             cure(cfg, s, o);
@@ -252,9 +261,9 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
         Msg::Beacon { incarnation, seq } => {
             let alive = match s.alive.get(&src) {
                 Some(life) => *life == incarnation,
-                // A restarted meta server, within its grace period, hears from a life it
-                // recorded: that node is alive and kept its roles.
-                None if s.grace && s.lives.get(&src) == Some(&incarnation) => {
+                // The life it recorded, not declared dead (a restarted meta server hearing
+                // from a live node, or a fresh node's first life): alive.
+                None if s.lives.get(&src) == Some(&incarnation) && s.dead.get(&src) != Some(&incarnation) => {
                     s.alive.insert(src, incarnation);
                     true
                 }
@@ -492,9 +501,12 @@ fn arm_grace(cfg: &MetaCfg, r: Id, o: &mut Out<Node>) {
 
 pub fn on_timeout(cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &mut Out<Node>) {
     if let Timer::Grace(r) = timer {
-        // No beacon for longer than the grace: its lease has lapsed, it serves nothing.
-        if s.alive.remove(r).is_some() {
+        // No beacon for longer than the grace: its lease has lapsed, it serves nothing,
+        // and that life never will again (durable, before anything depends on it).
+        if let Some(life) = s.alive.remove(r) {
+            s.dead.insert(*r, life);
             s.adding.retain(|_, n| n != r);
+            persist(s, o);
             cure(cfg, s, o);
         }
         return;

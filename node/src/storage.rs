@@ -8,7 +8,7 @@
 //! `fdatasync`, not a rewrite of the partition's whole key-value map.
 //!
 //! ```text
-//! file    = "PETRELS3" record*          ("PETRELS" + format version)
+//! file    = "PETRELS4" record*          ("PETRELS" + format version)
 //! record  = [u32 BE magic "PTRL"][u32 BE len][u32 BE crc32(len ‖ bytes)][bytes]
 //! bytes   = 0x00 postcard(value)  |  0x01 postcard(change)
 //! ```
@@ -52,9 +52,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// "PETRELS" and the format version. 3: full and change records; 2 was full records of
-/// key-value partitions; 1 one register per partition. Another version is refused by name.
-const FILE_MAGIC: &[u8; 8] = b"PETRELS3";
+/// "PETRELS" and the format version. 4: format 3 with the core's authorization and
+/// identity fields (a follower table's source, lives declared dead); 3: full and change
+/// records; 2 was full records of key-value partitions; 1 one register per partition.
+/// Another version is refused by name.
+const FILE_MAGIC: &[u8; 8] = b"PETRELS4";
 const FULL: u8 = 0;
 const CHANGE: u8 = 1;
 const MAGIC_STEM: &[u8; 7] = b"PETRELS";
@@ -473,7 +475,7 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
         assert!(matches!(err, StorageError::OtherFormat { .. }), "{err}");
-        assert!(err.to_string().contains("storage format 1 (this petrel reads format 3)"), "{err}");
+        assert!(err.to_string().contains("storage format 1 (this petrel reads format 4)"), "{err}");
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
 

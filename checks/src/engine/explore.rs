@@ -48,6 +48,50 @@ const BATCH_SLOW: Duration = Duration::from_millis(60);
 /// Below this many sources a batch runs on the coordinating thread alone.
 const PARALLEL_MIN: usize = 128;
 
+/// States of one BFS level in id order, in segments of [`SEGMENT`] so that growing it never
+/// moves the states already in it, and consuming it frees each segment as it goes.
+pub(crate) struct Frontier<S> {
+    segs: Vec<Vec<S>>,
+    len: usize,
+}
+
+/// States per frontier segment.
+const SEGMENT: usize = 1024;
+
+impl<S> Frontier<S> {
+    fn new() -> Self {
+        Frontier {
+            segs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn push(&mut self, s: S) {
+        match self.segs.last_mut() {
+            Some(seg) if seg.len() < SEGMENT => seg.push(s),
+            _ => {
+                let mut seg = Vec::with_capacity(SEGMENT);
+                seg.push(s);
+                self.segs.push(seg);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn into_states(self) -> impl Iterator<Item = S> {
+        self.segs.into_iter().flatten()
+    }
+}
+
 /// One transition of the graph.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Edge {
@@ -350,7 +394,7 @@ fn expand_seq<M>(
     probe: bool,
     max_nodes: usize,
     cache: &mut IntMap<u64, u32>,
-    next: &mut Vec<M::State>,
+    next: &mut Frontier<M::State>,
     step: &mut BatchStep,
 ) where
     M: Fairness,
@@ -490,7 +534,7 @@ fn expand_par<M>(
     threads: usize,
     caches: &mut [IntMap<u64, u32>],
     locals: &mut [IntMap<u64, u32>],
-    next: &mut Vec<M::State>,
+    next: &mut Frontier<M::State>,
     step: &mut BatchStep,
 ) where
     M: Fairness + Sync,
@@ -642,7 +686,7 @@ where
     let mut exhausted = false;
 
     // Level 0: the initial states, in `init_states()` order.
-    let mut frontier: Vec<M::State> = Vec::new();
+    let mut frontier: Frontier<M::State> = Frontier::new();
     {
         let mut best = vec![None; props.len()];
         let mut bits = Vec::new();
@@ -696,7 +740,7 @@ where
         }
         let depth_probe = opts.limits.max_depth.is_some_and(|d| depth >= d);
         let next_start = g.len() as u32;
-        let mut next: Vec<M::State> = Vec::new();
+        let mut next: Frontier<M::State> = Frontier::new();
         // Always/Sometimes properties are evaluated on depth+1 states unless already decided
         // at a smaller depth.
         for (i, a) in ctx.active.iter_mut().enumerate() {
@@ -705,7 +749,7 @@ where
         let level_first = g.level_start.last().copied().unwrap_or(0);
         let level_len = frontier.len();
         // Sources are moved out batch by batch and dropped as soon as they are expanded.
-        let mut pending = std::mem::take(&mut frontier).into_iter();
+        let mut pending = std::mem::replace(&mut frontier, Frontier::new()).into_states();
         let mut pos = 0usize;
         while pos < level_len {
             if run.timed_out() {

@@ -1,6 +1,11 @@
 //! `petrel-check`: list, check, mutants, explore, view.
 use clap::{Parser, Subcommand};
 mod bench;
+
+/// mimalloc: model checking is allocation-bound (every successor is a cloned state); this
+/// applies to all engines `bench` compares, as each runs in this binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use petrel_checks::engine::{self, Limits, Options, Report};
 use petrel_checks::petrel::{explorer_path, print_trace, trace_json};
 use petrel_checks::view;

@@ -38,6 +38,11 @@ pub(crate) fn shard_of(fp: u64) -> usize {
     (fp >> (64 - SHARD_BITS)) as usize
 }
 
+/// `HashMap` for in-memory maps keyed by integers (the fairness-class interner, the
+/// per-chunk candidate index), where a collision only costs a probe. Not used for
+/// fingerprints.
+pub(crate) type IntMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
+
 #[cfg(test)]
 mod tests {
     use super::fingerprint;
@@ -93,8 +98,3 @@ mod tests {
         assert_ne!(fingerprint(&()), 0);
     }
 }
-
-/// `HashMap` for in-memory maps keyed by integers (the fairness-class interner, the
-/// per-chunk candidate index), where a collision only costs a probe. Not used for
-/// fingerprints.
-pub(crate) type IntMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;

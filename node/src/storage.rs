@@ -89,7 +89,7 @@ pub enum StorageError {
 /// What every "refusing to start" error tells the operator. Not "move it away": a node
 /// started on an empty directory today comes back as the same member and life, claiming
 /// data it no longer has (issue #11, item 2), so the advice is to keep the evidence.
-const KEEP_THE_FILE: &str = "Do not delete or move the file: a node restarted without its data would rejoin as the same member claiming data it no longer holds. Keep the directory for inspection; restore it from a copy of this node's data, or retire this node id";
+const KEEP_THE_FILE: &str = "Do not delete or move the file: it holds this replica's copy of the data. Keep the directory for inspection and restore it from a copy of this node's data; only if that is impossible, empty the data directory: the node then joins as a new member (a new life that holds nothing and learns everything before it serves)";
 
 /// Why the bytes at the end of the log are not a valid record: `None` if they are an
 /// incomplete append (safe to cut: its fdatasync never returned, so nothing was acted on),

@@ -375,7 +375,7 @@ fn a_data_directory_of_another_storage_format_is_refused_clearly() {
     let out = petrel(&["replica", "--config", &config]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
-        out.stderr.contains("cannot open the storage") && out.stderr.contains("storage format 1 (this petrel reads format 3)"),
+        out.stderr.contains("cannot open the storage") && out.stderr.contains("storage format 1 (this petrel reads format 4)"),
         "{}",
         out.stderr
     );

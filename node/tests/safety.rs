@@ -13,11 +13,11 @@ use petrel_node::config::{Config, TransportSection};
 use petrel_node::transport::{self, close};
 use std::time::{Duration, Instant};
 
-/// Offsets of the complete records of a storage log (format 3: `PETRELS3`, then
+/// Offsets of the complete records of a storage log (format 4: `PETRELS4`, then
 /// `[magic "PTRL"][u32 BE len][u32 BE crc][len bytes]`), read independently of the
 /// node's own reader.
 fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
-    assert!(bytes.starts_with(b"PETRELS3"), "not a format-3 storage log");
+    assert!(bytes.starts_with(b"PETRELS4"), "not a format-4 storage log");
     let mut out = Vec::new();
     let mut off = 8;
     while off + 12 <= bytes.len() && &bytes[off..off + 4] == b"PTRL" {

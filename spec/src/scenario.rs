@@ -232,16 +232,12 @@ pub fn scenarios() -> Vec<Scenario> {
             )
         },
         Scenario {
-            replicas: 2,
-            max_replica_count: 2,
-            bootstrap_members: 2,
             clients: vec![vec![ClientOp::put("k", "1")]],
             replaces: 1,
             crashes: 1,
-            recover: true,
             ..Scenario::base(
                 "disk-replaced",
-                "2 replicas: a member's disk is replaced (it restarts empty before the meta notices) while the other may crash and restart",
+                "3 replicas: a member's disk is replaced (it restarts empty before the meta notices) while another may crash",
             )
         },
         Scenario {

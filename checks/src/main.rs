@@ -1,11 +1,5 @@
 //! `petrel-check`: list, check, mutants, explore, view.
 use clap::{Parser, Subcommand};
-mod bench;
-
-/// mimalloc: model checking is allocation-bound (every successor is a cloned state); this
-/// applies to all engines `bench` compares, as each runs in this binary.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use petrel_checks::engine::{self, Limits, Options, Report};
 use petrel_checks::petrel::{explorer_path, print_trace, trace_json};
 use petrel_checks::view;
@@ -110,8 +104,6 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Petrel's engine against stateright's spawn_bfs/spawn_dfs, unique states per CPU-second.
-    Bench(bench::BenchArgs),
     /// Serve the counterexample viewer for a trace file (loopback only).
     View {
         file: std::path::PathBuf,
@@ -353,7 +345,6 @@ fn main() -> ExitCode {
             list.and_then(|l| check_cmd(l, mname.as_deref(), trace_out.as_deref(), property.as_deref(), &run))
         }
         Cmd::Mutants { run } => mutants_cmd(&run),
-        Cmd::Bench(args) => bench::run(&args),
         Cmd::Explore { scenario: name, mutant: mname, addr, view_addr, property, threads } => {
             explore_cmd(&name, mname.as_deref(), addr, view_addr, property.as_deref(), threads)
         }

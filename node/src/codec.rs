@@ -7,7 +7,7 @@
 //! Why this shape: QUIC streams are byte streams, so frames need a delimiter; a fixed-size
 //! big-endian length lets a reader reject an oversized frame *before* allocating for it; the
 //! version byte lets a later node refuse (rather than misread) a frame of another format.
-//! postcard is compact and maintained (see `shared/design/dependencies.md`), and it
+//! postcard is compact and maintained (bincode 3 is a tombstone, 2.x unmaintained), and it
 //! encodes whatever serde types the core uses, so a change of `Value` or `ReqId` in the
 //! core needs no change here.
 //!

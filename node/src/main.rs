@@ -254,7 +254,8 @@ fn init_logs(default: &str) {
 
 fn main() -> ExitCode {
     // Both ring and (if anything enabled it) aws-lc-rs may be compiled in; pick ring
-    // explicitly so rustls never has to guess (see shared/design/dependencies.md).
+    // explicitly so rustls never has to guess (with both compiled in, `builder()` panics
+    // with "no process-level CryptoProvider").
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logs(match cli.cmd {

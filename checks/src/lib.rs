@@ -3,5 +3,5 @@
 //! counterexample viewer.
 pub mod engine;
 pub mod petrel;
-pub mod view;
 pub mod validate;
+pub mod view;

@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "petrel-check", about = "Exhaustively check Petrel's scenarios, mutants and liveness")]
+#[command(
+    name = "petrel-check",
+    about = "Exhaustively check Petrel's scenarios, mutants and liveness"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -117,7 +120,11 @@ fn options(run: &RunArgs, progress_label: String) -> Options {
     if let Some(t) = run.threads {
         o.threads = t.max(1);
     }
-    o.limits = Limits { max_states: run.max_states, max_depth: None, timeout: run.timeout.map(Duration::from_secs) };
+    o.limits = Limits {
+        max_states: run.max_states,
+        max_depth: None,
+        timeout: run.timeout.map(Duration::from_secs),
+    };
     o.fairness = !run.no_fairness;
     o.stop_when_decided = false;
     if !run.json {
@@ -138,7 +145,9 @@ fn options(run: &RunArgs, progress_label: String) -> Options {
 fn bugs_for(m: Option<&str>) -> Result<Bugs, String> {
     match m {
         None => Ok(Bugs::none()),
-        Some(n) => mutant(n).map(|m| Bugs::none().with(m.bug)).ok_or_else(|| format!("unknown mutant `{n}` (see `petrel-check list`)")),
+        Some(n) => mutant(n)
+            .map(|m| Bugs::none().with(m.bug))
+            .ok_or_else(|| format!("unknown mutant `{n}` (see `petrel-check list`)")),
     }
 }
 
@@ -157,12 +166,19 @@ fn run_one(sc: &Scenario, mutant: Option<&str>, run: &RunArgs) -> Result<Outcome
     };
     let opts = options(run, label);
     let report = engine::check(&model, &opts);
-    Ok(Outcome { report, model, cpu_threads: opts.threads })
+    Ok(Outcome {
+        report,
+        model,
+        cpu_threads: opts.threads,
+    })
 }
 
 /// 0 = complete and every property holds, 1 = a property is violated, 2 = incomplete.
 fn verdict(r: &Report<PetrelModel>) -> u8 {
-    let violated = r.properties.iter().any(|p| p.expectation != Expectation::Sometimes && !p.holds);
+    let violated = r
+        .properties
+        .iter()
+        .any(|p| p.expectation != Expectation::Sometimes && !p.holds);
     if violated {
         1
     } else if !r.complete || !r.errors.is_empty() {
@@ -222,9 +238,18 @@ fn print_table(o: &Outcome) {
     for e in &r.errors {
         println!("  error: {e}");
     }
-    println!("  {:<34} {:<10} {:<8} counterexample", "property", "verdict", "checker");
+    println!(
+        "  {:<34} {:<10} {:<8} counterexample",
+        "property", "verdict", "checker"
+    );
     for p in &r.properties {
-        let verdict = if !r.complete && p.holds { "unknown" } else if p.holds { "holds" } else { "VIOLATED" };
+        let verdict = if !r.complete && p.holds {
+            "unknown"
+        } else if p.holds {
+            "holds"
+        } else {
+            "VIOLATED"
+        };
         let cex = match (&p.counterexample, p.holds) {
             (Some(t), false) => match t.loop_start {
                 Some(l) => format!("lasso: {} steps, loop from step {}", t.len(), l + 1),
@@ -236,7 +261,13 @@ fn print_table(o: &Outcome) {
     }
 }
 
-fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std::path::Path>, property: Option<&str>, run: &RunArgs) -> Result<u8, String> {
+fn check_cmd(
+    names: Vec<Scenario>,
+    mutant: Option<&str>,
+    trace_out: Option<&std::path::Path>,
+    property: Option<&str>,
+    run: &RunArgs,
+) -> Result<u8, String> {
     let mut worst = 0u8;
     for sc in names {
         if let Some(id) = property {
@@ -248,24 +279,40 @@ fn check_cmd(names: Vec<Scenario>, mutant: Option<&str>, trace_out: Option<&std:
             println!("{}", json_of(&o, mutant));
         } else {
             print_table(&o);
-            for p in o.report.properties.iter().filter(|p| !p.holds && p.expectation != Expectation::Sometimes) {
+            for p in o
+                .report
+                .properties
+                .iter()
+                .filter(|p| !p.holds && p.expectation != Expectation::Sometimes)
+            {
                 if let Some(t) = &p.counterexample {
                     println!("\n{} violated; counterexample:", p.name);
                     print_trace(&o.model, t);
                     let m = mutant.map(|m| format!(" --mutant {m}")).unwrap_or_default();
-                    println!("  open it: petrel-check explore {}{m} --property {}  (Explorer path {})", sc.name, id_of(p.name), explorer_path(&o.model, t));
+                    println!(
+                        "  open it: petrel-check explore {}{m} --property {}  (Explorer path {})",
+                        sc.name,
+                        id_of(p.name),
+                        explorer_path(&o.model, t)
+                    );
                 }
             }
         }
         if let Some(path) = trace_out {
             if let Some((p, t)) = counterexample(&o.report, property) {
-                let text = serde_json::to_string_pretty(&trace_json(&o.model, mutant, p, t)).map_err(|e| e.to_string())?;
-                std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                let text = serde_json::to_string_pretty(&trace_json(&o.model, mutant, p, t))
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 if !run.json {
                     println!("trace written to {}", path.display());
                 }
             } else if let Some(id) = property {
-                eprintln!("petrel-check: {id} is not violated in {}: no trace written to {}", sc.name, path.display());
+                eprintln!(
+                    "petrel-check: {id} is not violated in {}: no trace written to {}",
+                    sc.name,
+                    path.display()
+                );
             }
         }
         worst = worst.max(v);
@@ -277,19 +324,35 @@ fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
     let mut ok = true;
     let mut rows = Vec::new();
     for m in mutants() {
-        let sc = scenario(m.scenario).ok_or_else(|| format!("mutant {} names unknown scenario {}", m.name, m.scenario))?;
+        let sc = scenario(m.scenario)
+            .ok_or_else(|| format!("mutant {} names unknown scenario {}", m.name, m.scenario))?;
         let o = run_one(&sc, Some(m.name), run)?;
-        let hit = o.report.properties.iter().find(|p| id_of(p.name) == m.caught_by && !p.holds);
+        let hit = o
+            .report
+            .properties
+            .iter()
+            .find(|p| id_of(p.name) == m.caught_by && !p.holds);
         let caught = hit.is_some();
         ok &= caught;
-        let (len, checker) = hit.map_or((None, ""), |p| (p.counterexample.as_ref().map(|t| t.len()), p.checker));
+        let (len, checker) = hit.map_or((None, ""), |p| {
+            (p.counterexample.as_ref().map(|t| t.len()), p.checker)
+        });
         if run.json {
             let mut j = json_of(&o, Some(m.name));
             j["caught"] = json!(caught);
             j["caught_by"] = json!(m.caught_by);
             println!("{j}");
         }
-        rows.push((m.name, m.scenario, m.caught_by, caught, checker, len, o.report.unique_states, o.report.seconds));
+        rows.push((
+            m.name,
+            m.scenario,
+            m.caught_by,
+            caught,
+            checker,
+            len,
+            o.report.unique_states,
+            o.report.seconds,
+        ));
     }
     let mut clean = Vec::new();
     for sc in scenarios() {
@@ -302,16 +365,33 @@ fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
         clean.push((sc.name, v, o.report.unique_states, o.report.seconds));
     }
     if !run.json {
-        println!("\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8}", "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds");
+        println!(
+            "\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8}",
+            "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds"
+        );
         for (n, s, by, caught, checker, len, states, secs) in &rows {
             println!(
                 "{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8.2}",
-                n, s, by, if *caught { "yes" } else { "NO" }, checker, len.map(|l| l.to_string()).unwrap_or("-".into()), states, secs
+                n,
+                s,
+                by,
+                if *caught { "yes" } else { "NO" },
+                checker,
+                len.map(|l| l.to_string()).unwrap_or("-".into()),
+                states,
+                secs
             );
         }
-        println!("\n{:<30} {:<10} {:>10} {:>8}", "clean scenario", "verdict", "states", "seconds");
+        println!(
+            "\n{:<30} {:<10} {:>10} {:>8}",
+            "clean scenario", "verdict", "states", "seconds"
+        );
         for (n, v, states, secs) in &clean {
-            let v = match v { 0 => "pass", 1 => "VIOLATED", _ => "INCOMPLETE" };
+            let v = match v {
+                0 => "pass",
+                1 => "VIOLATED",
+                _ => "INCOMPLETE",
+            };
             println!("{:<30} {:<10} {:>10} {:>8.2}", n, v, states, secs);
         }
     }
@@ -328,28 +408,70 @@ fn main() -> ExitCode {
             }
             println!("mutants:");
             for m in mutants() {
-                println!("  {:<28} [{} → {}] {}", m.name, m.scenario, m.caught_by, m.description);
+                println!(
+                    "  {:<28} [{} → {}] {}",
+                    m.name, m.scenario, m.caught_by, m.description
+                );
             }
             Ok(0)
         }
-        Cmd::Check { scenario: name, all, mutant: mname, trace_out, property, run } => {
+        Cmd::Check {
+            scenario: name,
+            all,
+            mutant: mname,
+            trace_out,
+            property,
+            run,
+        } => {
             let list = if all {
                 Ok(scenarios())
             } else {
                 match (name.as_deref(), mname.as_deref().and_then(mutant)) {
-                    (Some(n), _) => scenario(n).map(|s| vec![s]).ok_or_else(|| format!("unknown scenario `{n}` (see `petrel-check list`)")),
+                    (Some(n), _) => scenario(n)
+                        .map(|s| vec![s])
+                        .ok_or_else(|| format!("unknown scenario `{n}` (see `petrel-check list`)")),
                     (None, Some(m)) => Ok(scenario(m.scenario).into_iter().collect()),
                     (None, None) => Err("give a scenario or --all".to_string()),
                 }
             };
-            list.and_then(|l| check_cmd(l, mname.as_deref(), trace_out.as_deref(), property.as_deref(), &run))
+            list.and_then(|l| {
+                check_cmd(
+                    l,
+                    mname.as_deref(),
+                    trace_out.as_deref(),
+                    property.as_deref(),
+                    &run,
+                )
+            })
         }
         Cmd::Mutants { run } => mutants_cmd(&run),
-        Cmd::Explore { scenario: name, mutant: mname, addr, view_addr, property, threads } => {
-            explore_cmd(&name, mname.as_deref(), addr, view_addr, property.as_deref(), threads)
-        }
-        Cmd::Validate { dirs, histories, trace_out, trace_window, json } => {
-            let opts = petrel_checks::validate::Options { histories, trace_out, trace_window };
+        Cmd::Explore {
+            scenario: name,
+            mutant: mname,
+            addr,
+            view_addr,
+            property,
+            threads,
+        } => explore_cmd(
+            &name,
+            mname.as_deref(),
+            addr,
+            view_addr,
+            property.as_deref(),
+            threads,
+        ),
+        Cmd::Validate {
+            dirs,
+            histories,
+            trace_out,
+            trace_window,
+            json,
+        } => {
+            let opts = petrel_checks::validate::Options {
+                histories,
+                trace_out,
+                trace_window,
+            };
             let report = petrel_checks::validate::validate(&dirs, &opts);
             if json {
                 println!("{}", report.json());
@@ -359,7 +481,8 @@ fn main() -> ExitCode {
             Ok(report.exit_code())
         }
         Cmd::View { file, addr } => (|| {
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             view::validate(&text)?;
             let server = view::serve(text, addr, None)?;
             println!("viewer on {}", server.url());
@@ -383,7 +506,10 @@ fn known_property(model: &PetrelModel, id: &str) -> Result<(), String> {
         Ok(())
     } else {
         let ids: Vec<&str> = props.iter().map(|p| id_of(p.name)).collect();
-        Err(format!("unknown property `{id}` (this scenario has {})", ids.join(", ")))
+        Err(format!(
+            "unknown property `{id}` (this scenario has {})",
+            ids.join(", ")
+        ))
     }
 }
 
@@ -392,7 +518,10 @@ fn known_property(model: &PetrelModel, id: &str) -> Result<(), String> {
 fn counterexample<'a>(
     r: &'a Report<PetrelModel>,
     id: Option<&str>,
-) -> Option<(&'a engine::PropertyResult<PetrelModel>, &'a engine::Trace<PetrelModel>)> {
+) -> Option<(
+    &'a engine::PropertyResult<PetrelModel>,
+    &'a engine::Trace<PetrelModel>,
+)> {
     r.properties
         .iter()
         .filter(|p| !p.holds && p.expectation != Expectation::Sometimes)
@@ -411,47 +540,75 @@ fn explore_cmd(
     threads: Option<usize>,
 ) -> Result<u8, String> {
     if addr.port() == 0 {
-        return Err("--addr needs a port other than 0 (the Explorer's URL is printed before it serves)".into());
+        return Err(
+            "--addr needs a port other than 0 (the Explorer's URL is printed before it serves)"
+                .into(),
+        );
     }
     let view_addr = match view_addr {
         Some(v) => v,
         None => {
-            let port = addr.port().checked_add(1).ok_or("--addr port 65535 leaves no next port for the viewer: give --view-addr")?;
+            let port = addr
+                .port()
+                .checked_add(1)
+                .ok_or("--addr port 65535 leaves no next port for the viewer: give --view-addr")?;
             std::net::SocketAddr::new(addr.ip(), port)
         }
     };
     for (what, a) in [("Explorer", addr), ("viewer", view_addr)] {
         if !a.ip().is_loopback() {
-            return Err(format!("refusing to serve the {what} on {a}: loopback addresses only"));
+            return Err(format!(
+                "refusing to serve the {what} on {a}: loopback addresses only"
+            ));
         }
     }
     if addr == view_addr {
         return Err(format!("the Explorer and the viewer cannot share {addr}"));
     }
     // Fail before the (possibly long) check if the Explorer's port is taken.
-    drop(std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} for the Explorer: {e}"))?);
-    let sc = scenario(name).ok_or_else(|| format!("unknown scenario `{name}` (see `petrel-check list`)"))?;
+    drop(
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} for the Explorer: {e}"))?,
+    );
+    let sc = scenario(name)
+        .ok_or_else(|| format!("unknown scenario `{name}` (see `petrel-check list`)"))?;
     let bugs = bugs_for(mutant)?;
     let model = PetrelModel::new(&sc, bugs);
     if let Some(id) = property {
         known_property(&model, id)?;
     }
-    let run = RunArgs { threads, max_states: None, timeout: None, no_fairness: false, json: false };
+    let run = RunArgs {
+        threads,
+        max_states: None,
+        timeout: None,
+        no_fairness: false,
+        json: false,
+    };
     let label = mutant.map_or_else(|| sc.name.to_string(), |m| format!("{} [{m}]", sc.name));
     let report = engine::check(&model, &options(&run, label));
     eprintln!();
     let explorer_base = format!("http://{addr}");
     let viewer = match counterexample(&report, property) {
         Some((p, t)) => {
-            println!("{} violated ({} steps{})", p.name, t.len(), t.loop_start.map(|l| format!(", loops from step {}", l + 1)).unwrap_or_default());
-            let text = serde_json::to_string(&trace_json(&model, mutant, p, t)).map_err(|e| e.to_string())?;
+            println!(
+                "{} violated ({} steps{})",
+                p.name,
+                t.len(),
+                t.loop_start
+                    .map(|l| format!(", loops from step {}", l + 1))
+                    .unwrap_or_default()
+            );
+            let text = serde_json::to_string(&trace_json(&model, mutant, p, t))
+                .map_err(|e| e.to_string())?;
             let server = view::serve(text, view_addr, Some(explorer_base.clone()))?;
             Some((server, explorer_path(&model, t)))
         }
         None => {
             match property {
                 Some(id) => println!("{id} is not violated: no counterexample to show"),
-                None if verdict(&report) == 2 => println!("the check is incomplete and found no counterexample"),
+                None if verdict(&report) == 2 => {
+                    println!("the check is incomplete and found no counterexample")
+                }
                 None => println!("every property holds: no counterexample to show"),
             }
             None
@@ -479,6 +636,8 @@ fn explore_cmd(
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    explorer.join().map_err(|_| format!("the Explorer on {addr} stopped"))?;
+    explorer
+        .join()
+        .map_err(|_| format!("the Explorer on {addr} stopped"))?;
     Ok(0)
 }

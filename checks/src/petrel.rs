@@ -44,16 +44,30 @@ fn states_json(model: &PetrelModel, s: &State) -> Value {
             Err(e) => json!({ "(not serialisable)": e.to_string() }),
         }
     };
-    Value::Array(s.actor_states.iter().enumerate().map(|(i, a)| one(i, a)).collect())
+    Value::Array(
+        s.actor_states
+            .iter()
+            .enumerate()
+            .map(|(i, a)| one(i, a))
+            .collect(),
+    )
 }
 
 fn kind_of(a: &Action) -> (&'static str, Option<Id>, String) {
     match a {
-        Action::Actor(ActorModelAction::Deliver { src, msg, .. }) => ("deliver", Some(*src), msg.kind().to_string()),
+        Action::Actor(ActorModelAction::Deliver { src, msg, .. }) => {
+            ("deliver", Some(*src), msg.kind().to_string())
+        }
         Action::Actor(ActorModelAction::Timeout(_, t)) => ("timeout", None, format!("{t:?}")),
-        Action::Actor(ActorModelAction::Drop(env)) | Action::Drop(env) => ("drop", Some(env.src), env.msg.kind().to_string()),
-        Action::Crash(_) | Action::Actor(ActorModelAction::Crash(_)) => ("crash", None, "Crash".into()),
-        Action::Recover(_) | Action::Actor(ActorModelAction::Recover(_)) => ("recover", None, "Restart".into()),
+        Action::Actor(ActorModelAction::Drop(env)) | Action::Drop(env) => {
+            ("drop", Some(env.src), env.msg.kind().to_string())
+        }
+        Action::Crash(_) | Action::Actor(ActorModelAction::Crash(_)) => {
+            ("crash", None, "Crash".into())
+        }
+        Action::Recover(_) | Action::Actor(ActorModelAction::Recover(_)) => {
+            ("recover", None, "Restart".into())
+        }
         Action::Suspect(_) => ("env", None, "Suspect".into()),
         Action::Forge(_) => ("env", None, "Forge".into()),
         Action::Replace(_) => ("crash", None, "Disk replaced".into()),
@@ -104,7 +118,11 @@ fn sends(before: &State, after: &State) -> Vec<Value> {
 /// process, so the path is only meaningful to an Explorer served by the same process
 /// (`petrel-check explore` computes it that way).
 pub fn explorer_path(model: &PetrelModel, trace: &Trace<PetrelModel>) -> String {
-    let init = model.init_states().iter().position(|s| s == &trace.init).unwrap_or(0);
+    let init = model
+        .init_states()
+        .iter()
+        .position(|s| s == &trace.init)
+        .unwrap_or(0);
     let mut path = format!("#/steps/{init}");
     let mut prev = &trace.init;
     let mut actions = Vec::new();
@@ -118,14 +136,17 @@ pub fn explorer_path(model: &PetrelModel, trace: &Trace<PetrelModel>) -> String 
     path
 }
 
-pub fn trace_json(model: &PetrelModel, mutant: Option<&str>, p: &PropertyResult<PetrelModel>, trace: &Trace<PetrelModel>) -> Value {
+pub fn trace_json(
+    model: &PetrelModel,
+    mutant: Option<&str>,
+    p: &PropertyResult<PetrelModel>,
+    trace: &Trace<PetrelModel>,
+) -> Value {
     let actors: Vec<Value> = model
         .names
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            json!({"id": i, "name": n, "role": role_of(n), "cluster": cluster_of(n)})
-        })
+        .map(|(i, n)| json!({"id": i, "name": n, "role": role_of(n), "cluster": cluster_of(n)}))
         .collect();
     let mut prev = &trace.init;
     let steps: Vec<Value> = trace
@@ -173,7 +194,12 @@ pub fn print_trace(model: &PetrelModel, trace: &Trace<PetrelModel>) {
         if trace.loop_start == Some(i) {
             println!("      ── from here it loops ──");
         }
-        println!("  {:>3}. [{}] {}", i + 1, model.name(model.action_actor(a)), model.format_action(a));
+        println!(
+            "  {:>3}. [{}] {}",
+            i + 1,
+            model.name(model.action_actor(a)),
+            model.format_action(a)
+        );
     }
     if trace.loop_start.is_some() {
         println!("      ── back to the first step of the loop ──");
@@ -190,10 +216,22 @@ mod tests {
     #[test]
     fn names_give_roles_and_clusters() {
         assert_eq!((role_of("meta"), cluster_of("meta")), ("meta", None));
-        assert_eq!((role_of("replica-2"), cluster_of("replica-2")), ("replica", None));
-        assert_eq!((role_of("client-1"), cluster_of("client-1")), ("client", None));
-        assert_eq!((role_of("meta-B"), cluster_of("meta-B")), ("meta", Some("B")));
-        assert_eq!((role_of("replica-A1"), cluster_of("replica-A1")), ("replica", Some("A")));
+        assert_eq!(
+            (role_of("replica-2"), cluster_of("replica-2")),
+            ("replica", None)
+        );
+        assert_eq!(
+            (role_of("client-1"), cluster_of("client-1")),
+            ("client", None)
+        );
+        assert_eq!(
+            (role_of("meta-B"), cluster_of("meta-B")),
+            ("meta", Some("B"))
+        );
+        assert_eq!(
+            (role_of("replica-A1"), cluster_of("replica-A1")),
+            ("replica", Some("A"))
+        );
     }
 
     /// A real counterexample exports as a valid trace whose states are all objects, and its
@@ -203,27 +241,62 @@ mod tests {
     #[test]
     fn real_trace_exports_and_its_explorer_path_replays() {
         let m = mutant("s5-client-no-refresh").expect("mutant");
-        let model = PetrelModel::new(&scenario(m.scenario).expect("scenario"), Bugs::none().with(m.bug));
-        let report = engine::check(&model, &Options { threads: 1, stop_when_decided: false, ..Options::default() });
-        let p = report.properties.iter().find(|p| !p.holds && id_of(p.name) == m.caught_by).expect("caught");
+        let model = PetrelModel::new(
+            &scenario(m.scenario).expect("scenario"),
+            Bugs::none().with(m.bug),
+        );
+        let report = engine::check(
+            &model,
+            &Options {
+                threads: 1,
+                stop_when_decided: false,
+                ..Options::default()
+            },
+        );
+        let p = report
+            .properties
+            .iter()
+            .find(|p| !p.holds && id_of(p.name) == m.caught_by)
+            .expect("caught");
         let t = p.counterexample.as_ref().expect("counterexample");
         let j = trace_json(&model, Some(m.name), p, t);
         crate::view::validate(&j.to_string()).expect("valid petrel-trace/1");
-        for (i, st) in std::iter::once(&j["initial"]).chain(j["steps"].as_array().expect("steps")).enumerate() {
+        for (i, st) in std::iter::once(&j["initial"])
+            .chain(j["steps"].as_array().expect("steps"))
+            .enumerate()
+        {
             for a in st["actors"].as_array().expect("actors") {
-                assert!(a.is_object() && a.get("(not serialisable)").is_none(), "state {i}: {a}");
+                assert!(
+                    a.is_object() && a.get("(not serialisable)").is_none(),
+                    "state {i}: {a}"
+                );
             }
         }
         let path = j["explorer_path"].as_str().expect("path");
-        let idx: Vec<usize> = path.strip_prefix("#/steps/").expect("prefix").split('/').map(|x| x.parse().expect("index")).collect();
-        assert_eq!(idx.len(), t.len() + 1, "{path}: the initial state's index, then one per step");
+        let idx: Vec<usize> = path
+            .strip_prefix("#/steps/")
+            .expect("prefix")
+            .split('/')
+            .map(|x| x.parse().expect("index"))
+            .collect();
+        assert_eq!(
+            idx.len(),
+            t.len() + 1,
+            "{path}: the initial state's index, then one per step"
+        );
         let mut s = model.init_states().swap_remove(idx[0]);
         assert!(s == t.init);
         for (k, (&ai, (_, expected))) in idx[1..].iter().zip(&t.steps).enumerate() {
             let mut actions = Vec::new();
             model.actions(&s, &mut actions);
-            s = model.next_state(&s, actions.swap_remove(ai)).expect("enabled");
-            assert!(&s == expected, "step {}: the Explorer's action #{ai} leads elsewhere", k + 1);
+            s = model
+                .next_state(&s, actions.swap_remove(ai))
+                .expect("enabled");
+            assert!(
+                &s == expected,
+                "step {}: the Explorer's action #{ai} leads elsewhere",
+                k + 1
+            );
         }
     }
 }
@@ -304,14 +377,20 @@ pub mod json {
         }
         fn seq(self, items: Vec<Value>) -> Value {
             if self.key {
-                Value::String(format!("({})", items.into_iter().map(raw).collect::<Vec<_>>().join(", ")))
+                Value::String(format!(
+                    "({})",
+                    items.into_iter().map(raw).collect::<Vec<_>>().join(", ")
+                ))
             } else {
                 Value::Array(items)
             }
         }
         fn fields(self, fields: Vec<(String, Value)>) -> Value {
             if self.key {
-                let parts: Vec<String> = fields.into_iter().map(|(k, v)| format!("{k}: {}", raw(v))).collect();
+                let parts: Vec<String> = fields
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}: {}", raw(v)))
+                    .collect();
                 Value::String(format!("{{{}}}", parts.join(", ")))
             } else {
                 Value::Object(fields.into_iter().collect())
@@ -379,7 +458,11 @@ pub mod json {
             self.serialize_str(v.encode_utf8(&mut [0; 4]))
         }
         fn serialize_str(self, v: &str) -> Result<Value, Error> {
-            Ok(Value::String(if self.key { format!("{v:?}") } else { v.to_string() }))
+            Ok(Value::String(if self.key {
+                format!("{v:?}")
+            } else {
+                v.to_string()
+            }))
         }
         fn serialize_bytes(self, v: &[u8]) -> Result<Value, Error> {
             Ok(self.seq(v.iter().map(|b| Value::from(*b)).collect()))
@@ -396,10 +479,19 @@ pub mod json {
         fn serialize_unit_struct(self, _: &'static str) -> Result<Value, Error> {
             Ok(Value::Null)
         }
-        fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<Value, Error> {
+        fn serialize_unit_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+        ) -> Result<Value, Error> {
             Ok(Value::String(variant.to_string()))
         }
-        fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<Value, Error> {
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            v: &T,
+        ) -> Result<Value, Error> {
             v.serialize(self)
         }
         fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -421,7 +513,13 @@ pub mod json {
         fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq, Error> {
             self.serialize_seq(Some(len))
         }
-        fn serialize_tuple_variant(self, _: &'static str, _: u32, variant: &'static str, len: usize) -> Result<VariantSeq, Error> {
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<VariantSeq, Error> {
             Ok(VariantSeq(self, variant, Vec::with_capacity(len)))
         }
         fn serialize_map(self, _: Option<usize>) -> Result<MapSer, Error> {
@@ -430,7 +528,13 @@ pub mod json {
         fn serialize_struct(self, _: &'static str, len: usize) -> Result<StructSer, Error> {
             Ok(StructSer(self, Vec::with_capacity(len)))
         }
-        fn serialize_struct_variant(self, _: &'static str, _: u32, variant: &'static str, len: usize) -> Result<VariantStruct, Error> {
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> Result<VariantStruct, Error> {
             Ok(VariantStruct(self, variant, Vec::with_capacity(len)))
         }
     }
@@ -486,7 +590,10 @@ pub mod json {
             Ok(())
         }
         fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
-            let k = self.2.take().ok_or_else(|| Error("map value without a key".into()))?;
+            let k = self
+                .2
+                .take()
+                .ok_or_else(|| Error("map value without a key".into()))?;
             self.1.push((k, self.0.value(v)?));
             Ok(())
         }
@@ -497,7 +604,11 @@ pub mod json {
     impl ser::SerializeStruct for StructSer {
         type Ok = Value;
         type Error = Error;
-        fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), Error> {
+        fn serialize_field<T: Serialize + ?Sized>(
+            &mut self,
+            key: &'static str,
+            v: &T,
+        ) -> Result<(), Error> {
             self.1.push((key.to_string(), self.0.value(v)?));
             Ok(())
         }
@@ -508,7 +619,11 @@ pub mod json {
     impl ser::SerializeStructVariant for VariantStruct {
         type Ok = Value;
         type Error = Error;
-        fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), Error> {
+        fn serialize_field<T: Serialize + ?Sized>(
+            &mut self,
+            key: &'static str,
+            v: &T,
+        ) -> Result<(), Error> {
             self.2.push((key.to_string(), self.0.value(v)?));
             Ok(())
         }
@@ -553,15 +668,27 @@ pub mod json {
         #[test]
         fn compound_keys_become_text() {
             let mut m = BTreeMap::new();
-            m.insert(K { table: 0, partition: 1 }, E::New(3));
-            assert_eq!(to_value(&m).unwrap(), serde_json::json!({"{table: 0, partition: 1}": {"New": 3}}));
+            m.insert(
+                K {
+                    table: 0,
+                    partition: 1,
+                },
+                E::New(3),
+            );
+            assert_eq!(
+                to_value(&m).unwrap(),
+                serde_json::json!({"{table: 0, partition: 1}": {"New": 3}})
+            );
             let mut t = BTreeMap::new();
             t.insert((1u8, "a".to_string()), 2u8);
             assert_eq!(to_value(&t).unwrap(), serde_json::json!({"(1, \"a\")": 2}));
             let mut e = BTreeMap::new();
             e.insert(KE::A(1), 1u8);
             e.insert(KE::B { x: 2 }, 2u8);
-            assert_eq!(to_value(&e).unwrap(), serde_json::json!({"A(1)": 1, "B {x: 2}": 2}));
+            assert_eq!(
+                to_value(&e).unwrap(),
+                serde_json::json!({"A(1)": 1, "B {x: 2}": 2})
+            );
         }
     }
 }

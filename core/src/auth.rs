@@ -40,7 +40,9 @@ pub enum Role {
     Meta,
     Replica,
     /// A node of the cluster whose meta server is `cluster`.
-    Remote { cluster: Id },
+    Remote {
+        cluster: Id,
+    },
     Client,
     Operator,
 }
@@ -81,14 +83,20 @@ pub fn may_send(role: Role, msg: &Msg) -> bool {
         Msg::Write { .. } | Msg::Read { .. } => matches!(role, Client | Operator),
         // What the cluster looks like (the client library asks it to route keys).
         Msg::QueryCluster => matches!(role, Client | Operator),
-        Msg::CreateTable { .. } | Msg::AddDup { .. } | Msg::ModifyDup { .. } | Msg::SetFailMode { .. } => role == Operator,
+        Msg::CreateTable { .. }
+        | Msg::AddDup { .. }
+        | Msg::ModifyDup { .. }
+        | Msg::SetFailMode { .. } => role == Operator,
         Msg::ConfigUpdate { .. }
         | Msg::AddSecondary { .. }
         | Msg::ProposeConfigReply { .. }
         | Msg::Registered { .. }
         | Msg::BeaconAck { .. }
         | Msg::DupUpdate { .. } => role == Meta,
-        Msg::Register { .. } | Msg::Beacon { .. } | Msg::ProposeConfig { .. } | Msg::DupReport { .. } => role == Replica,
+        Msg::Register { .. }
+        | Msg::Beacon { .. }
+        | Msg::ProposeConfig { .. }
+        | Msg::DupReport { .. } => role == Replica,
         Msg::Prepare { .. }
         | Msg::PrepareAck { .. }
         | Msg::GroupCheck { .. }

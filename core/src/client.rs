@@ -47,7 +47,10 @@ pub enum Phase {
     /// spin on the meta server while it is still detecting a failure).
     Backoff,
     /// The current operation was sent to `target`, in its life `incarnation`.
-    Sent { target: Id, incarnation: Option<u32> },
+    Sent {
+        target: Id,
+        incarnation: Option<u32>,
+    },
     /// All operations returned, or the client gave up.
     Done,
 }
@@ -77,7 +80,16 @@ impl ClientState {
 }
 
 pub fn on_start(cfg: &ClientCfg, o: &mut Out<Node>) -> ClientState {
-    let mut s = ClientState { op: 0, phase: Phase::Done, sent: false, attempts: 0, config: None, incarnation: None, suspect: None, results: Vec::new() };
+    let mut s = ClientState {
+        op: 0,
+        phase: Phase::Done,
+        sent: false,
+        attempts: 0,
+        config: None,
+        incarnation: None,
+        suspect: None,
+        results: Vec::new(),
+    };
     if !cfg.ops.is_empty() {
         s.phase = Phase::Querying;
         o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
@@ -92,11 +104,30 @@ fn send_op(cfg: &ClientCfg, s: &mut ClientState, target: Id, o: &mut Out<Node>) 
     };
     let req = cfg.req_of(s.op);
     s.sent = true;
-    s.phase = Phase::Sent { target, incarnation: s.incarnation };
+    s.phase = Phase::Sent {
+        target,
+        incarnation: s.incarnation,
+    };
     let gpid = cfg.gpid;
     match op.clone() {
-        ClientOp::Put(key, value) => o.send(target, Msg::Write { gpid, req, key, value: Some(value) }),
-        ClientOp::Del(key) => o.send(target, Msg::Write { gpid, req, key, value: None }),
+        ClientOp::Put(key, value) => o.send(
+            target,
+            Msg::Write {
+                gpid,
+                req,
+                key,
+                value: Some(value),
+            },
+        ),
+        ClientOp::Del(key) => o.send(
+            target,
+            Msg::Write {
+                gpid,
+                req,
+                key,
+                value: None,
+            },
+        ),
         ClientOp::Get(key) => o.send(target, Msg::Read { gpid, req, key }),
     }
     if let Some(d) = cfg.request_timeout {
@@ -141,7 +172,14 @@ fn complete(cfg: &ClientCfg, s: &mut ClientState, result: OpResult, o: &mut Out<
 }
 
 /// Fail fast: give up when the budget is spent, else refresh the routing and retry.
-fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, dead_life: Option<u32>, o: &mut Out<Node>) {
+fn failed(
+    cfg: &ClientCfg,
+    s: &mut ClientState,
+    target: Id,
+    err: ErrorCode,
+    dead_life: Option<u32>,
+    o: &mut Out<Node>,
+) {
     if cfg.request_timeout.is_some() {
         o.cancel_timer(Timer::RequestTimeout);
     }
@@ -168,11 +206,18 @@ fn failed(cfg: &ClientCfg, s: &mut ClientState, target: Id, err: ErrorCode, dead
 pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut Out<Node>) {
     let expected_req = cfg.req_of(s.op);
     let (sent_to, life) = match s.phase {
-        Phase::Sent { target, incarnation } => (Some(target), incarnation),
+        Phase::Sent {
+            target,
+            incarnation,
+        } => (Some(target), incarnation),
         _ => (None, None),
     };
     match msg {
-        Msg::QueryConfigReply { gpid, config, incarnation } if gpid == cfg.gpid && s.phase == Phase::Querying && src == cfg.meta => {
+        Msg::QueryConfigReply {
+            gpid,
+            config,
+            incarnation,
+        } if gpid == cfg.gpid && s.phase == Phase::Querying && src == cfg.meta => {
             if let Some(c) = config {
                 if s.config.as_ref().is_none_or(|old| c.ballot >= old.ballot) {
                     s.config = Some(c);
@@ -181,21 +226,27 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
             }
             route(cfg, s, true, o);
         }
-        Msg::WriteReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
-            Ok(()) => complete(cfg, s, OpResult::WriteOk, o),
-            Err(e) => failed(cfg, s, src, e, None, o),
-        },
-        Msg::ReadReply { req, result, .. } if sent_to == Some(src) && req == expected_req => match result {
-            Ok(v) => complete(cfg, s, OpResult::ReadOk(v), o),
-            Err(e) => failed(cfg, s, src, e, None, o),
-        },
+        Msg::WriteReply { req, result, .. } if sent_to == Some(src) && req == expected_req => {
+            match result {
+                Ok(()) => complete(cfg, s, OpResult::WriteOk, o),
+                Err(e) => failed(cfg, s, src, e, None, o),
+            }
+        }
+        Msg::ReadReply { req, result, .. } if sent_to == Some(src) && req == expected_req => {
+            match result {
+                Ok(v) => complete(cfg, s, OpResult::ReadOk(v), o),
+                Err(e) => failed(cfg, s, src, e, None, o),
+            }
+        }
         // Life 0: a connection could not be made (the driver never learned which life it
         // dialled). It may be about an earlier send to an earlier life, so it proves
         // nothing about the life we sent to: no suspicion, no attempt; ask the meta server
         // again after a pause and resend (a repeat of a write that took effect is
         // answered as done). The checker found the livelock that treating it as the
         // current life causes.
-        Msg::PeerDown { incarnation: 0 } if sent_to == Some(src) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) => {
+        Msg::PeerDown { incarnation: 0 }
+            if sent_to == Some(src) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) =>
+        {
             if cfg.bugs.has(Bug::ClientNoRefresh) {
                 send_op(cfg, s, src, o);
                 return;
@@ -209,7 +260,9 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
         // Only the failure of the life we sent to: a late notice about an earlier life
         // says nothing about the restarted node.
         Msg::PeerDown { incarnation }
-            if sent_to == Some(src) && life.is_none_or(|l| l == incarnation) && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) =>
+            if sent_to == Some(src)
+                && life.is_none_or(|l| l == incarnation)
+                && !cfg.bugs.has(Bug::ClientIgnoresPeerDown) =>
         {
             failed(cfg, s, src, ErrorCode::PeerDown, Some(incarnation), o)
         }

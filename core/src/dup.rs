@@ -29,7 +29,10 @@ impl DupStatus {
         use DupStatus::*;
         self == to
             || to == Removed
-            || matches!((self, to), (Init, Prepare) | (Prepare, App) | (App | Pause | Init, Log) | (Log, Pause))
+            || matches!(
+                (self, to),
+                (Init, Prepare) | (Prepare, App) | (App | Pause | Init, Log) | (Log, Pause)
+            )
     }
     /// Init and Removed are invalid: no duplicator exists for them.
     pub fn is_valid(self) -> bool {
@@ -133,7 +136,9 @@ impl DupRecord {
             0 => String::new(),
             n => format!(" (and {n} more)"),
         };
-        Some(format!("follower refused mutations of partition {p}{more}: {reason}"))
+        Some(format!(
+            "follower refused mutations of partition {p}{more}: {reason}"
+        ))
     }
 
     /// What the primary of `partition` needs to know.
@@ -166,8 +171,14 @@ impl DupEntry {
     /// confirmed decree only grows (an older announcement may arrive late).
     pub fn merge(known: Option<&DupEntry>, heard: &DupEntry) -> DupEntry {
         match known {
-            Some(k) if k.version > heard.version => DupEntry { confirmed: k.confirmed.max(heard.confirmed), ..k.clone() },
-            Some(k) => DupEntry { confirmed: k.confirmed.max(heard.confirmed), ..heard.clone() },
+            Some(k) if k.version > heard.version => DupEntry {
+                confirmed: k.confirmed.max(heard.confirmed),
+                ..k.clone()
+            },
+            Some(k) => DupEntry {
+                confirmed: k.confirmed.max(heard.confirmed),
+                ..heard.clone()
+            },
             None => heard.clone(),
         }
     }

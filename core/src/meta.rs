@@ -84,13 +84,22 @@ pub const META_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The initial assignment of a bootstrapped deployment: partition p's primary is replica
 /// `p mod n`, followed by the next `members - 1` replicas as secondaries.
-pub fn bootstrap_configs(replicas: &[Id], tables: &[TableSpec], members: u8) -> Vec<PartitionConfig> {
+pub fn bootstrap_configs(
+    replicas: &[Id],
+    tables: &[TableSpec],
+    members: u8,
+) -> Vec<PartitionConfig> {
     let n = replicas.len();
     let mut out = Vec::new();
     for t in tables {
         for p in 0..t.partitions {
-            let gpid = Gpid { table: t.id, partition: p };
-            let members: Vec<Id> = (0..(members.min(t.max_replica_count) as usize).min(n)).map(|k| replicas[(p as usize + k) % n]).collect();
+            let gpid = Gpid {
+                table: t.id,
+                partition: p,
+            };
+            let members: Vec<Id> = (0..(members.min(t.max_replica_count) as usize).min(n))
+                .map(|k| replicas[(p as usize + k) % n])
+                .collect();
             let mut secondaries = members.iter().skip(1).copied().collect::<Vec<_>>();
             secondaries.sort();
             out.push(PartitionConfig {
@@ -132,7 +141,10 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
             }
         }
         None if cfg.bootstrap_members > 0 => MetaState {
-            configs: bootstrap_configs(&cfg.dir.replicas, &cfg.tables, cfg.bootstrap_members).into_iter().map(|c| (c.gpid, c)).collect(),
+            configs: bootstrap_configs(&cfg.dir.replicas, &cfg.tables, cfg.bootstrap_members)
+                .into_iter()
+                .map(|c| (c.gpid, c))
+                .collect(),
             alive: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
             lives: cfg.dir.replicas.iter().map(|r| (*r, 1)).collect(),
             grace: false,
@@ -147,8 +159,19 @@ pub fn on_start(cfg: &MetaCfg, storage: Option<&MetaStorage>, o: &mut Out<Node>)
                 .iter()
                 .flat_map(|t| {
                     (0..t.partitions).map(move |p| {
-                        let gpid = Gpid { table: t.id, partition: p };
-                        (gpid, PartitionConfig { gpid, max_replica_count: t.max_replica_count, source: t.source, ..Default::default() })
+                        let gpid = Gpid {
+                            table: t.id,
+                            partition: p,
+                        };
+                        (
+                            gpid,
+                            PartitionConfig {
+                                gpid,
+                                max_replica_count: t.max_replica_count,
+                                source: t.source,
+                                ..Default::default()
+                            },
+                        )
                     })
                 })
                 .collect(),
@@ -183,8 +206,18 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
     match msg {
         Msg::QueryConfig { gpid } => {
             let config = s.configs.get(&gpid).cloned();
-            let incarnation = config.as_ref().and_then(|c| c.primary).and_then(|p| s.alive.get(&p).copied());
-            o.send(src, Msg::QueryConfigReply { gpid, config, incarnation });
+            let incarnation = config
+                .as_ref()
+                .and_then(|c| c.primary)
+                .and_then(|p| s.alive.get(&p).copied());
+            o.send(
+                src,
+                Msg::QueryConfigReply {
+                    gpid,
+                    config,
+                    incarnation,
+                },
+            );
         }
         Msg::Register { incarnation: 0 } => {
             // A node without storage (a wiped or replaced disk, or a new machine): a new
@@ -195,9 +228,16 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             s.alive.remove(&src);
             s.adding.retain(|_, n| *n != src);
             persist(s, o);
-            let gpids: Vec<Gpid> = s.configs.values().filter(|c| c.is_member(src)).map(|c| c.gpid).collect();
+            let gpids: Vec<Gpid> = s
+                .configs
+                .values()
+                .filter(|c| c.is_member(src))
+                .map(|c| c.gpid)
+                .collect();
             for gpid in gpids {
-                let Some(c) = s.configs.get(&gpid) else { continue };
+                let Some(c) = s.configs.get(&gpid) else {
+                    continue;
+                };
                 let next = c.next(|c| {
                     if c.primary == Some(src) {
                         c.primary = None;
@@ -226,7 +266,14 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                             cure(cfg, s, o);
                         }
                     } else {
-                        o.send(src, Msg::BeaconAck { incarnation, seq: 0, alive: false });
+                        o.send(
+                            src,
+                            Msg::BeaconAck {
+                                incarnation,
+                                seq: 0,
+                                alive: false,
+                            },
+                        );
                     }
                     return;
                 }
@@ -239,9 +286,16 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             // The node restarted: it lost its volatile role state. Take it out of every
             // configuration, except where it is the only one left holding the data: then it
             // is re-assigned primary at a new ballot.
-            let gpids: Vec<Gpid> = s.configs.values().filter(|c| c.is_member(src)).map(|c| c.gpid).collect();
+            let gpids: Vec<Gpid> = s
+                .configs
+                .values()
+                .filter(|c| c.is_member(src))
+                .map(|c| c.gpid)
+                .collect();
             for gpid in gpids {
-                let Some(c) = s.configs.get(&gpid) else { continue };
+                let Some(c) = s.configs.get(&gpid) else {
+                    continue;
+                };
                 let others_alive = c.members().any(|m| m != src && s.alive.contains_key(&m));
                 let next = if c.primary == Some(src) && !others_alive {
                     let alive = s.alive.clone();
@@ -263,7 +317,9 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 Some(life) => *life == incarnation,
                 // The life it recorded, not declared dead (a restarted meta server hearing
                 // from a live node, or a fresh node's first life): alive.
-                None if s.lives.get(&src) == Some(&incarnation) && s.dead.get(&src) != Some(&incarnation) => {
+                None if s.lives.get(&src) == Some(&incarnation)
+                    && s.dead.get(&src) != Some(&incarnation) =>
+                {
                     s.alive.insert(src, incarnation);
                     true
                 }
@@ -272,7 +328,14 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             if alive {
                 arm_grace(cfg, src, o);
             }
-            o.send(src, Msg::BeaconAck { incarnation, seq, alive });
+            o.send(
+                src,
+                Msg::BeaconAck {
+                    incarnation,
+                    seq,
+                    alive,
+                },
+            );
         }
         // With leases, a broken connection proves nothing: the replica may still hold its
         // lease and serve. Only the grace timer declares it dead.
@@ -282,7 +345,10 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             s.adding.retain(|_, n| *n != src);
             cure(cfg, s, o);
         }
-        Msg::ProposeConfig { config, incarnation } => {
+        Msg::ProposeConfig {
+            config,
+            incarnation,
+        } => {
             let Some(current) = s.configs.get(&config.gpid).cloned() else {
                 return;
             };
@@ -297,14 +363,35 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             } else if version_ok && from_primary {
                 s.adding.remove(&config.gpid);
                 commit(s, config.clone(), o);
-                o.send(src, Msg::ProposeConfigReply { result: Ok(config), incarnation });
+                o.send(
+                    src,
+                    Msg::ProposeConfigReply {
+                        result: Ok(config),
+                        incarnation,
+                    },
+                );
                 cure(cfg, s, o);
             } else {
-                o.send(src, Msg::ProposeConfigReply { result: Err(current), incarnation });
+                o.send(
+                    src,
+                    Msg::ProposeConfigReply {
+                        result: Err(current),
+                        incarnation,
+                    },
+                );
             }
         }
-        Msg::DupReport { gpid, dupid, progress } => on_dup_report(cfg, id, s, gpid, dupid, progress, o),
-        Msg::CreateFollower { source, table, partitions, replica_count } => {
+        Msg::DupReport {
+            gpid,
+            dupid,
+            progress,
+        } => on_dup_report(cfg, id, s, gpid, dupid, progress, o),
+        Msg::CreateFollower {
+            source,
+            table,
+            partitions,
+            replica_count,
+        } => {
             if source.source_meta != src {
                 // A node may only ask for its own cluster's meta server (`auth.rs`).
                 return;
@@ -316,7 +403,9 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 )))
             } else if cfg.bugs.has(Bug::AppExistIsFailure) && s.followers.contains_key(&table) {
                 Err(CreateError::Exists)
-            } else if !s.followers.contains_key(&table) && s.configs.keys().any(|g| g.table == table) {
+            } else if !s.followers.contains_key(&table)
+                && s.configs.keys().any(|g| g.table == table)
+            {
                 // A table of this cluster's own, not a follower: never taken over.
                 Err(CreateError::Exists)
             } else {
@@ -325,8 +414,16 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             if result.is_ok() && !s.followers.contains_key(&table) {
                 s.followers.insert(table, source);
                 for p in 0..partitions {
-                    let gpid = Gpid { table, partition: p };
-                    let config = PartitionConfig { gpid, max_replica_count: replica_count, source: Some(source.source_meta), ..Default::default() };
+                    let gpid = Gpid {
+                        table,
+                        partition: p,
+                    };
+                    let config = PartitionConfig {
+                        gpid,
+                        max_replica_count: replica_count,
+                        source: Some(source.source_meta),
+                        ..Default::default()
+                    };
                     s.configs.insert(gpid, config);
                 }
                 persist(s, o);
@@ -335,13 +432,22 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             o.send(src, Msg::CreateFollowerReply { source, result });
         }
         Msg::CreateFollowerReply { source, result } => {
-            let Some(rec) = s.dups.get_mut(&source.dupid) else { return };
-            if rec.status != DupStatus::Prepare || source.source_meta != id || rec.remote_meta != src {
+            let Some(rec) = s.dups.get_mut(&source.dupid) else {
+                return;
+            };
+            if rec.status != DupStatus::Prepare
+                || source.source_meta != id
+                || rec.remote_meta != src
+            {
                 return;
             }
             match result {
                 Ok(()) => {
-                    rec.set_status(if cfg.bugs.has(Bug::DupPrepareToLog) { DupStatus::Log } else { DupStatus::App });
+                    rec.set_status(if cfg.bugs.has(Bug::DupPrepareToLog) {
+                        DupStatus::Log
+                    } else {
+                        DupStatus::App
+                    });
                     rec.create_attempts = 0;
                     rec.stall = None;
                     let table = rec.table;
@@ -361,7 +467,10 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 Err(e) => {
                     if !cfg.bugs.has(Bug::DupAuthSilent) {
                         rec.stall = Some(match e {
-                            CreateError::Exists => format!("follower table {} belongs to another duplication", rec.remote_table),
+                            CreateError::Exists => format!(
+                                "follower table {} belongs to another duplication",
+                                rec.remote_table
+                            ),
                             CreateError::Refused(r) => format!("follower cluster refused: {r}"),
                         });
                     }
@@ -371,24 +480,49 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 }
             }
         }
-        Msg::CreateTable { table, partitions, replica_count } => {
-            let result = if s.configs.keys().any(|g| g.table == table) || s.followers.contains_key(&table) {
-                Err(format!("table {table} exists"))
-            } else if partitions == 0 || replica_count == 0 {
-                Err("a table needs at least one partition and one replica".to_string())
-            } else {
-                for p in 0..partitions {
-                    let gpid = Gpid { table, partition: p };
-                    s.configs.insert(gpid, PartitionConfig { gpid, max_replica_count: replica_count, ..Default::default() });
-                }
-                persist(s, o);
-                cure(cfg, s, o);
-                Ok(())
-            };
+        Msg::CreateTable {
+            table,
+            partitions,
+            replica_count,
+        } => {
+            let result =
+                if s.configs.keys().any(|g| g.table == table) || s.followers.contains_key(&table) {
+                    Err(format!("table {table} exists"))
+                } else if partitions == 0 || replica_count == 0 {
+                    Err("a table needs at least one partition and one replica".to_string())
+                } else {
+                    for p in 0..partitions {
+                        let gpid = Gpid {
+                            table,
+                            partition: p,
+                        };
+                        s.configs.insert(
+                            gpid,
+                            PartitionConfig {
+                                gpid,
+                                max_replica_count: replica_count,
+                                ..Default::default()
+                            },
+                        );
+                    }
+                    persist(s, o);
+                    cure(cfg, s, o);
+                    Ok(())
+                };
             o.send(src, Msg::CreateTableReply { table, result });
         }
-        Msg::AddDup { table, remote_meta, remote_table, remote_replica_count, full } => {
-            let next = s.dups.keys().next_back().map_or(Some(1), |d| d.checked_add(1));
+        Msg::AddDup {
+            table,
+            remote_meta,
+            remote_table,
+            remote_replica_count,
+            full,
+        } => {
+            let next = s
+                .dups
+                .keys()
+                .next_back()
+                .map_or(Some(1), |d| d.checked_add(1));
             let result = if !s.configs.keys().any(|g| g.table == table) {
                 Err(format!("no table {table}"))
             } else if s.followers.contains_key(&table) {
@@ -403,7 +537,11 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                     DupRecord {
                         dupid,
                         table,
-                        status: if full { DupStatus::Prepare } else { DupStatus::Log },
+                        status: if full {
+                            DupStatus::Prepare
+                        } else {
+                            DupStatus::Log
+                        },
                         version: 0,
                         remote_meta,
                         remote_table,
@@ -440,9 +578,10 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
         Msg::ModifyDup { dupid, status } => {
             let result = match s.dups.get_mut(&dupid) {
                 None => Err(format!("no duplication {dupid}")),
-                Some(rec) if !rec.status.can_become(status) => {
-                    Err(format!("duplication {dupid} cannot change from {} to {}", rec.status, status))
-                }
+                Some(rec) if !rec.status.can_become(status) => Err(format!(
+                    "duplication {dupid} cannot change from {} to {}",
+                    rec.status, status
+                )),
                 Some(rec) => {
                     let table = rec.table;
                     rec.set_status(status);
@@ -469,11 +608,22 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             o.send(src, Msg::SetFailModeReply { dupid, result });
         }
         Msg::QueryFollower { table } => {
-            let configs = s.configs.values().filter(|c| c.gpid.table == table).cloned().collect();
+            let configs = s
+                .configs
+                .values()
+                .filter(|c| c.gpid.table == table)
+                .cloned()
+                .collect();
             o.send(src, Msg::QueryFollowerReply { table, configs });
         }
         Msg::QueryFollowerReply { table, configs } => {
-            let Some(rec) = s.dups.values_mut().find(|d| d.remote_table == table && d.remote_meta == src) else { return };
+            let Some(rec) = s
+                .dups
+                .values_mut()
+                .find(|d| d.remote_table == table && d.remote_meta == src)
+            else {
+                return;
+            };
             if rec.status != DupStatus::App {
                 return;
             }
@@ -533,12 +683,20 @@ pub fn on_timeout(cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &m
     if *timer != Timer::DupRetry {
         return;
     }
-    let waiting: Vec<DupId> =
-        s.dups.values().filter(|d| d.status == DupStatus::Prepare && d.create_attempts > 0).map(|d| d.dupid).collect();
+    let waiting: Vec<DupId> = s
+        .dups
+        .values()
+        .filter(|d| d.status == DupStatus::Prepare && d.create_attempts > 0)
+        .map(|d| d.dupid)
+        .collect();
     for dupid in waiting {
-        let Some(rec) = s.dups.get_mut(&dupid) else { continue };
+        let Some(rec) = s.dups.get_mut(&dupid) else {
+            continue;
+        };
         if rec.create_attempts >= MAX_CREATE_ATTEMPTS {
-            rec.stall = Some(format!("follower cluster did not answer {MAX_CREATE_ATTEMPTS} create requests"));
+            rec.stall = Some(format!(
+                "follower cluster did not answer {MAX_CREATE_ATTEMPTS} create requests"
+            ));
             rec.create_attempts = 0;
             persist(s, o);
             continue;
@@ -556,17 +714,38 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(3);
 const FOLLOWER_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn create_request(s: &MetaState, id: Id, dupid: DupId) -> (Id, Option<Msg>) {
-    let Some(rec) = s.dups.get(&dupid) else { return (id, None) };
+    let Some(rec) = s.dups.get(&dupid) else {
+        return (id, None);
+    };
     let partitions = s.configs.keys().filter(|g| g.table == rec.table).count() as u8;
-    let source = DupIdent { source_meta: id, table: rec.table, dupid };
-    let msg = Msg::CreateFollower { source, table: rec.remote_table, partitions, replica_count: rec.remote_replica_count };
+    let source = DupIdent {
+        source_meta: id,
+        table: rec.table,
+        dupid,
+    };
+    let msg = Msg::CreateFollower {
+        source,
+        table: rec.remote_table,
+        partitions,
+        replica_count: rec.remote_replica_count,
+    };
     (rec.remote_meta, Some(msg))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: DupId, progress: DupProgress, o: &mut Out<Node>) {
+fn on_dup_report(
+    cfg: &MetaCfg,
+    id: Id,
+    s: &mut MetaState,
+    gpid: Gpid,
+    dupid: DupId,
+    progress: DupProgress,
+    o: &mut Out<Node>,
+) {
     let partitions = s.configs.keys().filter(|g| g.table == gpid.table).count();
-    let Some(rec) = s.dups.get_mut(&dupid) else { return };
+    let Some(rec) = s.dups.get_mut(&dupid) else {
+        return;
+    };
     if rec.table != gpid.table {
         return;
     }
@@ -575,7 +754,9 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
             if rec.checkpoints.insert(gpid.partition, d) == Some(d) {
                 return;
             }
-            let ready = rec.checkpoints.len() == partitions && rec.create_attempts == 0 && rec.stall.is_none();
+            let ready = rec.checkpoints.len() == partitions
+                && rec.create_attempts == 0
+                && rec.stall.is_none();
             if ready {
                 rec.create_attempts = 1;
             }
@@ -601,7 +782,9 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 o.send(remote, Msg::QueryFollower { table });
             }
         }
-        DupProgress::Confirmed(decree) if matches!(rec.status, DupStatus::Log | DupStatus::Pause) => {
+        DupProgress::Confirmed(decree)
+            if matches!(rec.status, DupStatus::Log | DupStatus::Pause) =>
+        {
             let known = rec.confirmed.entry(gpid.partition).or_insert(0);
             if decree <= *known {
                 return;
@@ -615,7 +798,9 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
             persist(s, o);
             sync_dups(s, gpid, o);
         }
-        DupProgress::Skipped { upto, count } if matches!(rec.status, DupStatus::Log | DupStatus::Pause) => {
+        DupProgress::Skipped { upto, count }
+            if matches!(rec.status, DupStatus::Log | DupStatus::Pause) =>
+        {
             let known = rec.confirmed.entry(gpid.partition).or_insert(0);
             if upto <= *known {
                 return;
@@ -634,7 +819,8 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 && !cfg.bugs.has(Bug::DupLogRefusalSilent) =>
         {
             // Until a batch of this partition is confirmed again.
-            let known = rec.refusing.insert(gpid.partition, reason.clone()).as_ref() == Some(&reason);
+            let known =
+                rec.refusing.insert(gpid.partition, reason.clone()).as_ref() == Some(&reason);
             let stall = rec.refusal_stall();
             // Which partitions refuse is durable state: a restarted meta server must not
             // clear the stall while one of them still refuses.
@@ -643,8 +829,13 @@ fn on_dup_report(cfg: &MetaCfg, id: Id, s: &mut MetaState, gpid: Gpid, dupid: Du
                 persist(s, o);
             }
         }
-        DupProgress::Refused(reason) if rec.status == DupStatus::App && !cfg.bugs.has(Bug::DupAuthSilent) => {
-            let stall = Some(format!("follower refused the checkpoint of partition {}: {reason}", gpid.partition));
+        DupProgress::Refused(reason)
+            if rec.status == DupStatus::App && !cfg.bugs.has(Bug::DupAuthSilent) =>
+        {
+            let stall = Some(format!(
+                "follower refused the checkpoint of partition {}: {reason}",
+                gpid.partition
+            ));
             if rec.stall != stall {
                 rec.stall = stall;
                 persist(s, o);
@@ -673,14 +864,28 @@ fn sync_dups(s: &MetaState, gpid: Gpid, o: &mut Out<Node>) {
     if !s.dups.values().any(|d| d.table == gpid.table) {
         return;
     }
-    let Some(c) = s.configs.get(&gpid) else { return };
+    let Some(c) = s.configs.get(&gpid) else {
+        return;
+    };
     if let Some((p, incarnation)) = primary_life(s, c) {
-        o.send(p, Msg::DupUpdate { gpid, dups, incarnation });
+        o.send(
+            p,
+            Msg::DupUpdate {
+                gpid,
+                dups,
+                incarnation,
+            },
+        );
     }
 }
 
 fn sync_table(s: &MetaState, table: u8, o: &mut Out<Node>) {
-    let gpids: Vec<Gpid> = s.configs.keys().filter(|g| g.table == table).copied().collect();
+    let gpids: Vec<Gpid> = s
+        .configs
+        .keys()
+        .filter(|g| g.table == table)
+        .copied()
+        .collect();
     for g in gpids {
         sync_dups(s, g, o);
     }
@@ -694,7 +899,13 @@ fn commit(s: &mut MetaState, config: PartitionConfig, o: &mut Out<Node>) {
     persist(s, o);
     let gpid = config.gpid;
     if let Some((p, incarnation)) = primary_life(s, &config) {
-        o.send(p, Msg::ConfigUpdate { config, incarnation });
+        o.send(
+            p,
+            Msg::ConfigUpdate {
+                config,
+                incarnation,
+            },
+        );
     }
     sync_dups(s, gpid, o);
 }
@@ -716,7 +927,9 @@ fn cure(cfg: &MetaCfg, s: &mut MetaState, o: &mut Out<Node>) {
 /// at once.
 fn cure_one(cfg: &MetaCfg, s: &mut MetaState, gpid: Gpid, o: &mut Out<Node>) -> bool {
     {
-        let Some(c) = s.configs.get(&gpid).cloned() else { return false };
+        let Some(c) = s.configs.get(&gpid).cloned() else {
+            return false;
+        };
         let alive = |n: &Id| s.alive.contains_key(n);
         let live_secs: Vec<Id> = c.secondaries.iter().copied().filter(alive).collect();
         let primary_ok = c.primary.is_some_and(|p| alive(&p));
@@ -724,10 +937,14 @@ fn cure_one(cfg: &MetaCfg, s: &mut MetaState, gpid: Gpid, o: &mut Out<Node>) -> 
             if let Some(&new) = live_secs.first() {
                 // Every secondary holds every committed mutation (commit needs all ACKs),
                 // so any live secondary may take over; it re-prepares what is uncommitted.
-                commit(s, c.next(|c| {
-                    c.primary = Some(new);
-                    c.secondaries = live_secs.clone();
-                }), o);
+                commit(
+                    s,
+                    c.next(|c| {
+                        c.primary = Some(new);
+                        c.secondaries = live_secs.clone();
+                    }),
+                    o,
+                );
                 return false;
             } else if c.ballot == 0 {
                 if let Some(&first) = s.alive.keys().next() {
@@ -743,9 +960,21 @@ fn cure_one(cfg: &MetaCfg, s: &mut MetaState, gpid: Gpid, o: &mut Out<Node>) -> 
             return false;
         }
         if c.member_count() < c.max_replica_count as usize && !s.adding.contains_key(&gpid) {
-            if let Some(&node) = cfg.dir.replicas.iter().find(|r| alive(r) && !c.is_member(**r)) {
+            if let Some(&node) = cfg
+                .dir
+                .replicas
+                .iter()
+                .find(|r| alive(r) && !c.is_member(**r))
+            {
                 if let Some((p, incarnation)) = primary_life(s, &c) {
-                    o.send(p, Msg::AddSecondary { config: c.clone(), node, incarnation });
+                    o.send(
+                        p,
+                        Msg::AddSecondary {
+                            config: c.clone(),
+                            node,
+                            incarnation,
+                        },
+                    );
                 }
                 s.adding.insert(gpid, node);
             }

@@ -3,109 +3,245 @@
 use crate::dup::{CreateError, DupEntry, DupId, DupIdent, DupRecord, DupStatus, FailMode};
 use crate::types::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use stateright::actor::Id;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     // ---- client <-> meta ----
     /// Ask the meta server for a partition's configuration.
-    QueryConfig { gpid: Gpid },
+    QueryConfig {
+        gpid: Gpid,
+    },
     /// `None`: the meta server does not know the partition. `incarnation`: the life of
     /// the primary that the meta server believes alive (a client tells a restarted primary
     /// from the dead one it saw fail).
-    QueryConfigReply { gpid: Gpid, config: Option<PartitionConfig>, incarnation: Option<u32> },
+    QueryConfigReply {
+        gpid: Gpid,
+        config: Option<PartitionConfig>,
+        incarnation: Option<u32>,
+    },
 
     // ---- client <-> replica ----
     /// Set `key` to `value`, or delete it (`None`).
-    Write { gpid: Gpid, req: ReqId, key: Key, value: Option<Value> },
-    WriteReply { gpid: Gpid, req: ReqId, result: Result<(), ErrorCode> },
-    Read { gpid: Gpid, req: ReqId, key: Key },
+    Write {
+        gpid: Gpid,
+        req: ReqId,
+        key: Key,
+        value: Option<Value>,
+    },
+    WriteReply {
+        gpid: Gpid,
+        req: ReqId,
+        result: Result<(), ErrorCode>,
+    },
+    Read {
+        gpid: Gpid,
+        req: ReqId,
+        key: Key,
+    },
     /// Ok(None): the key is absent.
-    ReadReply { gpid: Gpid, req: ReqId, result: Result<Option<Value>, ErrorCode> },
+    ReadReply {
+        gpid: Gpid,
+        req: ReqId,
+        result: Result<Option<Value>, ErrorCode>,
+    },
 
     // ---- replica <-> meta ----
     /// A replica server started with this incarnation (first boot or restart): it holds no
     /// volatile role state.
-    Register { incarnation: u32 },
+    Register {
+        incarnation: u32,
+    },
     /// A replica renews its lease (`seq` names the beacon; see `LeaseCfg`).
-    Beacon { incarnation: u32, seq: u32 },
+    Beacon {
+        incarnation: u32,
+        seq: u32,
+    },
     /// The meta server heard beacon `seq` of life `incarnation`. `alive: false`: that life
     /// was declared dead (its roles were given away); the replica starts a new life.
-    BeaconAck { incarnation: u32, seq: u32, alive: bool },
+    BeaconAck {
+        incarnation: u32,
+        seq: u32,
+        alive: bool,
+    },
     /// Life 0 in a `Register` means "no storage: assign me a life". The meta server
     /// answers with the new life, which the replica persists and then registers.
-    Registered { incarnation: u32 },
+    Registered {
+        incarnation: u32,
+    },
     // Meta-to-replica messages name the incarnation they are meant for: a restarted
     // replica must not act on what the meta server decided about its previous life.
     /// A configuration the meta server committed; the receiver adopts it if newer.
-    ConfigUpdate { config: PartitionConfig, incarnation: u32 },
+    ConfigUpdate {
+        config: PartitionConfig,
+        incarnation: u32,
+    },
     /// The meta server asks the primary to add `node` as a learner (potential secondary).
-    AddSecondary { config: PartitionConfig, node: Id, incarnation: u32 },
+    AddSecondary {
+        config: PartitionConfig,
+        node: Id,
+        incarnation: u32,
+    },
     /// A primary proposes `config` (its ballot must be exactly the current one + 1).
-    ProposeConfig { config: PartitionConfig, incarnation: u32 },
+    ProposeConfig {
+        config: PartitionConfig,
+        incarnation: u32,
+    },
     /// Ok: the committed config. Err: the meta's current config.
-    ProposeConfigReply { result: Result<PartitionConfig, PartitionConfig>, incarnation: u32 },
+    ProposeConfigReply {
+        result: Result<PartitionConfig, PartitionConfig>,
+        incarnation: u32,
+    },
 
     // ---- replica <-> replica (PacificA) ----
     /// Two-phase write, phase one; carries the sender's config, commit point and `base`
     /// (see `GroupCheck`).
     /// `retain`: members keep their log above this decree (duplications still need it).
-    Prepare { config: PartitionConfig, decree: Decree, entry: Entry, committed: Decree, base: Decree, retain: Decree },
-    PrepareAck { gpid: Gpid, ballot: Ballot, decree: Decree, ok: bool },
+    Prepare {
+        config: PartitionConfig,
+        decree: Decree,
+        entry: Entry,
+        committed: Decree,
+        base: Decree,
+        retain: Decree,
+    },
+    PrepareAck {
+        gpid: Gpid,
+        ballot: Ballot,
+        decree: Decree,
+        ok: bool,
+    },
     /// Propagates a new configuration (and the commit point) to the members. `base` is
     /// the primary's last decree when it adopted `config`: a member that adopts the
     /// ballot drops its entries beyond `base` from older ballots (never committed: the
     /// primary, a former member that ACKed every commit, would hold them). Every message
     /// of a ballot carries it, so whichever arrives first truncates, before any entry of
     /// the new ballot is taken.
-    GroupCheck { config: PartitionConfig, committed: Decree, base: Decree, retain: Decree },
+    GroupCheck {
+        config: PartitionConfig,
+        committed: Decree,
+        base: Decree,
+        retain: Decree,
+    },
     /// The primary's state up to its last prepared decree: its collapsed prefix and the
     /// log after it.
-    Learn { config: PartitionConfig, snapshot: Snapshot, log: BTreeMap<Decree, Entry>, committed: Decree, retain: Decree },
+    Learn {
+        config: PartitionConfig,
+        snapshot: Snapshot,
+        log: BTreeMap<Decree, Entry>,
+        committed: Decree,
+        retain: Decree,
+    },
     /// The learner holds everything up to `learned`.
-    LearnDone { gpid: Gpid, ballot: Ballot, learned: Decree },
+    LearnDone {
+        gpid: Gpid,
+        ballot: Ballot,
+        learned: Decree,
+    },
 
     // ---- duplication (source meta <-> source primary) ----
     /// The duplications of the receiver's partition, for the life `incarnation`.
-    DupUpdate { gpid: Gpid, dups: BTreeMap<DupId, DupEntry>, incarnation: u32 },
+    DupUpdate {
+        gpid: Gpid,
+        dups: BTreeMap<DupId, DupEntry>,
+        incarnation: u32,
+    },
     /// A source primary's progress on one duplication.
-    DupReport { gpid: Gpid, dupid: DupId, progress: DupProgress },
+    DupReport {
+        gpid: Gpid,
+        dupid: DupId,
+        progress: DupProgress,
+    },
 
     // ---- duplication (source meta <-> follower meta) ----
-    CreateFollower { source: DupIdent, table: u8, partitions: u8, replica_count: u8 },
-    CreateFollowerReply { source: DupIdent, result: Result<(), CreateError> },
-    QueryFollower { table: u8 },
-    QueryFollowerReply { table: u8, configs: Vec<PartitionConfig> },
+    CreateFollower {
+        source: DupIdent,
+        table: u8,
+        partitions: u8,
+        replica_count: u8,
+    },
+    CreateFollowerReply {
+        source: DupIdent,
+        result: Result<(), CreateError>,
+    },
+    QueryFollower {
+        table: u8,
+    },
+    QueryFollowerReply {
+        table: u8,
+        configs: Vec<PartitionConfig>,
+    },
 
     // ---- duplication (source primary <-> follower primary) ----
     /// The source checkpoint of a follower partition, written through the follower's own
     /// replication as a mutation of `origin` (the source meta server) numbered `decree`.
-    Checkpoint { gpid: Gpid, origin: Id, decree: Decree, data: BTreeMap<Key, Value> },
+    Checkpoint {
+        gpid: Gpid,
+        origin: Id,
+        decree: Decree,
+        data: BTreeMap<Key, Value>,
+    },
     /// LOG: committed source mutations, consecutive decrees in order, each applied once
     /// through the follower's replication as a mutation of `origin` numbered by decree.
-    Ship { gpid: Gpid, origin: Id, entries: Vec<(Decree, Op)> },
+    Ship {
+        gpid: Gpid,
+        origin: Id,
+        entries: Vec<(Decree, Op)>,
+    },
     /// The follower committed the checkpoint or shipped mutation `decree` (and, since it
     /// applies them in order, everything of `origin` before it). Err(None): not the
     /// primary (ask again); Err(Some(reason)): refused.
-    ApplyReply { gpid: Gpid, decree: Decree, result: Result<(), Option<String>> },
+    ApplyReply {
+        gpid: Gpid,
+        decree: Decree,
+        result: Result<(), Option<String>>,
+    },
 
     // ---- operator -> meta ----
     /// Create a table; its partitions get primaries as replicas are alive.
-    CreateTable { table: u8, partitions: u8, replica_count: u8 },
-    CreateTableReply { table: u8, result: Result<(), String> },
+    CreateTable {
+        table: u8,
+        partitions: u8,
+        replica_count: u8,
+    },
+    CreateTableReply {
+        table: u8,
+        result: Result<(), String>,
+    },
     /// Duplicate `table` to `remote_table` of the cluster whose meta server is
     /// `remote_meta`. Full: starts in PREPARE (the follower table is created and the
     /// checkpoint copied). Log-only: starts in LOG; the follower table must exist, and the
     /// mutations still in each primary's log ship.
-    AddDup { table: u8, remote_meta: Id, remote_table: u8, remote_replica_count: u8, full: bool },
-    AddDupReply { table: u8, result: Result<DupId, String> },
+    AddDup {
+        table: u8,
+        remote_meta: Id,
+        remote_table: u8,
+        remote_replica_count: u8,
+        full: bool,
+    },
+    AddDupReply {
+        table: u8,
+        result: Result<DupId, String>,
+    },
     /// Change a duplication's status (the allowed table is `DupStatus::can_become`).
-    ModifyDup { dupid: DupId, status: DupStatus },
-    ModifyDupReply { dupid: DupId, result: Result<DupStatus, String> },
+    ModifyDup {
+        dupid: DupId,
+        status: DupStatus,
+    },
+    ModifyDupReply {
+        dupid: DupId,
+        result: Result<DupStatus, String>,
+    },
     /// What a duplication's primaries do with a batch the follower refuses.
-    SetFailMode { dupid: DupId, mode: FailMode },
-    SetFailModeReply { dupid: DupId, result: Result<FailMode, String> },
+    SetFailMode {
+        dupid: DupId,
+        mode: FailMode,
+    },
+    SetFailModeReply {
+        dupid: DupId,
+        result: Result<FailMode, String>,
+    },
     /// What the meta server knows: configurations, live replicas, duplications.
     QueryCluster,
     ClusterStatus {
@@ -120,7 +256,9 @@ pub enum Msg {
     /// meta's failure detector declared `src` dead after its grace period (which is longer
     /// than the replica's lease, so `src` has stopped serving). `incarnation` identifies
     /// which life of `src` died.
-    PeerDown { incarnation: u32 },
+    PeerDown {
+        incarnation: u32,
+    },
 }
 
 impl Msg {

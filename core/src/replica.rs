@@ -166,7 +166,11 @@ impl Part {
         }
     }
     pub fn last_decree(&self) -> Decree {
-        self.log.keys().next_back().copied().unwrap_or(self.snapshot.decree)
+        self.log
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.snapshot.decree)
     }
     /// The largest decree d such that every decree in committed+1..=d is logged.
     fn contiguous(&self) -> Decree {
@@ -192,19 +196,30 @@ impl Part {
     /// The last mutation of `writer` this replica holds (a source meta server's, for a
     /// follower partition: the source decree it has applied up to).
     pub fn last_req(&self, writer: Id) -> Option<ReqId> {
-        let logged = self.log.values().filter(|e| e.mutation.client == writer).map(|e| e.mutation.req).max();
+        let logged = self
+            .log
+            .values()
+            .filter(|e| e.mutation.client == writer)
+            .map(|e| e.mutation.req)
+            .max();
         logged.or_else(|| self.snapshot.last_req.get(&writer).copied())
     }
     /// This replica's log holds `writer`'s mutation `req`.
     fn holds(&self, writer: Id, req: ReqId) -> bool {
-        self.log.values().any(|e| e.mutation.client == writer && e.mutation.req == req)
+        self.log
+            .values()
+            .any(|e| e.mutation.client == writer && e.mutation.req == req)
     }
     /// Garbage-collect the committed log up to what duplications have confirmed.
     fn collect(&mut self, cfg: &ReplicaCfg) {
         if !cfg.gc {
             return;
         }
-        let bound = if cfg.bugs.has(Bug::DupGcBeforeConfirm) { self.committed } else { self.committed.min(self.retain) };
+        let bound = if cfg.bugs.has(Bug::DupGcBeforeConfirm) {
+            self.committed
+        } else {
+            self.committed.min(self.retain)
+        };
         while let Some(entry) = self.log.first_entry() {
             if *entry.key() > bound {
                 break;
@@ -223,9 +238,11 @@ impl Part {
             .iter()
             .filter(|(_, e)| e.status.is_valid())
             .map(|(id, e)| match e.status {
-                DupStatus::Prepare | DupStatus::App => {
-                    self.dups.get(id).and_then(|d| d.checkpoint).unwrap_or(self.committed)
-                }
+                DupStatus::Prepare | DupStatus::App => self
+                    .dups
+                    .get(id)
+                    .and_then(|d| d.checkpoint)
+                    .unwrap_or(self.committed),
                 _ => e.confirmed,
             })
             .min()
@@ -243,7 +260,12 @@ impl Part {
     /// Replicas whose ACK a commit needs: secondaries and caught-up learners.
     fn targets(&self) -> Vec<Id> {
         let mut t = self.config.secondaries.clone();
-        t.extend(self.learners.iter().filter(|(_, caught)| **caught).map(|(id, _)| *id));
+        t.extend(
+            self.learners
+                .iter()
+                .filter(|(_, caught)| **caught)
+                .map(|(id, _)| *id),
+        );
         t
     }
 }
@@ -276,8 +298,17 @@ impl ReplicaState {
 }
 
 /// `key`'s value as of decree `d` in a collapsed prefix plus the log after it.
-pub fn read_at(snapshot: &Snapshot, log: &BTreeMap<Decree, Entry>, key: &Key, d: Decree) -> Option<Value> {
-    match log.range(..=d).rev().find_map(|(_, e)| e.mutation.op.decides(key)) {
+pub fn read_at(
+    snapshot: &Snapshot,
+    log: &BTreeMap<Decree, Entry>,
+    key: &Key,
+    d: Decree,
+) -> Option<Value> {
+    match log
+        .range(..=d)
+        .rev()
+        .find_map(|(_, e)| e.mutation.op.decides(key))
+    {
         Some(decided) => decided.cloned(),
         None => snapshot.data.get(key).cloned(),
     }
@@ -287,7 +318,12 @@ fn persist(cfg: &ReplicaCfg, s: &ReplicaState, o: &mut Out<Node>) {
     o.save(NodeStorage::Replica(s.storage(cfg.bugs)));
 }
 
-pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &mut Out<Node>) -> ReplicaState {
+pub fn on_start(
+    cfg: &ReplicaCfg,
+    id: Id,
+    storage: Option<&ReplicaStorage>,
+    o: &mut Out<Node>,
+) -> ReplicaState {
     match storage {
         // An empty disk that is not the deployment's installation (no bootstrap given, or
         // a disk that holds no life yet): this node holds no data and has no life. It
@@ -301,9 +337,17 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                 .iter()
                 .filter(|c| c.is_member(id))
                 .map(|c| {
-                    let status = if c.primary == Some(id) { Status::Primary } else { Status::Secondary };
+                    let status = if c.primary == Some(id) {
+                        Status::Primary
+                    } else {
+                        Status::Secondary
+                    };
                     let mut p = Part::new(c.clone(), status);
-                    for d in cfg.bootstrap_dups.iter().filter(|d| d.table == c.gpid.table && d.status.is_valid()) {
+                    for d in cfg
+                        .bootstrap_dups
+                        .iter()
+                        .filter(|d| d.table == c.gpid.table && d.status.is_valid())
+                    {
                         let entry = d.entry(c.gpid.partition);
                         p.retain = p.retain.min(entry.confirmed);
                         p.dup_entries.insert(d.dupid, entry);
@@ -312,7 +356,12 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                 })
                 .collect();
             // The installation: life 1, as the meta server's bootstrap assumes.
-            let s = ReplicaState { incarnation: 1, parts, broken: None, lease: start_lease(cfg, o) };
+            let s = ReplicaState {
+                incarnation: 1,
+                parts,
+                broken: None,
+                lease: start_lease(cfg, o),
+            };
             persist(cfg, &s, o);
             s
         }
@@ -332,9 +381,19 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
                     (*g, p)
                 })
                 .collect();
-            let s = ReplicaState { incarnation: st.incarnation.saturating_add(1), parts, broken: None, lease: start_lease(cfg, o) };
+            let s = ReplicaState {
+                incarnation: st.incarnation.saturating_add(1),
+                parts,
+                broken: None,
+                lease: start_lease(cfg, o),
+            };
             persist(cfg, &s, o);
-            o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation });
+            o.send(
+                cfg.dir.meta,
+                Msg::Register {
+                    incarnation: s.incarnation,
+                },
+            );
             s
         }
     }
@@ -345,13 +404,23 @@ pub fn on_start(cfg: &ReplicaCfg, id: Id, storage: Option<&ReplicaStorage>, o: &
 fn fresh(cfg: &ReplicaCfg, o: &mut Out<Node>) -> ReplicaState {
     if cfg.bugs.has(Bug::EmptyDiskSameLife) {
         // The bug: take life 1 again, as if this were the disk that held it.
-        let s = ReplicaState { incarnation: 1, parts: BTreeMap::new(), broken: None, lease: start_lease(cfg, o) };
+        let s = ReplicaState {
+            incarnation: 1,
+            parts: BTreeMap::new(),
+            broken: None,
+            lease: start_lease(cfg, o),
+        };
         persist(cfg, &s, o);
         o.send(cfg.dir.meta, Msg::Register { incarnation: 1 });
         return s;
     }
     o.send(cfg.dir.meta, Msg::Register { incarnation: 0 });
-    ReplicaState { incarnation: 0, parts: BTreeMap::new(), broken: None, lease: start_lease(cfg, o) }
+    ReplicaState {
+        incarnation: 0,
+        parts: BTreeMap::new(),
+        broken: None,
+        lease: start_lease(cfg, o),
+    }
 }
 
 /// No lease at start (a restarted node must not serve on its previous life's lease);
@@ -362,7 +431,10 @@ fn start_lease(cfg: &ReplicaCfg, o: &mut Out<Node>) -> Lease {
             o.set_timer(Timer::Beacon, l.beacon..l.beacon);
             Lease::default()
         }
-        None => Lease { held: true, ..Lease::default() },
+        None => Lease {
+            held: true,
+            ..Lease::default()
+        },
     }
 }
 
@@ -382,7 +454,14 @@ fn lapse(cfg: &ReplicaCfg, s: &mut ReplicaState, o: &mut Out<Node>) {
     }
     for p in s.parts.values_mut() {
         for (client, req, _) in std::mem::take(&mut p.pending_reads) {
-            o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+            o.send(
+                client,
+                Msg::ReadReply {
+                    gpid: p.config.gpid,
+                    req,
+                    result: Err(ErrorCode::NotPrimary),
+                },
+            );
         }
         for (_, (to, req, dup)) in std::mem::take(&mut p.waiting) {
             reply_write(o, to, p.config.gpid, req, dup, Err(ErrorCode::NotPrimary));
@@ -390,7 +469,14 @@ fn lapse(cfg: &ReplicaCfg, s: &mut ReplicaState, o: &mut Out<Node>) {
     }
 }
 
-pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg, o: &mut Out<Node>) {
+pub fn on_msg(
+    cfg: &ReplicaCfg,
+    id: Id,
+    s: &mut ReplicaState,
+    src: Id,
+    msg: Msg,
+    o: &mut Out<Node>,
+) {
     if s.broken.is_some() {
         return;
     }
@@ -404,14 +490,36 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
         return;
     }
     match msg {
-        Msg::Write { gpid, req, key, value } => {
+        Msg::Write {
+            gpid,
+            req,
+            key,
+            value,
+        } => {
             let op = match value {
                 Some(v) => Op::Put(key, v),
                 None => Op::Del(key),
             };
-            on_write(cfg, s, src, gpid, Mutation { client: src, req, op }, false, o)
+            on_write(
+                cfg,
+                s,
+                src,
+                gpid,
+                Mutation {
+                    client: src,
+                    req,
+                    op,
+                },
+                false,
+                o,
+            )
         }
-        Msg::Checkpoint { gpid, origin, decree, data } => {
+        Msg::Checkpoint {
+            gpid,
+            origin,
+            decree,
+            data,
+        } => {
             if refuse_duplication(cfg, s, src, gpid, origin, decree, bug, o) {
                 return;
             }
@@ -419,9 +527,25 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // applied from `origin` (a previous source primary's) answers with that.
             let last = s.parts.get(&gpid).and_then(|p| p.last_req(origin));
             let req = last.map_or(decree, |l| l.max(decree));
-            on_write(cfg, s, src, gpid, Mutation { client: origin, req, op: Op::Load(data) }, true, o)
+            on_write(
+                cfg,
+                s,
+                src,
+                gpid,
+                Mutation {
+                    client: origin,
+                    req,
+                    op: Op::Load(data),
+                },
+                true,
+                o,
+            )
         }
-        Msg::Ship { gpid, origin, entries } => {
+        Msg::Ship {
+            gpid,
+            origin,
+            entries,
+        } => {
             let first = entries.first().map_or(0, |(d, _)| *d);
             if refuse_duplication(cfg, s, src, gpid, origin, first, false, o) {
                 return;
@@ -432,7 +556,14 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 let last = match s.parts.get(&gpid) {
                     Some(p) if p.status == Status::Primary => p.last_req(origin),
                     _ => {
-                        o.send(src, Msg::ApplyReply { gpid, decree, result: Err(None) });
+                        o.send(
+                            src,
+                            Msg::ApplyReply {
+                                gpid,
+                                decree,
+                                result: Err(None),
+                            },
+                        );
                         return;
                     }
                 };
@@ -441,23 +572,48 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                     // Covered by something later this follower holds (a newer checkpoint
                     // or another source primary's batch): answered with that decree once
                     // it commits, never applied below it.
-                    Some(l) if decree <= l && !s.parts.get(&gpid).is_some_and(|p| p.holds(origin, decree)) => l,
+                    Some(l)
+                        if decree <= l
+                            && !s.parts.get(&gpid).is_some_and(|p| p.holds(origin, decree)) =>
+                    {
+                        l
+                    }
                     _ => decree,
                 };
-                on_write(cfg, s, src, gpid, Mutation { client: origin, req, op }, true, o);
+                on_write(
+                    cfg,
+                    s,
+                    src,
+                    gpid,
+                    Mutation {
+                        client: origin,
+                        req,
+                        op,
+                    },
+                    true,
+                    o,
+                );
             }
         }
         Msg::DupUpdate { gpid, dups, .. } => {
-            let Some(p) = s.parts.get_mut(&gpid) else { return };
-            let merged: BTreeMap<DupId, DupEntry> =
-                dups.iter().map(|(id, heard)| (*id, DupEntry::merge(p.dup_entries.get(id), heard))).collect();
+            let Some(p) = s.parts.get_mut(&gpid) else {
+                return;
+            };
+            let merged: BTreeMap<DupId, DupEntry> = dups
+                .iter()
+                .map(|(id, heard)| (*id, DupEntry::merge(p.dup_entries.get(id), heard)))
+                .collect();
             if p.dup_entries != merged {
                 p.dup_entries = merged;
                 persist(cfg, s, o);
             }
             sync_duplicators(cfg, s, gpid, false, o);
         }
-        Msg::QueryConfigReply { gpid: fgpid, config, .. } => {
+        Msg::QueryConfigReply {
+            gpid: fgpid,
+            config,
+            ..
+        } => {
             // The follower cluster's answer: where to push the checkpoint or mutations.
             let Some(b) = config.and_then(|c| c.primary) else {
                 // Not assigned yet (or not created yet): ask again after a pause.
@@ -466,22 +622,32 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             };
             let gpids: Vec<Gpid> = s.parts.keys().copied().collect();
             for g in gpids {
-                let Some(p) = s.parts.get_mut(&g) else { continue };
+                let Some(p) = s.parts.get_mut(&g) else {
+                    continue;
+                };
                 let mut pushes = Vec::new();
                 let mut checkpoints = Vec::new();
                 for d in p.dups.values_mut() {
-                    let mine = d.entry.remote_meta == src && follower_gpid(d, g) == fgpid && d.asking;
+                    let mine =
+                        d.entry.remote_meta == src && follower_gpid(d, g) == fgpid && d.asking;
                     if !mine {
                         continue;
                     }
                     d.asking = false;
                     d.target = Some(b);
-                    if let (DupStatus::App, false, Some(decree)) = (d.entry.status, d.applied, d.checkpoint) {
+                    if let (DupStatus::App, false, Some(decree)) =
+                        (d.entry.status, d.applied, d.checkpoint)
+                    {
                         checkpoints.push(decree);
                     }
                 }
                 for decree in checkpoints {
-                    pushes.push(Msg::Checkpoint { gpid: fgpid, origin: cfg.dir.meta, decree, data: p.data_at(decree) });
+                    pushes.push(Msg::Checkpoint {
+                        gpid: fgpid,
+                        origin: cfg.dir.meta,
+                        decree,
+                        data: p.data_at(decree),
+                    });
                 }
                 for m in pushes {
                     o.send(b, m);
@@ -489,7 +655,11 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 ship(cfg, s, g, o);
             }
         }
-        Msg::ApplyReply { gpid: fgpid, decree, result } => on_apply_reply(cfg, s, src, fgpid, decree, result, o),
+        Msg::ApplyReply {
+            gpid: fgpid,
+            decree,
+            result,
+        } => on_apply_reply(cfg, s, src, fgpid, decree, result, o),
         Msg::Read { gpid, req, key } => {
             let leased = leased(cfg, s);
             let result = match s.parts.get_mut(&gpid) {
@@ -505,12 +675,28 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             };
             o.send(src, Msg::ReadReply { gpid, req, result });
         }
-        Msg::Prepare { config, decree, entry, committed, base, retain } => {
-            on_prepare(cfg, id, s, src, config, decree, entry, committed, base, retain, o)
-        }
-        Msg::PrepareAck { gpid, ballot, decree, ok } => {
+        Msg::Prepare {
+            config,
+            decree,
+            entry,
+            committed,
+            base,
+            retain,
+        } => on_prepare(
+            cfg, id, s, src, config, decree, entry, committed, base, retain, o,
+        ),
+        Msg::PrepareAck {
+            gpid,
+            ballot,
+            decree,
+            ok,
+        } => {
             if let Some(p) = s.parts.get_mut(&gpid) {
-                if ok && p.status == Status::Primary && ballot == p.config.ballot && decree > p.committed {
+                if ok
+                    && p.status == Status::Primary
+                    && ballot == p.config.ballot
+                    && decree > p.committed
+                {
                     p.acks.entry(decree).or_default().insert(src);
                     try_commit(cfg, s, gpid, o);
                 }
@@ -529,7 +715,12 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             // still in flight may yet make them secondaries, so they must not fall behind.
             adopt(cfg, id, s, config, o);
         }
-        Msg::GroupCheck { config, committed, base, retain } => {
+        Msg::GroupCheck {
+            config,
+            committed,
+            base,
+            retain,
+        } => {
             if config.primary != Some(src) {
                 return;
             }
@@ -563,12 +754,21 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 }
             }
         }
-        Msg::Learn { config, snapshot, log, committed, retain } => {
+        Msg::Learn {
+            config,
+            snapshot,
+            log,
+            committed,
+            retain,
+        } => {
             if config.primary != Some(src) || config.is_member(id) {
                 return;
             }
             let gpid = config.gpid;
-            let p = s.parts.entry(gpid).or_insert_with(|| Part::new(config.clone(), Status::Inactive));
+            let p = s
+                .parts
+                .entry(gpid)
+                .or_insert_with(|| Part::new(config.clone(), Status::Inactive));
             if config.ballot < p.config.ballot {
                 return;
             }
@@ -576,7 +776,9 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             p.recovering = true;
             p.config = config;
             p.retain = retain;
-            if !cfg.bugs.has(Bug::LearnSkipsCheckpoint) && !cfg.bugs.has(Bug::LearnerKeepsStaleEntries) {
+            if !cfg.bugs.has(Bug::LearnSkipsCheckpoint)
+                && !cfg.bugs.has(Bug::LearnerKeepsStaleEntries)
+            {
                 p.snapshot = snapshot;
             }
             if cfg.bugs.has(Bug::LearnSkipsCheckpoint) {
@@ -600,11 +802,27 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             };
             let (ballot, learned) = (p.config.ballot, p.last_decree());
             persist(cfg, s, o);
-            o.send(src, Msg::LearnDone { gpid, ballot, learned });
+            o.send(
+                src,
+                Msg::LearnDone {
+                    gpid,
+                    ballot,
+                    learned,
+                },
+            );
         }
-        Msg::LearnDone { gpid, ballot, learned } => {
-            let Some(p) = s.parts.get_mut(&gpid) else { return };
-            if p.status != Status::Primary || ballot != p.config.ballot || p.learners.get(&src) != Some(&false) {
+        Msg::LearnDone {
+            gpid,
+            ballot,
+            learned,
+        } => {
+            let Some(p) = s.parts.get_mut(&gpid) else {
+                return;
+            };
+            if p.status != Status::Primary
+                || ballot != p.config.ballot
+                || p.learners.get(&src) != Some(&false)
+            {
                 return;
             }
             if learned == p.last_decree() {
@@ -612,12 +830,22 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 // commit, so it cannot fall behind while the meta commits the upgrade.
                 p.learners.insert(src, true);
                 let next = p.config.next(|c| c.secondaries.push(src));
-                o.send(cfg.dir.meta, Msg::ProposeConfig { config: next, incarnation: s.incarnation });
+                o.send(
+                    cfg.dir.meta,
+                    Msg::ProposeConfig {
+                        config: next,
+                        incarnation: s.incarnation,
+                    },
+                );
             } else {
                 o.send(src, p.learn_msg());
             }
         }
-        Msg::BeaconAck { incarnation, seq, alive } if incarnation == s.incarnation && incarnation > 0 => {
+        Msg::BeaconAck {
+            incarnation,
+            seq,
+            alive,
+        } if incarnation == s.incarnation && incarnation > 0 => {
             if !alive {
                 // The meta server declared this life dead (its lease had lapsed): the roles
                 // it held were given away. Never serve them again: start a new life, as a
@@ -629,7 +857,12 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
                 s.lease.out = false;
                 s.incarnation = s.incarnation.saturating_add(1);
                 persist(cfg, s, o);
-                o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation });
+                o.send(
+                    cfg.dir.meta,
+                    Msg::Register {
+                        incarnation: s.incarnation,
+                    },
+                );
             } else if s.lease.out && seq == s.lease.seq {
                 if let Some(l) = &cfg.lease {
                     s.lease.out = false;
@@ -672,7 +905,9 @@ pub fn on_msg(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, src: Id, msg: Msg,
             let aborted: Vec<Gpid> = s
                 .parts
                 .iter()
-                .filter(|(_, p)| p.status == Status::PotentialSecondary && p.config.primary == Some(src))
+                .filter(|(_, p)| {
+                    p.status == Status::PotentialSecondary && p.config.primary == Some(src)
+                })
                 .map(|(g, _)| *g)
                 .collect();
             for g in aborted {
@@ -725,15 +960,30 @@ pub fn on_timeout(cfg: &ReplicaCfg, s: &mut ReplicaState, timer: &Timer, o: &mut
                 // now on, could extend the lease beyond what the meta server granted.
                 s.lease.seq = (s.lease.seq + 1) % l.seq_modulus.max(1);
                 s.lease.out = true;
-                o.send(cfg.dir.meta, Msg::Beacon { incarnation: s.incarnation, seq: s.lease.seq });
+                o.send(
+                    cfg.dir.meta,
+                    Msg::Beacon {
+                        incarnation: s.incarnation,
+                        seq: s.lease.seq,
+                    },
+                );
             }
         }
         Timer::LeaseExpiry => lapse(cfg, s, o),
-        Timer::Reregister => o.send(cfg.dir.meta, Msg::Register { incarnation: s.incarnation }),
+        Timer::Reregister => o.send(
+            cfg.dir.meta,
+            Msg::Register {
+                incarnation: s.incarnation,
+            },
+        ),
         Timer::DupQuery => {
             let mut asks = BTreeSet::new();
             for (g, p) in &s.parts {
-                for d in p.dups.values().filter(|d| d.asking && p.status == Status::Primary) {
+                for d in p
+                    .dups
+                    .values()
+                    .filter(|d| d.asking && p.status == Status::Primary)
+                {
                     asks.insert((d.entry.remote_meta, follower_gpid(d, *g)));
                 }
             }
@@ -746,18 +996,47 @@ pub fn on_timeout(cfg: &ReplicaCfg, s: &mut ReplicaState, timer: &Timer, o: &mut
 }
 
 /// Answer a write: a client's, or a source primary's checkpoint push (`dup`).
-fn reply_write(o: &mut Out<Node>, to: Id, gpid: Gpid, req: ReqId, dup: bool, result: Result<(), ErrorCode>) {
+fn reply_write(
+    o: &mut Out<Node>,
+    to: Id,
+    gpid: Gpid,
+    req: ReqId,
+    dup: bool,
+    result: Result<(), ErrorCode>,
+) {
     if dup {
-        o.send(to, Msg::ApplyReply { gpid, decree: req, result: result.map_err(|_| None) });
+        o.send(
+            to,
+            Msg::ApplyReply {
+                gpid,
+                decree: req,
+                result: result.map_err(|_| None),
+            },
+        );
     } else {
         o.send(to, Msg::WriteReply { gpid, req, result });
     }
 }
 
-fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m: Mutation, dup: bool, o: &mut Out<Node>) {
+fn on_write(
+    cfg: &ReplicaCfg,
+    s: &mut ReplicaState,
+    reply_to: Id,
+    gpid: Gpid,
+    m: Mutation,
+    dup: bool,
+    o: &mut Out<Node>,
+) {
     let leased = leased(cfg, s);
     let Some(p) = s.parts.get_mut(&gpid) else {
-        reply_write(o, reply_to, gpid, m.req, dup, Err(ErrorCode::UnknownPartition));
+        reply_write(
+            o,
+            reply_to,
+            gpid,
+            m.req,
+            dup,
+            Err(ErrorCode::UnknownPartition),
+        );
         return;
     };
     if p.status != Status::Primary || !leased {
@@ -766,11 +1045,20 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
     }
     // A retry of a write that already took effect answers success once it commits.
     let dedupe = !(dup && cfg.bugs.has(Bug::FollowerNoDedup));
-    if dedupe && p.snapshot.last_req.get(&m.client).is_some_and(|r| *r >= m.req) {
+    if dedupe
+        && p.snapshot
+            .last_req
+            .get(&m.client)
+            .is_some_and(|r| *r >= m.req)
+    {
         reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
         return;
     }
-    let repeat = p.log.iter().find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req).map(|(d, _)| *d);
+    let repeat = p
+        .log
+        .iter()
+        .find(|(_, e)| e.mutation.client == m.client && e.mutation.req == m.req)
+        .map(|(d, _)| *d);
     if let Some(d) = repeat.filter(|_| dedupe) {
         if d <= p.committed {
             reply_write(o, reply_to, gpid, m.req, dup, Ok(()));
@@ -781,27 +1069,50 @@ fn on_write(cfg: &ReplicaCfg, s: &mut ReplicaState, reply_to: Id, gpid: Gpid, m:
     }
     let d = p.last_decree().saturating_add(1);
     let req = m.req;
-    let entry = Entry { ballot: p.config.ballot, mutation: m };
+    let entry = Entry {
+        ballot: p.config.ballot,
+        mutation: m,
+    };
     p.log.insert(d, entry.clone());
     p.waiting.insert(d, (reply_to, req, dup));
     p.acks.insert(d, BTreeSet::new());
-    let (config, committed, base, retain, targets) = (p.config.clone(), p.committed, p.base, p.retain, p.targets());
+    let (config, committed, base, retain, targets) =
+        (p.config.clone(), p.committed, p.base, p.retain, p.targets());
     persist(cfg, s, o);
     for t in targets {
-        o.send(t, Msg::Prepare { config: config.clone(), decree: d, entry: entry.clone(), committed, base, retain });
+        o.send(
+            t,
+            Msg::Prepare {
+                config: config.clone(),
+                decree: d,
+                entry: entry.clone(),
+                committed,
+                base,
+                retain,
+            },
+        );
     }
     try_commit(cfg, s, gpid, o);
 }
 
 /// Commit, in decree order, every decree that is logged and ACKed by every target.
 fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
-    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        return;
+    };
     let targets = p.targets();
-    let needed = if cfg.bugs.has(Bug::CommitWithoutAllAcks) { targets.len().saturating_sub(1) } else { targets.len() };
+    let needed = if cfg.bugs.has(Bug::CommitWithoutAllAcks) {
+        targets.len().saturating_sub(1)
+    } else {
+        targets.len()
+    };
     let before = p.committed;
     while p.log.contains_key(&(p.committed.saturating_add(1))) {
         let d = p.committed.saturating_add(1);
-        let acked = p.acks.get(&d).map_or(0, |a| targets.iter().filter(|t| a.contains(t)).count());
+        let acked = p
+            .acks
+            .get(&d)
+            .map_or(0, |a| targets.iter().filter(|t| a.contains(t)).count());
         if acked < needed {
             break;
         }
@@ -814,7 +1125,14 @@ fn try_commit(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<No
     if p.committed >= p.read_barrier {
         for (client, req, key) in std::mem::take(&mut p.pending_reads) {
             let value = p.read(&key, p.committed);
-            o.send(client, Msg::ReadReply { gpid, req, result: Ok(value) });
+            o.send(
+                client,
+                Msg::ReadReply {
+                    gpid,
+                    req,
+                    result: Ok(value),
+                },
+            );
         }
     }
     if p.committed != before {
@@ -844,7 +1162,15 @@ fn on_prepare(
     }
     let nack = |p: Option<&Part>, o: &mut Out<Node>| {
         let ballot = p.map_or(0, |p| p.config.ballot);
-        o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: false });
+        o.send(
+            src,
+            Msg::PrepareAck {
+                gpid,
+                ballot,
+                decree,
+                ok: false,
+            },
+        );
     };
     if config.primary != Some(src) {
         return;
@@ -860,7 +1186,9 @@ fn on_prepare(
     if config.ballot > ballot {
         adopt_with_base(cfg, id, s, config.clone(), Some(base), o);
     }
-    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        return;
+    };
     let accepts = match p.status {
         Status::Secondary => true,
         // A caught-up learner of this primary at this ballot.
@@ -874,16 +1202,34 @@ fn on_prepare(
     p.retain = retain;
     if decree <= p.snapshot.decree {
         // Committed and collected here.
-        o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
+        o.send(
+            src,
+            Msg::PrepareAck {
+                gpid,
+                ballot: config.ballot,
+                decree,
+                ok: true,
+            },
+        );
         return;
     }
     if decree <= p.committed {
         if p.log.get(&decree).map(|e| &e.mutation) != Some(&entry.mutation) {
-            s.broken = Some(format!("prepare for committed decree {decree} carries a different mutation"));
+            s.broken = Some(format!(
+                "prepare for committed decree {decree} carries a different mutation"
+            ));
             return;
         }
         // Already committed here; ACK so a re-preparing primary can proceed.
-        o.send(src, Msg::PrepareAck { gpid, ballot: config.ballot, decree, ok: true });
+        o.send(
+            src,
+            Msg::PrepareAck {
+                gpid,
+                ballot: config.ballot,
+                decree,
+                ok: true,
+            },
+        );
         return;
     }
     if decree > p.last_decree().saturating_add(1) {
@@ -901,7 +1247,15 @@ fn on_prepare(
     p.collect(cfg);
     persist(cfg, s, o);
     for decree in acked {
-        o.send(src, Msg::PrepareAck { gpid, ballot, decree, ok: true });
+        o.send(
+            src,
+            Msg::PrepareAck {
+                gpid,
+                ballot,
+                decree,
+                ok: true,
+            },
+        );
     }
 }
 
@@ -913,7 +1267,14 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
             reply_write(o, to, p.config.gpid, req, dup, Err(ErrorCode::NotPrimary));
         }
         for (client, req, _) in std::mem::take(&mut p.pending_reads) {
-            o.send(client, Msg::ReadReply { gpid: p.config.gpid, req, result: Err(ErrorCode::NotPrimary) });
+            o.send(
+                client,
+                Msg::ReadReply {
+                    gpid: p.config.gpid,
+                    req,
+                    result: Err(ErrorCode::NotPrimary),
+                },
+            );
         }
     }
     if status == Status::Primary && p.status != Status::Primary {
@@ -941,13 +1302,22 @@ fn set_status(cfg: &ReplicaCfg, p: &mut Part, status: Status, o: &mut Out<Node>)
 /// Start, update or drop the primary's duplicators to match `dup_entries`, then drive
 /// each. `restored`: started from the durable record (restart or primary switch) rather
 /// than from the meta server's announcement.
-fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored: bool, o: &mut Out<Node>) {
-    let Some(p) = s.parts.get_mut(&gpid) else { return };
+fn sync_duplicators(
+    cfg: &ReplicaCfg,
+    s: &mut ReplicaState,
+    gpid: Gpid,
+    restored: bool,
+    o: &mut Out<Node>,
+) {
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        return;
+    };
     if p.status != Status::Primary {
         return;
     }
     let entries = p.dup_entries.clone();
-    p.dups.retain(|id, _| entries.get(id).is_some_and(|e| e.status.is_valid()));
+    p.dups
+        .retain(|id, _| entries.get(id).is_some_and(|e| e.status.is_valid()));
     let mut broken = None;
     for (dupid, entry) in entries.into_iter().filter(|(_, e)| e.status.is_valid()) {
         let committed = p.committed;
@@ -957,7 +1327,11 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
         let d = p.dups.entry(dupid).or_insert_with(|| Duplicator {
             entry: entry.clone(),
             // Derived from the applied state on every start (seed S1).
-            min_checkpoint_decree: if restored && cfg.bugs.has(Bug::MinCheckpointReset) { None } else { Some(committed) },
+            min_checkpoint_decree: if restored && cfg.bugs.has(Bug::MinCheckpointReset) {
+                None
+            } else {
+                Some(committed)
+            },
             checkpoint: None,
             target: None,
             asking: false,
@@ -977,12 +1351,21 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
             DupStatus::Prepare if d.checkpoint.is_none() => {
                 // The emergency checkpoint; it must cover min_checkpoint_decree.
                 let Some(min) = d.min_checkpoint_decree else {
-                    broken = Some(format!("dup {dupid}: checkpoint triggered with an invalid min_checkpoint_decree"));
+                    broken = Some(format!(
+                        "dup {dupid}: checkpoint triggered with an invalid min_checkpoint_decree"
+                    ));
                     break;
                 };
                 let ck = committed.max(min);
                 d.checkpoint = Some(ck);
-                o.send(cfg.dir.meta, Msg::DupReport { gpid, dupid, progress: DupProgress::Checkpoint(ck) });
+                o.send(
+                    cfg.dir.meta,
+                    Msg::DupReport {
+                        gpid,
+                        dupid,
+                        progress: DupProgress::Checkpoint(ck),
+                    },
+                );
                 false
             }
             DupStatus::App if !d.applied => {
@@ -997,7 +1380,12 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
         let forgets = restored && cfg.bugs.has(Bug::DupSwitchForgetsFollower);
         if ask && !d.asking && !forgets {
             d.asking = true;
-            o.send(d.entry.remote_meta, Msg::QueryConfig { gpid: follower_gpid(d, gpid) });
+            o.send(
+                d.entry.remote_meta,
+                Msg::QueryConfig {
+                    gpid: follower_gpid(d, gpid),
+                },
+            );
         }
     }
     if broken.is_some() {
@@ -1014,7 +1402,10 @@ fn sync_duplicators(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, restored
 
 /// The follower partition a duplicator feeds.
 fn follower_gpid(d: &Duplicator, gpid: Gpid) -> Gpid {
-    Gpid { table: d.entry.remote_table, partition: gpid.partition }
+    Gpid {
+        table: d.entry.remote_table,
+        partition: gpid.partition,
+    }
 }
 
 /// Forget the follower primary: the next one gets the checkpoint again, or the
@@ -1029,31 +1420,59 @@ fn reset_link(d: &mut Duplicator) {
 /// then authorization — only a node of the cluster whose duplication created the follower
 /// table may write into it, and only into a follower table (`auth.rs`).
 #[allow(clippy::too_many_arguments)]
-fn refuse_duplication(cfg: &ReplicaCfg, s: &ReplicaState, src: Id, gpid: Gpid, origin: Id, decree: Decree, any_source: bool, o: &mut Out<Node>) -> bool {
+fn refuse_duplication(
+    cfg: &ReplicaCfg,
+    s: &ReplicaState,
+    src: Id,
+    gpid: Gpid,
+    origin: Id,
+    decree: Decree,
+    any_source: bool,
+    o: &mut Out<Node>,
+) -> bool {
     let source = s.parts.get(&gpid).and_then(|p| p.config.source);
     let reason = if !cfg.accept_duplication {
         format!("replica does not accept the credentials of {origin:?}'s cluster")
     } else if any_source {
         return false;
     } else if source.is_none() && s.parts.contains_key(&gpid) {
-        format!("partition {}.{} is not a follower table", gpid.table, gpid.partition)
+        format!(
+            "partition {}.{} is not a follower table",
+            gpid.table, gpid.partition
+        )
     } else if source.is_some_and(|m| m != origin) || cfg.dir.cluster_of(src) != Some(origin) {
-        format!("partition {}.{} does not follow the cluster of {src:?}", gpid.table, gpid.partition)
+        format!(
+            "partition {}.{} does not follow the cluster of {src:?}",
+            gpid.table, gpid.partition
+        )
     } else {
         return false;
     };
-    o.send(src, Msg::ApplyReply { gpid, decree, result: Err(Some(reason)) });
+    o.send(
+        src,
+        Msg::ApplyReply {
+            gpid,
+            decree,
+            result: Err(Some(reason)),
+        },
+    );
     true
 }
 
 /// LOG: send the next batch of committed mutations to each follower primary that has
 /// confirmed everything shipped so far.
 fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
-    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        return;
+    };
     if p.status != Status::Primary {
         return;
     }
-    let upto = if cfg.bugs.has(Bug::DupShipUncommitted) { p.last_decree() } else { p.committed };
+    let upto = if cfg.bugs.has(Bug::DupShipUncommitted) {
+        p.last_decree()
+    } else {
+        p.committed
+    };
     let mut broken = None;
     for (dupid, d) in p.dups.iter_mut() {
         let Some(target) = d.target else { continue };
@@ -1061,14 +1480,27 @@ fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
             continue;
         }
         let end = upto.min(d.confirmed.saturating_add(cfg.ship_batch.max(1)));
-        let entries: Vec<(Decree, Op)> =
-            p.log.range(d.confirmed.saturating_add(1)..=end).map(|(k, e)| (*k, e.mutation.op.clone())).collect();
+        let entries: Vec<(Decree, Op)> = p
+            .log
+            .range(d.confirmed.saturating_add(1)..=end)
+            .map(|(k, e)| (*k, e.mutation.op.clone()))
+            .collect();
         if entries.len() as u64 != u64::from(end - d.confirmed) {
-            broken = Some(format!("dup {dupid}: log above the confirmed decree {} was collected", d.confirmed));
+            broken = Some(format!(
+                "dup {dupid}: log above the confirmed decree {} was collected",
+                d.confirmed
+            ));
             break;
         }
         d.shipped = end;
-        o.send(target, Msg::Ship { gpid: follower_gpid(d, gpid), origin: cfg.dir.meta, entries });
+        o.send(
+            target,
+            Msg::Ship {
+                gpid: follower_gpid(d, gpid),
+                origin: cfg.dir.meta,
+                entries,
+            },
+        );
     }
     if broken.is_some() {
         s.broken = broken;
@@ -1087,7 +1519,9 @@ fn on_apply_reply(
 ) {
     let gpids: Vec<Gpid> = s.parts.keys().copied().collect();
     for g in gpids {
-        let Some(p) = s.parts.get_mut(&g) else { continue };
+        let Some(p) = s.parts.get_mut(&g) else {
+            continue;
+        };
         let mut reports = Vec::new();
         let mut ask = Vec::new();
         let mut retry = false;
@@ -1097,7 +1531,11 @@ fn on_apply_reply(
             }
             let progress = match (&result, d.entry.status) {
                 // A refused batch (the one in flight: it starts after `confirmed`).
-                (Err(Some(_)), DupStatus::Log) if decree != d.confirmed.saturating_add(1) || d.shipped <= d.confirmed => None,
+                (Err(Some(_)), DupStatus::Log)
+                    if decree != d.confirmed.saturating_add(1) || d.shipped <= d.confirmed =>
+                {
+                    None
+                }
                 (Err(Some(_)), DupStatus::Log) if d.entry.fail_mode == FailMode::Skip => {
                     let (upto, count) = (d.shipped, d.shipped - d.confirmed);
                     d.confirmed = upto;
@@ -1113,7 +1551,10 @@ fn on_apply_reply(
                     d.asking = true;
                     retry = true;
                     let first = !std::mem::replace(&mut d.rejected, true);
-                    first.then(|| DupProgress::Rejected { from: decree, reason: reason.clone() })
+                    first.then(|| DupProgress::Rejected {
+                        from: decree,
+                        reason: reason.clone(),
+                    })
                 }
                 (Err(Some(reason)), DupStatus::App) => Some(DupProgress::Refused(reason.clone())),
                 (Err(None), DupStatus::App | DupStatus::Log) => {
@@ -1123,13 +1564,15 @@ fn on_apply_reply(
                     None
                 }
                 // The follower may hold a newer checkpoint of ours (a previous primary's).
-                (Ok(()), DupStatus::App) if !d.applied && d.checkpoint.is_some_and(|c| decree >= c) => {
+                (Ok(()), DupStatus::App)
+                    if !d.applied && d.checkpoint.is_some_and(|c| decree >= c) =>
+                {
                     d.applied = true;
                     d.checkpoint = Some(decree);
                     Some(DupProgress::Applied(decree))
                 }
                 // A decree beyond what we shipped: the follower holds more (from an
-                    // earlier primary of ours), so everything we shipped is there.
+                // earlier primary of ours), so everything we shipped is there.
                 (Ok(()), DupStatus::Log) if decree.min(d.shipped) > d.confirmed => {
                     d.confirmed = decree.min(d.shipped);
                     d.rejected = false;
@@ -1140,7 +1583,11 @@ fn on_apply_reply(
                 _ => None,
             };
             if let Some(progress) = progress {
-                reports.push(Msg::DupReport { gpid: g, dupid: *dupid, progress });
+                reports.push(Msg::DupReport {
+                    gpid: g,
+                    dupid: *dupid,
+                    progress,
+                });
             }
         }
         for m in reports {
@@ -1157,15 +1604,35 @@ fn on_apply_reply(
 }
 
 /// Adopt a configuration that the meta server committed, if it is newer.
-fn adopt(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig, o: &mut Out<Node>) {
+fn adopt(
+    cfg: &ReplicaCfg,
+    id: Id,
+    s: &mut ReplicaState,
+    config: PartitionConfig,
+    o: &mut Out<Node>,
+) {
     adopt_with_base(cfg, id, s, config, None, o)
 }
 
 /// `base`: the new primary's last decree at the ballot's start, when the message says.
-fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: PartitionConfig, base: Option<Decree>, o: &mut Out<Node>) {
+fn adopt_with_base(
+    cfg: &ReplicaCfg,
+    id: Id,
+    s: &mut ReplicaState,
+    config: PartitionConfig,
+    base: Option<Decree>,
+    o: &mut Out<Node>,
+) {
     let gpid = config.gpid;
-    let blank = PartitionConfig { gpid, max_replica_count: config.max_replica_count, ..Default::default() };
-    let p = s.parts.entry(gpid).or_insert_with(|| Part::new(blank, Status::Inactive));
+    let blank = PartitionConfig {
+        gpid,
+        max_replica_count: config.max_replica_count,
+        ..Default::default()
+    };
+    let p = s
+        .parts
+        .entry(gpid)
+        .or_insert_with(|| Part::new(blank, Status::Inactive));
     if config.ballot <= p.config.ballot {
         return;
     }
@@ -1180,7 +1647,11 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
     if let (Some(base), Status::Secondary) = (base, status) {
         // Cut the log at the first stale entry beyond `keep`, so it stays a prefix.
         let (keep, ballot) = (p.committed.max(base), config.ballot);
-        let cut = p.log.range(keep.saturating_add(1)..).find(|(_, e)| e.ballot < ballot).map(|(d, _)| *d);
+        let cut = p
+            .log
+            .range(keep.saturating_add(1)..)
+            .find(|(_, e)| e.ballot < ballot)
+            .map(|(d, _)| *d);
         if let Some(cut) = cut {
             p.log.retain(|d, _| *d < cut);
         }
@@ -1190,13 +1661,19 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
         p.base = p.last_decree();
     }
     persist(cfg, s, o);
-    let Some(p) = s.parts.get_mut(&gpid) else { return };
+    let Some(p) = s.parts.get_mut(&gpid) else {
+        return;
+    };
     if p.status == Status::Primary {
         // PacificA reconfiguration: re-prepare every uncommitted mutation at the new ballot
         // and tell the members about the configuration.
         let ballot = p.config.ballot;
         let (config, committed) = (p.config.clone(), p.committed);
-        let uncommitted: Vec<Decree> = p.log.range(committed.saturating_add(1)..).map(|(d, _)| *d).collect();
+        let uncommitted: Vec<Decree> = p
+            .log
+            .range(committed.saturating_add(1)..)
+            .map(|(d, _)| *d)
+            .collect();
         for d in &uncommitted {
             if let Some(e) = p.log.get_mut(d) {
                 e.ballot = ballot;
@@ -1205,10 +1682,28 @@ fn adopt_with_base(cfg: &ReplicaCfg, id: Id, s: &mut ReplicaState, config: Parti
         }
         let (base, retain) = (p.base, p.retain);
         for t in config.secondaries.clone() {
-            o.send(t, Msg::GroupCheck { config: config.clone(), committed, base, retain });
+            o.send(
+                t,
+                Msg::GroupCheck {
+                    config: config.clone(),
+                    committed,
+                    base,
+                    retain,
+                },
+            );
             for d in &uncommitted {
                 if let Some(e) = p.log.get(d) {
-                    o.send(t, Msg::Prepare { config: config.clone(), decree: *d, entry: e.clone(), committed, base, retain });
+                    o.send(
+                        t,
+                        Msg::Prepare {
+                            config: config.clone(),
+                            decree: *d,
+                            entry: e.clone(),
+                            committed,
+                            base,
+                            retain,
+                        },
+                    );
                 }
             }
         }

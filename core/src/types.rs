@@ -18,7 +18,9 @@ pub type Value = Bytes;
 pub type ReqId = u32;
 
 /// Global partition id: table and partition index.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Gpid {
     pub table: u8,
     pub partition: u8,
@@ -43,7 +45,10 @@ impl PartitionConfig {
         self.primary == Some(id) || self.secondaries.contains(&id)
     }
     pub fn members(&self) -> impl Iterator<Item = Id> + '_ {
-        self.primary.iter().copied().chain(self.secondaries.iter().copied())
+        self.primary
+            .iter()
+            .copied()
+            .chain(self.secondaries.iter().copied())
     }
     pub fn member_count(&self) -> usize {
         self.secondaries.len() + usize::from(self.primary.is_some())
@@ -178,7 +183,10 @@ impl<'de> Deserialize<'de> for Bytes {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bytes, E> {
                 Bytes::from_text(v).ok_or_else(|| E::custom(format!("malformed escape in {v:?}")))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bytes, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = seq.next_element::<u8>()? {
                     out.push(b);

@@ -17,7 +17,11 @@ fn client_cfg(max_attempts: u8, timeout: bool, bugs: Bugs) -> ClientCfg {
     ClientCfg {
         meta: id(META),
         gpid: G,
-        ops: vec![ClientOp::put(K, "5"), ClientOp::get(K), ClientOp::put(K, "6")],
+        ops: vec![
+            ClientOp::put(K, "5"),
+            ClientOp::get(K),
+            ClientOp::put(K, "6"),
+        ],
         max_attempts,
         request_timeout: timeout.then(|| Duration::from_secs(1)),
         first_req: 1,
@@ -33,7 +37,11 @@ fn start(cfg: ClientCfg) -> Sim {
 }
 
 fn reply(ballot: Ballot, primary: Option<usize>, incarnation: Option<u32>) -> Msg {
-    Msg::QueryConfigReply { gpid: G, config: Some(pc(ballot, primary, &[])), incarnation }
+    Msg::QueryConfigReply {
+        gpid: G,
+        config: Some(pc(ballot, primary, &[])),
+        incarnation,
+    }
 }
 
 /// The operation message the client sends for its current op (`req` = op index + 1).
@@ -47,8 +55,10 @@ fn only_query(o: &Out<Node>) -> bool {
 
 /// The client backs off: no message, only the `QueryBackoff` timer.
 fn only_backoff(o: &Out<Node>) -> bool {
-    o.iter().all(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
-        && o.iter().any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
+    o.iter()
+        .all(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
+        && o.iter()
+            .any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _)))
 }
 
 // =======================================================================================
@@ -56,14 +66,28 @@ fn only_backoff(o: &Out<Node>) -> bool {
 // =======================================================================================
 
 /// Sent to node 1 in life 1; 1 dies (PeerDown{1}); then arbitrary meta replies.
-fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>, Option<u32>)]) -> Result<(), TestCaseError> {
+fn run_peer_down(
+    bugs: Bugs,
+    max_attempts: u8,
+    replies: &[(Ballot, Option<usize>, Option<u32>)],
+) -> Result<(), TestCaseError> {
     let mut sim = start(client_cfg(max_attempts, false, bugs));
     let o = sim.msg(id(META), reply(1, Some(1), Some(1)));
-    prop_assert_eq!(&sim.client().phase, &Phase::Sent { target: id(1), incarnation: Some(1) });
+    prop_assert_eq!(
+        &sim.client().phase,
+        &Phase::Sent {
+            target: id(1),
+            incarnation: Some(1)
+        }
+    );
     prop_assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
 
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 1 });
-    prop_assert!(only_query(&o), "on PeerDown of the life it sent to, the client must ask the meta: {:?}", o);
+    prop_assert!(
+        only_query(&o),
+        "on PeerDown of the life it sent to, the client must ask the meta: {:?}",
+        o
+    );
     prop_assert_eq!(&sim.client().phase, &Phase::Querying);
     prop_assert_eq!(sim.client().attempts, 1);
 
@@ -72,12 +96,20 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
         let o = sim.msg(id(META), reply(*ballot, *primary, *incarnation));
         let s = sim.client().clone();
         prop_assert!(
-            s.phase != Phase::Sent { target: id(1), incarnation: Some(1) },
+            s.phase
+                != Phase::Sent {
+                    target: id(1),
+                    incarnation: Some(1)
+                },
             "the client went back to the dead life 1 of node 1: {:?}",
             s
         );
         for (dst, m) in sends(&o) {
-            prop_assert!(!(dst == id(1) && is_op(&m) && s.incarnation == Some(1)), "re-sent to the dead life: {:?}", m);
+            prop_assert!(
+                !(dst == id(1) && is_op(&m) && s.incarnation == Some(1)),
+                "re-sent to the dead life: {:?}",
+                m
+            );
         }
         if before.phase == Phase::Querying {
             // An answer is used only if it is not older than what the client knows.
@@ -85,7 +117,11 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
                 prop_assert_eq!(&s.config, &before.config);
             }
             match &s.phase {
-                Phase::Querying => prop_assert!(false, "an answer that did not help was asked again at once: {:?}", o),
+                Phase::Querying => prop_assert!(
+                    false,
+                    "an answer that did not help was asked again at once: {:?}",
+                    o
+                ),
                 Phase::Backoff => {
                     // No usable primary named: ask again, but only after the pause.
                     prop_assert!(only_backoff(&o), "{:?}", o);
@@ -93,7 +129,10 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
                     prop_assert!(only_query(&o), "the backoff ended without a query: {:?}", o);
                     prop_assert_eq!(&sim.client().phase, &Phase::Querying);
                 }
-                Phase::Sent { target, incarnation } => {
+                Phase::Sent {
+                    target,
+                    incarnation,
+                } => {
                     prop_assert_eq!(Some(*target), s.config.as_ref().and_then(|c| c.primary));
                     prop_assert!(incarnation.is_some());
                     prop_assert_eq!(sends(&o), vec![(*target, write(G, 1, 5))]);
@@ -101,9 +140,17 @@ fn run_peer_down(bugs: Bugs, max_attempts: u8, replies: &[(Ballot, Option<usize>
                 Phase::Done => prop_assert!(false, "done without an answer"),
             }
         } else {
-            prop_assert!(o.is_empty(), "a meta answer while not querying acted: {:?}", o);
+            prop_assert!(
+                o.is_empty(),
+                "a meta answer while not querying acted: {:?}",
+                o
+            );
         }
-        prop_assert_eq!(sim.client().attempts, 1, "a meta answer changed the attempt count");
+        prop_assert_eq!(
+            sim.client().attempts,
+            1,
+            "a meta answer changed the attempt count"
+        );
     }
     Ok(())
 }
@@ -129,7 +176,11 @@ fn peer_down_rule_catches_client_no_refresh_and_ignores_peer_down() {
         assert!(err.to_string().contains("ask the meta"), "{bug:?}: {err}");
     }
     // Concretely, ClientNoRefresh re-sends the write to the dead node 1.
-    let mut sim = start(client_cfg(3, false, Bugs::none().with(Bug::ClientNoRefresh)));
+    let mut sim = start(client_cfg(
+        3,
+        false,
+        Bugs::none().with(Bug::ClientNoRefresh),
+    ));
     sim.msg(id(META), reply(1, Some(1), Some(1)));
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 1 });
     assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
@@ -152,11 +203,20 @@ fn a_life_still_named_by_the_meta_is_polled_again_and_a_new_life_is_tried() {
     let o = sim.timeout(Timer::QueryBackoff);
     assert!(only_query(&o), "{o:?}");
     // Neither does a stray deadline or a second backoff timer.
-    assert!(sim.timeout(Timer::QueryBackoff).is_empty() && sim.timeout(Timer::RequestTimeout).is_empty());
+    assert!(
+        sim.timeout(Timer::QueryBackoff).is_empty()
+            && sim.timeout(Timer::RequestTimeout).is_empty()
+    );
     // 1 restarted and was re-assigned (life 2): that is a different life, try it.
     let o = sim.msg(id(META), reply(2, Some(1), Some(2)));
     assert_eq!(sends(&o), vec![(id(1), write(G, 1, 5))]);
-    assert_eq!(sim.client().phase, Phase::Sent { target: id(1), incarnation: Some(2) });
+    assert_eq!(
+        sim.client().phase,
+        Phase::Sent {
+            target: id(1),
+            incarnation: Some(2)
+        }
+    );
 }
 
 // =======================================================================================
@@ -196,8 +256,16 @@ fn arb_ev() -> impl Strategy<Value = Ev> {
 
 fn reply_msg(s: &ClientState, cfg: &ClientCfg, result: Result<(), ErrorCode>, req: ReqId) -> Msg {
     match cfg.ops[s.op as usize] {
-        ClientOp::Put(..) | ClientOp::Del(_) => Msg::WriteReply { gpid: G, req, result },
-        ClientOp::Get(_) => Msg::ReadReply { gpid: G, req, result: result.map(|()| Some(val(5))) },
+        ClientOp::Put(..) | ClientOp::Del(_) => Msg::WriteReply {
+            gpid: G,
+            req,
+            result,
+        },
+        ClientOp::Get(_) => Msg::ReadReply {
+            gpid: G,
+            req,
+            result: result.map(|()| Some(val(5))),
+        },
     }
 }
 
@@ -334,7 +402,10 @@ fn after_max_attempts_the_client_reports_failed_and_stops() {
     sim.msg(id(META), reply(2, Some(2), Some(1)));
     let o = sim.msg(id(2), Msg::PeerDown { incarnation: 1 });
     assert!(o.is_empty(), "{o:?}");
-    assert_eq!(sim.client().results, vec![OpResult::Failed(ErrorCode::PeerDown)]);
+    assert_eq!(
+        sim.client().results,
+        vec![OpResult::Failed(ErrorCode::PeerDown)]
+    );
     assert!(sim.client().done());
     let o = sim.msg(id(META), reply(3, Some(3), Some(1)));
     assert!(o.is_empty(), "{o:?}");
@@ -345,7 +416,14 @@ fn redirects_alone_never_exhaust_the_budget() {
     let mut sim = start(client_cfg(1, false, Bugs::none()));
     for i in 0..20 {
         sim.msg(id(META), reply(i, Some(1), Some(1)));
-        let o = sim.msg(id(1), Msg::WriteReply { gpid: G, req: 1, result: Err(ErrorCode::NotPrimary) });
+        let o = sim.msg(
+            id(1),
+            Msg::WriteReply {
+                gpid: G,
+                req: 1,
+                result: Err(ErrorCode::NotPrimary),
+            },
+        );
         assert!(only_query(&o), "{o:?}");
         assert_eq!(sim.client().attempts, 0);
         assert!(sim.client().results.is_empty());
@@ -369,8 +447,15 @@ fn a_peer_down_of_life_zero_backs_off_without_suspicion() {
     let mut sim = start(client_cfg(3, false, Bugs::none()));
     sim.msg(id(META), reply(1, Some(1), Some(4)));
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 0 });
-    assert!(o.iter().any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _))), "{o:?}");
-    assert!(!o.iter().any(|c| matches!(c, Command::Send(..))), "no message before the pause: {o:?}");
+    assert!(
+        o.iter()
+            .any(|c| matches!(c, Command::SetTimer(Timer::QueryBackoff, _))),
+        "{o:?}"
+    );
+    assert!(
+        !o.iter().any(|c| matches!(c, Command::Send(..))),
+        "no message before the pause: {o:?}"
+    );
     assert_eq!(sim.client().phase, Phase::Backoff);
     assert_eq!(sim.client().attempts, 0);
     assert_eq!(sim.client().suspect, None);
@@ -384,7 +469,13 @@ fn a_peer_down_of_life_zero_backs_off_without_suspicion() {
     sim.msg(id(1), Msg::PeerDown { incarnation: 4 });
     assert_eq!(sim.client().attempts, 1);
     sim.msg(id(META), reply(2, Some(2), Some(1)));
-    assert_eq!(sim.client().phase, Phase::Sent { target: id(2), incarnation: Some(1) });
+    assert_eq!(
+        sim.client().phase,
+        Phase::Sent {
+            target: id(2),
+            incarnation: Some(1)
+        }
+    );
     let before = sim.client().clone();
     let o = sim.msg(id(1), Msg::PeerDown { incarnation: 0 });
     assert!(o.is_empty(), "{o:?}");

@@ -17,7 +17,11 @@ const CLIENT: usize = 10;
 const FOREIGN: usize = 8;
 
 fn lease() -> LeaseCfg {
-    LeaseCfg { beacon: Duration::from_millis(100), lease: Duration::from_millis(500), seq_modulus: u32::MAX }
+    LeaseCfg {
+        beacon: Duration::from_millis(100),
+        lease: Duration::from_millis(500),
+        seq_modulus: u32::MAX,
+    }
 }
 
 /// Primary `P` of `G` (secondary `S`), with leases, holding none yet.
@@ -30,10 +34,20 @@ fn leased_primary() -> Sim {
 fn grant(sim: &mut Sim) {
     let o = sim.timeout(Timer::Beacon);
     let seq = match sends_to(&o, id(META)).as_slice() {
-        [Msg::Beacon { incarnation: 1, seq }] => *seq,
+        [Msg::Beacon {
+            incarnation: 1,
+            seq,
+        }] => *seq,
         other => panic!("expected one beacon, got {other:?}"),
     };
-    sim.msg(id(META), Msg::BeaconAck { incarnation: 1, seq, alive: true });
+    sim.msg(
+        id(META),
+        Msg::BeaconAck {
+            incarnation: 1,
+            seq,
+            alive: true,
+        },
+    );
     assert!(sim.replica().lease.held);
 }
 
@@ -50,33 +64,87 @@ fn read_result(o: &Out<Node>) -> Vec<Result<Option<Value>, ErrorCode>> {
 #[test]
 fn a_primary_serves_only_while_it_holds_its_lease() {
     let mut sim = leased_primary();
-    assert_eq!(read_result(&sim.msg(id(CLIENT), read(G, 1))), vec![Err(ErrorCode::NotPrimary)], "served before any lease");
+    assert_eq!(
+        read_result(&sim.msg(id(CLIENT), read(G, 1))),
+        vec![Err(ErrorCode::NotPrimary)],
+        "served before any lease"
+    );
     let o = sim.msg(id(CLIENT), write(G, 1, 5));
-    assert!(sends_to(&o, id(CLIENT)).contains(&Msg::WriteReply { gpid: G, req: 1, result: Err(ErrorCode::NotPrimary) }));
+    assert!(sends_to(&o, id(CLIENT)).contains(&Msg::WriteReply {
+        gpid: G,
+        req: 1,
+        result: Err(ErrorCode::NotPrimary)
+    }));
     grant(&mut sim);
-    assert_eq!(read_result(&sim.msg(id(CLIENT), read(G, 2))), vec![Ok(None)]);
+    assert_eq!(
+        read_result(&sim.msg(id(CLIENT), read(G, 2))),
+        vec![Ok(None)]
+    );
     // A write waits for its secondary; the lease lapses: the client is redirected at once.
     sim.msg(id(CLIENT), write(G, 3, 7));
     let o = sim.timeout(Timer::LeaseExpiry);
-    assert_eq!(sends_to(&o, id(CLIENT)), vec![Msg::WriteReply { gpid: G, req: 3, result: Err(ErrorCode::NotPrimary) }]);
-    assert_eq!(read_result(&sim.msg(id(CLIENT), read(G, 4))), vec![Err(ErrorCode::NotPrimary)]);
+    assert_eq!(
+        sends_to(&o, id(CLIENT)),
+        vec![Msg::WriteReply {
+            gpid: G,
+            req: 3,
+            result: Err(ErrorCode::NotPrimary)
+        }]
+    );
+    assert_eq!(
+        read_result(&sim.msg(id(CLIENT), read(G, 4))),
+        vec![Err(ErrorCode::NotPrimary)]
+    );
 }
 
 #[test]
 fn only_the_outstanding_beacons_acknowledgement_renews_the_lease() {
     let mut sim = leased_primary();
     let o = sim.timeout(Timer::Beacon);
-    let Some(Msg::Beacon { seq: first, .. }) = sends_to(&o, id(META)).pop() else { panic!("no beacon") };
+    let Some(Msg::Beacon { seq: first, .. }) = sends_to(&o, id(META)).pop() else {
+        panic!("no beacon")
+    };
     // The next beacon leaves before the first is answered: the first's answer is too late.
     sim.timeout(Timer::Beacon);
-    sim.msg(id(META), Msg::BeaconAck { incarnation: 1, seq: first, alive: true });
-    assert!(!sim.replica().lease.held, "a late acknowledgement renewed the lease");
+    sim.msg(
+        id(META),
+        Msg::BeaconAck {
+            incarnation: 1,
+            seq: first,
+            alive: true,
+        },
+    );
+    assert!(
+        !sim.replica().lease.held,
+        "a late acknowledgement renewed the lease"
+    );
     // Nor does one for another life, or from anyone but the meta server.
     let seq = sim.replica().lease.seq;
-    sim.msg(id(META), Msg::BeaconAck { incarnation: 2, seq, alive: true });
-    sim.msg(id(S), Msg::BeaconAck { incarnation: 1, seq, alive: true });
+    sim.msg(
+        id(META),
+        Msg::BeaconAck {
+            incarnation: 2,
+            seq,
+            alive: true,
+        },
+    );
+    sim.msg(
+        id(S),
+        Msg::BeaconAck {
+            incarnation: 1,
+            seq,
+            alive: true,
+        },
+    );
     assert!(!sim.replica().lease.held);
-    sim.msg(id(META), Msg::BeaconAck { incarnation: 1, seq, alive: true });
+    sim.msg(
+        id(META),
+        Msg::BeaconAck {
+            incarnation: 1,
+            seq,
+            alive: true,
+        },
+    );
     assert!(sim.replica().lease.held);
 }
 
@@ -85,16 +153,43 @@ fn a_life_declared_dead_never_serves_again() {
     let mut sim = leased_primary();
     grant(&mut sim);
     let seq = sim.replica().lease.seq;
-    let o = sim.msg(id(META), Msg::BeaconAck { incarnation: 1, seq, alive: false });
+    let o = sim.msg(
+        id(META),
+        Msg::BeaconAck {
+            incarnation: 1,
+            seq,
+            alive: false,
+        },
+    );
     let r = sim.replica();
-    assert_eq!((r.incarnation, r.lease.held, r.parts[&G].status), (2, false, Status::Inactive));
-    assert_eq!(replica_saves(&o).last().map(|s| s.incarnation), Some(2), "the new life is durable");
+    assert_eq!(
+        (r.incarnation, r.lease.held, r.parts[&G].status),
+        (2, false, Status::Inactive)
+    );
+    assert_eq!(
+        replica_saves(&o).last().map(|s| s.incarnation),
+        Some(2),
+        "the new life is durable"
+    );
     assert!(sends_to(&o, id(META)).contains(&Msg::Register { incarnation: 2 }));
-    assert!(!r.parts[&G].log.is_empty() || r.parts[&G].snapshot.decree == 0, "data kept");
+    assert!(
+        !r.parts[&G].log.is_empty() || r.parts[&G].snapshot.decree == 0,
+        "data kept"
+    );
 }
 
 fn leased_meta() -> Sim {
-    let mut cfg = meta_cfg(&[P, S, 3], vec![TableSpec { id: G.table, partitions: 1, max_replica_count: 2, source: None }], 2, Bugs::none());
+    let mut cfg = meta_cfg(
+        &[P, S, 3],
+        vec![TableSpec {
+            id: G.table,
+            partitions: 1,
+            max_replica_count: 2,
+            source: None,
+        }],
+        2,
+        Bugs::none(),
+    );
     cfg.grace = Some(Duration::from_millis(750));
     let (sim, o) = Sim::start(Node::Meta(cfg), id(META), None);
     let armed: Vec<Timer> = o
@@ -105,7 +200,10 @@ fn leased_meta() -> Sim {
         })
         .collect();
     for r in [P, S, 3] {
-        assert!(armed.contains(&Timer::Grace(id(r))), "no grace timer for {r}: {armed:?}");
+        assert!(
+            armed.contains(&Timer::Grace(id(r))),
+            "no grace timer for {r}: {armed:?}"
+        );
     }
     sim
 }
@@ -113,8 +211,21 @@ fn leased_meta() -> Sim {
 #[test]
 fn the_meta_server_declares_a_replica_dead_only_when_its_grace_fires() {
     let mut sim = leased_meta();
-    let o = sim.msg(id(P), Msg::Beacon { incarnation: 1, seq: 4 });
-    assert_eq!(sends_to(&o, id(P)), vec![Msg::BeaconAck { incarnation: 1, seq: 4, alive: true }]);
+    let o = sim.msg(
+        id(P),
+        Msg::Beacon {
+            incarnation: 1,
+            seq: 4,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, id(P)),
+        vec![Msg::BeaconAck {
+            incarnation: 1,
+            seq: 4,
+            alive: true
+        }]
+    );
     // A broken connection proves nothing under leases.
     sim.msg(id(P), Msg::PeerDown { incarnation: 1 });
     assert!(sim.meta().alive.contains_key(&id(P)));
@@ -123,10 +234,30 @@ fn the_meta_server_declares_a_replica_dead_only_when_its_grace_fires() {
     assert!(!sim.meta().alive.contains_key(&id(P)));
     assert_eq!(sim.meta().configs[&G].primary, Some(id(S)));
     // That life is never alive again.
-    let o = sim.msg(id(P), Msg::Beacon { incarnation: 1, seq: 5 });
-    assert_eq!(sends_to(&o, id(P)), vec![Msg::BeaconAck { incarnation: 1, seq: 5, alive: false }]);
+    let o = sim.msg(
+        id(P),
+        Msg::Beacon {
+            incarnation: 1,
+            seq: 5,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, id(P)),
+        vec![Msg::BeaconAck {
+            incarnation: 1,
+            seq: 5,
+            alive: false
+        }]
+    );
     let o = sim.msg(id(P), Msg::Register { incarnation: 1 });
-    assert_eq!(sends_to(&o, id(P)), vec![Msg::BeaconAck { incarnation: 1, seq: 0, alive: false }]);
+    assert_eq!(
+        sends_to(&o, id(P)),
+        vec![Msg::BeaconAck {
+            incarnation: 1,
+            seq: 0,
+            alive: false
+        }]
+    );
     assert!(!sim.meta().alive.contains_key(&id(P)));
 }
 
@@ -135,9 +266,19 @@ fn an_empty_disk_gets_a_new_life_and_holds_no_role() {
     let mut sim = leased_meta();
     assert!(sim.meta().configs[&G].is_member(id(P)));
     let o = sim.msg(id(P), Msg::Register { incarnation: 0 });
-    assert_eq!(sends_to(&o, id(P)), vec![Msg::Registered { incarnation: 2 }]);
-    assert_eq!(meta_saves(&o).first().map(|s| s.lives[&id(P)]), Some(2), "the new life is durable first");
-    assert!(!sim.meta().configs[&G].is_member(id(P)), "a node without data stayed a member");
+    assert_eq!(
+        sends_to(&o, id(P)),
+        vec![Msg::Registered { incarnation: 2 }]
+    );
+    assert_eq!(
+        meta_saves(&o).first().map(|s| s.lives[&id(P)]),
+        Some(2),
+        "the new life is durable first"
+    );
+    assert!(
+        !sim.meta().configs[&G].is_member(id(P)),
+        "a node without data stayed a member"
+    );
     assert!(!sim.meta().alive.contains_key(&id(P)));
     // It registers the life it was given: alive, and a learner is asked for.
     sim.msg(id(P), Msg::Register { incarnation: 2 });
@@ -146,13 +287,33 @@ fn an_empty_disk_gets_a_new_life_and_holds_no_role() {
 
 #[test]
 fn nobody_but_our_meta_server_reconfigures_a_replica() {
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![pc(1, Some(P), &[S])], Bugs::none())), id(S), None);
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![pc(1, Some(P), &[S])], Bugs::none())),
+        id(S),
+        None,
+    );
     let evil = pc(1000, Some(S), &[]);
     for from in [FOREIGN, CLIENT, P, OPERATOR as usize] {
-        sim.msg(id(from), Msg::ConfigUpdate { config: evil.clone(), incarnation: 1 });
-        assert_eq!(sim.replica().parts[&G].config.ballot, 1, "a ConfigUpdate from {from} was adopted");
+        sim.msg(
+            id(from),
+            Msg::ConfigUpdate {
+                config: evil.clone(),
+                incarnation: 1,
+            },
+        );
+        assert_eq!(
+            sim.replica().parts[&G].config.ballot,
+            1,
+            "a ConfigUpdate from {from} was adopted"
+        );
     }
-    sim.msg(id(META), Msg::ConfigUpdate { config: evil, incarnation: 1 });
+    sim.msg(
+        id(META),
+        Msg::ConfigUpdate {
+            config: evil,
+            incarnation: 1,
+        },
+    );
     assert_eq!(sim.replica().parts[&G].config.ballot, 1000);
 }
 
@@ -163,18 +324,59 @@ fn only_the_source_cluster_writes_into_a_follower_table() {
     let (mut sim, _) = Sim::start(Node::Replica(cfg), id(P), None);
     let data: std::collections::BTreeMap<Key, Value> = [(k(), val(9))].into();
     // Cluster B's node, claiming to be cluster 30's: refused with a reason.
-    let o = sim.msg(id(FOREIGN), Msg::Checkpoint { gpid: G, origin: id(30), decree: 3, data: data.clone() });
-    assert!(matches!(sends_to(&o, id(FOREIGN)).as_slice(), [Msg::ApplyReply { result: Err(Some(_)), .. }]), "{o:?}");
+    let o = sim.msg(
+        id(FOREIGN),
+        Msg::Checkpoint {
+            gpid: G,
+            origin: id(30),
+            decree: 3,
+            data: data.clone(),
+        },
+    );
+    assert!(
+        matches!(
+            sends_to(&o, id(FOREIGN)).as_slice(),
+            [Msg::ApplyReply {
+                result: Err(Some(_)),
+                ..
+            }]
+        ),
+        "{o:?}"
+    );
     assert!(sim.replica().parts[&G].log.is_empty());
     // The source cluster's node: applied.
-    sim.msg(id(31), Msg::Checkpoint { gpid: G, origin: id(30), decree: 3, data });
+    sim.msg(
+        id(31),
+        Msg::Checkpoint {
+            gpid: G,
+            origin: id(30),
+            decree: 3,
+            data,
+        },
+    );
     assert_eq!(sim.replica().parts[&G].log.len(), 1);
     // A table that is not a follower refuses everyone.
     let mut cfg = replica_cfg(vec![pc(1, Some(P), &[])], Bugs::none());
     cfg.accept_duplication = true;
     let (mut own, _) = Sim::start(Node::Replica(cfg), id(P), None);
-    let o = own.msg(id(31), Msg::Ship { gpid: G, origin: id(30), entries: vec![(1, put(1))] });
-    assert!(matches!(sends_to(&o, id(31)).as_slice(), [Msg::ApplyReply { result: Err(Some(_)), .. }]), "{o:?}");
+    let o = own.msg(
+        id(31),
+        Msg::Ship {
+            gpid: G,
+            origin: id(30),
+            entries: vec![(1, put(1))],
+        },
+    );
+    assert!(
+        matches!(
+            sends_to(&o, id(31)).as_slice(),
+            [Msg::ApplyReply {
+                result: Err(Some(_)),
+                ..
+            }]
+        ),
+        "{o:?}"
+    );
     assert!(own.replica().parts[&G].log.is_empty());
 }
 
@@ -182,9 +384,29 @@ fn only_the_source_cluster_writes_into_a_follower_table() {
 fn operator_requests_need_an_operator() {
     let mut sim = leased_meta();
     for from in [CLIENT, FOREIGN, P] {
-        let o = sim.msg(id(from), Msg::CreateTable { table: 9, partitions: 1, replica_count: 1 });
+        let o = sim.msg(
+            id(from),
+            Msg::CreateTable {
+                table: 9,
+                partitions: 1,
+                replica_count: 1,
+            },
+        );
         assert!(o.is_empty(), "{from}: {o:?}");
     }
-    let o = sim.msg(operator(), Msg::CreateTable { table: 9, partitions: 1, replica_count: 1 });
-    assert_eq!(sends_to(&o, operator()), vec![Msg::CreateTableReply { table: 9, result: Ok(()) }]);
+    let o = sim.msg(
+        operator(),
+        Msg::CreateTable {
+            table: 9,
+            partitions: 1,
+            replica_count: 1,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, operator()),
+        vec![Msg::CreateTableReply {
+            table: 9,
+            result: Ok(())
+        }]
+    );
 }

@@ -28,11 +28,20 @@ const B2: usize = 9;
 const CLIENT: usize = 10;
 const OPERATOR: usize = common::OPERATOR as usize;
 /// The follower partition of `G`.
-const F: Gpid = Gpid { table: 2, partition: 0 };
+const F: Gpid = Gpid {
+    table: 2,
+    partition: 0,
+};
 const DUP: DupId = 1;
 
-const ALL: [DupStatus; 6] =
-    [DupStatus::Init, DupStatus::Prepare, DupStatus::App, DupStatus::Log, DupStatus::Pause, DupStatus::Removed];
+const ALL: [DupStatus; 6] = [
+    DupStatus::Init,
+    DupStatus::Prepare,
+    DupStatus::App,
+    DupStatus::Log,
+    DupStatus::Pause,
+    DupStatus::Removed,
+];
 
 fn fail(e: String) -> TestCaseError {
     TestCaseError::fail(e)
@@ -85,8 +94,16 @@ fn ships(o: &Out<Node>) -> Vec<(Id, Vec<(Decree, Op)>)> {
     sends(o)
         .into_iter()
         .filter_map(|(dst, m)| match m {
-            Msg::Ship { gpid, origin, entries } => {
-                assert_eq!((gpid, origin), (F, id(A_META)), "a ship for the wrong follower partition or origin");
+            Msg::Ship {
+                gpid,
+                origin,
+                entries,
+            } => {
+                assert_eq!(
+                    (gpid, origin),
+                    (F, id(A_META)),
+                    "a ship for the wrong follower partition or origin"
+                );
                 Some((dst, entries))
             }
             _ => None,
@@ -103,7 +120,11 @@ fn reports(o: &Out<Node>) -> Vec<DupProgress> {
     sends(o)
         .into_iter()
         .filter_map(|(dst, m)| match m {
-            Msg::DupReport { gpid, dupid, progress } => {
+            Msg::DupReport {
+                gpid,
+                dupid,
+                progress,
+            } => {
                 assert_eq!((dst, gpid, dupid), (id(A_META), G, DUP));
                 Some(progress)
             }
@@ -136,7 +157,11 @@ fn apply_replies(o: &Out<Node>) -> Vec<(Id, Decree, Result<(), Option<String>>)>
     sends(o)
         .into_iter()
         .filter_map(|(dst, m)| match m {
-            Msg::ApplyReply { gpid, decree, result } => {
+            Msg::ApplyReply {
+                gpid,
+                decree,
+                result,
+            } => {
                 assert_eq!(gpid, F);
                 Some((dst, decree, result))
             }
@@ -167,9 +192,17 @@ impl Source {
         let (sim, o) = Sim::start(Node::Replica(cfg), id(A1), None);
         let mut durable = DurableReplica::default();
         durable.check(&o).unwrap();
-        let s = Source { sim, durable, next_req: 1 };
+        let s = Source {
+            sim,
+            durable,
+            next_req: 1,
+        };
         assert_eq!(s.part().status, Status::Primary);
-        assert_eq!(s.part().retain, 0, "a duplication configured at boot retains the log from the first decree");
+        assert_eq!(
+            s.part().retain,
+            0,
+            "a duplication configured at boot retains the log from the first decree"
+        );
         s
     }
 
@@ -181,11 +214,19 @@ impl Source {
             return Err(format!("source broken: {b}"));
         }
         if p.snapshot.decree > p.committed {
-            return Err(format!("collected {} beyond committed {}", p.snapshot.decree, p.committed));
+            return Err(format!(
+                "collected {} beyond committed {}",
+                p.snapshot.decree, p.committed
+            ));
         }
         for d in p.dups.values() {
-            if d.entry.status == DupStatus::Log && !(d.confirmed <= d.shipped && d.shipped <= p.committed) {
-                return Err(format!("confirmed {} <= shipped {} <= committed {} broken", d.confirmed, d.shipped, p.committed));
+            if d.entry.status == DupStatus::Log
+                && !(d.confirmed <= d.shipped && d.shipped <= p.committed)
+            {
+                return Err(format!(
+                    "confirmed {} <= shipped {} <= committed {} broken",
+                    d.confirmed, d.shipped, p.committed
+                ));
             }
         }
         Ok(o)
@@ -212,30 +253,73 @@ impl Source {
 
     fn ack(&mut self, decree: Decree) -> Out<Node> {
         let ballot = self.part().config.ballot;
-        self.step(A2, Msg::PrepareAck { gpid: G, ballot, decree, ok: true })
+        self.step(
+            A2,
+            Msg::PrepareAck {
+                gpid: G,
+                ballot,
+                decree,
+                ok: true,
+            },
+        )
     }
 
     /// Meta-A's announcement of the duplication.
     fn announce(&mut self, e: DupEntry) -> Out<Node> {
         let incarnation = self.sim.replica().incarnation;
-        self.step(A_META, Msg::DupUpdate { gpid: G, dups: [(DUP, e)].into(), incarnation })
+        self.step(
+            A_META,
+            Msg::DupUpdate {
+                gpid: G,
+                dups: [(DUP, e)].into(),
+                incarnation,
+            },
+        )
     }
 
     /// Meta-B's answer: the follower partition's primary.
     fn follower_is(&mut self, primary: Option<usize>) -> Out<Node> {
-        let config = PartitionConfig { gpid: F, ballot: 1, primary: primary.map(id), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
-        self.step(B_META, Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) })
+        let config = PartitionConfig {
+            gpid: F,
+            ballot: 1,
+            primary: primary.map(id),
+            secondaries: vec![],
+            max_replica_count: 1,
+            source: Some(id(A_META)),
+        };
+        self.step(
+            B_META,
+            Msg::QueryConfigReply {
+                gpid: F,
+                config: Some(config),
+                incarnation: Some(1),
+            },
+        )
     }
 
     fn applied(&mut self, from: usize, decree: Decree) -> Out<Node> {
-        self.step(from, Msg::ApplyReply { gpid: F, decree, result: Ok(()) })
+        self.step(
+            from,
+            Msg::ApplyReply {
+                gpid: F,
+                decree,
+                result: Ok(()),
+            },
+        )
     }
 
     /// Start the duplicator in LOG (confirmed `confirmed`) and connect it to `B1`.
     fn connect(&mut self, confirmed: Decree) -> Out<Node> {
         let o = self.announce(dup_entry(DupStatus::Log, 2, confirmed));
-        assert_eq!(queries(&o), vec![(id(B_META), F)], "a LOG duplicator asks meta-B for the follower primary");
-        assert!(ships(&o).is_empty(), "shipped before the follower primary is known: {o:?}");
+        assert_eq!(
+            queries(&o),
+            vec![(id(B_META), F)],
+            "a LOG duplicator asks meta-B for the follower primary"
+        );
+        assert!(
+            ships(&o).is_empty(),
+            "shipped before the follower primary is known: {o:?}"
+        );
         assert!(self.dup().asking && self.dup().target.is_none());
         let o = self.follower_is(Some(B1));
         assert_eq!(self.dup().target, Some(id(B1)));
@@ -254,7 +338,11 @@ fn committed_mutations_ship_in_order_in_batches_one_in_flight() {
     for _ in 0..N {
         a.write();
     }
-    assert_eq!(a.part().committed, N, "a primary without secondaries commits at once");
+    assert_eq!(
+        a.part().committed,
+        N,
+        "a primary without secondaries commits at once"
+    );
     let mut o = a.connect(0);
     let mut from = 1;
     loop {
@@ -264,7 +352,10 @@ fn committed_mutations_ship_in_order_in_batches_one_in_flight() {
         // The follower answers each decree; only the batch's last one moves on.
         for d in from..to {
             let o = a.applied(B1, d);
-            assert!(ships(&o).is_empty() && reports(&o).is_empty(), "batch not complete at {d}: {o:?}");
+            assert!(
+                ships(&o).is_empty() && reports(&o).is_empty(),
+                "batch not complete at {d}: {o:?}"
+            );
             assert_eq!(a.dup().confirmed, d);
         }
         o = a.applied(B1, to);
@@ -300,17 +391,26 @@ fn uncommitted_decrees_never_ship() {
     }
     let o = a.applied(B1, 1);
     assert_eq!(reports(&o), vec![DupProgress::Confirmed(1)]);
-    assert!(ships(&o).is_empty(), "nothing committed is left to ship: {o:?}");
+    assert!(
+        ships(&o).is_empty(),
+        "nothing committed is left to ship: {o:?}"
+    );
     let o = a.ack(2);
     assert_eq!(ships(&o), vec![(id(B1), batch(2, 2))]);
     let o = a.ack(3);
-    assert!(ships(&o).is_empty(), "a second batch while one is in flight: {o:?}");
+    assert!(
+        ships(&o).is_empty(),
+        "a second batch while one is in flight: {o:?}"
+    );
     let o = a.applied(B1, 2);
     assert_eq!(ships(&o), vec![(id(B1), batch(3, 3))]);
     a.write();
     a.write(); // 4 and 5
     let o = a.ack(5);
-    assert!(ships(&o).is_empty(), "5 is ACKed but 4 is not: nothing committed beyond 3");
+    assert!(
+        ships(&o).is_empty(),
+        "5 is ACKed but 4 is not: nothing committed beyond 3"
+    );
     let o = a.applied(B1, 3);
     assert!(ships(&o).is_empty());
     assert_eq!(reports(&o), vec![DupProgress::Confirmed(3)]);
@@ -327,8 +427,22 @@ fn shipping_catches_dup_ship_uncommitted() {
         a.write(); // prepared, not committed
         let o = a.announce(dup_entry(DupStatus::Log, 2, 0));
         assert_eq!(queries(&o), vec![(id(B_META), F)]);
-        let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
-        let o = a.sim.msg(id(B_META), Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) });
+        let config = PartitionConfig {
+            gpid: F,
+            ballot: 1,
+            primary: Some(id(B1)),
+            secondaries: vec![],
+            max_replica_count: 1,
+            source: Some(id(A_META)),
+        };
+        let o = a.sim.msg(
+            id(B_META),
+            Msg::QueryConfigReply {
+                gpid: F,
+                config: Some(config),
+                incarnation: Some(1),
+            },
+        );
         let checked = a.durable.check(&o);
         if bugs == Bugs::none() {
             checked.unwrap();
@@ -354,17 +468,43 @@ fn a_lost_follower_primary_is_looked_up_again_and_the_batch_resent_from_confirme
     a.applied(B1, 1);
 
     // B1 is no longer primary.
-    let o = a.step(B1, Msg::ApplyReply { gpid: F, decree: 2, result: Err(None) });
+    let o = a.step(
+        B1,
+        Msg::ApplyReply {
+            gpid: F,
+            decree: 2,
+            result: Err(None),
+        },
+    );
     assert_eq!(queries(&o), vec![(id(B_META), F)]);
     assert!(ships(&o).is_empty() && reports(&o).is_empty());
-    assert_eq!((a.dup().target, a.dup().asking, a.dup().confirmed, a.dup().shipped), (None, true, 1, 1));
+    assert_eq!(
+        (
+            a.dup().target,
+            a.dup().asking,
+            a.dup().confirmed,
+            a.dup().shipped
+        ),
+        (None, true, 1, 1)
+    );
     // A second notice for the same link asks nothing more.
-    let o = a.step(B1, Msg::ApplyReply { gpid: F, decree: 2, result: Err(None) });
+    let o = a.step(
+        B1,
+        Msg::ApplyReply {
+            gpid: F,
+            decree: 2,
+            result: Err(None),
+        },
+    );
     assert!(sends(&o).is_empty(), "{o:?}");
     // Meta-B has no primary yet: ask again after a pause.
     let o = a.follower_is(None);
     assert!(sends(&o).is_empty(), "{o:?}");
-    assert!(o.iter().any(|c| matches!(c, Command::SetTimer(Timer::DupQuery, _))), "{o:?}");
+    assert!(
+        o.iter()
+            .any(|c| matches!(c, Command::SetTimer(Timer::DupQuery, _))),
+        "{o:?}"
+    );
     let o = a.sim.timeout(Timer::DupQuery);
     assert_eq!(sends(&o), vec![(id(B_META), Msg::QueryConfig { gpid: F })]);
     // B2 is the primary now: the batch is resent from the confirmed decree.
@@ -396,20 +536,44 @@ fn a_lost_follower_primary_is_looked_up_again_and_the_batch_resent_from_confirme
     // meta-A (its stall reason), nothing resent at once; the batch is sent again from the
     // confirmed decree after a pause and a fresh lookup, and a refusal of the retry is not
     // reported again. An accepted retry is confirmed as usual.
-    let refuse = || Msg::ApplyReply { gpid: F, decree: 4, result: Err(Some("no".into())) };
+    let refuse = || Msg::ApplyReply {
+        gpid: F,
+        decree: 4,
+        result: Err(Some("no".into())),
+    };
     let o = a.step(B1, refuse());
-    assert_eq!(reports(&o), vec![DupProgress::Rejected { from: 4, reason: "no".into() }]);
+    assert_eq!(
+        reports(&o),
+        vec![DupProgress::Rejected {
+            from: 4,
+            reason: "no".into()
+        }]
+    );
     assert!(ships(&o).is_empty());
-    assert!(o.iter().any(|c| matches!(c, Command::SetTimer(Timer::DupQuery, _))), "{o:?}");
-    assert_eq!((a.dup().target, a.dup().confirmed, a.dup().shipped), (None, 3, 3));
+    assert!(
+        o.iter()
+            .any(|c| matches!(c, Command::SetTimer(Timer::DupQuery, _))),
+        "{o:?}"
+    );
+    assert_eq!(
+        (a.dup().target, a.dup().confirmed, a.dup().shipped),
+        (None, 3, 3)
+    );
     for _ in 0..2 {
         let o = a.sim.timeout(Timer::DupQuery);
         assert_eq!(sends(&o), vec![(id(B_META), Msg::QueryConfig { gpid: F })]);
         let o = a.follower_is(Some(B1));
         assert_eq!(ships(&o), vec![(id(B1), batch(4, 5))]);
         let o = a.step(B1, refuse());
-        assert!(reports(&o).is_empty() && ships(&o).is_empty(), "a refused retry reported again: {o:?}");
-        assert_eq!(a.dup().confirmed, 3, "a refused batch counts as confirmed in fail mode slow");
+        assert!(
+            reports(&o).is_empty() && ships(&o).is_empty(),
+            "a refused retry reported again: {o:?}"
+        );
+        assert_eq!(
+            a.dup().confirmed,
+            3,
+            "a refused batch counts as confirmed in fail mode slow"
+        );
     }
     a.sim.timeout(Timer::DupQuery);
     a.follower_is(Some(B1));
@@ -424,26 +588,54 @@ fn a_lost_follower_primary_is_looked_up_again_and_the_batch_resent_from_confirme
 /// nothing.
 #[test]
 fn a_refused_batch_is_skipped_in_fail_mode_skip() {
-    for (bugs, counted) in [(Bugs::none(), true), (Bugs::none().with(Bug::DupSkipUncounted), false)] {
+    for (bugs, counted) in [
+        (Bugs::none(), true),
+        (Bugs::none().with(Bug::DupSkipUncounted), false),
+    ] {
         let mut a = Source::start(false, false, bugs);
         for _ in 0..5 {
             a.write();
         }
-        let skip = DupEntry { fail_mode: FailMode::Skip, ..dup_entry(DupStatus::Log, 3, 0) };
+        let skip = DupEntry {
+            fail_mode: FailMode::Skip,
+            ..dup_entry(DupStatus::Log, 3, 0)
+        };
         let o = a.announce(skip);
         assert_eq!(queries(&o), vec![(id(B_META), F)]);
         assert_eq!(a.dup().entry.fail_mode, FailMode::Skip);
         let o = a.follower_is(Some(B1));
         assert_eq!(ships(&o), vec![(id(B1), batch(1, 2))]);
-        let o = a.step(B1, Msg::ApplyReply { gpid: F, decree: 1, result: Err(Some("no".into())) });
-        let expected = if counted { DupProgress::Skipped { upto: 2, count: 2 } } else { DupProgress::Confirmed(2) };
+        let o = a.step(
+            B1,
+            Msg::ApplyReply {
+                gpid: F,
+                decree: 1,
+                result: Err(Some("no".into())),
+            },
+        );
+        let expected = if counted {
+            DupProgress::Skipped { upto: 2, count: 2 }
+        } else {
+            DupProgress::Confirmed(2)
+        };
         assert_eq!(reports(&o), vec![expected], "{bugs:?}");
-        assert_eq!(ships(&o), vec![(id(B1), batch(3, 4))], "the next batch does not follow a skipped one");
+        assert_eq!(
+            ships(&o),
+            vec![(id(B1), batch(3, 4))],
+            "the next batch does not follow a skipped one"
+        );
         assert_eq!((a.dup().confirmed, a.dup().shipped), (2, 4));
         // A late refusal of the skipped batch, and one of a decree inside the batch in
         // flight, are not the batch in flight's: nothing moves.
         for decree in [1, 4] {
-            let o = a.step(B1, Msg::ApplyReply { gpid: F, decree, result: Err(Some("no".into())) });
+            let o = a.step(
+                B1,
+                Msg::ApplyReply {
+                    gpid: F,
+                    decree,
+                    result: Err(Some("no".into())),
+                },
+            );
             assert!(sends(&o).is_empty(), "{o:?}");
         }
         let o = a.applied(B1, 4);
@@ -465,19 +657,35 @@ fn pause_stops_shipping_and_keeps_the_log() {
         a.write();
     }
     let o = a.announce(dup_entry(DupStatus::Pause, 3, 0));
-    assert!(sends(&o).is_empty(), "a paused duplicator ships or asks: {o:?}");
+    assert!(
+        sends(&o).is_empty(),
+        "a paused duplicator ships or asks: {o:?}"
+    );
     assert_eq!(a.dup().target, None);
     let o = a.applied(B1, 1);
-    assert!(sends(&o).is_empty(), "an answer to the batch in flight moved a paused duplicator: {o:?}");
+    assert!(
+        sends(&o).is_empty(),
+        "an answer to the batch in flight moved a paused duplicator: {o:?}"
+    );
     let o = a.write();
     assert!(ships(&o).is_empty());
-    assert_eq!(a.part().snapshot.decree, 0, "the log was collected while paused");
-    assert_eq!(a.part().log.keys().copied().collect::<Vec<_>>(), (1..=5).collect::<Vec<_>>());
+    assert_eq!(
+        a.part().snapshot.decree,
+        0,
+        "the log was collected while paused"
+    );
+    assert_eq!(
+        a.part().log.keys().copied().collect::<Vec<_>>(),
+        (1..=5).collect::<Vec<_>>()
+    );
     // Meta-A had persisted confirmed 1 before the pause: collected up to there only.
     let o = a.announce(dup_entry(DupStatus::Pause, 3, 1));
     assert!(ships(&o).is_empty() && queries(&o).is_empty());
     assert_eq!(a.part().snapshot.decree, 1);
-    assert_eq!(a.part().log.keys().copied().collect::<Vec<_>>(), (2..=5).collect::<Vec<_>>());
+    assert_eq!(
+        a.part().log.keys().copied().collect::<Vec<_>>(),
+        (2..=5).collect::<Vec<_>>()
+    );
     // The LOG announcement of version 2 arrives late: still paused.
     let o = a.announce(dup_entry(DupStatus::Log, 2, 1));
     assert!(sends(&o).is_empty(), "{o:?}");
@@ -515,24 +723,65 @@ fn removed_drops_the_duplicator_and_its_retain_bound() {
 /// `Bug::DupSwitchForgetsFollower` it does not, and LOG never resumes).
 #[test]
 fn a_restored_primary_looks_the_follower_up_again() {
-    for (bugs, asks) in [(Bugs::none(), true), (Bugs::none().with(Bug::DupSwitchForgetsFollower), false)] {
+    for (bugs, asks) in [
+        (Bugs::none(), true),
+        (Bugs::none().with(Bug::DupSwitchForgetsFollower), false),
+    ] {
         let mut a = Source::start(false, false, bugs);
         a.connect(0);
         a.write();
         let storage: ReplicaStorage = a.durable.saved.clone().unwrap();
-        let Node::Replica(cfg) = a.sim.node.clone() else { unreachable!() };
-        let (mut sim, o) = Sim::start(Node::Replica(cfg), id(A1), Some(NodeStorage::Replica(storage)));
+        let Node::Replica(cfg) = a.sim.node.clone() else {
+            unreachable!()
+        };
+        let (mut sim, o) = Sim::start(
+            Node::Replica(cfg),
+            id(A1),
+            Some(NodeStorage::Replica(storage)),
+        );
         let mut durable = a.durable.clone();
         durable.check(&o).unwrap();
-        assert_eq!(sim.replica().parts[&G].dup_entries[&DUP].status, DupStatus::Log, "the duplication is durable");
-        let o = sim.msg(id(A_META), Msg::ConfigUpdate { config: pc(2, Some(A1), &[]), incarnation: 2 });
+        assert_eq!(
+            sim.replica().parts[&G].dup_entries[&DUP].status,
+            DupStatus::Log,
+            "the duplication is durable"
+        );
+        let o = sim.msg(
+            id(A_META),
+            Msg::ConfigUpdate {
+                config: pc(2, Some(A1), &[]),
+                incarnation: 2,
+            },
+        );
         durable.check(&o).unwrap();
-        assert_eq!(queries(&o) == vec![(id(B_META), F)], asks, "{bugs:?}: {o:?}");
+        assert_eq!(
+            queries(&o) == vec![(id(B_META), F)],
+            asks,
+            "{bugs:?}: {o:?}"
+        );
         if asks {
-            let config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
-            let o = sim.msg(id(B_META), Msg::QueryConfigReply { gpid: F, config: Some(config), incarnation: Some(1) });
+            let config = PartitionConfig {
+                gpid: F,
+                ballot: 1,
+                primary: Some(id(B1)),
+                secondaries: vec![],
+                max_replica_count: 1,
+                source: Some(id(A_META)),
+            };
+            let o = sim.msg(
+                id(B_META),
+                Msg::QueryConfigReply {
+                    gpid: F,
+                    config: Some(config),
+                    incarnation: Some(1),
+                },
+            );
             durable.check(&o).unwrap();
-            assert_eq!(ships(&o), vec![(id(B1), batch(1, 1))], "resumes from the persisted confirmed decree");
+            assert_eq!(
+                ships(&o),
+                vec![(id(B1), batch(1, 1))],
+                "resumes from the persisted confirmed decree"
+            );
         }
     }
 }
@@ -547,20 +796,68 @@ fn a_restored_primary_looks_the_follower_up_again() {
 fn gc_follows_the_announced_confirmed(bugs: Bugs) -> Result<(), String> {
     let mut a = Source::start(true, true, bugs);
     a.connect(0);
-    let check = |cond: bool, what: &str, a: &Source| if cond { Ok(()) } else { Err(format!("{what}: {:?}", a.part())) };
+    let check = |cond: bool, what: &str, a: &Source| {
+        if cond {
+            Ok(())
+        } else {
+            Err(format!("{what}: {:?}", a.part()))
+        }
+    };
     for d in 1..=3 {
         a.write();
-        a.try_step(A2, Msg::PrepareAck { gpid: G, ballot: 1, decree: d, ok: true })?;
+        a.try_step(
+            A2,
+            Msg::PrepareAck {
+                gpid: G,
+                ballot: 1,
+                decree: d,
+                ok: true,
+            },
+        )?;
     }
     check(a.part().committed == 3, "not committed", &a)?;
-    check(a.part().snapshot.decree == 0, "collected beyond the announced confirmed decree 0", &a)?;
-    let o = a.try_step(B1, Msg::ApplyReply { gpid: F, decree: 1, result: Ok(()) })?;
-    check(reports(&o) == vec![DupProgress::Confirmed(1)], "no report", &a)?;
-    check(a.part().snapshot.decree == 0, "collected what the follower confirmed before meta-A persisted it", &a)?;
-    a.try_step(A_META, Msg::DupUpdate { gpid: G, dups: [(DUP, dup_entry(DupStatus::Log, 2, 1))].into(), incarnation: 1 })?;
-    check(a.part().snapshot.decree == 1 && a.part().retain == 1, "not collected up to the announced 1", &a)?;
+    check(
+        a.part().snapshot.decree == 0,
+        "collected beyond the announced confirmed decree 0",
+        &a,
+    )?;
+    let o = a.try_step(
+        B1,
+        Msg::ApplyReply {
+            gpid: F,
+            decree: 1,
+            result: Ok(()),
+        },
+    )?;
+    check(
+        reports(&o) == vec![DupProgress::Confirmed(1)],
+        "no report",
+        &a,
+    )?;
+    check(
+        a.part().snapshot.decree == 0,
+        "collected what the follower confirmed before meta-A persisted it",
+        &a,
+    )?;
+    a.try_step(
+        A_META,
+        Msg::DupUpdate {
+            gpid: G,
+            dups: [(DUP, dup_entry(DupStatus::Log, 2, 1))].into(),
+            incarnation: 1,
+        },
+    )?;
+    check(
+        a.part().snapshot.decree == 1 && a.part().retain == 1,
+        "not collected up to the announced 1",
+        &a,
+    )?;
     let o = a.write();
-    check(prepares_retain(&o) == vec![1], "the members are not told retain 1", &a)?;
+    check(
+        prepares_retain(&o) == vec![1],
+        "the members are not told retain 1",
+        &a,
+    )?;
     Ok(())
 }
 
@@ -596,20 +893,42 @@ fn without_duplications_a_primary_collects_up_to_committed() {
             assert_eq!(prepares_retain(&o), vec![Decree::MAX]);
             if d % 2 == 0 {
                 for k in d - 1..=d {
-                    let o = sim.msg(id(A2), Msg::PrepareAck { gpid: G, ballot: 1, decree: k, ok: true });
+                    let o = sim.msg(
+                        id(A2),
+                        Msg::PrepareAck {
+                            gpid: G,
+                            ballot: 1,
+                            decree: k,
+                            ok: true,
+                        },
+                    );
                     durable.check(&o).unwrap();
                 }
             }
             let p = &sim.replica().parts[&G];
-            assert_eq!(p.snapshot.decree, if gc { p.committed } else { 0 }, "gc {gc}: {p:?}");
+            assert_eq!(
+                p.snapshot.decree,
+                if gc { p.committed } else { 0 },
+                "gc {gc}: {p:?}"
+            );
             assert_eq!(p.last_decree(), d);
-            assert_eq!(reg(p, p.committed), (p.committed > 0).then(|| val(value_of(p.committed))));
+            assert_eq!(
+                reg(p, p.committed),
+                (p.committed > 0).then(|| val(value_of(p.committed)))
+            );
         }
         let p = &sim.replica().parts[&G];
         assert_eq!(p.committed, 4);
         if gc {
             assert!(p.log.is_empty());
-            assert_eq!(p.snapshot, Snapshot { decree: 4, data: data_of(4), last_req: [(id(CLIENT), 4)].into() });
+            assert_eq!(
+                p.snapshot,
+                Snapshot {
+                    decree: 4,
+                    data: data_of(4),
+                    last_req: [(id(CLIENT), 4)].into()
+                }
+            );
         } else {
             assert_eq!(p.log.len(), 4);
         }
@@ -632,11 +951,35 @@ fn a_retry_of_a_collected_write_is_answered_without_reapplying() {
     for req in [1, 0] {
         let o = sim.msg(id(CLIENT), write(G, req, 5));
         durable.check(&o).unwrap();
-        assert_eq!(sends(&o), vec![(id(CLIENT), Msg::WriteReply { gpid: G, req, result: Ok(()) })]);
-        assert_eq!(sim.replica(), &before, "a retry of a collected write was applied again");
+        assert_eq!(
+            sends(&o),
+            vec![(
+                id(CLIENT),
+                Msg::WriteReply {
+                    gpid: G,
+                    req,
+                    result: Ok(())
+                }
+            )]
+        );
+        assert_eq!(
+            sim.replica(),
+            &before,
+            "a retry of a collected write was applied again"
+        );
     }
     let o = sim.msg(id(CLIENT), read(G, 2));
-    assert_eq!(sends(&o), vec![(id(CLIENT), Msg::ReadReply { gpid: G, req: 2, result: Ok(Some(val(6))) })]);
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(CLIENT),
+            Msg::ReadReply {
+                gpid: G,
+                req: 2,
+                result: Ok(Some(val(6)))
+            }
+        )]
+    );
     // The next request of that client is a new write.
     let o = sim.msg(id(CLIENT), write(G, 2, 7));
     durable.check(&o).unwrap();
@@ -654,9 +997,23 @@ fn collecting_secondary() -> (Sim, DurableReplica) {
 }
 
 fn prepare(ballot: Ballot, decree: Decree, committed: Decree, retain: Decree) -> Msg {
-    let config = if ballot == 1 { pc(1, Some(A1), &[A2]) } else { pc(ballot, Some(A1), &[A2, A3]) };
-    let entry = Entry { ballot, mutation: mutation(CLIENT, decree, value_of(decree)) };
-    Msg::Prepare { config, decree, entry, committed, base: 0, retain }
+    let config = if ballot == 1 {
+        pc(1, Some(A1), &[A2])
+    } else {
+        pc(ballot, Some(A1), &[A2, A3])
+    };
+    let entry = Entry {
+        ballot,
+        mutation: mutation(CLIENT, decree, value_of(decree)),
+    };
+    Msg::Prepare {
+        config,
+        decree,
+        entry,
+        committed,
+        base: 0,
+        retain,
+    }
 }
 
 /// A member collects its committed log up to the primary's `retain`, as the prepares and
@@ -671,19 +1028,49 @@ fn a_member_collects_up_to_min_committed_retain() {
             assert_eq!(ok_acks(&o), vec![(id(A1), 1, d)]);
             let p = &sim.replica().parts[&G];
             assert_eq!(p.committed, d - 1);
-            assert_eq!(p.snapshot.decree, (d - 1).min(retain), "retain {retain}: {p:?}");
-            assert_eq!(p.log.keys().copied().collect::<Vec<_>>(), (p.snapshot.decree + 1..=d).collect::<Vec<_>>());
+            assert_eq!(
+                p.snapshot.decree,
+                (d - 1).min(retain),
+                "retain {retain}: {p:?}"
+            );
+            assert_eq!(
+                p.log.keys().copied().collect::<Vec<_>>(),
+                (p.snapshot.decree + 1..=d).collect::<Vec<_>>()
+            );
         }
-        let o = sim.msg(id(A1), Msg::GroupCheck { config: pc(1, Some(A1), &[A2]), committed: 5, base: 0, retain });
+        let o = sim.msg(
+            id(A1),
+            Msg::GroupCheck {
+                config: pc(1, Some(A1), &[A2]),
+                committed: 5,
+                base: 0,
+                retain,
+            },
+        );
         durable.check(&o).unwrap();
         let p = &sim.replica().parts[&G];
-        assert_eq!((p.committed, p.snapshot.decree, p.retain), (5, 5.min(retain), retain));
+        assert_eq!(
+            (p.committed, p.snapshot.decree, p.retain),
+            (5, 5.min(retain), retain)
+        );
         assert_eq!(reg(p, 5), Some(val(value_of(5))));
         // The primary raises its bound (the follower confirmed more): collected further.
-        let o = sim.msg(id(A1), Msg::GroupCheck { config: pc(1, Some(A1), &[A2]), committed: 5, base: 0, retain: Decree::MAX });
+        let o = sim.msg(
+            id(A1),
+            Msg::GroupCheck {
+                config: pc(1, Some(A1), &[A2]),
+                committed: 5,
+                base: 0,
+                retain: Decree::MAX,
+            },
+        );
         durable.check(&o).unwrap();
         assert_eq!(sim.replica().parts[&G].snapshot.decree, 5);
-        assert_eq!(durable.saved.as_ref().unwrap().parts[&G].snapshot.decree, 5, "the collection is not durable");
+        assert_eq!(
+            durable.saved.as_ref().unwrap().parts[&G].snapshot.decree,
+            5,
+            "the collection is not durable"
+        );
     }
 }
 
@@ -699,7 +1086,11 @@ fn a_prepare_for_a_collected_decree_is_acked() {
     for d in 1..=2 {
         let o = sim.msg(id(A1), prepare(2, d, 0, Decree::MAX));
         durable.check(&o).unwrap();
-        assert_eq!(ok_acks(&o), vec![(id(A1), 2, d)], "collected decree {d} not ACKed: {o:?}");
+        assert_eq!(
+            ok_acks(&o),
+            vec![(id(A1), 2, d)],
+            "collected decree {d} not ACKed: {o:?}"
+        );
         assert_eq!(sim.replica().broken, None);
     }
 }
@@ -713,17 +1104,37 @@ fn a_learner_receives_the_snapshot() {
         let o = sim.msg(id(CLIENT), write(G, d, value_of(d)));
         durable.check(&o).unwrap();
         if d < 3 {
-            let o = sim.msg(id(A2), Msg::PrepareAck { gpid: G, ballot: 1, decree: d, ok: true });
+            let o = sim.msg(
+                id(A2),
+                Msg::PrepareAck {
+                    gpid: G,
+                    ballot: 1,
+                    decree: d,
+                    ok: true,
+                },
+            );
             durable.check(&o).unwrap();
         }
     }
     let p = sim.replica().parts[&G].clone();
     assert_eq!((p.snapshot.decree, p.committed, p.last_decree()), (2, 2, 3));
-    let o = sim.msg(id(A_META), Msg::AddSecondary { config: pc(1, Some(A1), &[A2]), node: id(A3), incarnation: 1 });
+    let o = sim.msg(
+        id(A_META),
+        Msg::AddSecondary {
+            config: pc(1, Some(A1), &[A2]),
+            node: id(A3),
+            incarnation: 1,
+        },
+    );
     durable.check(&o).unwrap();
     let learn = sends_to(&o, id(A3));
-    let expected =
-        Msg::Learn { config: p.config.clone(), snapshot: p.snapshot.clone(), log: p.log.clone(), committed: 2, retain: Decree::MAX };
+    let expected = Msg::Learn {
+        config: p.config.clone(),
+        snapshot: p.snapshot.clone(),
+        log: p.log.clone(),
+        committed: 2,
+        retain: Decree::MAX,
+    };
     assert_eq!(learn, vec![expected.clone()]);
 
     let mut cfg = replica_cfg(vec![], Bugs::none());
@@ -734,13 +1145,43 @@ fn a_learner_receives_the_snapshot() {
     let o = learner.msg(id(A1), expected);
     ldurable.check(&o).unwrap();
     let l = &learner.replica().parts[&G];
-    assert_eq!((l.status, l.snapshot.clone(), l.log.clone(), l.committed), (Status::PotentialSecondary, p.snapshot.clone(), p.log.clone(), 2));
+    assert_eq!(
+        (l.status, l.snapshot.clone(), l.log.clone(), l.committed),
+        (
+            Status::PotentialSecondary,
+            p.snapshot.clone(),
+            p.log.clone(),
+            2
+        )
+    );
     assert_eq!(reg(l, l.committed), Some(val(value_of(2))));
-    assert_eq!(sends(&o), vec![(id(A1), Msg::LearnDone { gpid: G, ballot: 1, learned: 3 })]);
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(A1),
+            Msg::LearnDone {
+                gpid: G,
+                ballot: 1,
+                learned: 3
+            }
+        )]
+    );
     // The learner knows the retry of a collected write too.
     assert_eq!(l.last_req(id(CLIENT)), Some(3));
-    let o = sim.msg(id(A3), Msg::LearnDone { gpid: G, ballot: 1, learned: 3 });
-    assert!(sends(&o).iter().any(|(dst, m)| *dst == id(A_META) && matches!(m, Msg::ProposeConfig { .. })), "{o:?}");
+    let o = sim.msg(
+        id(A3),
+        Msg::LearnDone {
+            gpid: G,
+            ballot: 1,
+            learned: 3,
+        },
+    );
+    assert!(
+        sends(&o)
+            .iter()
+            .any(|(dst, m)| *dst == id(A_META) && matches!(m, Msg::ProposeConfig { .. })),
+        "{o:?}"
+    );
 }
 
 proptest! {
@@ -813,15 +1254,26 @@ fn follower(accept: bool, secondary: bool) -> (Sim, DurableReplica) {
 }
 
 fn ship(decrees: impl IntoIterator<Item = Decree>) -> Msg {
-    Msg::Ship { gpid: F, origin: id(A_META), entries: decrees.into_iter().map(|d| (d, put(value_of(d)))).collect() }
+    Msg::Ship {
+        gpid: F,
+        origin: id(A_META),
+        entries: decrees.into_iter().map(|d| (d, put(value_of(d)))).collect(),
+    }
 }
 
 /// The source decrees the follower holds, in its own log order.
 fn origin_reqs(p: &Part) -> Vec<ReqId> {
-    p.log.values().filter(|e| e.mutation.client == id(A_META)).map(|e| e.mutation.req).collect()
+    p.log
+        .values()
+        .filter(|e| e.mutation.client == id(A_META))
+        .map(|e| e.mutation.req)
+        .collect()
 }
 
-fn oks(from: usize, decrees: impl IntoIterator<Item = Decree>) -> Vec<(Id, Decree, Result<(), Option<String>>)> {
+fn oks(
+    from: usize,
+    decrees: impl IntoIterator<Item = Decree>,
+) -> Vec<(Id, Decree, Result<(), Option<String>>)> {
     decrees.into_iter().map(|d| (id(from), d, Ok(()))).collect()
 }
 
@@ -839,8 +1291,16 @@ fn a_follower_applies_each_shipped_decree_once_and_in_order() {
     assert_eq!(apply_replies(&o), oks(A1, [1, 2]));
     assert_eq!(origin_reqs(&b.replica().parts[&F]), vec![1, 2]);
     let o = step(&mut b, ship([1, 2]));
-    assert_eq!(apply_replies(&o), oks(A1, [1, 2]), "a repeat is answered as done");
-    assert_eq!(origin_reqs(&b.replica().parts[&F]), vec![1, 2], "a repeat was applied again");
+    assert_eq!(
+        apply_replies(&o),
+        oks(A1, [1, 2]),
+        "a repeat is answered as done"
+    );
+    assert_eq!(
+        origin_reqs(&b.replica().parts[&F]),
+        vec![1, 2],
+        "a repeat was applied again"
+    );
     let o = step(&mut b, ship([2, 3]));
     assert_eq!(apply_replies(&o), oks(A1, [2, 3]));
     let before = b.replica().clone();
@@ -861,15 +1321,37 @@ fn a_follower_answers_a_shipped_decree_once_it_commits() {
     let (mut b, mut durable) = follower(true, true);
     let o = b.msg(id(A1), ship([1, 2]));
     durable.check(&o).unwrap();
-    assert!(apply_replies(&o).is_empty(), "answered before commit: {o:?}");
+    assert!(
+        apply_replies(&o).is_empty(),
+        "answered before commit: {o:?}"
+    );
     assert_eq!(sends_to(&o, id(B2)).len(), 2);
-    let o = b.msg(id(B2), Msg::PrepareAck { gpid: F, ballot: 1, decree: 1, ok: true });
+    let o = b.msg(
+        id(B2),
+        Msg::PrepareAck {
+            gpid: F,
+            ballot: 1,
+            decree: 1,
+            ok: true,
+        },
+    );
     durable.check(&o).unwrap();
     assert_eq!(apply_replies(&o), oks(A1, [1]));
     let o = b.msg(id(A1), ship([2]));
     durable.check(&o).unwrap();
-    assert!(sends(&o).is_empty(), "a retry of an uncommitted decree: {o:?}");
-    let o = b.msg(id(B2), Msg::PrepareAck { gpid: F, ballot: 1, decree: 2, ok: true });
+    assert!(
+        sends(&o).is_empty(),
+        "a retry of an uncommitted decree: {o:?}"
+    );
+    let o = b.msg(
+        id(B2),
+        Msg::PrepareAck {
+            gpid: F,
+            ballot: 1,
+            decree: 2,
+            ok: true,
+        },
+    );
     durable.check(&o).unwrap();
     assert_eq!(apply_replies(&o), oks(A1, [2]));
 }
@@ -882,7 +1364,10 @@ fn a_follower_refuses_or_redirects() {
     let o = b.msg(id(A1), ship([1, 2]));
     let replies = apply_replies(&o);
     assert_eq!(replies.len(), 1, "{o:?}");
-    assert!(matches!(&replies[0], (to, 1, Err(Some(reason))) if *to == id(A1) && !reason.is_empty()), "{replies:?}");
+    assert!(
+        matches!(&replies[0], (to, 1, Err(Some(reason))) if *to == id(A1) && !reason.is_empty()),
+        "{replies:?}"
+    );
     assert!(b.replica().parts[&F].log.is_empty());
 
     // B2 is a secondary of F.
@@ -912,17 +1397,33 @@ fn a_follower_never_applies_a_decree_below_one_it_applied() {
     let (mut b, mut durable) = follower(true, false);
     let o = b.msg(id(A1), ship([3, 4]));
     durable.check(&o).unwrap();
-    assert_eq!(apply_replies(&o), oks(A1, [3, 4]), "a log-only duplication's first batch starts anywhere");
+    assert_eq!(
+        apply_replies(&o),
+        oks(A1, [3, 4]),
+        "a log-only duplication's first batch starts anywhere"
+    );
     let o = b.msg(id(A2), ship([2, 3]));
     durable.check(&o).unwrap();
     let p = &b.replica().parts[&F];
-    assert_eq!(origin_reqs(p), vec![3, 4], "source decree 2 applied after 4");
-    assert_eq!(reg(p, p.committed), Some(val(value_of(4))), "the follower's register went back");
+    assert_eq!(
+        origin_reqs(p),
+        vec![3, 4],
+        "source decree 2 applied after 4"
+    );
+    assert_eq!(
+        reg(p, p.committed),
+        Some(val(value_of(4))),
+        "the follower's register went back"
+    );
 }
 
 /// Bring `sim`'s `Out` to whoever is `to` (a tiny network for the scenario below).
 fn deliver_all(o: &Out<Node>, from: Id, to: Id, dst: &mut Sim) -> Vec<Out<Node>> {
-    sends(o).into_iter().filter(|(d, _)| *d == to).map(|(_, m)| dst.msg(from, m)).collect()
+    sends(o)
+        .into_iter()
+        .filter(|(d, _)| *d == to)
+        .map(|(_, m)| dst.msg(from, m))
+        .collect()
 }
 
 /// The input of `a_follower_never_applies_a_decree_below_one_it_applied`, reached through
@@ -961,9 +1462,27 @@ fn a_switch_between_unequally_collected_source_primaries_reorders_the_follower()
     assert_eq!(a2.replica().parts[&G].snapshot.decree, 1);
     // 2.
     let log_only = dup_entry(DupStatus::Log, 0, 0);
-    a1.msg(id(A_META), Msg::DupUpdate { gpid: G, dups: [(DUP, log_only.clone())].into(), incarnation: 1 });
-    let b_config = PartitionConfig { gpid: F, ballot: 1, primary: Some(id(B1)), secondaries: vec![], max_replica_count: 1, source: Some(id(A_META)) };
-    let reply = Msg::QueryConfigReply { gpid: F, config: Some(b_config), incarnation: Some(1) };
+    a1.msg(
+        id(A_META),
+        Msg::DupUpdate {
+            gpid: G,
+            dups: [(DUP, log_only.clone())].into(),
+            incarnation: 1,
+        },
+    );
+    let b_config = PartitionConfig {
+        gpid: F,
+        ballot: 1,
+        primary: Some(id(B1)),
+        secondaries: vec![],
+        max_replica_count: 1,
+        source: Some(id(A_META)),
+    };
+    let reply = Msg::QueryConfigReply {
+        gpid: F,
+        config: Some(b_config),
+        incarnation: Some(1),
+    };
     a1.msg(id(B_META), reply.clone());
     let mut in_flight = client_write(&mut a1, &mut a2, 3);
     in_flight.extend(client_write(&mut a1, &mut a2, 4));
@@ -971,22 +1490,51 @@ fn a_switch_between_unequally_collected_source_primaries_reorders_the_follower()
     while let Some((src, m)) = in_flight.pop() {
         let o = b1.msg(src, m);
         for o in deliver_all(&o, id(B1), id(A1), &mut a1) {
-            in_flight.extend(sends(&o).into_iter().filter(|(d, _)| *d == id(B1)).map(|(_, m)| (id(A1), m)));
+            in_flight.extend(
+                sends(&o)
+                    .into_iter()
+                    .filter(|(d, _)| *d == id(B1))
+                    .map(|(_, m)| (id(A1), m)),
+            );
         }
     }
     assert_eq!(origin_reqs(&b1.replica().parts[&F]), vec![3, 4]);
     // 3.
-    a2.msg(id(A_META), Msg::ConfigUpdate { config: pc(2, Some(A2), &[]), incarnation: 1 });
+    a2.msg(
+        id(A_META),
+        Msg::ConfigUpdate {
+            config: pc(2, Some(A2), &[]),
+            incarnation: 1,
+        },
+    );
     assert_eq!(a2.replica().parts[&G].committed, 4);
-    a2.msg(id(A_META), Msg::DupUpdate { gpid: G, dups: [(DUP, log_only)].into(), incarnation: 1 });
+    a2.msg(
+        id(A_META),
+        Msg::DupUpdate {
+            gpid: G,
+            dups: [(DUP, log_only)].into(),
+            incarnation: 1,
+        },
+    );
     let o = a2.msg(id(B_META), reply);
     // 4.
     let shipped = ships(&o);
     for (_, entries) in &shipped {
-        b1.msg(id(A2), Msg::Ship { gpid: F, origin: id(A_META), entries: entries.clone() });
+        b1.msg(
+            id(A2),
+            Msg::Ship {
+                gpid: F,
+                origin: id(A_META),
+                entries: entries.clone(),
+            },
+        );
     }
     let p = &b1.replica().parts[&F];
-    assert_eq!(origin_reqs(p), vec![3, 4], "A2 shipped {shipped:?}; the follower applied source decree 2 after 4");
+    assert_eq!(
+        origin_reqs(p),
+        vec![3, 4],
+        "A2 shipped {shipped:?}; the follower applied source decree 2 after 4"
+    );
     assert_eq!(reg(p, p.committed), Some(val(value_of(4))));
 }
 
@@ -1070,10 +1618,17 @@ fn merge_newer_version_wins_and_confirmed_only_grows() {
         (Some(e(App, 1, 0)), e(Log, 2, 4), e(Log, 2, 4)),
     ];
     for (known, heard, expected) in table {
-        assert_eq!(DupEntry::merge(known.as_ref(), &heard), expected, "{known:?} + {heard:?}");
+        assert_eq!(
+            DupEntry::merge(known.as_ref(), &heard),
+            expected,
+            "{known:?} + {heard:?}"
+        );
     }
     // Equal versions: the announcement's fields, the larger confirmed.
-    let known = DupEntry { remote_table: 5, ..e(Log, 2, 7) };
+    let known = DupEntry {
+        remote_table: 5,
+        ..e(Log, 2, 7)
+    };
     assert_eq!(DupEntry::merge(Some(&known), &e(Log, 2, 1)), e(Log, 2, 7));
 }
 
@@ -1113,19 +1668,40 @@ proptest! {
 // Meta-A: ModifyDup and confirmed reports
 // =======================================================================================
 
-const P1: Gpid = Gpid { table: 1, partition: 1 };
+const P1: Gpid = Gpid {
+    table: 1,
+    partition: 1,
+};
 
 /// Meta-A bootstrapped with table 1 (partitions 0 and 1, primaries A1 and A2) and `rec`.
 fn source_meta(rec: DupRecord) -> (Sim, DurableMetaDups) {
-    let mut cfg = meta_cfg(&[A1, A2, A3], vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3, source: None }], 3, Bugs::none());
+    let mut cfg = meta_cfg(
+        &[A1, A2, A3],
+        vec![TableSpec {
+            id: 1,
+            partitions: 2,
+            max_replica_count: 3,
+            source: None,
+        }],
+        3,
+        Bugs::none(),
+    );
     cfg.dups = vec![rec];
     let (sim, o) = Sim::start(Node::Meta(cfg), id(A_META), None);
     let mut durable = DurableMetaDups::default();
     durable.check(&o).unwrap();
     assert_eq!(sim.meta().configs[&G].primary, Some(id(A1)));
     assert_eq!(sim.meta().configs[&P1].primary, Some(id(A2)));
-    let updates: Vec<Id> = sends(&o).into_iter().filter(|(_, m)| matches!(m, Msg::DupUpdate { .. })).map(|(d, _)| d).collect();
-    assert_eq!(updates, vec![id(A1), id(A2)], "the primaries hear the duplication at boot");
+    let updates: Vec<Id> = sends(&o)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Msg::DupUpdate { .. }))
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(
+        updates,
+        vec![id(A1), id(A2)],
+        "the primaries hear the duplication at boot"
+    );
     (sim, durable)
 }
 
@@ -1146,35 +1722,79 @@ fn dup_updates(o: &Out<Node>) -> Vec<(Id, Gpid, DupEntry)> {
 #[test]
 fn modify_dup_every_status_pair() {
     use DupStatus::*;
-    let allowed = [(Init, Prepare), (Prepare, App), (App, Log), (Pause, Log), (Init, Log), (Log, Pause)];
+    let allowed = [
+        (Init, Prepare),
+        (Prepare, App),
+        (App, Log),
+        (Pause, Log),
+        (Init, Log),
+        (Log, Pause),
+    ];
     for from in ALL {
         for to in ALL {
             let ok = from == to || to == Removed || allowed.contains(&(from, to));
             let (mut sim, mut durable) = source_meta(dup_record(from, 5, 2));
             let before = sim.meta().clone();
-            let o = sim.msg(id(OPERATOR), Msg::ModifyDup { dupid: DUP, status: to });
-            durable.check(&o).unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
+            let o = sim.msg(
+                id(OPERATOR),
+                Msg::ModifyDup {
+                    dupid: DUP,
+                    status: to,
+                },
+            );
+            durable
+                .check(&o)
+                .unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"));
             let replies = sends_to(&o, id(OPERATOR));
             assert_eq!(replies.len(), 1, "{from:?} -> {to:?}: {o:?}");
             if ok {
-                assert_eq!(replies[0], Msg::ModifyDupReply { dupid: DUP, result: Ok(to) }, "{from:?} -> {to:?}");
+                assert_eq!(
+                    replies[0],
+                    Msg::ModifyDupReply {
+                        dupid: DUP,
+                        result: Ok(to)
+                    },
+                    "{from:?} -> {to:?}"
+                );
                 let rec = &sim.meta().dups[&DUP];
-                assert_eq!((rec.status, rec.version), (to, if from == to { 5 } else { 6 }), "{from:?} -> {to:?}");
+                assert_eq!(
+                    (rec.status, rec.version),
+                    (to, if from == to { 5 } else { 6 }),
+                    "{from:?} -> {to:?}"
+                );
                 assert_eq!(meta_saves(&o).len(), 1);
                 let expected = vec![(id(A1), G, rec.entry(0)), (id(A2), P1, rec.entry(1))];
-                assert_eq!(dup_updates(&o), expected, "{from:?} -> {to:?}: the change is not announced");
+                assert_eq!(
+                    dup_updates(&o),
+                    expected,
+                    "{from:?} -> {to:?}: the change is not announced"
+                );
             } else {
-                let Msg::ModifyDupReply { result: Err(e), .. } = &replies[0] else { panic!("{from:?} -> {to:?} allowed: {replies:?}") };
+                let Msg::ModifyDupReply { result: Err(e), .. } = &replies[0] else {
+                    panic!("{from:?} -> {to:?} allowed: {replies:?}")
+                };
                 assert!(e.contains(&format!("from {from} to {to}")), "{e}");
-                assert!(meta_saves(&o).is_empty() && dup_updates(&o).is_empty(), "{from:?} -> {to:?}: {o:?}");
+                assert!(
+                    meta_saves(&o).is_empty() && dup_updates(&o).is_empty(),
+                    "{from:?} -> {to:?}: {o:?}"
+                );
                 assert_eq!(sim.meta(), &before);
             }
         }
     }
     let (mut sim, mut durable) = source_meta(dup_record(Log, 0, 0));
-    let o = sim.msg(id(OPERATOR), Msg::ModifyDup { dupid: DUP + 1, status: Pause });
+    let o = sim.msg(
+        id(OPERATOR),
+        Msg::ModifyDup {
+            dupid: DUP + 1,
+            status: Pause,
+        },
+    );
     durable.check(&o).unwrap();
-    assert!(matches!(&sends(&o)[..], [(to, Msg::ModifyDupReply { result: Err(_), .. })] if *to == id(OPERATOR)), "{o:?}");
+    assert!(
+        matches!(&sends(&o)[..], [(to, Msg::ModifyDupReply { result: Err(_), .. })] if *to == id(OPERATOR)),
+        "{o:?}"
+    );
     assert!(meta_saves(&o).is_empty());
 }
 
@@ -1184,11 +1804,18 @@ fn modify_dup_every_status_pair() {
 #[test]
 fn confirmed_reports_are_persisted_before_they_are_announced() {
     let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
-    let report = |gpid: Gpid, d: Decree| Msg::DupReport { gpid, dupid: DUP, progress: DupProgress::Confirmed(d) };
+    let report = |gpid: Gpid, d: Decree| Msg::DupReport {
+        gpid,
+        dupid: DUP,
+        progress: DupProgress::Confirmed(d),
+    };
     let o = sim.msg(id(A1), report(G, 3));
     durable.check(&o).unwrap();
     assert_eq!(meta_saves(&o).len(), 1);
-    assert_eq!(dup_updates(&o), vec![(id(A1), G, dup_entry(DupStatus::Log, 2, 3))]);
+    assert_eq!(
+        dup_updates(&o),
+        vec![(id(A1), G, dup_entry(DupStatus::Log, 2, 3))]
+    );
     for d in [3, 2, 0] {
         let o = sim.msg(id(A1), report(G, d));
         assert!(o.is_empty(), "a stale report acted: {o:?}");
@@ -1196,18 +1823,47 @@ fn confirmed_reports_are_persisted_before_they_are_announced() {
     let o = sim.msg(id(A2), report(P1, 1));
     durable.check(&o).unwrap();
     assert_eq!(sim.meta().dups[&DUP].confirmed, [(0, 3), (1, 1)].into());
-    assert_eq!(dup_updates(&o).iter().map(|(to, g, e)| (*to, *g, e.confirmed)).collect::<Vec<_>>(), vec![(id(A2), P1, 1)]);
+    assert_eq!(
+        dup_updates(&o)
+            .iter()
+            .map(|(to, g, e)| (*to, *g, e.confirmed))
+            .collect::<Vec<_>>(),
+        vec![(id(A2), P1, 1)]
+    );
     // Another table's partition: ignored.
-    let o = sim.msg(id(A1), report(Gpid { table: 3, partition: 0 }, 9));
+    let o = sim.msg(
+        id(A1),
+        report(
+            Gpid {
+                table: 3,
+                partition: 0,
+            },
+            9,
+        ),
+    );
     assert!(o.is_empty());
     // PAUSE: still recorded (the follower did confirm it).
-    let o = sim.msg(id(OPERATOR), Msg::ModifyDup { dupid: DUP, status: DupStatus::Pause });
+    let o = sim.msg(
+        id(OPERATOR),
+        Msg::ModifyDup {
+            dupid: DUP,
+            status: DupStatus::Pause,
+        },
+    );
     durable.check(&o).unwrap();
     let o = sim.msg(id(A1), report(G, 5));
     durable.check(&o).unwrap();
-    assert_eq!(dup_updates(&o), vec![(id(A1), G, dup_entry(DupStatus::Pause, 3, 5))]);
+    assert_eq!(
+        dup_updates(&o),
+        vec![(id(A1), G, dup_entry(DupStatus::Pause, 3, 5))]
+    );
     // In any other status a report is ignored.
-    for status in [DupStatus::Prepare, DupStatus::App, DupStatus::Removed, DupStatus::Init] {
+    for status in [
+        DupStatus::Prepare,
+        DupStatus::App,
+        DupStatus::Removed,
+        DupStatus::Init,
+    ] {
         let (mut sim, _) = source_meta(dup_record(status, 2, 0));
         let before = sim.meta().clone();
         let o = sim.msg(id(A1), report(G, 4));
@@ -1229,35 +1885,97 @@ fn fail_mode_and_refusal_reports_at_the_source_meta() {
         durable.check(&o).unwrap();
         o
     };
-    let o = step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Skip });
-    assert_eq!(sends_to(&o, id(OPERATOR)), vec![Msg::SetFailModeReply { dupid: DUP, result: Ok(FailMode::Skip) }]);
+    let o = step(
+        &mut sim,
+        OPERATOR,
+        Msg::SetFailMode {
+            dupid: DUP,
+            mode: FailMode::Skip,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, id(OPERATOR)),
+        vec![Msg::SetFailModeReply {
+            dupid: DUP,
+            result: Ok(FailMode::Skip)
+        }]
+    );
     let rec = sim.meta().dups[&DUP].clone();
-    assert_eq!((rec.fail_mode, rec.version, rec.status), (FailMode::Skip, 3, DupStatus::Log));
+    assert_eq!(
+        (rec.fail_mode, rec.version, rec.status),
+        (FailMode::Skip, 3, DupStatus::Log)
+    );
     assert_eq!(meta_saves(&o).len(), 1);
-    assert_eq!(dup_updates(&o), vec![(id(A1), G, rec.entry(0)), (id(A2), P1, rec.entry(1))]);
+    assert_eq!(
+        dup_updates(&o),
+        vec![(id(A1), G, rec.entry(0)), (id(A2), P1, rec.entry(1))]
+    );
     assert_eq!(rec.entry(0).fail_mode, FailMode::Skip);
     // The same mode again: no new version.
-    step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Skip });
+    step(
+        &mut sim,
+        OPERATOR,
+        Msg::SetFailMode {
+            dupid: DUP,
+            mode: FailMode::Skip,
+        },
+    );
     assert_eq!(sim.meta().dups[&DUP].version, 3);
-    let o = step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP + 1, mode: FailMode::Slow });
-    assert!(matches!(&sends(&o)[..], [(to, Msg::SetFailModeReply { result: Err(_), .. })] if *to == id(OPERATOR)), "{o:?}");
+    let o = step(
+        &mut sim,
+        OPERATOR,
+        Msg::SetFailMode {
+            dupid: DUP + 1,
+            mode: FailMode::Slow,
+        },
+    );
+    assert!(
+        matches!(&sends(&o)[..], [(to, Msg::SetFailModeReply { result: Err(_), .. })] if *to == id(OPERATOR)),
+        "{o:?}"
+    );
     assert!(meta_saves(&o).is_empty());
-    step(&mut sim, OPERATOR, Msg::SetFailMode { dupid: DUP, mode: FailMode::Slow });
+    step(
+        &mut sim,
+        OPERATOR,
+        Msg::SetFailMode {
+            dupid: DUP,
+            mode: FailMode::Slow,
+        },
+    );
 
-    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
-    let rejected = |from: Decree| DupProgress::Rejected { from, reason: "bad credentials".into() };
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport {
+        gpid,
+        dupid: DUP,
+        progress,
+    };
+    let rejected = |from: Decree| DupProgress::Rejected {
+        from,
+        reason: "bad credentials".into(),
+    };
     let o = step(&mut sim, A1, report(G, rejected(1)));
     assert_eq!(meta_saves(&o).len(), 1, "the stall reason is not saved");
     let rec = sim.meta().dups[&DUP].clone();
-    assert!(rec.stall.as_ref().is_some_and(|s| s.contains("bad credentials") && s.contains("partition 0")), "{:?}", rec.stall);
+    assert!(
+        rec.stall
+            .as_ref()
+            .is_some_and(|s| s.contains("bad credentials") && s.contains("partition 0")),
+        "{:?}",
+        rec.stall
+    );
     assert_eq!(rec.refusing.keys().copied().collect::<Vec<_>>(), [0]);
     let o = step(&mut sim, A1, report(G, rejected(1)));
     assert!(o.is_empty(), "a repeated refusal acted: {o:?}");
     // Confirmed again: the stall clears.
     let o = step(&mut sim, A1, report(G, DupProgress::Confirmed(3)));
-    assert_eq!(dup_updates(&o), vec![(id(A1), G, sim.meta().dups[&DUP].entry(0))]);
+    assert_eq!(
+        dup_updates(&o),
+        vec![(id(A1), G, sim.meta().dups[&DUP].entry(0))]
+    );
     let rec = sim.meta().dups[&DUP].clone();
-    assert_eq!((rec.stall.clone(), rec.refusing.len(), rec.confirmed[&0]), (None, 0, 3));
+    assert_eq!(
+        (rec.stall.clone(), rec.refusing.len(), rec.confirmed[&0]),
+        (None, 0, 3)
+    );
     // A late refusal of a batch confirmed since: ignored.
     let o = step(&mut sim, A1, report(G, rejected(2)));
     assert!(o.is_empty(), "{o:?}");
@@ -1265,19 +1983,46 @@ fn fail_mode_and_refusal_reports_at_the_source_meta() {
 
     // Skipped: confirmed moves on (saved, announced), the count grows, the stall clears.
     step(&mut sim, A2, report(P1, rejected(1)));
-    assert_eq!(sim.meta().dups[&DUP].refusing.keys().copied().collect::<Vec<_>>(), [1]);
-    let o = step(&mut sim, A2, report(P1, DupProgress::Skipped { upto: 4, count: 4 }));
+    assert_eq!(
+        sim.meta().dups[&DUP]
+            .refusing
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    let o = step(
+        &mut sim,
+        A2,
+        report(P1, DupProgress::Skipped { upto: 4, count: 4 }),
+    );
     let rec = sim.meta().dups[&DUP].clone();
-    assert_eq!((rec.skipped, rec.confirmed[&1], rec.stall.clone(), rec.refusing.len()), (4, 4, None, 0));
+    assert_eq!(
+        (
+            rec.skipped,
+            rec.confirmed[&1],
+            rec.stall.clone(),
+            rec.refusing.len()
+        ),
+        (4, 4, None, 0)
+    );
     assert_eq!(dup_updates(&o), vec![(id(A2), P1, rec.entry(1))]);
     assert_eq!(meta_saves(&o).len(), 1);
     // A repeat, or a report below the confirmed decree, counts nothing.
     for upto in [4, 2] {
-        let o = step(&mut sim, A2, report(P1, DupProgress::Skipped { upto, count: 2 }));
+        let o = step(
+            &mut sim,
+            A2,
+            report(P1, DupProgress::Skipped { upto, count: 2 }),
+        );
         assert!(o.is_empty(), "{o:?}");
     }
     assert_eq!(sim.meta().dups[&DUP].skipped, 4);
-    let o = step(&mut sim, A1, report(G, DupProgress::Skipped { upto: 5, count: 2 }));
+    let o = step(
+        &mut sim,
+        A1,
+        report(G, DupProgress::Skipped { upto: 5, count: 2 }),
+    );
     assert_eq!(dup_updates(&o).len(), 1);
     assert_eq!(sim.meta().dups[&DUP].skipped, 6);
 }
@@ -1289,16 +2034,35 @@ fn fail_mode_and_refusal_reports_at_the_source_meta() {
 #[test]
 fn the_stall_reason_names_a_partition_still_refusing() {
     let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
-    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport {
+        gpid,
+        dupid: DUP,
+        progress,
+    };
     for (src, gpid) in [(A1, G), (A2, P1)] {
-        let o = sim.msg(id(src), report(gpid, DupProgress::Rejected { from: 1, reason: "no".into() }));
+        let o = sim.msg(
+            id(src),
+            report(
+                gpid,
+                DupProgress::Rejected {
+                    from: 1,
+                    reason: "no".into(),
+                },
+            ),
+        );
         durable.check(&o).unwrap();
     }
     let o = sim.msg(id(A2), report(P1, DupProgress::Confirmed(1)));
     durable.check(&o).unwrap();
     let rec = &sim.meta().dups[&DUP];
     assert_eq!(rec.refusing.keys().copied().collect::<Vec<_>>(), [0]);
-    assert!(rec.stall.as_ref().is_some_and(|s| s.contains("partition 0")), "stall {:?} while partition 0 refuses", rec.stall);
+    assert!(
+        rec.stall
+            .as_ref()
+            .is_some_and(|s| s.contains("partition 0")),
+        "stall {:?} while partition 0 refuses",
+        rec.stall
+    );
 }
 
 /// Which partitions refuse is durable state (after a restart it decides when the stall
@@ -1310,14 +2074,29 @@ fn the_stall_reason_names_a_partition_still_refusing() {
 #[test]
 fn every_change_of_the_refusing_partitions_is_saved() {
     let (mut sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
-    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport { gpid, dupid: DUP, progress };
-    let rejected = || DupProgress::Rejected { from: 2, reason: "no".into() };
-    for (src, m) in [(A1, report(G, rejected())), (A2, report(P1, rejected())), (A2, report(P1, DupProgress::Confirmed(1))), (A2, report(P1, rejected()))] {
+    let report = |gpid: Gpid, progress: DupProgress| Msg::DupReport {
+        gpid,
+        dupid: DUP,
+        progress,
+    };
+    let rejected = || DupProgress::Rejected {
+        from: 2,
+        reason: "no".into(),
+    };
+    for (src, m) in [
+        (A1, report(G, rejected())),
+        (A2, report(P1, rejected())),
+        (A2, report(P1, DupProgress::Confirmed(1))),
+        (A2, report(P1, rejected())),
+    ] {
         let o = sim.msg(id(src), m);
         durable.check(&o).unwrap();
         let saved = &durable.saved.as_ref().unwrap().dups[&DUP];
         let now = &sim.meta().dups[&DUP];
-        assert_eq!(saved.refusing, now.refusing, "refusing changed without a save");
+        assert_eq!(
+            saved.refusing, now.refusing,
+            "refusing changed without a save"
+        );
     }
 }
 
@@ -1326,14 +2105,30 @@ fn every_change_of_the_refusing_partitions_is_saved() {
 fn the_meta_checker_catches_an_unsaved_confirmed_decree() {
     let (_sim, mut durable) = source_meta(dup_record(DupStatus::Log, 2, 0));
     let mut o: Out<Node> = Out::new();
-    o.send(id(A1), Msg::DupUpdate { gpid: G, dups: [(DUP, dup_entry(DupStatus::Log, 2, 4))].into(), incarnation: 1 });
-    let err = durable.check(&o).expect_err("an unsaved confirmed decree went unnoticed");
+    o.send(
+        id(A1),
+        Msg::DupUpdate {
+            gpid: G,
+            dups: [(DUP, dup_entry(DupStatus::Log, 2, 4))].into(),
+            incarnation: 1,
+        },
+    );
+    let err = durable
+        .check(&o)
+        .expect_err("an unsaved confirmed decree went unnoticed");
     assert!(err.contains("saved records"), "{err}");
     // Saved in the same step: fine (the driver makes the save durable before the send).
     let mut st = durable.saved.clone().unwrap();
     st.dups.get_mut(&DUP).unwrap().confirmed.insert(0, 4);
     let mut o: Out<Node> = Out::new();
-    o.send(id(A1), Msg::DupUpdate { gpid: G, dups: [(DUP, dup_entry(DupStatus::Log, 2, 4))].into(), incarnation: 1 });
+    o.send(
+        id(A1),
+        Msg::DupUpdate {
+            gpid: G,
+            dups: [(DUP, dup_entry(DupStatus::Log, 2, 4))].into(),
+            incarnation: 1,
+        },
+    );
     o.save(NodeStorage::Meta(st));
     durable.check(&o).unwrap();
 }
@@ -1424,7 +2219,10 @@ struct World {
 #[derive(Clone, Debug)]
 enum WOp {
     /// Deliver the i-th message in flight (mod the count); `dup`: keep a copy in flight.
-    Deliver { i: usize, dup: bool },
+    Deliver {
+        i: usize,
+        dup: bool,
+    },
     Lose(usize),
     Write,
     /// A1 sees its connection to B1 break (B1 stays up).
@@ -1434,19 +2232,51 @@ enum WOp {
 impl World {
     fn new() -> World {
         let rec = dup_record(DupStatus::Log, 2, 0);
-        let mut cfg = meta_cfg(&[A1], vec![TableSpec { id: 1, partitions: 1, max_replica_count: 1, source: None }], 1, Bugs::none());
+        let mut cfg = meta_cfg(
+            &[A1],
+            vec![TableSpec {
+                id: 1,
+                partitions: 1,
+                max_replica_count: 1,
+                source: None,
+            }],
+            1,
+            Bugs::none(),
+        );
         cfg.dups = vec![rec];
         let (meta_a, o) = Sim::start(Node::Meta(cfg), id(A_META), None);
         let mut meta_a_durable = DurableMetaDups::default();
         meta_a_durable.check(&o).unwrap();
         let mut net = Vec::new();
-        net.extend(sends(&o).into_iter().map(|(to, msg)| Flight { from: A_META, to: usize::from(to), msg }));
+        net.extend(sends(&o).into_iter().map(|(to, msg)| Flight {
+            from: A_META,
+            to: usize::from(to),
+            msg,
+        }));
         let a1 = Source::start(false, true, Bugs::none());
-        let mut bcfg = meta_cfg(&[B1], vec![TableSpec { id: F.table, partitions: 1, max_replica_count: 1, source: None }], 1, Bugs::none());
+        let mut bcfg = meta_cfg(
+            &[B1],
+            vec![TableSpec {
+                id: F.table,
+                partitions: 1,
+                max_replica_count: 1,
+                source: None,
+            }],
+            1,
+            Bugs::none(),
+        );
         bcfg.accept_duplication = true;
         let (meta_b, _) = Sim::start(Node::Meta(bcfg), id(B_META), None);
         let (b1, b1_durable) = follower(true, false);
-        World { meta_a, meta_a_durable, a1, meta_b, b1, b1_durable, net }
+        World {
+            meta_a,
+            meta_a_durable,
+            a1,
+            meta_b,
+            b1,
+            b1_durable,
+            net,
+        }
     }
 
     fn send_all(&mut self, from: usize, o: &Out<Node>) {
@@ -1481,13 +2311,21 @@ impl World {
         match *op {
             WOp::Deliver { i, dup } if !self.net.is_empty() => {
                 let i = i % self.net.len();
-                let f = if dup { self.net[i].clone() } else { self.net.remove(i) };
+                let f = if dup {
+                    self.net[i].clone()
+                } else {
+                    self.net.remove(i)
+                };
                 self.deliver(f)?;
             }
             WOp::Lose(i) => {
                 // Only the link between the two primaries loses messages (a link reset,
                 // `LinkDown`, recovers them); the meta servers' traffic is only reordered.
-                let link: Vec<usize> = (0..self.net.len()).filter(|k| [A1, B1].contains(&self.net[*k].from) && [A1, B1].contains(&self.net[*k].to)).collect();
+                let link: Vec<usize> = (0..self.net.len())
+                    .filter(|k| {
+                        [A1, B1].contains(&self.net[*k].from) && [A1, B1].contains(&self.net[*k].to)
+                    })
+                    .collect();
                 if !link.is_empty() {
                     self.net.remove(link[i % link.len()]);
                 }
@@ -1511,18 +2349,35 @@ impl World {
         let f = &self.b1.replica().parts[&F];
         let reqs = origin_reqs(f);
         if !reqs.windows(2).all(|w| w[0] < w[1]) {
-            return Err(format!("source decrees out of order at the follower: {reqs:?}"));
+            return Err(format!(
+                "source decrees out of order at the follower: {reqs:?}"
+            ));
         }
         for e in f.log.values() {
             if e.mutation.req > a.committed || !holds_source_value(&e.mutation) {
-                return Err(format!("the follower holds {e:?}, not committed on the source (committed {})", a.committed));
+                return Err(format!(
+                    "the follower holds {e:?}, not committed on the source (committed {})",
+                    a.committed
+                ));
             }
         }
-        let persisted = self.meta_a_durable.saved.as_ref().unwrap().dups[&DUP].confirmed.get(&0).copied().unwrap_or(0);
+        let persisted = self.meta_a_durable.saved.as_ref().unwrap().dups[&DUP]
+            .confirmed
+            .get(&0)
+            .copied()
+            .unwrap_or(0);
         if a.snapshot.decree > persisted {
-            return Err(format!("A1 collected to {} beyond meta-A's persisted confirmed {persisted}", a.snapshot.decree));
+            return Err(format!(
+                "A1 collected to {} beyond meta-A's persisted confirmed {persisted}",
+                a.snapshot.decree
+            ));
         }
-        let follower_committed = f.log.range(..=f.committed).filter(|(_, e)| e.mutation.client == id(A_META)).map(|(_, e)| e.mutation.req).max();
+        let follower_committed = f
+            .log
+            .range(..=f.committed)
+            .filter(|(_, e)| e.mutation.client == id(A_META))
+            .map(|(_, e)| e.mutation.req)
+            .max();
         if persisted > 0 && follower_committed.is_none_or(|c| c < persisted) {
             return Err(format!("meta-A persisted confirmed {persisted}, the follower committed only {follower_committed:?}"));
         }
@@ -1539,7 +2394,10 @@ impl World {
             self.deliver(f)?;
             self.check()?;
         }
-        Err(format!("still talking after 10000 deliveries: {:?}", self.net))
+        Err(format!(
+            "still talking after 10000 deliveries: {:?}",
+            self.net
+        ))
     }
 }
 

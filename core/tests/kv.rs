@@ -11,8 +11,8 @@ use petrel_core::client::ClientCfg;
 use petrel_core::replica::{Part, ReplicaCfg};
 use petrel_core::*;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, VecDeque};
 use stateright::actor::Out;
+use std::collections::{BTreeMap, VecDeque};
 
 const META: usize = 0;
 /// The primary of the partition under test.
@@ -31,7 +31,10 @@ const READER: usize = 20;
 const SRC_META: usize = 30;
 const SRC: usize = 31;
 /// A follower partition.
-const F: Gpid = Gpid { table: 2, partition: 0 };
+const F: Gpid = Gpid {
+    table: 2,
+    partition: 0,
+};
 
 fn b(s: &str) -> Bytes {
     Bytes::from(s)
@@ -42,15 +45,29 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<Key, Value> {
 }
 
 fn put_w(gpid: Gpid, req: ReqId, key: &str, value: &str) -> Msg {
-    Msg::Write { gpid, req, key: b(key), value: Some(b(value)) }
+    Msg::Write {
+        gpid,
+        req,
+        key: b(key),
+        value: Some(b(value)),
+    }
 }
 
 fn del_w(gpid: Gpid, req: ReqId, key: &str) -> Msg {
-    Msg::Write { gpid, req, key: b(key), value: None }
+    Msg::Write {
+        gpid,
+        req,
+        key: b(key),
+        value: None,
+    }
 }
 
 fn ok_reply(gpid: Gpid, req: ReqId) -> Msg {
-    Msg::WriteReply { gpid, req, result: Ok(()) }
+    Msg::WriteReply {
+        gpid,
+        req,
+        result: Ok(()),
+    }
 }
 
 /// Replicas that talk to each other over a lossless FIFO network; what they send anyone
@@ -64,7 +81,12 @@ struct Net {
 
 impl Net {
     fn new(cfg: &ReplicaCfg, ids: &[usize]) -> Net {
-        let mut net = Net { nodes: BTreeMap::new(), flight: VecDeque::new(), outside: Vec::new(), next_read: 0 };
+        let mut net = Net {
+            nodes: BTreeMap::new(),
+            flight: VecDeque::new(),
+            outside: Vec::new(),
+            next_read: 0,
+        };
         for &n in ids {
             let (sim, o) = Sim::start(Node::Replica(cfg.clone()), id(n), None);
             let mut durable = DurableReplica::default();
@@ -97,7 +119,9 @@ impl Net {
     fn send(&mut self, from: usize, to: usize, m: Msg) -> Out<Node> {
         let (sim, durable) = self.nodes.get_mut(&to).expect("a node of the net");
         let o = sim.msg(id(from), m);
-        durable.check(&o).unwrap_or_else(|e| panic!("replica {to}: {e}"));
+        durable
+            .check(&o)
+            .unwrap_or_else(|e| panic!("replica {to}: {e}"));
         assert_eq!(sim.replica().broken, None, "replica {to} broke");
         self.route(to, &o);
         o
@@ -105,7 +129,9 @@ impl Net {
 
     /// Deliver the oldest message in flight, if any.
     fn deliver_one(&mut self) -> bool {
-        let Some((from, to, m)) = self.flight.pop_front() else { return false };
+        let Some((from, to, m)) = self.flight.pop_front() else {
+            return false;
+        };
         self.send(from, to, m);
         true
     }
@@ -128,21 +154,39 @@ impl Net {
     fn read(&mut self, to: usize, gpid: Gpid, key: &str) -> Result<Option<Value>, ErrorCode> {
         self.next_read += 1;
         let req = self.next_read;
-        let o = self.send(READER, to, Msg::Read { gpid, req, key: b(key) });
+        let o = self.send(
+            READER,
+            to,
+            Msg::Read {
+                gpid,
+                req,
+                key: b(key),
+            },
+        );
         let replies: Vec<_> = sends(&o)
             .into_iter()
             .filter_map(|(dst, m)| match m {
-                Msg::ReadReply { gpid: g, req: r, result } if dst == id(READER) && g == gpid && r == req => Some(result),
+                Msg::ReadReply {
+                    gpid: g,
+                    req: r,
+                    result,
+                } if dst == id(READER) && g == gpid && r == req => Some(result),
                 _ => None,
             })
             .collect();
-        assert_eq!(replies.len(), 1, "read of {key:?} at {to} not answered once: {o:?}");
+        assert_eq!(
+            replies.len(),
+            1,
+            "read of {key:?} at {to} not answered once: {o:?}"
+        );
         replies.into_iter().next().unwrap()
     }
 
     /// What reached `to` (outside the net) so far and was not taken yet.
     fn take_outside(&mut self, to: usize) -> Vec<Msg> {
-        let (mine, rest) = std::mem::take(&mut self.outside).into_iter().partition(|(_, dst, _)| *dst == to);
+        let (mine, rest) = std::mem::take(&mut self.outside)
+            .into_iter()
+            .partition(|(_, dst, _)| *dst == to);
         self.outside = rest;
         mine.into_iter().map(|(_, _, m)| m).collect()
     }
@@ -158,8 +202,16 @@ impl Net {
 #[test]
 fn reads_are_per_key_after_commit() {
     let mut net = Net::pair(false);
-    assert_eq!(net.read(P, G, "a"), Ok(None), "a fresh partition holds nothing");
-    assert_eq!(net.read(P, G, ""), Ok(None), "the empty key is a key like any other");
+    assert_eq!(
+        net.read(P, G, "a"),
+        Ok(None),
+        "a fresh partition holds nothing"
+    );
+    assert_eq!(
+        net.read(P, G, ""),
+        Ok(None),
+        "the empty key is a key like any other"
+    );
     net.send(C, P, put_w(G, 1, "a", "1"));
     net.send(C, P, put_w(G, 2, "b", "2"));
     assert_eq!(net.part(P, G).committed, 0);
@@ -170,60 +222,148 @@ fn reads_are_per_key_after_commit() {
     assert_eq!(net.read(P, G, "b"), Ok(Some(b("2"))));
 
     net.send(C, P, del_w(G, 3, "a"));
-    assert_eq!((net.part(P, G).committed, net.part(P, G).last_decree()), (2, 3));
-    assert_eq!(net.read(P, G, "a"), Ok(Some(b("1"))), "an uncommitted delete was read");
+    assert_eq!(
+        (net.part(P, G).committed, net.part(P, G).last_decree()),
+        (2, 3)
+    );
+    assert_eq!(
+        net.read(P, G, "a"),
+        Ok(Some(b("1"))),
+        "an uncommitted delete was read"
+    );
     net.settle();
     assert_eq!(net.part(P, G).committed, 3);
     assert_eq!(net.read(P, G, "a"), Ok(None));
     assert_eq!(net.read(P, G, "b"), Ok(Some(b("2"))));
     assert_eq!(net.read(P, G, "never-written"), Ok(None));
-    assert_eq!(net.read(P, G, "A"), Ok(None), "keys are bytes: no case folding");
+    assert_eq!(
+        net.read(P, G, "A"),
+        Ok(None),
+        "keys are bytes: no case folding"
+    );
     assert_eq!(net.part(P, G).data_at(3), map(&[("b", "2")]));
     assert_eq!(net.part(P, G).data_at(2), map(&[("a", "1"), ("b", "2")]));
     // Each write was answered once, after its commit.
-    assert_eq!(net.take_outside(C), vec![ok_reply(G, 1), ok_reply(G, 2), ok_reply(G, 3)]);
+    assert_eq!(
+        net.take_outside(C),
+        vec![ok_reply(G, 1), ok_reply(G, 2), ok_reply(G, 3)]
+    );
     // Only the primary serves reads.
     assert_eq!(net.read(S, G, "b"), Err(ErrorCode::NotPrimary));
-    assert_eq!(net.read(P, Gpid { table: 9, partition: 0 }, "b"), Err(ErrorCode::UnknownPartition));
+    assert_eq!(
+        net.read(
+            P,
+            Gpid {
+                table: 9,
+                partition: 0
+            },
+            "b"
+        ),
+        Err(ErrorCode::UnknownPartition)
+    );
 }
 
 /// A new primary holds reads until it has committed what it inherited; each waiting read
 /// is then answered with its own key's value.
 #[test]
 fn reads_held_behind_the_barrier_are_answered_per_key() {
-    let (mut sim, o) = Sim::start(Node::Replica(replica_cfg(vec![pc(1, Some(S), &[P, L])], Bugs::none())), id(P), None);
+    let (mut sim, o) = Sim::start(
+        Node::Replica(replica_cfg(vec![pc(1, Some(S), &[P, L])], Bugs::none())),
+        id(P),
+        None,
+    );
     let mut durable = DurableReplica::default();
     durable.check(&o).unwrap();
     let old = pc(1, Some(S), &[P, L]);
     let ops = [put(1), Op::Put(b("b"), b("2")), Op::Del(k())];
     for (i, op) in ops.into_iter().enumerate() {
         let d = i as Decree + 1;
-        let entry = Entry { ballot: 1, mutation: mutation_op(C, d, op) };
-        let o = sim.msg(id(S), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 0, base: 0, retain: 0 });
+        let entry = Entry {
+            ballot: 1,
+            mutation: mutation_op(C, d, op),
+        };
+        let o = sim.msg(
+            id(S),
+            Msg::Prepare {
+                config: old.clone(),
+                decree: d,
+                entry,
+                committed: 0,
+                base: 0,
+                retain: 0,
+            },
+        );
         durable.check(&o).unwrap();
     }
     // S died: P is promoted with L; it inherited decrees 1..=3, none known committed.
-    let o = sim.msg(id(META), Msg::ConfigUpdate { config: pc(2, Some(P), &[L]), incarnation: 1 });
+    let o = sim.msg(
+        id(META),
+        Msg::ConfigUpdate {
+            config: pc(2, Some(P), &[L]),
+            incarnation: 1,
+        },
+    );
     durable.check(&o).unwrap();
     assert_eq!(sim.replica().parts[&G].read_barrier, 3);
     let keys = [K, "b", "zz"];
     for (req, key) in keys.iter().enumerate() {
-        let o = sim.msg(id(READER), Msg::Read { gpid: G, req: req as ReqId, key: b(key) });
-        assert!(sends(&o).is_empty(), "a read answered before the barrier: {o:?}");
+        let o = sim.msg(
+            id(READER),
+            Msg::Read {
+                gpid: G,
+                req: req as ReqId,
+                key: b(key),
+            },
+        );
+        assert!(
+            sends(&o).is_empty(),
+            "a read answered before the barrier: {o:?}"
+        );
     }
     for d in 1..=2 {
-        let o = sim.msg(id(L), Msg::PrepareAck { gpid: G, ballot: 2, decree: d, ok: true });
+        let o = sim.msg(
+            id(L),
+            Msg::PrepareAck {
+                gpid: G,
+                ballot: 2,
+                decree: d,
+                ok: true,
+            },
+        );
         durable.check(&o).unwrap();
-        assert!(sends_to(&o, id(READER)).is_empty(), "a read answered before the barrier: {o:?}");
+        assert!(
+            sends_to(&o, id(READER)).is_empty(),
+            "a read answered before the barrier: {o:?}"
+        );
     }
-    let o = sim.msg(id(L), Msg::PrepareAck { gpid: G, ballot: 2, decree: 3, ok: true });
+    let o = sim.msg(
+        id(L),
+        Msg::PrepareAck {
+            gpid: G,
+            ballot: 2,
+            decree: 3,
+            ok: true,
+        },
+    );
     durable.check(&o).unwrap();
     let mut replies = sends_to(&o, id(READER));
     replies.sort();
     let expected = vec![
-        Msg::ReadReply { gpid: G, req: 0, result: Ok(None) },
-        Msg::ReadReply { gpid: G, req: 1, result: Ok(Some(b("2"))) },
-        Msg::ReadReply { gpid: G, req: 2, result: Ok(None) },
+        Msg::ReadReply {
+            gpid: G,
+            req: 0,
+            result: Ok(None),
+        },
+        Msg::ReadReply {
+            gpid: G,
+            req: 1,
+            result: Ok(Some(b("2"))),
+        },
+        Msg::ReadReply {
+            gpid: G,
+            req: 2,
+            result: Ok(None),
+        },
     ];
     assert_eq!(replies, expected);
     assert!(sim.replica().parts[&G].pending_reads.is_empty());
@@ -252,14 +392,21 @@ fn a_delete_is_replicated_and_applied_once() {
                 _ => None,
             })
             .collect();
-        let del = Entry { ballot: 1, mutation: mutation_op(C, 3, Op::Del(b("a"))) };
+        let del = Entry {
+            ballot: 1,
+            mutation: mutation_op(C, 3, Op::Del(b("a"))),
+        };
         assert_eq!(prepares, vec![(3, del.clone())], "gc {gc}");
         // A retry before the commit: no second decree, no prepare, no answer yet.
         let o = net.send(C, P, del_w(G, 3, "a"));
         assert!(sends(&o).is_empty(), "gc {gc}: {o:?}");
         assert_eq!(net.part(P, G).last_decree(), 3);
         net.settle();
-        assert_eq!(net.take_outside(C), vec![ok_reply(G, 1), ok_reply(G, 2), ok_reply(G, 3)], "gc {gc}: one answer per write");
+        assert_eq!(
+            net.take_outside(C),
+            vec![ok_reply(G, 1), ok_reply(G, 2), ok_reply(G, 3)],
+            "gc {gc}: one answer per write"
+        );
         let s = net.part(S, G);
         assert_eq!(s.last_decree(), 3);
         if gc {
@@ -276,7 +423,11 @@ fn a_delete_is_replicated_and_applied_once() {
         assert_eq!(s.committed, 3);
         if gc {
             assert_eq!(s.snapshot.decree, 3);
-            assert_eq!(s.snapshot.data, map(&[("b", "2")]), "the collected delete left a behind");
+            assert_eq!(
+                s.snapshot.data,
+                map(&[("b", "2")]),
+                "the collected delete left a behind"
+            );
             assert_eq!(s.snapshot.last_req.get(&id(C)), Some(&3));
         } else {
             assert_eq!(s.log.get(&3), Some(&del));
@@ -287,12 +438,23 @@ fn a_delete_is_replicated_and_applied_once() {
         // A late retry of the delete is answered as done and changes nothing.
         let before = net.part(P, G).clone();
         if gc {
-            assert!(before.log.is_empty(), "the primary collected everything committed");
+            assert!(
+                before.log.is_empty(),
+                "the primary collected everything committed"
+            );
         }
         let o = net.send(C, P, del_w(G, 3, "a"));
         assert_eq!(sends(&o), vec![(id(C), ok_reply(G, 3))], "gc {gc}");
-        assert_eq!(net.part(P, G), &before, "gc {gc}: a retried delete was applied again");
-        assert_eq!(net.read(P, G, "a"), Ok(Some(b("9"))), "gc {gc}: the retried delete removed a newer value");
+        assert_eq!(
+            net.part(P, G),
+            &before,
+            "gc {gc}: a retried delete was applied again"
+        );
+        assert_eq!(
+            net.read(P, G, "a"),
+            Ok(Some(b("9"))),
+            "gc {gc}: the retried delete removed a newer value"
+        );
     }
 }
 
@@ -323,9 +485,26 @@ fn gc_folds_puts_and_deletes_into_the_snapshot() {
     }
     let p = net.part(P, G).clone();
     assert_eq!(p.committed, 7);
-    assert!(p.log.is_empty(), "everything committed is collected: {:?}", p.log);
-    assert_eq!(p.snapshot, Snapshot { decree: 7, data: map(&[("b", "4")]), last_req: [(id(C), 7)].into() });
-    for (key, value) in [("a", None), ("b", Some("4")), ("c", None), ("never-written", None), ("z", None)] {
+    assert!(
+        p.log.is_empty(),
+        "everything committed is collected: {:?}",
+        p.log
+    );
+    assert_eq!(
+        p.snapshot,
+        Snapshot {
+            decree: 7,
+            data: map(&[("b", "4")]),
+            last_req: [(id(C), 7)].into()
+        }
+    );
+    for (key, value) in [
+        ("a", None),
+        ("b", Some("4")),
+        ("c", None),
+        ("never-written", None),
+        ("z", None),
+    ] {
         assert_eq!(net.read(P, G, key), Ok(value.map(b)), "{key}");
     }
     // The secondary lags by the commit point it has heard: 6 collected, 7 logged.
@@ -336,7 +515,15 @@ fn gc_folds_puts_and_deletes_into_the_snapshot() {
     assert_eq!(s.data_at(7), p.snapshot.data);
 
     // A learner gets the collected map.
-    let o = net.send(META, P, Msg::AddSecondary { config: pc(1, Some(P), &[S]), node: id(L), incarnation: 1 });
+    let o = net.send(
+        META,
+        P,
+        Msg::AddSecondary {
+            config: pc(1, Some(P), &[S]),
+            node: id(L),
+            incarnation: 1,
+        },
+    );
     let learns: Vec<Msg> = sends_to(&o, id(L));
     assert!(
         matches!(&learns[..], [Msg::Learn { snapshot, log, .. }] if *snapshot == p.snapshot && log.is_empty()),
@@ -476,7 +663,10 @@ proptest! {
 
 fn follower_net(secondary: bool) -> Net {
     let secs: &[usize] = if secondary { &[S] } else { &[] };
-    let mut cfg = replica_cfg(vec![follower_pc(F, 1, Some(P), secs, SRC_META)], Bugs::none());
+    let mut cfg = replica_cfg(
+        vec![follower_pc(F, 1, Some(P), secs, SRC_META)],
+        Bugs::none(),
+    );
     cfg.accept_duplication = true;
     let ids: &[usize] = if secondary { &[P, S] } else { &[P] };
     Net::new(&cfg, ids)
@@ -486,7 +676,11 @@ fn apply_oks(net: &mut Net) -> Vec<Decree> {
     net.take_outside(SRC)
         .into_iter()
         .map(|m| match m {
-            Msg::ApplyReply { gpid, decree, result: Ok(()) } if gpid == F => decree,
+            Msg::ApplyReply {
+                gpid,
+                decree,
+                result: Ok(()),
+            } if gpid == F => decree,
             other => panic!("not an ApplyReply Ok: {other:?}"),
         })
         .collect()
@@ -506,16 +700,40 @@ fn a_follower_checkpoint_replaces_the_map_and_shipped_ops_apply_in_order() {
         assert_eq!(net.read(P, F, "x"), Ok(Some(b("local"))));
 
         let data = map(&[("y", "5"), ("z", "5")]);
-        net.send(SRC, P, Msg::Checkpoint { gpid: F, origin: id(SRC_META), decree: 5, data: data.clone() });
+        net.send(
+            SRC,
+            P,
+            Msg::Checkpoint {
+                gpid: F,
+                origin: id(SRC_META),
+                decree: 5,
+                data: data.clone(),
+            },
+        );
         net.settle();
         assert_eq!(apply_oks(&mut net), vec![5]);
         let p = net.part(P, F);
-        assert_eq!(p.data_at(p.committed), data, "secondary {secondary}: the checkpoint did not replace the map");
-        assert_eq!(p.log.get(&3).map(|e| &e.mutation), Some(&mutation_op(SRC_META, 5, Op::Load(data.clone()))));
-        assert_eq!(net.read(P, F, "x"), Ok(None), "a key absent from the checkpoint survived it");
+        assert_eq!(
+            p.data_at(p.committed),
+            data,
+            "secondary {secondary}: the checkpoint did not replace the map"
+        );
+        assert_eq!(
+            p.log.get(&3).map(|e| &e.mutation),
+            Some(&mutation_op(SRC_META, 5, Op::Load(data.clone())))
+        );
+        assert_eq!(
+            net.read(P, F, "x"),
+            Ok(None),
+            "a key absent from the checkpoint survived it"
+        );
         assert_eq!(net.read(P, F, "y"), Ok(Some(b("5"))));
 
-        let ship = |entries: Vec<(Decree, Op)>| Msg::Ship { gpid: F, origin: id(SRC_META), entries };
+        let ship = |entries: Vec<(Decree, Op)>| Msg::Ship {
+            gpid: F,
+            origin: id(SRC_META),
+            entries,
+        };
         net.send(
             SRC,
             P,
@@ -529,7 +747,11 @@ fn a_follower_checkpoint_replaces_the_map_and_shipped_ops_apply_in_order() {
         net.settle();
         assert_eq!(apply_oks(&mut net), vec![6, 7, 8, 9]);
         let p = net.part(P, F);
-        assert_eq!(p.data_at(p.committed), map(&[("z", "7")]), "secondary {secondary}");
+        assert_eq!(
+            p.data_at(p.committed),
+            map(&[("z", "7")]),
+            "secondary {secondary}"
+        );
         net.send(
             SRC,
             P,
@@ -546,17 +768,36 @@ fn a_follower_checkpoint_replaces_the_map_and_shipped_ops_apply_in_order() {
         let expected = map(&[("r", "13"), ("z", "7")]);
         let p = net.part(P, F).clone();
         assert_eq!(p.data_at(p.committed), expected, "secondary {secondary}");
-        for (key, value) in [("q", None), ("r", Some("13")), ("z", Some("7")), ("w", None), ("y", None), ("x", None)] {
-            assert_eq!(net.read(P, F, key), Ok(value.map(b)), "secondary {secondary}: {key}");
+        for (key, value) in [
+            ("q", None),
+            ("r", Some("13")),
+            ("z", Some("7")),
+            ("w", None),
+            ("y", None),
+            ("x", None),
+        ] {
+            assert_eq!(
+                net.read(P, F, key),
+                Ok(value.map(b)),
+                "secondary {secondary}: {key}"
+            );
         }
         // The follower's own log: the local writes, the checkpoint, the source's decrees.
-        let reqs: Vec<(usize, ReqId)> = p.log.values().map(|e| (usize::from(e.mutation.client), e.mutation.req)).collect();
+        let reqs: Vec<(usize, ReqId)> = p
+            .log
+            .values()
+            .map(|e| (usize::from(e.mutation.client), e.mutation.req))
+            .collect();
         let mut expected_reqs = vec![(C, 1), (C, 2)];
         expected_reqs.extend((5..=14).map(|d| (SRC_META, d)));
         assert_eq!(reqs, expected_reqs);
         if secondary {
             let s = net.part(S, F);
-            assert_eq!(s.log.get(&3), p.log.get(&3), "the secondary does not hold the checkpoint");
+            assert_eq!(
+                s.log.get(&3),
+                p.log.get(&3),
+                "the secondary does not hold the checkpoint"
+            );
             assert_eq!(s.data_at(s.last_decree()), expected);
         }
     }
@@ -573,7 +814,13 @@ fn the_client_puts_gets_and_deletes_keys() {
     let cfg = ClientCfg {
         meta: id(META),
         gpid: G,
-        ops: vec![ClientOp::put("a", "1"), ClientOp::get("a"), ClientOp::get("b"), ClientOp::del("a"), ClientOp::get("a")],
+        ops: vec![
+            ClientOp::put("a", "1"),
+            ClientOp::get("a"),
+            ClientOp::get("b"),
+            ClientOp::del("a"),
+            ClientOp::get("a"),
+        ],
         max_attempts: 2,
         request_timeout: None,
         first_req: 1,
@@ -582,7 +829,14 @@ fn the_client_puts_gets_and_deletes_keys() {
     let mut net = Net::pair(false);
     let (mut client, o) = Sim::start(Node::Client(cfg), id(C), None);
     assert_eq!(sends(&o), vec![(id(META), Msg::QueryConfig { gpid: G })]);
-    let mut o = client.msg(id(META), Msg::QueryConfigReply { gpid: G, config: Some(pc(1, Some(P), &[S])), incarnation: Some(1) });
+    let mut o = client.msg(
+        id(META),
+        Msg::QueryConfigReply {
+            gpid: G,
+            config: Some(pc(1, Some(P), &[S])),
+            incarnation: Some(1),
+        },
+    );
     let mut sent = Vec::new();
     for _ in 0..20 {
         let ops = sends(&o);
@@ -601,14 +855,32 @@ fn the_client_puts_gets_and_deletes_keys() {
     }
     let expected = vec![
         put_w(G, 1, "a", "1"),
-        Msg::Read { gpid: G, req: 2, key: b("a") },
-        Msg::Read { gpid: G, req: 3, key: b("b") },
+        Msg::Read {
+            gpid: G,
+            req: 2,
+            key: b("a"),
+        },
+        Msg::Read {
+            gpid: G,
+            req: 3,
+            key: b("b"),
+        },
         del_w(G, 4, "a"),
-        Msg::Read { gpid: G, req: 5, key: b("a") },
+        Msg::Read {
+            gpid: G,
+            req: 5,
+            key: b("a"),
+        },
     ];
     assert_eq!(sent, expected);
     assert!(client.client().done());
-    let results = vec![OpResult::WriteOk, OpResult::ReadOk(Some(b("1"))), OpResult::ReadOk(None), OpResult::WriteOk, OpResult::ReadOk(None)];
+    let results = vec![
+        OpResult::WriteOk,
+        OpResult::ReadOk(Some(b("1"))),
+        OpResult::ReadOk(None),
+        OpResult::WriteOk,
+        OpResult::ReadOk(None),
+    ];
     assert_eq!(client.client().results, results);
 }
 
@@ -634,20 +906,29 @@ fn bytes_text_examples() {
         let bytes = Bytes::from(raw);
         assert_eq!(bytes.to_text(), text, "{raw:?}");
         assert_eq!(bytes.to_string(), text, "Display is the text form");
-        assert_eq!(format!("{bytes:?}"), format!("{text:?}"), "Debug is the quoted text form");
+        assert_eq!(
+            format!("{bytes:?}"),
+            format!("{text:?}"),
+            "Debug is the quoted text form"
+        );
         assert_eq!(Bytes::from_text(text), Some(bytes.clone()), "{text:?}");
         assert_eq!(bytes.as_slice(), raw);
         assert_eq!((bytes.len(), bytes.is_empty()), (raw.len(), raw.is_empty()));
     }
     // Escapes in either case of hex digit; plain text parses as itself.
-    assert_eq!(Bytes::from_text("\\xAb\\xaB"), Some(Bytes::from(vec![0xab, 0xab])));
+    assert_eq!(
+        Bytes::from_text("\\xAb\\xaB"),
+        Some(Bytes::from(vec![0xab, 0xab]))
+    );
     assert_eq!(Bytes::from_text("plain"), Some(b("plain")));
     assert_eq!(Bytes::from(vec![b'k']), b("k"));
 }
 
 #[test]
 fn bytes_from_text_refuses_malformed_escapes() {
-    for t in ["\\", "a\\", "\\q", "\\x", "\\x4", "\\xg0", "\\x0g", "\\xé", "\\X41", "\\ ", "\\x 1"] {
+    for t in [
+        "\\", "a\\", "\\q", "\\x", "\\x4", "\\xg0", "\\x0g", "\\xé", "\\X41", "\\ ", "\\x 1",
+    ] {
         assert_eq!(Bytes::from_text(t), None, "{t:?} parsed");
     }
 }

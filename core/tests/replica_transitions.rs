@@ -8,8 +8,8 @@ use petrel_core::replica::{ReplicaState, ReplicaStorage, Status};
 use petrel_core::*;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use std::collections::{BTreeMap, BTreeSet};
 use stateright::actor::Id;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The replica under test.
 const R: usize = 1;
@@ -51,14 +51,24 @@ struct Prep {
 
 impl Prep {
     fn config(&self) -> PartitionConfig {
-        let mut secs: Vec<usize> = [R, 3, 4].into_iter().filter(|n| Some(*n) != self.claimed).collect();
+        let mut secs: Vec<usize> = [R, 3, 4]
+            .into_iter()
+            .filter(|n| Some(*n) != self.claimed)
+            .collect();
         if !self.member {
             secs.retain(|n| *n != R);
         }
         pc(self.ballot, self.claimed, &secs)
     }
     fn msg(&self) -> Msg {
-        Msg::Prepare { config: self.config(), decree: self.decree, entry: self.entry.clone(), committed: self.committed, base: self.base, retain: 0 }
+        Msg::Prepare {
+            config: self.config(),
+            decree: self.decree,
+            entry: self.entry.clone(),
+            committed: self.committed,
+            base: self.base,
+            retain: 0,
+        }
     }
 }
 
@@ -82,23 +92,59 @@ fn arb_prep() -> impl Strategy<Value = Prep> {
         prop::bool::weighted(0.8),
         (0u32..9, 0u32..9),
     )
-        .prop_map(|(from, claim, ballot, member, decree, same_ballot, (eb, client, req, value), consistent, (committed, base))| {
-            let claimed = match claim {
-                0 => None,
-                1 => Some(if from == P { 3 } else { P }),
-                _ => Some(from),
-            };
-            let m = if consistent { history(decree) } else { mutation(client, req, value) };
-            let entry = Entry { ballot: if same_ballot.is_some() { ballot } else { eb.min(ballot) }, mutation: m };
-            Prep { from, claimed, ballot, member, decree, entry, committed, base }
-        })
+        .prop_map(
+            |(
+                from,
+                claim,
+                ballot,
+                member,
+                decree,
+                same_ballot,
+                (eb, client, req, value),
+                consistent,
+                (committed, base),
+            )| {
+                let claimed = match claim {
+                    0 => None,
+                    1 => Some(if from == P { 3 } else { P }),
+                    _ => Some(from),
+                };
+                let m = if consistent {
+                    history(decree)
+                } else {
+                    mutation(client, req, value)
+                };
+                let entry = Entry {
+                    ballot: if same_ballot.is_some() {
+                        ballot
+                    } else {
+                        eb.min(ballot)
+                    },
+                    mutation: m,
+                };
+                Prep {
+                    from,
+                    claimed,
+                    ballot,
+                    member,
+                    decree,
+                    entry,
+                    committed,
+                    base,
+                }
+            },
+        )
 }
 
 /// Feed `ops` to a secondary (bootstrapped at ballot 2 with primary `P`) and check every
 /// rule of a secondary after every step. `strict_mutation`: an ACK of the prepared decree
 /// also means the log holds the prepared mutation there.
 fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), TestCaseError> {
-    let (mut sim, o) = Sim::start(replica_node(vec![pc(2, Some(P), &[R, 3])], bugs), id(R), None);
+    let (mut sim, o) = Sim::start(
+        replica_node(vec![pc(2, Some(P), &[R, 3])], bugs),
+        id(R),
+        None,
+    );
     let mut durable = DurableReplica::default();
     durable.check(&o).map_err(fail)?;
     prop_assert_eq!(part(sim.replica()).status, Status::Secondary);
@@ -115,8 +161,16 @@ fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), 
             continue;
         }
         if op.claimed != Some(op.from) {
-            prop_assert!(o.is_empty(), "acted on a prepare whose config names another primary: {:?}", o);
-            prop_assert_eq!(&after, &before, "state changed on a prepare from a non-primary");
+            prop_assert!(
+                o.is_empty(),
+                "acted on a prepare whose config names another primary: {:?}",
+                o
+            );
+            prop_assert_eq!(
+                &after,
+                &before,
+                "state changed on a prepare from a non-primary"
+            );
         }
         // Never ACK a prepare whose configuration ballot is below the replica's own.
         prop_assert!(
@@ -127,15 +181,34 @@ fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), 
             acks
         );
         // The log is the contiguous prefix 1..=last; the commit point is within it.
-        prop_assert!(log_is_contiguous(ap), "log has a hole: {:?}", ap.log.keys().collect::<Vec<_>>());
-        prop_assert!(ap.committed <= ap.last_decree(), "committed {} > last {}", ap.committed, ap.last_decree());
+        prop_assert!(
+            log_is_contiguous(ap),
+            "log has a hole: {:?}",
+            ap.log.keys().collect::<Vec<_>>()
+        );
+        prop_assert!(
+            ap.committed <= ap.last_decree(),
+            "committed {} > last {}",
+            ap.committed,
+            ap.last_decree()
+        );
         prop_assert!(ap.committed >= bp.committed, "commit point went back");
         // The ballot never decreases.
-        prop_assert!(ap.config.ballot >= bp.config.ballot, "ballot decreased {} -> {}", bp.config.ballot, ap.config.ballot);
+        prop_assert!(
+            ap.config.ballot >= bp.config.ballot,
+            "ballot decreased {} -> {}",
+            bp.config.ballot,
+            ap.config.ballot
+        );
         // Every ACK is for a decree the replica has logged, at its current ballot, to the sender.
         for (dst, ballot, d) in &acks {
             prop_assert_eq!(*dst, id(op.from));
-            prop_assert!(ap.log.contains_key(d), "ACKed decree {} it has not logged: {:?}", d, ap.log);
+            prop_assert!(
+                ap.log.contains_key(d),
+                "ACKed decree {} it has not logged: {:?}",
+                d,
+                ap.log
+            );
             prop_assert_eq!(*ballot, ap.config.ballot);
             if strict_mutation && *d == op.decree {
                 prop_assert_eq!(
@@ -147,11 +220,21 @@ fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), 
             }
         }
         // A prepare ahead of a missing decree is buffered, neither logged nor ACKed.
-        let nacked = sends(&o).iter().any(|(_, m)| matches!(m, Msg::PrepareAck { ok: false, .. }));
+        let nacked = sends(&o)
+            .iter()
+            .any(|(_, m)| matches!(m, Msg::PrepareAck { ok: false, .. }));
         let accepted = op.claimed == Some(op.from) && !nacked && after.broken.is_none();
         if accepted && op.decree > bp.last_decree() + 1 {
-            prop_assert!(!ap.log.contains_key(&op.decree), "early prepare {} was logged", op.decree);
-            prop_assert!(!acks.iter().any(|(_, _, d)| *d == op.decree), "early prepare {} was ACKed", op.decree);
+            prop_assert!(
+                !ap.log.contains_key(&op.decree),
+                "early prepare {} was logged",
+                op.decree
+            );
+            prop_assert!(
+                !acks.iter().any(|(_, _, d)| *d == op.decree),
+                "early prepare {} was ACKed",
+                op.decree
+            );
             prop_assert_eq!(ap.early.get(&op.decree), Some(&op.entry));
         }
         prop_assert!(
@@ -163,18 +246,32 @@ fn run_secondary(bugs: Bugs, ops: &[Prep], strict_mutation: bool) -> Result<(), 
         // Adopting a higher ballot as a secondary drops the old-ballot entries beyond
         // max(committed, base) before anything of the new ballot is logged: of those, only
         // the prepared decree itself may be in the log afterwards.
-        if op.claimed == Some(op.from) && ap.config.ballot > bp.config.ballot && ap.status == Status::Secondary {
+        if op.claimed == Some(op.from)
+            && ap.config.ballot > bp.config.ballot
+            && ap.status == Status::Secondary
+        {
             let keep = bp.committed.max(op.base);
             for (d, e) in bp.log.range(keep + 1..) {
                 if e.ballot < ap.config.ballot && *d != op.decree {
-                    prop_assert!(ap.log.get(d) != Some(e), "stale decree {} (ballot {}) kept beyond base {}: {:?}", d, e.ballot, keep, ap.log);
+                    prop_assert!(
+                        ap.log.get(d) != Some(e),
+                        "stale decree {} (ballot {}) kept beyond base {}: {:?}",
+                        d,
+                        e.ballot,
+                        keep,
+                        ap.log
+                    );
                 }
             }
         }
         // `broken` only when a committed decree is re-prepared with another mutation.
         if after.broken.is_some() {
             prop_assert!(
-                op.decree <= bp.committed && bp.log.get(&op.decree).is_some_and(|e| e.mutation != op.entry.mutation),
+                op.decree <= bp.committed
+                    && bp
+                        .log
+                        .get(&op.decree)
+                        .is_some_and(|e| e.mutation != op.entry.mutation),
                 "broken without a conflicting re-prepare of a committed decree: {:?} after {:?}",
                 after.broken,
                 op
@@ -202,9 +299,14 @@ proptest! {
 fn secondary_prepare_rules_catch_accept_stale_prepare() {
     let bugs = Bugs::none().with(Bug::AcceptStalePrepare);
     let mut runner = deterministic_runner(256);
-    let result = runner.run(&prop::collection::vec(arb_prep(), 1..40), |ops| run_secondary(bugs, &ops, false));
+    let result = runner.run(&prop::collection::vec(arb_prep(), 1..40), |ops| {
+        run_secondary(bugs, &ops, false)
+    });
     let err = result.expect_err("the mutant AcceptStalePrepare went unnoticed");
-    assert!(err.to_string().contains("stale prepare"), "failed for another reason: {err}");
+    assert!(
+        err.to_string().contains("stale prepare"),
+        "failed for another reason: {err}"
+    );
 
     // And a concrete case: ballot 1 from the configured primary, below the replica's 2.
     let stale = Prep {
@@ -213,7 +315,10 @@ fn secondary_prepare_rules_catch_accept_stale_prepare() {
         ballot: 1,
         member: true,
         decree: 1,
-        entry: Entry { ballot: 1, mutation: history(1) },
+        entry: Entry {
+            ballot: 1,
+            mutation: history(1),
+        },
         committed: 0,
         base: 0,
     };
@@ -231,7 +336,10 @@ fn secondary_durability_catches_forget_to_persist_ballot() {
         ballot: 3,
         member: true,
         decree: 1,
-        entry: Entry { ballot: 3, mutation: history(1) },
+        entry: Entry {
+            ballot: 3,
+            mutation: history(1),
+        },
         committed: 0,
         base: 0,
     };
@@ -252,18 +360,28 @@ fn secondary_never_acks_a_mutation_it_does_not_hold() {
         ballot: 2,
         member: true,
         decree,
-        entry: Entry { ballot: 2, mutation: m },
+        entry: Entry {
+            ballot: 2,
+            mutation: m,
+        },
         committed,
         base: 0,
     };
     let ops = [prep(1, history(1), 1), prep(1, mutation(11, 9, 9), 1)];
     run_secondary(Bugs::none(), &ops, true).unwrap();
     // And the step itself: broken, and silent about the conflicting decree.
-    let (mut sim, _) = Sim::start(replica_node(vec![pc(2, Some(P), &[R, 3])], Bugs::none()), id(R), None);
+    let (mut sim, _) = Sim::start(
+        replica_node(vec![pc(2, Some(P), &[R, 3])], Bugs::none()),
+        id(R),
+        None,
+    );
     sim.msg(id(P), ops[0].msg());
     let o = sim.msg(id(P), ops[1].msg());
     assert!(sim.replica().broken.is_some());
-    assert!(ok_acks(&o).is_empty(), "ACKed a conflicting re-prepare: {o:?}");
+    assert!(
+        ok_acks(&o).is_empty(),
+        "ACKed a conflicting re-prepare: {o:?}"
+    );
 }
 
 proptest! {
@@ -289,8 +407,19 @@ proptest! {
 #[derive(Clone, Debug)]
 enum SecOp {
     Prep(Prep),
-    GroupCheck { from: usize, ballot: Ballot, member: bool, committed: Decree, base: Decree },
-    ConfigUpdate { ballot: Ballot, primary: usize, member: bool, incarnation: u32 },
+    GroupCheck {
+        from: usize,
+        ballot: Ballot,
+        member: bool,
+        committed: Decree,
+        base: Decree,
+    },
+    ConfigUpdate {
+        ballot: Ballot,
+        primary: usize,
+        member: bool,
+        incarnation: u32,
+    },
 }
 
 fn arb_sec_op() -> impl Strategy<Value = SecOp> {
@@ -304,7 +433,10 @@ fn arb_sec_op() -> impl Strategy<Value = SecOp> {
 }
 
 fn members(primary: usize, member: bool) -> Vec<usize> {
-    [R, 3, 4].into_iter().filter(|n| *n != primary && (member || *n != R)).collect()
+    [R, 3, 4]
+        .into_iter()
+        .filter(|n| *n != primary && (member || *n != R))
+        .collect()
 }
 
 proptest! {
@@ -396,18 +528,49 @@ proptest! {
 fn secondary_log_stays_contiguous_across_a_new_ballot() {
     let old = pc(1, Some(1), &[2, 3]);
     let new = pc(2, Some(2), &[3]);
-    let four = Entry { ballot: 2, mutation: mutation(11, 1, 40) };
-    let five = Entry { ballot: 2, mutation: mutation(12, 1, 50) };
-    let prepare = |decree: Decree, entry: Entry| Msg::Prepare { config: new.clone(), decree, entry, committed: 0, base: 3, retain: 0 };
-    let group_check = Msg::GroupCheck { config: new.clone(), committed: 0, base: 3, retain: 0 };
+    let four = Entry {
+        ballot: 2,
+        mutation: mutation(11, 1, 40),
+    };
+    let five = Entry {
+        ballot: 2,
+        mutation: mutation(12, 1, 50),
+    };
+    let prepare = |decree: Decree, entry: Entry| Msg::Prepare {
+        config: new.clone(),
+        decree,
+        entry,
+        committed: 0,
+        base: 3,
+        retain: 0,
+    };
+    let group_check = Msg::GroupCheck {
+        config: new.clone(),
+        committed: 0,
+        base: 3,
+        retain: 0,
+    };
 
     for group_check_first in [false, true] {
         let (mut sim, o) = Sim::start(replica_node(vec![old.clone()], Bugs::none()), id(3), None);
         let mut durable = DurableReplica::default();
         durable.check(&o).unwrap();
         for d in 1..=5 {
-            let entry = Entry { ballot: 1, mutation: history(d) };
-            let o = sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 0, base: 0, retain: 0 });
+            let entry = Entry {
+                ballot: 1,
+                mutation: history(d),
+            };
+            let o = sim.msg(
+                id(1),
+                Msg::Prepare {
+                    config: old.clone(),
+                    decree: d,
+                    entry,
+                    committed: 0,
+                    base: 0,
+                    retain: 0,
+                },
+            );
             durable.check(&o).unwrap();
         }
         assert_eq!(part(sim.replica()).last_decree(), 5);
@@ -422,14 +585,30 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
             five_sent |= matches!(m, Msg::Prepare { .. });
             let o = sim.msg(id(2), m);
             durable.check(&o).unwrap();
-            assert!(ok_acks(&o).is_empty(), "ACKed ahead of the missing decree 4: {o:?}");
+            assert!(
+                ok_acks(&o).is_empty(),
+                "ACKed ahead of the missing decree 4: {o:?}"
+            );
             let p = part(sim.replica());
             assert_eq!(p.config, new);
             assert_eq!(p.status, Status::Secondary);
-            assert!(log_is_contiguous(p), "hole in a secondary's log: {:?}", p.log.keys().collect::<Vec<_>>());
-            assert_eq!(p.last_decree(), 3, "the stale tail beyond base was kept: {:?}", p.log);
+            assert!(
+                log_is_contiguous(p),
+                "hole in a secondary's log: {:?}",
+                p.log.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                p.last_decree(),
+                3,
+                "the stale tail beyond base was kept: {:?}",
+                p.log
+            );
             if five_sent {
-                assert_eq!(p.early.get(&5), Some(&five), "the prepare of 5 was not kept for later");
+                assert_eq!(
+                    p.early.get(&5),
+                    Some(&five),
+                    "the prepare of 5 was not kept for later"
+                );
             }
         }
         // The prepare of 4 fills the gap: both are logged and ACKed at ballot 2.
@@ -438,8 +617,18 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
         assert_eq!(ok_acks(&o), vec![(id(2), 2, 4), (id(2), 2, 5)]);
         let p = part(sim.replica());
         assert!(log_is_contiguous(p));
-        let expected: BTreeMap<Decree, Entry> =
-            (1..=3).map(|d| (d, Entry { ballot: 1, mutation: history(d) })).chain([(4, four.clone()), (5, five.clone())]).collect();
+        let expected: BTreeMap<Decree, Entry> = (1..=3)
+            .map(|d| {
+                (
+                    d,
+                    Entry {
+                        ballot: 1,
+                        mutation: history(d),
+                    },
+                )
+            })
+            .chain([(4, four.clone()), (5, five.clone())])
+            .collect();
         assert_eq!(p.log, expected);
         assert!(p.early.is_empty());
     }
@@ -456,16 +645,58 @@ fn secondary_log_stays_contiguous_across_a_new_ballot() {
 /// or refuse a prepare whose entry ballot differs from its configuration's.
 #[test]
 fn a_future_ballot_entry_never_leaves_a_hole() {
-    let (mut sim, _) = Sim::start(replica_node(vec![pc(2, Some(P), &[R, 3])], Bugs::none()), id(R), None);
+    let (mut sim, _) = Sim::start(
+        replica_node(vec![pc(2, Some(P), &[R, 3])], Bugs::none()),
+        id(R),
+        None,
+    );
     let cur = pc(2, Some(P), &[R, 3]);
-    let one = Entry { ballot: 2, mutation: history(1) };
-    let two = Entry { ballot: 3, mutation: history(2) };
-    sim.msg(id(P), Msg::Prepare { config: cur.clone(), decree: 1, entry: one, committed: 0, base: 0, retain: 0 });
-    sim.msg(id(P), Msg::Prepare { config: cur, decree: 2, entry: two, committed: 0, base: 0, retain: 0 });
+    let one = Entry {
+        ballot: 2,
+        mutation: history(1),
+    };
+    let two = Entry {
+        ballot: 3,
+        mutation: history(2),
+    };
+    sim.msg(
+        id(P),
+        Msg::Prepare {
+            config: cur.clone(),
+            decree: 1,
+            entry: one,
+            committed: 0,
+            base: 0,
+            retain: 0,
+        },
+    );
+    sim.msg(
+        id(P),
+        Msg::Prepare {
+            config: cur,
+            decree: 2,
+            entry: two,
+            committed: 0,
+            base: 0,
+            retain: 0,
+        },
+    );
     assert_eq!(part(sim.replica()).last_decree(), 2);
-    sim.msg(id(P), Msg::GroupCheck { config: pc(3, Some(P), &[R, 3]), committed: 0, base: 0, retain: 0 });
+    sim.msg(
+        id(P),
+        Msg::GroupCheck {
+            config: pc(3, Some(P), &[R, 3]),
+            committed: 0,
+            base: 0,
+            retain: 0,
+        },
+    );
     let p = part(sim.replica());
-    assert!(log_is_contiguous(p), "hole in a secondary's log: {:?}", p.log.keys().collect::<Vec<_>>());
+    assert!(
+        log_is_contiguous(p),
+        "hole in a secondary's log: {:?}",
+        p.log.keys().collect::<Vec<_>>()
+    );
 }
 
 /// The truncation keeps the committed prefix even when `base` is below it, keeps entries
@@ -476,20 +707,62 @@ fn new_ballot_truncation_keeps_the_committed_prefix_and_happens_once() {
     let new = pc(2, Some(2), &[3]);
     let (mut sim, _) = Sim::start(replica_node(vec![old.clone()], Bugs::none()), id(3), None);
     for d in 1..=4 {
-        let entry = Entry { ballot: 1, mutation: history(d) };
-        sim.msg(id(1), Msg::Prepare { config: old.clone(), decree: d, entry, committed: 2, base: 0, retain: 0 });
+        let entry = Entry {
+            ballot: 1,
+            mutation: history(d),
+        };
+        sim.msg(
+            id(1),
+            Msg::Prepare {
+                config: old.clone(),
+                decree: d,
+                entry,
+                committed: 2,
+                base: 0,
+                retain: 0,
+            },
+        );
     }
     assert_eq!(part(sim.replica()).committed, 2);
     // base 1 < committed 2: the committed prefix stays, 3 and 4 go.
-    sim.msg(id(2), Msg::GroupCheck { config: new.clone(), committed: 0, base: 1, retain: 0 });
+    sim.msg(
+        id(2),
+        Msg::GroupCheck {
+            config: new.clone(),
+            committed: 0,
+            base: 1,
+            retain: 0,
+        },
+    );
     let p = part(sim.replica());
     assert_eq!(p.log.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(p.committed, 2);
     // Entries of ballot 2 taken afterwards survive a later (duplicate) group check.
-    let e3 = Entry { ballot: 2, mutation: mutation(11, 1, 30) };
-    let o = sim.msg(id(2), Msg::Prepare { config: new.clone(), decree: 3, entry: e3.clone(), committed: 2, base: 1, retain: 0 });
+    let e3 = Entry {
+        ballot: 2,
+        mutation: mutation(11, 1, 30),
+    };
+    let o = sim.msg(
+        id(2),
+        Msg::Prepare {
+            config: new.clone(),
+            decree: 3,
+            entry: e3.clone(),
+            committed: 2,
+            base: 1,
+            retain: 0,
+        },
+    );
     assert_eq!(ok_acks(&o), vec![(id(2), 2, 3)]);
-    sim.msg(id(2), Msg::GroupCheck { config: new, committed: 2, base: 1, retain: 0 });
+    sim.msg(
+        id(2),
+        Msg::GroupCheck {
+            config: new,
+            committed: 2,
+            base: 1,
+            retain: 0,
+        },
+    );
     assert_eq!(part(sim.replica()).log.get(&3), Some(&e3));
 }
 
@@ -500,9 +773,21 @@ fn new_ballot_truncation_keeps_the_committed_prefix_and_happens_once() {
 #[derive(Clone, Debug)]
 enum POp {
     /// Write the register (`write(G, req, value)`).
-    Write { client: usize, req: ReqId, value: u8 },
-    Ack { from: usize, ballot: Ballot, decree: Decree, ok: bool },
-    Read { client: usize, req: ReqId },
+    Write {
+        client: usize,
+        req: ReqId,
+        value: u8,
+    },
+    Ack {
+        from: usize,
+        ballot: Ballot,
+        decree: Decree,
+        ok: bool,
+    },
+    Read {
+        client: usize,
+        req: ReqId,
+    },
 }
 
 fn arb_pop(max_decree: Decree, ack_from: &'static [usize]) -> impl Strategy<Value = POp> {
@@ -517,7 +802,20 @@ fn arb_pop(max_decree: Decree, ack_from: &'static [usize]) -> impl Strategy<Valu
 fn pop_msg(op: &POp) -> (usize, Msg) {
     match *op {
         POp::Write { client, req, value } => (client, write(G, req, value)),
-        POp::Ack { from, ballot, decree, ok } => (from, Msg::PrepareAck { gpid: G, ballot, decree, ok }),
+        POp::Ack {
+            from,
+            ballot,
+            decree,
+            ok,
+        } => (
+            from,
+            Msg::PrepareAck {
+                gpid: G,
+                ballot,
+                decree,
+                ok,
+            },
+        ),
         POp::Read { client, req } => (client, read(G, req)),
     }
 }
@@ -533,7 +831,9 @@ struct PrimaryModel {
 
 impl PrimaryModel {
     fn fully_acked(&self, d: Decree, secs: &[usize]) -> bool {
-        self.acks.get(&d).is_some_and(|a| secs.iter().all(|s| a.contains(s)))
+        self.acks
+            .get(&d)
+            .is_some_and(|a| secs.iter().all(|s| a.contains(s)))
     }
     /// The register at decree `d` (`None`: never written).
     fn value_at(&self, d: Decree) -> Option<Value> {
@@ -560,9 +860,22 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
         let prepares: Vec<(Id, Decree, Entry, PartitionConfig, Decree, Decree, Decree)> = out
             .iter()
             .filter_map(|(dst, m)| match m {
-                Msg::Prepare { config, decree, entry, committed, base, retain } => {
-                    Some((*dst, *decree, entry.clone(), config.clone(), *committed, *base, *retain))
-                }
+                Msg::Prepare {
+                    config,
+                    decree,
+                    entry,
+                    committed,
+                    base,
+                    retain,
+                } => Some((
+                    *dst,
+                    *decree,
+                    entry.clone(),
+                    config.clone(),
+                    *committed,
+                    *base,
+                    *retain,
+                )),
                 _ => None,
             })
             .collect();
@@ -572,13 +885,26 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                     // A duplicate: no second decree, no prepare; success only if committed.
                     prop_assert_eq!(&ap.log, &bp.log, "a duplicate write changed the log");
                     prop_assert!(prepares.is_empty(), "a duplicate write was prepared again");
-                    let replies: Vec<_> = out.iter().filter(|(dst, m)| *dst == id(client) && matches!(m, Msg::WriteReply { .. })).collect();
+                    let replies: Vec<_> = out
+                        .iter()
+                        .filter(|(dst, m)| {
+                            *dst == id(client) && matches!(m, Msg::WriteReply { .. })
+                        })
+                        .collect();
                     if d <= bp.committed {
                         prop_assert_eq!(replies.len(), 1);
                         let ok = matches!(replies[0].1, Msg::WriteReply { req: r, result: Ok(()), .. } if r == req);
-                        prop_assert!(ok, "duplicate of a committed write not answered with success: {:?}", replies);
+                        prop_assert!(
+                            ok,
+                            "duplicate of a committed write not answered with success: {:?}",
+                            replies
+                        );
                     } else {
-                        prop_assert!(replies.is_empty(), "uncommitted duplicate answered: {:?}", replies);
+                        prop_assert!(
+                            replies.is_empty(),
+                            "uncommitted duplicate answered: {:?}",
+                            replies
+                        );
                     }
                 } else {
                     // A new write: the next decree, prepared to every secondary at the ballot.
@@ -605,15 +931,32 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                     model.acks.insert(d, BTreeSet::new());
                 }
             }
-            POp::Ack { from, ballot, decree, ok } => {
+            POp::Ack {
+                from,
+                ballot,
+                decree,
+                ok,
+            } => {
                 prop_assert!(prepares.is_empty());
-                if ok && ballot == ap.config.ballot && SECS.contains(&from) && bp.log.contains_key(&decree) && decree > bp.committed {
+                if ok
+                    && ballot == ap.config.ballot
+                    && SECS.contains(&from)
+                    && bp.log.contains_key(&decree)
+                    && decree > bp.committed
+                {
                     model.acks.entry(decree).or_default().insert(from);
                 }
             }
             POp::Read { client, req } => {
-                let replies: Vec<_> = out.iter().filter(|(dst, m)| *dst == id(client) && matches!(m, Msg::ReadReply { .. })).collect();
-                prop_assert_eq!(replies.len(), 1, "read not answered (no barrier on a bootstrapped primary)");
+                let replies: Vec<_> = out
+                    .iter()
+                    .filter(|(dst, m)| *dst == id(client) && matches!(m, Msg::ReadReply { .. }))
+                    .collect();
+                prop_assert_eq!(
+                    replies.len(),
+                    1,
+                    "read not answered (no barrier on a bootstrapped primary)"
+                );
                 let expected = model.value_at(ap.committed);
                 prop_assert!(
                     matches!(&replies[0].1, Msg::ReadReply { req: r, result: Ok(v), .. } if *r == req && *v == expected),
@@ -634,19 +977,35 @@ fn run_primary(bugs: Bugs, ops: &[POp]) -> Result<(), TestCaseError> {
                 model.acks.get(&d)
             );
         }
-        let ready = (1..).take_while(|d| model.fully_acked(*d, &SECS)).last().unwrap_or(0);
+        let ready = (1..)
+            .take_while(|d| model.fully_acked(*d, &SECS))
+            .last()
+            .unwrap_or(0);
         prop_assert_eq!(ap.committed, ready, "a fully ACKed prefix is not committed");
         // Every write that commits in this step is answered once; no success before commit.
         for d in bp.committed + 1..=ap.committed {
-            let (client, req) = model.decree_of.iter().find(|(_, v)| **v == d).map(|(k, _)| *k).unwrap();
+            let (client, req) = model
+                .decree_of
+                .iter()
+                .find(|(_, v)| **v == d)
+                .map(|(k, _)| *k)
+                .unwrap();
             let n = out
                 .iter()
-                .filter(|(dst, m)| *dst == id(client) && matches!(m, Msg::WriteReply { req: r, result: Ok(()), .. } if *r == req))
+                .filter(|(dst, m)| {
+                    *dst == id(client)
+                        && matches!(m, Msg::WriteReply { req: r, result: Ok(()), .. } if *r == req)
+                })
                 .count();
             prop_assert_eq!(n, 1, "commit of decree {} answered {} times", d, n);
         }
         for (dst, m) in &out {
-            if let Msg::WriteReply { req, result: Ok(()), .. } = m {
+            if let Msg::WriteReply {
+                req,
+                result: Ok(()),
+                ..
+            } = m
+            {
                 let client: usize = (*dst).into();
                 let d = model.decree_of[&(client, *req)];
                 prop_assert!(d <= ap.committed, "success for uncommitted decree {}", d);
@@ -673,14 +1032,25 @@ proptest! {
 fn primary_write_commit_rules_catch_commit_without_all_acks() {
     let bugs = Bugs::none().with(Bug::CommitWithoutAllAcks);
     let mut runner = deterministic_runner(256);
-    let result = runner.run(&prop::collection::vec(arb_pop(8, &[2, 3, 4]), 1..60), |ops| run_primary(bugs, &ops));
+    let result = runner.run(
+        &prop::collection::vec(arb_pop(8, &[2, 3, 4]), 1..60),
+        |ops| run_primary(bugs, &ops),
+    );
     let err = result.expect_err("the mutant CommitWithoutAllAcks went unnoticed");
-    assert!(err.to_string().contains("without ACKs from every secondary"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("without ACKs from every secondary"),
+        "{err}"
+    );
 }
 
 #[test]
 fn primary_duplicate_write_gets_no_second_decree() {
-    let (mut sim, _) = Sim::start(replica_node(vec![pc(1, Some(R), &[2])], Bugs::none()), id(R), None);
+    let (mut sim, _) = Sim::start(
+        replica_node(vec![pc(1, Some(R), &[2])], Bugs::none()),
+        id(R),
+        None,
+    );
     let o = sim.msg(id(10), write(G, 1, 7));
     assert_eq!(sends_to(&o, id(2)).len(), 1);
     // Retry before commit: no new decree, no prepare, no answer yet.
@@ -691,30 +1061,80 @@ fn primary_duplicate_write_gets_no_second_decree() {
     sim.msg(id(11), write(G, 1, 8));
     assert_eq!(part(sim.replica()).last_decree(), 2);
     // The commit answers the client once.
-    let o = sim.msg(id(2), Msg::PrepareAck { gpid: G, ballot: 1, decree: 1, ok: true });
-    assert_eq!(sends_to(&o, id(10)), vec![Msg::WriteReply { gpid: G, req: 1, result: Ok(()) }]);
+    let o = sim.msg(
+        id(2),
+        Msg::PrepareAck {
+            gpid: G,
+            ballot: 1,
+            decree: 1,
+            ok: true,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, id(10)),
+        vec![Msg::WriteReply {
+            gpid: G,
+            req: 1,
+            result: Ok(())
+        }]
+    );
     // A retry after commit: answered at once, still one decree.
     let o = sim.msg(id(10), write(G, 1, 7));
-    assert_eq!(sends(&o), vec![(id(10), Msg::WriteReply { gpid: G, req: 1, result: Ok(()) })]);
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(10),
+            Msg::WriteReply {
+                gpid: G,
+                req: 1,
+                result: Ok(())
+            }
+        )]
+    );
     assert_eq!(part(sim.replica()).last_decree(), 2);
 }
 
 /// Recovered storage: log 1..=n at ballot 1 (primary 2, secondaries R and 3), commit point k.
 fn storage_with_log(n: Decree, k: Decree, incarnation: u32) -> ReplicaStorage {
-    let (_, o) = Sim::start(replica_node(vec![pc(1, Some(P), &[R, 3])], Bugs::none()), id(R), None);
+    let (_, o) = Sim::start(
+        replica_node(vec![pc(1, Some(P), &[R, 3])], Bugs::none()),
+        id(R),
+        None,
+    );
     let mut st = replica_saves(&o).pop().expect("first boot saves");
     st.incarnation = incarnation;
     let d = st.parts.get_mut(&G).unwrap();
-    d.log = (1..=n).map(|d| (d, Entry { ballot: 1, mutation: history(d) })).collect();
+    d.log = (1..=n)
+        .map(|d| {
+            (
+                d,
+                Entry {
+                    ballot: 1,
+                    mutation: history(d),
+                },
+            )
+        })
+        .collect();
     d.committed = k;
     st
 }
 
 #[derive(Clone, Debug)]
 enum BOp {
-    Read { client: usize, req: ReqId },
-    Ack { from: usize, ballot: Ballot, decree: Decree, ok: bool },
-    Write { client: usize, value: u8 },
+    Read {
+        client: usize,
+        req: ReqId,
+    },
+    Ack {
+        from: usize,
+        ballot: Ballot,
+        decree: Decree,
+        ok: bool,
+    },
+    Write {
+        client: usize,
+        value: u8,
+    },
 }
 
 proptest! {
@@ -837,26 +1257,85 @@ proptest! {
 
 #[test]
 fn primary_staying_primary_under_a_new_ballot_reprepares_and_keeps_waiting_clients() {
-    let (mut sim, _) = Sim::start(replica_node(vec![pc(1, Some(R), &[2, 3])], Bugs::none()), id(R), None);
+    let (mut sim, _) = Sim::start(
+        replica_node(vec![pc(1, Some(R), &[2, 3])], Bugs::none()),
+        id(R),
+        None,
+    );
     sim.msg(id(10), write(G, 1, 5));
     sim.msg(id(11), write(G, 1, 6));
     // 3 died: the meta commits ballot 2 without it.
     let new = pc(2, Some(R), &[2]);
-    let o = sim.msg(id(META), Msg::ConfigUpdate { config: new.clone(), incarnation: 1 });
+    let o = sim.msg(
+        id(META),
+        Msg::ConfigUpdate {
+            config: new.clone(),
+            incarnation: 1,
+        },
+    );
     let to2 = sends_to(&o, id(2));
     assert_eq!(part(sim.replica()).base, 2);
-    assert!(to2.contains(&Msg::GroupCheck { config: new.clone(), committed: 0, base: 2, retain: Decree::MAX }));
+    assert!(to2.contains(&Msg::GroupCheck {
+        config: new.clone(),
+        committed: 0,
+        base: 2,
+        retain: Decree::MAX
+    }));
     for d in 1..=2 {
         assert!(to2.iter().any(|m| matches!(m, Msg::Prepare { decree, entry, config, base: 2, retain, .. } if *decree == d && entry.ballot == 2 && *config == new && *retain == Decree::MAX)));
     }
     assert!(sends_to(&o, id(3)).is_empty());
     // An ACK at the old ballot no longer counts; ACKs at the new one commit and answer.
-    let o = sim.msg(id(2), Msg::PrepareAck { gpid: G, ballot: 1, decree: 1, ok: true });
+    let o = sim.msg(
+        id(2),
+        Msg::PrepareAck {
+            gpid: G,
+            ballot: 1,
+            decree: 1,
+            ok: true,
+        },
+    );
     assert!(sends(&o).is_empty());
-    let o = sim.msg(id(2), Msg::PrepareAck { gpid: G, ballot: 2, decree: 1, ok: true });
-    assert_eq!(sends(&o), vec![(id(10), Msg::WriteReply { gpid: G, req: 1, result: Ok(()) })]);
-    let o = sim.msg(id(2), Msg::PrepareAck { gpid: G, ballot: 2, decree: 2, ok: true });
-    assert_eq!(sends(&o), vec![(id(11), Msg::WriteReply { gpid: G, req: 1, result: Ok(()) })]);
+    let o = sim.msg(
+        id(2),
+        Msg::PrepareAck {
+            gpid: G,
+            ballot: 2,
+            decree: 1,
+            ok: true,
+        },
+    );
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(10),
+            Msg::WriteReply {
+                gpid: G,
+                req: 1,
+                result: Ok(())
+            }
+        )]
+    );
+    let o = sim.msg(
+        id(2),
+        Msg::PrepareAck {
+            gpid: G,
+            ballot: 2,
+            decree: 2,
+            ok: true,
+        },
+    );
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(11),
+            Msg::WriteReply {
+                gpid: G,
+                req: 1,
+                result: Ok(())
+            }
+        )]
+    );
 }
 
 // =======================================================================================
@@ -865,34 +1344,63 @@ fn primary_staying_primary_under_a_new_ballot_reprepares_and_keeps_waiting_clien
 
 fn arb_storage() -> impl Strategy<Value = ReplicaStorage> {
     let part = (
-        (0u32..6, prop::option::of(1usize..5), prop::collection::vec(1usize..5, 0..3)),
+        (
+            0u32..6,
+            prop::option::of(1usize..5),
+            prop::collection::vec(1usize..5, 0..3),
+        ),
         (0u32..6, 0u32..=100, 0u32..=100),
         prop::collection::vec((0u32..5, 10usize..13, 1u32..5, 0u8..9), 6),
         prop_oneof![Just(Decree::MAX), 0u32..6],
     );
-    (0u32..1_000_000, prop::collection::btree_map((0u8..3, 0u8..3), part, 0..4)).prop_map(|(incarnation, parts)| {
-        let mut st = storage_with_log(0, 0, incarnation);
-        let template = st.parts.remove(&G).unwrap();
-        for ((table, partition), ((ballot, primary, secs), (n, k_frac, s_frac), entries, retain)) in parts {
-            let gpid = Gpid { table, partition };
-            let mut d = template.clone();
-            d.config = pcg(gpid, ballot, primary, &secs);
-            let log: BTreeMap<Decree, Entry> = (1..=n).map(|i| (i, Entry { ballot: entries[i as usize - 1].0, mutation: mutation(entries[i as usize - 1].1, entries[i as usize - 1].2, entries[i as usize - 1].3) })).collect();
-            d.committed = n * k_frac / 100;
-            // Garbage collection collapsed a committed prefix into the snapshot.
-            let collected = d.committed * s_frac / 100;
-            for (dec, e) in log.range(..=collected) {
-                d.snapshot.decree = *dec;
-                e.mutation.op.apply(&mut d.snapshot.data);
-                let last = d.snapshot.last_req.entry(e.mutation.client).or_insert(0);
-                *last = (*last).max(e.mutation.req);
+    (
+        0u32..1_000_000,
+        prop::collection::btree_map((0u8..3, 0u8..3), part, 0..4),
+    )
+        .prop_map(|(incarnation, parts)| {
+            let mut st = storage_with_log(0, 0, incarnation);
+            let template = st.parts.remove(&G).unwrap();
+            for (
+                (table, partition),
+                ((ballot, primary, secs), (n, k_frac, s_frac), entries, retain),
+            ) in parts
+            {
+                let gpid = Gpid { table, partition };
+                let mut d = template.clone();
+                d.config = pcg(gpid, ballot, primary, &secs);
+                let log: BTreeMap<Decree, Entry> = (1..=n)
+                    .map(|i| {
+                        (
+                            i,
+                            Entry {
+                                ballot: entries[i as usize - 1].0,
+                                mutation: mutation(
+                                    entries[i as usize - 1].1,
+                                    entries[i as usize - 1].2,
+                                    entries[i as usize - 1].3,
+                                ),
+                            },
+                        )
+                    })
+                    .collect();
+                d.committed = n * k_frac / 100;
+                // Garbage collection collapsed a committed prefix into the snapshot.
+                let collected = d.committed * s_frac / 100;
+                for (dec, e) in log.range(..=collected) {
+                    d.snapshot.decree = *dec;
+                    e.mutation.op.apply(&mut d.snapshot.data);
+                    let last = d.snapshot.last_req.entry(e.mutation.client).or_insert(0);
+                    *last = (*last).max(e.mutation.req);
+                }
+                d.log = log
+                    .into_iter()
+                    .filter(|(dec, _)| *dec > collected)
+                    .collect();
+                d.retain = retain;
+                st.parts.insert(gpid, d);
             }
-            d.log = log.into_iter().filter(|(dec, _)| *dec > collected).collect();
-            d.retain = retain;
-            st.parts.insert(gpid, d);
-        }
-        st
-    })
+            st
+        })
 }
 
 proptest! {
@@ -957,13 +1465,25 @@ fn first_boot_saves_and_registers() {
     let (mut sim, o) = Sim::start(replica_node(vec![], Bugs::none()), id(R), None);
     assert_eq!(sim.replica().incarnation, 0);
     assert!(replica_saves(&o).is_empty());
-    assert_eq!(sends(&o), vec![(id(META), Msg::Register { incarnation: 0 })]);
+    assert_eq!(
+        sends(&o),
+        vec![(id(META), Msg::Register { incarnation: 0 })]
+    );
     let mut durable = DurableReplica::default();
     durable.check(&o).unwrap();
     let o = sim.msg(id(META), Msg::Registered { incarnation: 4 });
     assert_eq!(sim.replica().incarnation, 4);
-    assert_eq!(replica_saves(&o).iter().map(|st| st.incarnation).collect::<Vec<_>>(), vec![4]);
-    assert_eq!(sends(&o), vec![(id(META), Msg::Register { incarnation: 4 })]);
+    assert_eq!(
+        replica_saves(&o)
+            .iter()
+            .map(|st| st.incarnation)
+            .collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert_eq!(
+        sends(&o),
+        vec![(id(META), Msg::Register { incarnation: 4 })]
+    );
     durable.check(&o).unwrap();
     // Only the meta server assigns lives, and only to a node without one.
     let o = sim.msg(id(2), Msg::Registered { incarnation: 9 });
@@ -971,8 +1491,30 @@ fn first_boot_saves_and_registers() {
     let o = sim.msg(id(META), Msg::Registered { incarnation: 9 });
     assert!(o.is_empty() && sim.replica().incarnation == 4);
     // Bootstrapped: the role comes from the configuration, which is saved.
-    let (sim, o) = Sim::start(replica_node(vec![pc(1, Some(R), &[2]), pcg(Gpid { table: 1, partition: 1 }, 1, Some(2), &[3])], Bugs::none()), id(R), None);
-    assert_eq!(sim.replica().parts.len(), 1, "a replica hosts only the partitions it is a member of");
+    let (sim, o) = Sim::start(
+        replica_node(
+            vec![
+                pc(1, Some(R), &[2]),
+                pcg(
+                    Gpid {
+                        table: 1,
+                        partition: 1,
+                    },
+                    1,
+                    Some(2),
+                    &[3],
+                ),
+            ],
+            Bugs::none(),
+        ),
+        id(R),
+        None,
+    );
+    assert_eq!(
+        sim.replica().parts.len(),
+        1,
+        "a replica hosts only the partitions it is a member of"
+    );
     assert_eq!(part(sim.replica()).status, Status::Primary);
     let saved = replica_saves(&o);
     assert_eq!(saved.len(), 1);
@@ -986,14 +1528,32 @@ fn first_boot_saves_and_registers() {
 /// clients' NotPrimary claims nothing durable).
 #[test]
 fn durable_state_backs_every_claim_on_commit_and_demotion() {
-    let (mut sim, o) = Sim::start(replica_node(vec![pc(1, Some(R), &[2])], Bugs::none()), id(R), None);
+    let (mut sim, o) = Sim::start(
+        replica_node(vec![pc(1, Some(R), &[2])], Bugs::none()),
+        id(R),
+        None,
+    );
     let mut durable = DurableReplica::default();
     durable.check(&o).unwrap();
     for (src, m) in [
         (10, write(G, 1, 5)),
-        (2, Msg::PrepareAck { gpid: G, ballot: 1, decree: 1, ok: true }),
+        (
+            2,
+            Msg::PrepareAck {
+                gpid: G,
+                ballot: 1,
+                decree: 1,
+                ok: true,
+            },
+        ),
         (11, write(G, 1, 6)),
-        (META, Msg::ConfigUpdate { config: pc(2, Some(2), &[R]), incarnation: 1 }),
+        (
+            META,
+            Msg::ConfigUpdate {
+                config: pc(2, Some(2), &[R]),
+                incarnation: 1,
+            },
+        ),
     ] {
         let o = sim.msg(id(src), m);
         durable.check(&o).unwrap();

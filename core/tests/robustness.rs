@@ -11,8 +11,8 @@ use petrel_core::replica::ReplicaState;
 use petrel_core::*;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use std::collections::{BTreeMap, BTreeSet};
 use stateright::actor::Id;
+use std::collections::{BTreeMap, BTreeSet};
 
 // ---- arbitrary values: mostly small (so they hit real state), sometimes extreme ----------
 
@@ -33,9 +33,23 @@ fn arb_gpid() -> impl Strategy<Value = Gpid> {
 }
 
 fn arb_config() -> impl Strategy<Value = PartitionConfig> {
-    (arb_gpid(), arb_u32(), prop::option::weighted(0.85, arb_id()), prop::collection::vec(arb_id(), 0..4), arb_u8()).prop_map(
-        |(gpid, ballot, primary, secondaries, max_replica_count)| PartitionConfig { gpid, ballot, primary, secondaries, max_replica_count, source: None },
+    (
+        arb_gpid(),
+        arb_u32(),
+        prop::option::weighted(0.85, arb_id()),
+        prop::collection::vec(arb_id(), 0..4),
+        arb_u8(),
     )
+        .prop_map(
+            |(gpid, ballot, primary, secondaries, max_replica_count)| PartitionConfig {
+                gpid,
+                ballot,
+                primary,
+                secondaries,
+                max_replica_count,
+                source: None,
+            },
+        )
 }
 
 /// A key or a value: mostly one of a few (so keys collide), sometimes any short bytes.
@@ -78,7 +92,14 @@ fn arb_err() -> impl Strategy<Value = ErrorCode> {
 }
 
 fn arb_dup_status() -> impl Strategy<Value = DupStatus> {
-    prop::sample::select(vec![DupStatus::Init, DupStatus::Prepare, DupStatus::App, DupStatus::Log, DupStatus::Pause, DupStatus::Removed])
+    prop::sample::select(vec![
+        DupStatus::Init,
+        DupStatus::Prepare,
+        DupStatus::App,
+        DupStatus::Log,
+        DupStatus::Pause,
+        DupStatus::Removed,
+    ])
 }
 
 fn arb_fail_mode() -> impl Strategy<Value = FailMode> {
@@ -86,44 +107,74 @@ fn arb_fail_mode() -> impl Strategy<Value = FailMode> {
 }
 
 fn arb_dup_entry() -> impl Strategy<Value = DupEntry> {
-    (arb_dup_status(), arb_id(), arb_u8(), arb_u32(), arb_fail_mode(), arb_u32()).prop_map(
-        |(status, remote_meta, remote_table, version, fail_mode, confirmed)| DupEntry {
-            status,
-            remote_meta,
-            remote_table,
-            version,
-            fail_mode,
-            confirmed,
-        },
+    (
+        arb_dup_status(),
+        arb_id(),
+        arb_u8(),
+        arb_u32(),
+        arb_fail_mode(),
+        arb_u32(),
     )
+        .prop_map(
+            |(status, remote_meta, remote_table, version, fail_mode, confirmed)| DupEntry {
+                status,
+                remote_meta,
+                remote_table,
+                version,
+                fail_mode,
+                confirmed,
+            },
+        )
 }
 
 fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
-    (arb_u32(), arb_map(), prop::collection::btree_map(arb_id(), arb_u32(), 0..3))
-        .prop_map(|(decree, data, last_req)| Snapshot { decree, data, last_req })
+    (
+        arb_u32(),
+        arb_map(),
+        prop::collection::btree_map(arb_id(), arb_u32(), 0..3),
+    )
+        .prop_map(|(decree, data, last_req)| Snapshot {
+            decree,
+            data,
+            last_req,
+        })
 }
 
 fn arb_dup_record() -> impl Strategy<Value = DupRecord> {
     (
         (arb_u8(), arb_u8(), arb_dup_status(), arb_u32(), arb_id()),
-        (prop::collection::btree_map(arb_u8(), arb_u32(), 0..3), arb_fail_mode(), arb_u32(), prop::collection::btree_map(arb_u8(), ".{0,8}", 0..2)),
+        (
+            prop::collection::btree_map(arb_u8(), arb_u32(), 0..3),
+            arb_fail_mode(),
+            arb_u32(),
+            prop::collection::btree_map(arb_u8(), ".{0,8}", 0..2),
+        ),
     )
-        .prop_map(|((dupid, table, status, version, remote_meta), (confirmed, fail_mode, skipped, refusing))| DupRecord {
-            dupid,
-            table,
-            status,
-            version,
-            remote_meta,
-            confirmed,
-            fail_mode,
-            skipped,
-            refusing,
-            ..a_dup_record()
-        })
+        .prop_map(
+            |(
+                (dupid, table, status, version, remote_meta),
+                (confirmed, fail_mode, skipped, refusing),
+            )| DupRecord {
+                dupid,
+                table,
+                status,
+                version,
+                remote_meta,
+                confirmed,
+                fail_mode,
+                skipped,
+                refusing,
+                ..a_dup_record()
+            },
+        )
 }
 
 fn arb_dup_ident() -> impl Strategy<Value = DupIdent> {
-    (arb_id(), arb_u8(), arb_u8()).prop_map(|(source_meta, table, dupid)| DupIdent { source_meta, table, dupid })
+    (arb_id(), arb_u8(), arb_u8()).prop_map(|(source_meta, table, dupid)| DupIdent {
+        source_meta,
+        table,
+        dupid,
+    })
 }
 
 fn arb_reason() -> impl Strategy<Value = String> {
@@ -228,7 +279,12 @@ fn apply(sim: &mut Sim, step: &Step) -> stateright::actor::Out<Node> {
 const REPLICAS: [usize; 3] = [1, 2, 3];
 
 fn tables() -> Vec<TableSpec> {
-    vec![TableSpec { id: 1, partitions: 2, max_replica_count: 3, source: None }]
+    vec![TableSpec {
+        id: 1,
+        partitions: 2,
+        max_replica_count: 3,
+        source: None,
+    }]
 }
 
 fn a_dup_record() -> DupRecord {
@@ -253,7 +309,12 @@ fn a_dup_record() -> DupRecord {
 
 fn metas() -> Vec<Sim> {
     let mut out = Vec::new();
-    for (members, accept, dups) in [(3u8, false, None), (0, true, None), (2, true, Some(a_dup_record())), (3, false, Some(a_log_dup_record()))] {
+    for (members, accept, dups) in [
+        (3u8, false, None),
+        (0, true, None),
+        (2, true, Some(a_dup_record())),
+        (3, false, Some(a_log_dup_record())),
+    ] {
         let mut cfg = meta_cfg(&REPLICAS, tables(), members, Bugs::none());
         cfg.accept_duplication = accept;
         cfg.dups = dups.into_iter().collect();
@@ -264,14 +325,35 @@ fn metas() -> Vec<Sim> {
 
 /// A duplication of table 1 in LOG that the follower confirmed up to decree 1.
 fn a_log_dup_record() -> DupRecord {
-    DupRecord { status: DupStatus::Log, version: 2, confirmed: [(0, 1), (1, 1)].into(), ..a_dup_record() }
+    DupRecord {
+        status: DupStatus::Log,
+        version: 2,
+        confirmed: [(0, 1), (1, 1)].into(),
+        ..a_dup_record()
+    }
 }
 
 fn replicas() -> Vec<Sim> {
-    let boot = vec![pc(1, Some(1), &[2, 3]), pcg(Gpid { table: 1, partition: 1 }, 1, Some(2), &[1, 3])];
+    let boot = vec![
+        pc(1, Some(1), &[2, 3]),
+        pcg(
+            Gpid {
+                table: 1,
+                partition: 1,
+            },
+            1,
+            Some(2),
+            &[1, 3],
+        ),
+    ];
     let mut out = Vec::new();
     // (accept duplication, collect the log, a LOG duplication configured at boot)
-    for (accept, gc, dup) in [(false, false, false), (true, false, false), (true, true, false), (false, true, true)] {
+    for (accept, gc, dup) in [
+        (false, false, false),
+        (true, false, false),
+        (true, true, false),
+        (false, true, true),
+    ] {
         let mut cfg = replica_cfg(boot.clone(), Bugs::none());
         cfg.accept_duplication = accept;
         cfg.gc = gc;
@@ -280,21 +362,47 @@ fn replicas() -> Vec<Sim> {
         }
         out.push(Sim::start(Node::Replica(cfg.clone()), id(1), None).0); // primary of G
         out.push(Sim::start(Node::Replica(cfg.clone()), id(2), None).0); // secondary of G
-        out.push(Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None).0); // unassigned
-        // Recovered with a log: 1..=3, committed 2.
+        out.push(
+            Sim::start(
+                Node::Replica(replica_cfg(vec![], Bugs::none())),
+                id(4),
+                None,
+            )
+            .0,
+        ); // unassigned
+           // Recovered with a log: 1..=3, committed 2.
         let (mut sim, _) = Sim::start(Node::Replica(cfg.clone()), id(2), None);
         for d in 1..=3 {
-            let entry = Entry { ballot: 1, mutation: mutation(10, d, d) };
-            sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: d, entry, committed: 2, base: 0, retain: 0 });
+            let entry = Entry {
+                ballot: 1,
+                mutation: mutation(10, d, d),
+            };
+            sim.msg(
+                id(1),
+                Msg::Prepare {
+                    config: pc(1, Some(1), &[2, 3]),
+                    decree: d,
+                    entry,
+                    committed: 2,
+                    base: 0,
+                    retain: 0,
+                },
+            );
         }
-        let st = replica_saves(&sim.msg(id(1), Msg::Prepare {
-            config: pc(1, Some(1), &[2, 3]),
-            decree: 4,
-            entry: Entry { ballot: 1, mutation: mutation(10, 4, 4) },
-            committed: 2,
-            base: 0,
-            retain: 0,
-        }))
+        let st = replica_saves(&sim.msg(
+            id(1),
+            Msg::Prepare {
+                config: pc(1, Some(1), &[2, 3]),
+                decree: 4,
+                entry: Entry {
+                    ballot: 1,
+                    mutation: mutation(10, 4, 4),
+                },
+                committed: 2,
+                base: 0,
+                retain: 0,
+            },
+        ))
         .pop()
         .expect("a prepare is saved");
         out.push(Sim::start(Node::Replica(cfg), id(2), Some(NodeStorage::Replica(st))).0);
@@ -325,14 +433,31 @@ fn clients() -> Vec<Sim> {
 /// The only input that may break a replica: a prepare, from the primary its config names,
 /// of a decree the replica has committed and logged, with a different mutation.
 fn legit_break(before: &ReplicaState, src: Id, m: &Msg) -> bool {
-    let Msg::Prepare { config, decree, entry, .. } = m else { return false };
-    let Some(p) = before.parts.get(&config.gpid) else { return false };
+    let Msg::Prepare {
+        config,
+        decree,
+        entry,
+        ..
+    } = m
+    else {
+        return false;
+    };
+    let Some(p) = before.parts.get(&config.gpid) else {
+        return false;
+    };
     config.primary == Some(src)
         && *decree <= p.committed
-        && p.log.get(decree).is_some_and(|e| e.mutation != entry.mutation)
+        && p.log
+            .get(decree)
+            .is_some_and(|e| e.mutation != entry.mutation)
 }
 
-fn check_replica_step(before: &ReplicaState, after: &ReplicaState, step: &Step, o: &stateright::actor::Out<Node>) -> Result<(), TestCaseError> {
+fn check_replica_step(
+    before: &ReplicaState,
+    after: &ReplicaState,
+    step: &Step,
+    o: &stateright::actor::Out<Node>,
+) -> Result<(), TestCaseError> {
     if before.broken.is_some() {
         prop_assert!(o.is_empty(), "a broken replica acted: {:?}", o);
         prop_assert_eq!(after, before);
@@ -343,14 +468,25 @@ fn check_replica_step(before: &ReplicaState, after: &ReplicaState, step: &Step, 
             Step::Msg(src, m) => legit_break(before, *src, m),
             Step::Timer(_) => false,
         };
-        prop_assert!(ok, "replica broken by input alone: {:?} on {:?}", after.broken, step);
+        prop_assert!(
+            ok,
+            "replica broken by input alone: {:?} on {:?}",
+            after.broken,
+            step
+        );
     }
     prop_assert_eq!(after.incarnation, before.incarnation);
     for (g, bp) in &before.parts {
         let ap = after.parts.get(g);
         prop_assert!(ap.is_some(), "partition {:?} vanished", g);
         let ap = ap.unwrap();
-        prop_assert!(ap.config.ballot >= bp.config.ballot, "ballot of {:?} went back: {} -> {}", g, bp.config.ballot, ap.config.ballot);
+        prop_assert!(
+            ap.config.ballot >= bp.config.ballot,
+            "ballot of {:?} went back: {} -> {}",
+            g,
+            bp.config.ballot,
+            ap.config.ballot
+        );
     }
     Ok(())
 }
@@ -373,7 +509,14 @@ fn run_metas(steps: &[Step]) -> Result<(), TestCaseError> {
             apply(&mut sim, step);
             for (g, c) in &before.configs {
                 let now = sim.meta().configs.get(g).map(|c| c.ballot);
-                prop_assert!(now.is_some_and(|b| b >= c.ballot), "meta config {:?} went back or vanished: {:?} -> {:?} on {:?}", g, c, sim.meta().configs.get(g), step);
+                prop_assert!(
+                    now.is_some_and(|b| b >= c.ballot),
+                    "meta config {:?} went back or vanished: {:?} -> {:?} on {:?}",
+                    g,
+                    c,
+                    sim.meta().configs.get(g),
+                    step
+                );
             }
         }
     }
@@ -382,7 +525,9 @@ fn run_metas(steps: &[Step]) -> Result<(), TestCaseError> {
 
 fn run_clients(steps: &[Step]) -> Result<(), TestCaseError> {
     for mut sim in clients() {
-        let Node::Client(cfg) = sim.node.clone() else { unreachable!() };
+        let Node::Client(cfg) = sim.node.clone() else {
+            unreachable!()
+        };
         for step in steps {
             let before = sim.client().clone();
             apply(&mut sim, step);
@@ -390,7 +535,10 @@ fn run_clients(steps: &[Step]) -> Result<(), TestCaseError> {
             prop_assert!(s.results.len() <= cfg.ops.len());
             prop_assert!(s.attempts <= cfg.max_attempts);
             prop_assert!(s.results.len() >= before.results.len(), "results went back");
-            prop_assert!(s.results.len() == before.results.len() || s.results[..before.results.len()] == before.results[..]);
+            prop_assert!(
+                s.results.len() == before.results.len()
+                    || s.results[..before.results.len()] == before.results[..]
+            );
             if before.done() {
                 prop_assert_eq!(s, &before, "a finished client changed");
             }
@@ -446,9 +594,25 @@ proptest! {
 
 fn secondary_of_g() -> Sim {
     let mut sim = replicas().swap_remove(1);
-    assert_eq!(sim.replica().parts[&G].status, petrel_core::replica::Status::Secondary);
-    let entry = Entry { ballot: 1, mutation: mutation(10, 1, 1) };
-    sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 1, entry, committed: 1, base: 0, retain: 0 });
+    assert_eq!(
+        sim.replica().parts[&G].status,
+        petrel_core::replica::Status::Secondary
+    );
+    let entry = Entry {
+        ballot: 1,
+        mutation: mutation(10, 1, 1),
+    };
+    sim.msg(
+        id(1),
+        Msg::Prepare {
+            config: pc(1, Some(1), &[2, 3]),
+            decree: 1,
+            entry,
+            committed: 1,
+            base: 0,
+            retain: 0,
+        },
+    );
     assert_eq!(sim.replica().parts[&G].committed, 1);
     sim
 }
@@ -459,8 +623,21 @@ fn secondary_of_g() -> Sim {
 #[test]
 fn a_prepare_of_decree_zero_does_not_break_a_replica() {
     let mut sim = secondary_of_g();
-    let entry = Entry { ballot: 1, mutation: mutation(10, 1, 1) };
-    let o = sim.msg(id(1), Msg::Prepare { config: pc(1, Some(1), &[2, 3]), decree: 0, entry, committed: 1, base: 0, retain: 0 });
+    let entry = Entry {
+        ballot: 1,
+        mutation: mutation(10, 1, 1),
+    };
+    let o = sim.msg(
+        id(1),
+        Msg::Prepare {
+            config: pc(1, Some(1), &[2, 3]),
+            decree: 0,
+            entry,
+            committed: 1,
+            base: 0,
+            retain: 0,
+        },
+    );
     assert_eq!(sim.replica().broken, None, "{o:?}");
     assert!(ok_acks(&o).is_empty(), "ACKed decree 0: {o:?}");
 }
@@ -470,14 +647,52 @@ fn a_prepare_of_decree_zero_does_not_break_a_replica() {
 /// "committed" decrees sets `broken`.
 #[test]
 fn a_learn_never_sets_the_commit_point_beyond_the_log() {
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![], Bugs::none())),
+        id(4),
+        None,
+    );
     let config = pc(2, Some(1), &[2, 3]);
-    let log: BTreeMap<Decree, Entry> = [(1, Entry { ballot: 2, mutation: mutation(10, 1, 1) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 3, retain: 0 });
+    let log: BTreeMap<Decree, Entry> = [(
+        1,
+        Entry {
+            ballot: 2,
+            mutation: mutation(10, 1, 1),
+        },
+    )]
+    .into();
+    sim.msg(
+        id(1),
+        Msg::Learn {
+            config: config.clone(),
+            snapshot: Snapshot::default(),
+            log,
+            committed: 3,
+            retain: 0,
+        },
+    );
     let p = &sim.replica().parts[&G];
-    assert!(p.committed <= p.last_decree(), "learner committed {} > last {}", p.committed, p.last_decree());
-    let entry = Entry { ballot: 2, mutation: mutation(10, 2, 2) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 2, entry, committed: 1, base: 0, retain: 0 });
+    assert!(
+        p.committed <= p.last_decree(),
+        "learner committed {} > last {}",
+        p.committed,
+        p.last_decree()
+    );
+    let entry = Entry {
+        ballot: 2,
+        mutation: mutation(10, 2, 2),
+    };
+    sim.msg(
+        id(1),
+        Msg::Prepare {
+            config,
+            decree: 2,
+            entry,
+            committed: 1,
+            base: 0,
+            retain: 0,
+        },
+    );
     assert_eq!(sim.replica().broken, None);
 }
 
@@ -489,14 +704,52 @@ fn a_learn_never_sets_the_commit_point_beyond_the_log() {
 /// this; the fix would clamp to the largest k with 1..=k all in the learned log.
 #[test]
 fn a_learn_across_a_hole_never_breaks_a_replica() {
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![], Bugs::none())),
+        id(4),
+        None,
+    );
     let config = pc(2, Some(1), &[2, 3]);
-    let log: BTreeMap<Decree, Entry> = [(2, Entry { ballot: 2, mutation: mutation(10, 2, 2) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 1, retain: 0 });
+    let log: BTreeMap<Decree, Entry> = [(
+        2,
+        Entry {
+            ballot: 2,
+            mutation: mutation(10, 2, 2),
+        },
+    )]
+    .into();
+    sim.msg(
+        id(1),
+        Msg::Learn {
+            config: config.clone(),
+            snapshot: Snapshot::default(),
+            log,
+            committed: 1,
+            retain: 0,
+        },
+    );
     let p = &sim.replica().parts[&G];
-    assert!((1..=p.committed).all(|d| p.log.contains_key(&d)), "committed {} but the log is {:?}", p.committed, p.log.keys().collect::<Vec<_>>());
-    let entry = Entry { ballot: 2, mutation: mutation(10, 1, 1) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0, retain: 0 });
+    assert!(
+        (1..=p.committed).all(|d| p.log.contains_key(&d)),
+        "committed {} but the log is {:?}",
+        p.committed,
+        p.log.keys().collect::<Vec<_>>()
+    );
+    let entry = Entry {
+        ballot: 2,
+        mutation: mutation(10, 1, 1),
+    };
+    sim.msg(
+        id(1),
+        Msg::Prepare {
+            config,
+            decree: 1,
+            entry,
+            committed: 0,
+            base: 0,
+            retain: 0,
+        },
+    );
     assert_eq!(sim.replica().broken, None);
 }
 
@@ -509,11 +762,39 @@ fn create_follower_for_an_existing_local_table_is_refused() {
     cfg.accept_duplication = true;
     let (mut sim, _) = Sim::start(Node::Meta(cfg), id(0), None);
     let before = sim.meta().configs.clone();
-    let source = DupIdent { source_meta: id(30), table: 7, dupid: 1 };
-    let o = sim.msg(id(30), Msg::CreateFollower { source, table: 1, partitions: 2, replica_count: 1 });
-    assert_eq!(sends(&o), vec![(id(30), Msg::CreateFollowerReply { source, result: Err(CreateError::Exists) })]);
-    assert_eq!(sim.meta().configs, before, "existing partitions overwritten");
-    assert!(!sim.meta().followers.contains_key(&1), "a local table recorded as a follower");
+    let source = DupIdent {
+        source_meta: id(30),
+        table: 7,
+        dupid: 1,
+    };
+    let o = sim.msg(
+        id(30),
+        Msg::CreateFollower {
+            source,
+            table: 1,
+            partitions: 2,
+            replica_count: 1,
+        },
+    );
+    assert_eq!(
+        sends(&o),
+        vec![(
+            id(30),
+            Msg::CreateFollowerReply {
+                source,
+                result: Err(CreateError::Exists)
+            }
+        )]
+    );
+    assert_eq!(
+        sim.meta().configs,
+        before,
+        "existing partitions overwritten"
+    );
+    assert!(
+        !sim.meta().followers.contains_key(&1),
+        "a local table recorded as a follower"
+    );
 }
 
 /// The configuration at each ballot (one per ballot, as the meta server commits them).
@@ -538,7 +819,10 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
     // A write of the register, or (value 0) its deletion.
     let entry = (0u32..4, 10usize..12, 0u8..3).prop_map(|(b, c, v)| {
         let op = if v == 0 { Op::Del(k()) } else { put(v) };
-        Entry { ballot: b, mutation: mutation_op(c, ReqId::from(v), op) }
+        Entry {
+            ballot: b,
+            mutation: mutation_op(c, ReqId::from(v), op),
+        }
     });
     // The primary's retain bound: everything (no duplication) or a small confirmed decree.
     let retain = prop_oneof![2 => Just(Decree::MAX), 1 => 0u32..6];
@@ -617,26 +901,106 @@ proptest! {
 #[test]
 fn extreme_values_never_panic() {
     // A learned log holding decree u32::MAX, then a prepare.
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![], Bugs::none())),
+        id(4),
+        None,
+    );
     let config = pc(2, Some(1), &[2, 3]);
-    let log: BTreeMap<Decree, Entry> = [(u32::MAX, Entry { ballot: 2, mutation: mutation(10, 1, 1) })].into();
-    sim.msg(id(1), Msg::Learn { config: config.clone(), snapshot: Snapshot::default(), log, committed: 0, retain: 0 });
-    let entry = Entry { ballot: 2, mutation: mutation(10, 2, 2) };
-    sim.msg(id(1), Msg::Prepare { config, decree: 1, entry, committed: 0, base: 0, retain: 0 });
+    let log: BTreeMap<Decree, Entry> = [(
+        u32::MAX,
+        Entry {
+            ballot: 2,
+            mutation: mutation(10, 1, 1),
+        },
+    )]
+    .into();
+    sim.msg(
+        id(1),
+        Msg::Learn {
+            config: config.clone(),
+            snapshot: Snapshot::default(),
+            log,
+            committed: 0,
+            retain: 0,
+        },
+    );
+    let entry = Entry {
+        ballot: 2,
+        mutation: mutation(10, 2, 2),
+    };
+    sim.msg(
+        id(1),
+        Msg::Prepare {
+            config,
+            decree: 1,
+            entry,
+            committed: 0,
+            base: 0,
+            retain: 0,
+        },
+    );
 
     // A learned commit point of u32::MAX, then promotion and a write.
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(4), None);
-    sim.msg(id(1), Msg::Learn { config: pc(2, Some(1), &[2, 3]), snapshot: Snapshot::default(), log: BTreeMap::new(), committed: u32::MAX, retain: 0 });
-    assert_eq!(sim.replica().parts[&G].committed, 0, "the commit point is clamped to the learned log");
-    sim.msg(id(0), Msg::ConfigUpdate { config: pc(3, Some(4), &[]), incarnation: 1 });
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![], Bugs::none())),
+        id(4),
+        None,
+    );
+    sim.msg(
+        id(1),
+        Msg::Learn {
+            config: pc(2, Some(1), &[2, 3]),
+            snapshot: Snapshot::default(),
+            log: BTreeMap::new(),
+            committed: u32::MAX,
+            retain: 0,
+        },
+    );
+    assert_eq!(
+        sim.replica().parts[&G].committed,
+        0,
+        "the commit point is clamped to the learned log"
+    );
+    sim.msg(
+        id(0),
+        Msg::ConfigUpdate {
+            config: pc(3, Some(4), &[]),
+            incarnation: 1,
+        },
+    );
     sim.msg(id(5), write(G, 1, 1));
 
     // A primary at ballot u32::MAX whose learner catches up.
-    let (mut sim, _) = Sim::start(Node::Replica(replica_cfg(vec![], Bugs::none())), id(1), None);
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![], Bugs::none())),
+        id(1),
+        None,
+    );
     let c = pc(u32::MAX, Some(1), &[]);
-    sim.msg(id(0), Msg::ConfigUpdate { config: c.clone(), incarnation: 1 });
-    sim.msg(id(0), Msg::AddSecondary { config: c, node: id(2), incarnation: 1 });
-    let o = sim.msg(id(2), Msg::LearnDone { gpid: G, ballot: u32::MAX, learned: 0 });
+    sim.msg(
+        id(0),
+        Msg::ConfigUpdate {
+            config: c.clone(),
+            incarnation: 1,
+        },
+    );
+    sim.msg(
+        id(0),
+        Msg::AddSecondary {
+            config: c,
+            node: id(2),
+            incarnation: 1,
+        },
+    );
+    let o = sim.msg(
+        id(2),
+        Msg::LearnDone {
+            gpid: G,
+            ballot: u32::MAX,
+            learned: 0,
+        },
+    );
     // The proposal's ballot saturates: it never wraps to 0.
     for (_, m) in sends(&o) {
         if let Msg::ProposeConfig { config, .. } = m {

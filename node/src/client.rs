@@ -42,7 +42,10 @@ pub use crate::transport::random_client_id;
 use crate::transport::{id_of, raw_of, ClientEndpoint, Transport};
 use anyhow::Context;
 use petrel_core::client::Phase;
-use petrel_core::{partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig, ReqId, Value};
+use petrel_core::{
+    partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig,
+    ReqId, Value,
+};
 use std::time::Duration;
 
 /// Why a request to the meta server got no answer.
@@ -51,7 +54,11 @@ pub enum AskError {
     #[error("cannot reach the meta server (node {meta}): {why}")]
     Unreachable { meta: u64, why: String },
     #[error("no answer from the meta server (node {meta}) within {deadline:?}{why}")]
-    Deadline { meta: u64, deadline: Duration, why: String },
+    Deadline {
+        meta: u64,
+        deadline: Duration,
+        why: String,
+    },
     #[error(transparent)]
     Setup(#[from] anyhow::Error),
 }
@@ -60,28 +67,53 @@ pub enum AskError {
 /// message from it that `answer` accepts (no actor involved: an operator's request has no
 /// retry logic of its own; it is answered or the deadline passes). Opens and closes its
 /// own endpoint; [`Client`] asks over its shared one.
-pub async fn ask_meta(cfg: &Config, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
+pub async fn ask_meta(
+    cfg: &Config,
+    msg: Msg,
+    deadline: Duration,
+    answer: impl Fn(&Msg) -> bool,
+) -> Result<Msg, AskError> {
     let ep = ClientEndpoint::bind(&cfg.cluster, cfg.book(), &cfg.tls()?, cfg.settings())?;
     let r = ask_meta_on(&ep, cfg.topology.meta, msg, deadline, answer).await;
     ep.close().await;
     r
 }
 
-async fn ask_meta_on(ep: &ClientEndpoint, raw: u64, msg: Msg, deadline: Duration, answer: impl Fn(&Msg) -> bool) -> Result<Msg, AskError> {
+async fn ask_meta_on(
+    ep: &ClientEndpoint,
+    raw: u64,
+    msg: Msg,
+    deadline: Duration,
+    answer: impl Fn(&Msg) -> bool,
+) -> Result<Msg, AskError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let t = ep.transport(ep.fresh_id().map_err(anyhow::Error::from)?, tx)?;
     let meta = id_of(raw);
     t.send(meta, msg);
-    let why = |t: &Transport| t.errors().into_iter().map(|(_, e)| e).collect::<Vec<_>>().join("; ");
+    let why = |t: &Transport| {
+        t.errors()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let result = tokio::time::timeout(deadline, async {
         while let Some((src, msg)) = rx.recv().await {
             match msg {
                 m if src == meta && answer(&m) => return Ok(m),
-                Msg::PeerDown { .. } if src == meta => return Err(AskError::Unreachable { meta: raw, why: why(&t) }),
+                Msg::PeerDown { .. } if src == meta => {
+                    return Err(AskError::Unreachable {
+                        meta: raw,
+                        why: why(&t),
+                    })
+                }
                 _ => {}
             }
         }
-        Err(AskError::Unreachable { meta: raw, why: "transport closed".into() })
+        Err(AskError::Unreachable {
+            meta: raw,
+            why: "transport closed".into(),
+        })
     })
     .await;
     t.shutdown().await;
@@ -89,7 +121,15 @@ async fn ask_meta_on(ep: &ClientEndpoint, raw: u64, msg: Msg, deadline: Duration
         Ok(r) => r,
         Err(_) => {
             let w = why(&t);
-            Err(AskError::Deadline { meta: raw, deadline, why: if w.is_empty() { String::new() } else { format!(": {w}") } })
+            Err(AskError::Deadline {
+                meta: raw,
+                deadline,
+                why: if w.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {w}")
+                },
+            })
         }
     }
 }
@@ -100,10 +140,19 @@ pub enum ClientError {
     /// The core client gave up after its retry budget (`[client] max_attempts` dead nodes
     /// or request timeouts in a row).
     #[error("the operation failed: {code:?} (the client gave up after its retry budget)")]
-    Failed { code: ErrorCode, transport: Vec<String> },
+    Failed {
+        code: ErrorCode,
+        transport: Vec<String>,
+    },
     /// The call's deadline passed first.
-    #[error("no result within the deadline of {deadline:?}; the client was waiting for {waiting_for}")]
-    Deadline { deadline: Duration, waiting_for: String, transport: Vec<String> },
+    #[error(
+        "no result within the deadline of {deadline:?}; the client was waiting for {waiting_for}"
+    )]
+    Deadline {
+        deadline: Duration,
+        waiting_for: String,
+        transport: Vec<String>,
+    },
     /// The meta server has no such table.
     #[error("the meta server (node {meta}) knows no table {table}")]
     NoTable { table: u8, meta: u64 },
@@ -122,7 +171,9 @@ impl ClientError {
     /// The last transport error per node the call talked to (why it could not reach it).
     pub fn transport_errors(&self) -> &[String] {
         match self {
-            ClientError::Failed { transport, .. } | ClientError::Deadline { transport, .. } => transport,
+            ClientError::Failed { transport, .. } | ClientError::Deadline { transport, .. } => {
+                transport
+            }
             _ => &[],
         }
     }
@@ -130,7 +181,11 @@ impl ClientError {
     /// No answer in time (a deadline, or the meta server unreachable): the cluster may be
     /// fine a moment later. The other errors are definite answers or operator errors.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, ClientError::Deadline { .. } | ClientError::Meta(AskError::Deadline { .. } | AskError::Unreachable { .. }))
+        matches!(
+            self,
+            ClientError::Deadline { .. }
+                | ClientError::Meta(AskError::Deadline { .. } | AskError::Unreachable { .. })
+        )
     }
 }
 
@@ -162,10 +217,23 @@ impl Client {
         let endpoint = ClientEndpoint::bind(&cfg.cluster, cfg.book(), &tls, cfg.settings())?;
         let deadline = cfg.client_deadline();
         let meta = cfg.topology.meta;
-        let status = ask_meta_on(&endpoint, meta, Msg::QueryCluster, deadline, |m| matches!(m, Msg::ClusterStatus { .. })).await;
+        let status = ask_meta_on(&endpoint, meta, Msg::QueryCluster, deadline, |m| {
+            matches!(m, Msg::ClusterStatus { .. })
+        })
+        .await;
         let partitions = match status {
-            Ok(Msg::ClusterStatus { configs, .. }) => configs.iter().filter(|c| c.gpid.table == table).map(|c| c.gpid.partition).max(),
-            Ok(other) => return Err(anyhow::anyhow!("unexpected answer {} from the meta server", other.kind()).into()),
+            Ok(Msg::ClusterStatus { configs, .. }) => configs
+                .iter()
+                .filter(|c| c.gpid.table == table)
+                .map(|c| c.gpid.partition)
+                .max(),
+            Ok(other) => {
+                return Err(anyhow::anyhow!(
+                    "unexpected answer {} from the meta server",
+                    other.kind()
+                )
+                .into())
+            }
             Err(e) => {
                 endpoint.close().await;
                 return Err(e.into());
@@ -176,8 +244,18 @@ impl Client {
             return Err(ClientError::NoTable { table, meta });
         };
         // Partitions are numbered 0..P (P ≤ 255, so the last index is at most 254).
-        let partitions = last.checked_add(1).context("the meta server names partition 255; a table has at most 255")?;
-        Ok(Client { cfg: cfg.clone(), endpoint, table, partitions, deadline, ids: Default::default(), history: History::from_env() })
+        let partitions = last
+            .checked_add(1)
+            .context("the meta server names partition 255; a table has at most 255")?;
+        Ok(Client {
+            cfg: cfg.clone(),
+            endpoint,
+            table,
+            partitions,
+            deadline,
+            ids: Default::default(),
+            history: History::from_env(),
+        })
     }
 
     pub fn table(&self) -> u8 {
@@ -191,7 +269,10 @@ impl Client {
 
     /// The partition that holds `key`.
     pub fn gpid_of(&self, key: &[u8]) -> Gpid {
-        Gpid { table: self.table, partition: partition_of(key, self.partitions) }
+        Gpid {
+            table: self.table,
+            partition: partition_of(key, self.partitions),
+        }
     }
 
     /// The deadline of `put`/`get`/`del` (from `[client] deadline_ms`, default 15 s).
@@ -204,8 +285,14 @@ impl Client {
     }
 
     /// Set `key` to `value`.
-    pub async fn put(&self, key: impl Into<Key>, value: impl Into<Value>) -> Result<(), ClientError> {
-        self.call(ClientOp::put(key, value), self.deadline).await.map(|_| ())
+    pub async fn put(
+        &self,
+        key: impl Into<Key>,
+        value: impl Into<Value>,
+    ) -> Result<(), ClientError> {
+        self.call(ClientOp::put(key, value), self.deadline)
+            .await
+            .map(|_| ())
     }
 
     /// `key`'s value, `None` if it is absent.
@@ -218,13 +305,17 @@ impl Client {
 
     /// Delete `key` (deleting an absent key succeeds).
     pub async fn del(&self, key: impl Into<Key>) -> Result<(), ClientError> {
-        self.call(ClientOp::del(key), self.deadline).await.map(|_| ())
+        self.call(ClientOp::del(key), self.deadline)
+            .await
+            .map(|_| ())
     }
 
     /// Run one operation on its key's partition with this deadline: `WriteOk` or
     /// `ReadOk`, never `Failed` (that is [`ClientError::Failed`]).
     pub async fn call(&self, op: ClientOp, deadline: Duration) -> Result<OpResult, ClientError> {
-        let Some(history) = &self.history else { return self.call_unrecorded(op, deadline).await };
+        let Some(history) = &self.history else {
+            return self.call_unrecorded(op, deadline).await;
+        };
         let call = history.invoke(&op, self.cfg.topology.meta, self.table);
         let r = self.call_unrecorded(op, deadline).await;
         history.complete(call, &r);
@@ -237,7 +328,11 @@ impl Client {
         self.history = Some(history);
     }
 
-    async fn call_unrecorded(&self, op: ClientOp, deadline: Duration) -> Result<OpResult, ClientError> {
+    async fn call_unrecorded(
+        &self,
+        op: ClientOp,
+        deadline: Duration,
+    ) -> Result<OpResult, ClientError> {
         let key = match &op {
             ClientOp::Put(k, _) | ClientOp::Get(k) | ClientOp::Del(k) => k,
         };
@@ -258,13 +353,24 @@ impl Client {
         cfg.first_req = first_req;
         let actor = Node::Client(cfg);
         let ep = self.endpoint.clone();
-        let mut host = Host::start(actor, id_of(me), None, None, |_, tx| ep.transport(me, tx)).await?;
-        let ran = host.run(tokio::time::sleep(deadline), |s| matches!(s, NodeState::Client(c) if c.done())).await;
+        let mut host =
+            Host::start(actor, id_of(me), None, None, |_, tx| ep.transport(me, tx)).await?;
+        let ran = host
+            .run(
+                tokio::time::sleep(deadline),
+                |s| matches!(s, NodeState::Client(c) if c.done()),
+            )
+            .await;
         let (result, waiting_for) = match host.state() {
             NodeState::Client(c) => (c.results.first().cloned(), waiting_for(&self.cfg, &c.phase)),
             _ => (None, String::new()),
         };
-        let transport: Vec<String> = host.transport.errors().into_iter().map(|(_, e)| e).collect();
+        let transport: Vec<String> = host
+            .transport
+            .errors()
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
         host.stop().await;
         ran?;
         match result {
@@ -275,7 +381,11 @@ impl Client {
                 }
                 Ok(r)
             }
-            None => Err(ClientError::Deadline { deadline, waiting_for, transport }),
+            None => Err(ClientError::Deadline {
+                deadline,
+                waiting_for,
+                transport,
+            }),
         }
     }
 
@@ -286,14 +396,29 @@ impl Client {
 
     /// The meta server's configuration of `gpid` and the life of the primary it believes
     /// alive (read-only; no actor involved).
-    pub async fn config_of(&self, gpid: Gpid) -> Result<(Option<PartitionConfig>, Option<u32>), ClientError> {
-        let reply = ask_meta_on(&self.endpoint, self.cfg.topology.meta, Msg::QueryConfig { gpid }, self.deadline, |m| {
-            matches!(m, Msg::QueryConfigReply { gpid: g, .. } if *g == gpid)
-        })
+    pub async fn config_of(
+        &self,
+        gpid: Gpid,
+    ) -> Result<(Option<PartitionConfig>, Option<u32>), ClientError> {
+        let reply = ask_meta_on(
+            &self.endpoint,
+            self.cfg.topology.meta,
+            Msg::QueryConfig { gpid },
+            self.deadline,
+            |m| matches!(m, Msg::QueryConfigReply { gpid: g, .. } if *g == gpid),
+        )
         .await?;
         match reply {
-            Msg::QueryConfigReply { config, incarnation, .. } => Ok((config, incarnation)),
-            other => Err(anyhow::anyhow!("unexpected answer {} from the meta server", other.kind()).into()),
+            Msg::QueryConfigReply {
+                config,
+                incarnation,
+                ..
+            } => Ok((config, incarnation)),
+            other => Err(anyhow::anyhow!(
+                "unexpected answer {} from the meta server",
+                other.kind()
+            )
+            .into()),
         }
     }
 
@@ -333,8 +458,14 @@ pub const HISTORY_ENV: &str = "PETREL_CLIENT_HISTORY";
 
 impl History {
     pub fn open(path: &std::path::Path) -> std::io::Result<std::sync::Arc<History>> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let anchor_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let anchor_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
         Ok(std::sync::Arc::new(History {
             file: std::sync::Mutex::new(file),
             pid: std::process::id(),
@@ -347,7 +478,12 @@ impl History {
     fn from_env() -> Option<std::sync::Arc<History>> {
         let path = std::env::var_os(HISTORY_ENV)?;
         History::open(std::path::Path::new(&path))
-            .map_err(|e| tracing::warn!("cannot open the client history {}: {e}; not recording", path.to_string_lossy()))
+            .map_err(|e| {
+                tracing::warn!(
+                    "cannot open the client history {}: {e}; not recording",
+                    path.to_string_lossy()
+                )
+            })
             .ok()
     }
 
@@ -358,7 +494,11 @@ impl History {
     /// `meta` and `table` name the register space: keys of different tables or clusters
     /// are different objects (a follower table is a copy, not the same object).
     fn invoke(&self, op: &ClientOp, meta: u64, table: u8) -> String {
-        let call = format!("{}-{}", self.pid, self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let call = format!(
+            "{}-{}",
+            self.pid,
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let us = self.now_us() as u64;
         self.write(&serde_json::json!({"invoke": {"call": call, "pid": self.pid, "us": us, "meta": meta, "table": table, "op": op}}));
         call
@@ -391,7 +531,10 @@ impl History {
 fn waiting_for(cfg: &Config, phase: &Phase) -> String {
     match phase {
         Phase::Querying | Phase::Backoff => {
-            format!("the meta server (node {}) to name a usable primary of the partition", cfg.topology.meta)
+            format!(
+                "the meta server (node {}) to name a usable primary of the partition",
+                cfg.topology.meta
+            )
         }
         Phase::Sent { target, .. } => format!("node {} to answer the request", raw_of(*target)),
         Phase::Done => "nothing".to_string(),

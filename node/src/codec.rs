@@ -30,7 +30,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub enum Frame {
     /// Who the sender claims to be; the receiver checks it against the peer's certificate.
     /// `incarnation` is the life of the sender (named again in `PeerDown` when it dies).
-    Hello { cluster: String, id: u64, incarnation: u32 },
+    Hello {
+        cluster: String,
+        id: u64,
+        incarnation: u32,
+    },
     /// A protocol message for the receiving actor.
     Msg(Msg),
     /// Client to node: `msg` comes from the client session `session` (an id in the client
@@ -82,9 +86,15 @@ pub fn encode(frame: &Frame) -> Result<Vec<u8>, EncodeError> {
     buf = postcard::to_extend(frame, buf).map_err(|e| EncodeError::Serialize(e.to_string()))?;
     let len = buf.len() - 4;
     if len > MAX_FRAME {
-        return Err(EncodeError::Oversized { len, max: MAX_FRAME });
+        return Err(EncodeError::Oversized {
+            len,
+            max: MAX_FRAME,
+        });
     }
-    let len32 = u32::try_from(len).map_err(|_| EncodeError::Oversized { len, max: MAX_FRAME })?;
+    let len32 = u32::try_from(len).map_err(|_| EncodeError::Oversized {
+        len,
+        max: MAX_FRAME,
+    })?;
     buf[..4].copy_from_slice(&len32.to_be_bytes());
     Ok(buf)
 }
@@ -97,9 +107,13 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
     if version != VERSION {
         return Err(DecodeError::BadVersion(version));
     }
-    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(DecodeError::Malformed(format!("{} trailing bytes after the frame", rest.len())));
+        return Err(DecodeError::Malformed(format!(
+            "{} trailing bytes after the frame",
+            rest.len()
+        )));
     }
     Ok(frame)
 }
@@ -119,23 +133,34 @@ fn check_len(len: u32, max: usize) -> Result<usize, DecodeError> {
 /// Decode the first frame of `buf`. `Ok(None)`: not enough bytes yet. `Ok(Some((frame,
 /// used)))`: a frame and how many bytes of `buf` it took.
 pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, DecodeError> {
-    let Some(header) = buf.get(..4) else { return Ok(None) };
+    let Some(header) = buf.get(..4) else {
+        return Ok(None);
+    };
     let mut len_bytes = [0u8; 4];
     len_bytes.copy_from_slice(header);
     let len = check_len(u32::from_be_bytes(len_bytes), max)?;
-    let Some(body) = buf.get(4..4 + len) else { return Ok(None) };
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
     Ok(Some((decode_body(body)?, 4 + len)))
 }
 
 /// Read one frame from a stream. `Ok(None)`: the stream ended cleanly between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Option<Frame>, ReadError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Frame>, ReadError> {
     let mut header = [0u8; 4];
     // The first byte tells a clean end (no byte at all) from a truncated header.
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut header[got..]).await?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(ReadError::Truncated) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(ReadError::Truncated)
+            };
         }
         got += n;
     }
@@ -143,7 +168,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<O
     let mut body = vec![0u8; len];
     match r.read_exact(&mut body).await {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ReadError::Truncated),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ReadError::Truncated)
+        }
         Err(e) => return Err(ReadError::Io(e)),
     }
     Ok(Some(decode_body(&body)?))
@@ -157,7 +184,10 @@ mod tests {
     use stateright::actor::Id;
 
     fn id() -> impl Strategy<Value = Id> {
-        prop_oneof![(0usize..8).prop_map(Id::from), any::<usize>().prop_map(Id::from)]
+        prop_oneof![
+            (0usize..8).prop_map(Id::from),
+            any::<usize>().prop_map(Id::from)
+        ]
     }
 
     fn gpid() -> impl Strategy<Value = Gpid> {
@@ -165,16 +195,24 @@ mod tests {
     }
 
     fn config() -> impl Strategy<Value = PartitionConfig> {
-        (gpid(), any::<u32>(), proptest::option::of(id()), proptest::collection::vec(id(), 0..4), any::<u8>(), proptest::option::of(id())).prop_map(
-            |(gpid, ballot, primary, secondaries, max_replica_count, source)| PartitionConfig {
-                gpid,
-                ballot,
-                primary,
-                secondaries,
-                max_replica_count,
-                source,
-            },
+        (
+            gpid(),
+            any::<u32>(),
+            proptest::option::of(id()),
+            proptest::collection::vec(id(), 0..4),
+            any::<u8>(),
+            proptest::option::of(id()),
         )
+            .prop_map(
+                |(gpid, ballot, primary, secondaries, max_replica_count, source)| PartitionConfig {
+                    gpid,
+                    ballot,
+                    primary,
+                    secondaries,
+                    max_replica_count,
+                    source,
+                },
+            )
     }
 
     /// Keys and values: empty, short text, and any bytes (escapes only matter in text
@@ -210,31 +248,96 @@ mod tests {
     fn msg() -> impl Strategy<Value = Msg> {
         prop_oneof![
             gpid().prop_map(|gpid| Msg::QueryConfig { gpid }),
-            (gpid(), proptest::option::of(config()), proptest::option::of(any::<u32>()))
-                .prop_map(|(gpid, config, incarnation)| Msg::QueryConfigReply { gpid, config, incarnation }),
-            (gpid(), any::<petrel_core::ReqId>(), bytes(), proptest::option::of(bytes()))
-                .prop_map(|(gpid, req, key, value)| Msg::Write { gpid, req, key, value }),
-            (gpid(), any::<petrel_core::ReqId>(), bytes()).prop_map(|(gpid, req, key)| Msg::Read { gpid, req, key }),
-            (gpid(), any::<petrel_core::ReqId>(), proptest::result::maybe_ok(proptest::option::of(bytes()), error_code()))
+            (
+                gpid(),
+                proptest::option::of(config()),
+                proptest::option::of(any::<u32>())
+            )
+                .prop_map(|(gpid, config, incarnation)| Msg::QueryConfigReply {
+                    gpid,
+                    config,
+                    incarnation
+                }),
+            (
+                gpid(),
+                any::<petrel_core::ReqId>(),
+                bytes(),
+                proptest::option::of(bytes())
+            )
+                .prop_map(|(gpid, req, key, value)| Msg::Write {
+                    gpid,
+                    req,
+                    key,
+                    value
+                }),
+            (gpid(), any::<petrel_core::ReqId>(), bytes()).prop_map(|(gpid, req, key)| Msg::Read {
+                gpid,
+                req,
+                key
+            }),
+            (
+                gpid(),
+                any::<petrel_core::ReqId>(),
+                proptest::result::maybe_ok(proptest::option::of(bytes()), error_code())
+            )
                 .prop_map(|(gpid, req, result)| Msg::ReadReply { gpid, req, result }),
-            (gpid(), id(), any::<u32>(), proptest::collection::btree_map(bytes(), bytes(), 0..6))
-                .prop_map(|(gpid, origin, decree, data)| Msg::Checkpoint { gpid, origin, decree, data }),
-            (gpid(), id(), proptest::collection::vec((any::<u32>(), op()), 0..6))
-                .prop_map(|(gpid, origin, entries)| Msg::Ship { gpid, origin, entries }),
+            (
+                gpid(),
+                id(),
+                any::<u32>(),
+                proptest::collection::btree_map(bytes(), bytes(), 0..6)
+            )
+                .prop_map(|(gpid, origin, decree, data)| Msg::Checkpoint {
+                    gpid,
+                    origin,
+                    decree,
+                    data
+                }),
+            (
+                gpid(),
+                id(),
+                proptest::collection::vec((any::<u32>(), op()), 0..6)
+            )
+                .prop_map(|(gpid, origin, entries)| Msg::Ship {
+                    gpid,
+                    origin,
+                    entries
+                }),
             any::<u32>().prop_map(|incarnation| Msg::Register { incarnation }),
-            (gpid(), any::<u32>(), any::<u32>(), any::<bool>())
-                .prop_map(|(gpid, ballot, decree, ok)| Msg::PrepareAck { gpid, ballot, decree, ok }),
-            (config(), any::<u32>()).prop_map(|(config, incarnation)| Msg::ConfigUpdate { config, incarnation }),
+            (gpid(), any::<u32>(), any::<u32>(), any::<bool>()).prop_map(
+                |(gpid, ballot, decree, ok)| Msg::PrepareAck {
+                    gpid,
+                    ballot,
+                    decree,
+                    ok
+                }
+            ),
+            (config(), any::<u32>()).prop_map(|(config, incarnation)| Msg::ConfigUpdate {
+                config,
+                incarnation
+            }),
             (any::<u8>(), proptest::collection::vec(config(), 0..4))
                 .prop_map(|(table, configs)| Msg::QueryFollowerReply { table, configs }),
-            (gpid(), any::<u32>(), any::<u32>()).prop_map(|(gpid, ballot, learned)| Msg::LearnDone { gpid, ballot, learned }),
+            (gpid(), any::<u32>(), any::<u32>()).prop_map(|(gpid, ballot, learned)| {
+                Msg::LearnDone {
+                    gpid,
+                    ballot,
+                    learned,
+                }
+            }),
             any::<u32>().prop_map(|incarnation| Msg::PeerDown { incarnation }),
         ]
     }
 
     fn frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (".{0,30}", any::<u64>(), any::<u32>()).prop_map(|(cluster, id, incarnation)| Frame::Hello { cluster, id, incarnation }),
+            (".{0,30}", any::<u64>(), any::<u32>()).prop_map(|(cluster, id, incarnation)| {
+                Frame::Hello {
+                    cluster,
+                    id,
+                    incarnation,
+                }
+            }),
             msg().prop_map(Frame::Msg),
             (any::<u64>(), msg()).prop_map(|(session, msg)| Frame::From { session, msg }),
             (any::<u64>(), msg()).prop_map(|(session, msg)| Frame::To { session, msg }),
@@ -283,25 +386,44 @@ mod tests {
         // A length beyond the limit is refused from the header alone.
         let mut big = (MAX_FRAME as u32 + 1).to_be_bytes().to_vec();
         big.push(VERSION);
-        assert!(matches!(decode(&big, MAX_FRAME), Err(DecodeError::Oversized { .. })));
-        assert!(matches!(decode(&u32::MAX.to_be_bytes(), MAX_FRAME), Err(DecodeError::Oversized { .. })));
+        assert!(matches!(
+            decode(&big, MAX_FRAME),
+            Err(DecodeError::Oversized { .. })
+        ));
+        assert!(matches!(
+            decode(&u32::MAX.to_be_bytes(), MAX_FRAME),
+            Err(DecodeError::Oversized { .. })
+        ));
         // Wrong version.
         let mut f = encode(&Frame::Msg(Msg::Register { incarnation: 3 })).expect("encodes");
         f[4] = 99;
         assert_eq!(decode(&f, MAX_FRAME), Err(DecodeError::BadVersion(99)));
         // Empty body, unknown enum tag, trailing bytes.
-        assert!(matches!(decode(&[0, 0, 0, 0], MAX_FRAME), Err(DecodeError::Malformed(_))));
-        assert!(matches!(decode(&[0, 0, 0, 2, VERSION, 77], MAX_FRAME), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(&[0, 0, 0, 0], MAX_FRAME),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(&[0, 0, 0, 2, VERSION, 77], MAX_FRAME),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut f = encode(&Frame::Msg(Msg::Register { incarnation: 3 })).expect("encodes");
         f.push(0);
         let len = (f.len() - 4) as u32;
         f[..4].copy_from_slice(&len.to_be_bytes());
-        assert!(matches!(decode(&f, MAX_FRAME), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(&f, MAX_FRAME),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[tokio::test]
     async fn stream_reader() {
-        let a = Frame::Hello { cluster: "alpha".into(), id: 3, incarnation: 2 };
+        let a = Frame::Hello {
+            cluster: "alpha".into(),
+            id: 3,
+            incarnation: 2,
+        };
         let b = Frame::Msg(Msg::PeerDown { incarnation: 7 });
         let mut bytes = encode(&a).expect("encodes");
         bytes.extend(encode(&b).expect("encodes"));
@@ -311,12 +433,21 @@ mod tests {
         assert_eq!(read_frame(&mut r, MAX_FRAME).await.expect("end"), None);
         // Truncated in the header and in the body.
         let mut r = &bytes[..2];
-        assert!(matches!(read_frame(&mut r, MAX_FRAME).await, Err(ReadError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut r, MAX_FRAME).await,
+            Err(ReadError::Truncated)
+        ));
         let mut r = &bytes[..7];
-        assert!(matches!(read_frame(&mut r, MAX_FRAME).await, Err(ReadError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut r, MAX_FRAME).await,
+            Err(ReadError::Truncated)
+        ));
         // Oversized is refused without reading the body.
         let huge = (u32::MAX).to_be_bytes();
         let mut r = &huge[..];
-        assert!(matches!(read_frame(&mut r, MAX_FRAME).await, Err(ReadError::Decode(DecodeError::Oversized { .. }))));
+        assert!(matches!(
+            read_frame(&mut r, MAX_FRAME).await,
+            Err(ReadError::Decode(DecodeError::Oversized { .. }))
+        ));
     }
 }

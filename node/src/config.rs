@@ -123,7 +123,13 @@ pub struct LeaseSection {
 
 impl Default for LeaseSection {
     fn default() -> Self {
-        LeaseSection { beacon_ms: 100, lease_ms: 500, grace_ms: 750, max_drift: 0.01, margin_ms: 100 }
+        LeaseSection {
+            beacon_ms: 100,
+            lease_ms: 500,
+            grace_ms: 750,
+            max_drift: 0.01,
+            margin_ms: 100,
+        }
     }
 }
 
@@ -167,7 +173,10 @@ pub struct LimitsSection {
 impl Default for LimitsSection {
     fn default() -> Self {
         let l = Limits::default();
-        LimitsSection { max_key_bytes: l.max_key_bytes, max_value_bytes: l.max_value_bytes }
+        LimitsSection {
+            max_key_bytes: l.max_key_bytes,
+            max_value_bytes: l.max_value_bytes,
+        }
     }
 }
 
@@ -227,7 +236,11 @@ pub struct TransportSection {
 
 impl Default for TransportSection {
     fn default() -> Self {
-        TransportSection { idle_timeout_ms: 5000, keep_alive_ms: 1000, handshake_timeout_ms: 5000 }
+        TransportSection {
+            idle_timeout_ms: 5000,
+            keep_alive_ms: 1000,
+            handshake_timeout_ms: 5000,
+        }
     }
 }
 
@@ -254,7 +267,10 @@ pub struct EventLogSection {
 
 impl Default for EventLogSection {
     fn default() -> Self {
-        EventLogSection { enabled: true, max_bytes: 8 << 20 }
+        EventLogSection {
+            enabled: true,
+            max_bytes: 8 << 20,
+        }
     }
 }
 
@@ -266,7 +282,9 @@ pub struct StorageSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { compact_min_bytes: crate::storage::StoreOptions::default().compact_min_bytes }
+        StorageSection {
+            compact_min_bytes: crate::storage::StoreOptions::default().compact_min_bytes,
+        }
     }
 }
 
@@ -277,11 +295,14 @@ fn ids(v: &[u64]) -> Vec<Id> {
 impl Config {
     /// Read and validate the common parts; paths become absolute.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut c: Config = toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut c: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         c.resolve(base);
-        c.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        c.validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(c)
     }
 
@@ -310,12 +331,16 @@ impl Config {
         let mut seen = BTreeSet::new();
         for p in &self.peers {
             if p.id >= CLIENT_ID_BASE {
-                bail!("peer id {} is in the client range (node ids must be below 2^32)", p.id);
+                bail!(
+                    "peer id {} is in the client range (node ids must be below 2^32)",
+                    p.id
+                );
             }
             if !seen.insert(p.id) {
                 bail!("peer id {} appears twice in [[peers]]", p.id);
             }
-            crate::certs::check_cluster_name(&p.cluster).with_context(|| format!("peer {}", p.id))?;
+            crate::certs::check_cluster_name(&p.cluster)
+                .with_context(|| format!("peer {}", p.id))?;
         }
         if let Some(id) = self.id {
             if id >= CLIENT_ID_BASE {
@@ -326,13 +351,25 @@ impl Config {
         let own = |id: u64, what: &str| -> Result<()> {
             match book.get(&id) {
                 None => bail!("{what} {id} has no [[peers]] entry"),
-                Some(p) if p.cluster != self.cluster => bail!("{what} {id} is listed in cluster {}, not {}", p.cluster, self.cluster),
+                Some(p) if p.cluster != self.cluster => bail!(
+                    "{what} {id} is listed in cluster {}, not {}",
+                    p.cluster,
+                    self.cluster
+                ),
                 Some(_) => Ok(()),
             }
         };
         own(self.topology.meta, "the meta server")?;
-        if let Some(p) = self.peers.iter().find(|p| p.meta && p.cluster == self.cluster && p.id != self.topology.meta) {
-            bail!("peer {} is marked `meta = true`, but this cluster's meta server is {}", p.id, self.topology.meta);
+        if let Some(p) = self
+            .peers
+            .iter()
+            .find(|p| p.meta && p.cluster == self.cluster && p.id != self.topology.meta)
+        {
+            bail!(
+                "peer {} is marked `meta = true`, but this cluster's meta server is {}",
+                p.id,
+                self.topology.meta
+            );
         }
         for r in &self.topology.replicas {
             own(*r, "replica")?;
@@ -343,15 +380,23 @@ impl Config {
                 bail!("table {} is defined twice", t.id);
             }
             if t.partitions == 0 || t.max_replica_count == 0 {
-                bail!("table {}: partitions and max_replica_count must be at least 1", t.id);
+                bail!(
+                    "table {}: partitions and max_replica_count must be at least 1",
+                    t.id
+                );
             }
         }
-        if self.transport.keep_alive_ms == 0 || self.transport.keep_alive_ms >= self.transport.idle_timeout_ms {
+        if self.transport.keep_alive_ms == 0
+            || self.transport.keep_alive_ms >= self.transport.idle_timeout_ms
+        {
             bail!("[transport] keep_alive_ms must be positive and below idle_timeout_ms");
         }
         // A write of the largest key and value must fit a frame with room to spare.
         let ceiling = crate::codec::MAX_FRAME / 4;
-        if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 || self.limits.max_key_bytes + self.limits.max_value_bytes > ceiling {
+        if self.limits.max_key_bytes == 0
+            || self.limits.max_value_bytes == 0
+            || self.limits.max_key_bytes + self.limits.max_value_bytes > ceiling
+        {
             bail!("[limits] max_key_bytes and max_value_bytes must be positive and together at most {ceiling} bytes (a quarter of the frame limit)");
         }
         Ok(())
@@ -364,16 +409,34 @@ impl Config {
         self.peers
             .iter()
             .map(|p| {
-                let meta = if p.cluster == self.cluster { p.id == self.topology.meta } else { p.meta };
-                let role = if meta { NodeRole::Meta } else { NodeRole::Replica };
-                (p.id, PeerAddr { cluster: p.cluster.clone(), addr: p.addr, role })
+                let meta = if p.cluster == self.cluster {
+                    p.id == self.topology.meta
+                } else {
+                    p.meta
+                };
+                let role = if meta {
+                    NodeRole::Meta
+                } else {
+                    NodeRole::Replica
+                };
+                (
+                    p.id,
+                    PeerAddr {
+                        cluster: p.cluster.clone(),
+                        addr: p.addr,
+                        role,
+                    },
+                )
             })
             .collect()
     }
 
     /// The largest key and value of a write.
     pub fn limits(&self) -> Limits {
-        Limits { max_key_bytes: self.limits.max_key_bytes, max_value_bytes: self.limits.max_value_bytes }
+        Limits {
+            max_key_bytes: self.limits.max_key_bytes,
+            max_value_bytes: self.limits.max_value_bytes,
+        }
     }
 
     /// The meta server of cluster `name`: `topology.meta` for this cluster, else the
@@ -385,7 +448,10 @@ impl Config {
         let of_cluster: Vec<&Peer> = self.peers.iter().filter(|p| p.cluster == name).collect();
         if of_cluster.is_empty() {
             let known: BTreeSet<&str> = self.peers.iter().map(|p| p.cluster.as_str()).collect();
-            bail!("the address book knows no cluster {name:?} (it knows {})", known.into_iter().collect::<Vec<_>>().join(", "));
+            bail!(
+                "the address book knows no cluster {name:?} (it knows {})",
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            );
         }
         let metas: Vec<u64> = of_cluster.iter().filter(|p| p.meta).map(|p| p.id).collect();
         match metas.as_slice() {
@@ -398,7 +464,11 @@ impl Config {
     /// Nodes of cluster `name` in the address book that are not its meta server.
     pub fn replicas_of(&self, name: &str) -> Vec<u64> {
         let meta = self.meta_of(name).ok();
-        self.peers.iter().filter(|p| p.cluster == name && Some(p.id) != meta).map(|p| p.id).collect()
+        self.peers
+            .iter()
+            .filter(|p| p.cluster == name && Some(p.id) != meta)
+            .map(|p| p.id)
+            .collect()
     }
 
     pub fn settings(&self) -> Settings {
@@ -412,18 +482,34 @@ impl Config {
     }
 
     pub fn tls(&self) -> Result<TlsMaterial> {
-        TlsMaterial::load(&self.tls.ca, &self.tls.remote_cas, &self.tls.cert, &self.tls.key)
+        TlsMaterial::load(
+            &self.tls.ca,
+            &self.tls.remote_cas,
+            &self.tls.cert,
+            &self.tls.key,
+        )
     }
 
     /// A node's id, listen address and data directory, which `meta` and `replica` need.
     pub fn node_parts(&self) -> Result<(u64, SocketAddr, PathBuf)> {
         let id = self.id.context("`id` is required for a node")?;
-        let entry = self.book().get(&id).cloned().with_context(|| format!("this node ({id}) has no [[peers]] entry"))?;
+        let entry = self
+            .book()
+            .get(&id)
+            .cloned()
+            .with_context(|| format!("this node ({id}) has no [[peers]] entry"))?;
         if entry.cluster != self.cluster {
-            bail!("this node ({id}) is listed in cluster {}, not {}", entry.cluster, self.cluster);
+            bail!(
+                "this node ({id}) is listed in cluster {}, not {}",
+                entry.cluster,
+                self.cluster
+            );
         }
         let listen = self.listen.unwrap_or(entry.addr);
-        let data = self.data_dir.clone().context("`data_dir` is required for a node")?;
+        let data = self
+            .data_dir
+            .clone()
+            .context("`data_dir` is required for a node")?;
         Ok((id, listen, data))
     }
 
@@ -431,14 +517,22 @@ impl Config {
         self.topology
             .tables
             .iter()
-            .map(|t| TableSpec { id: t.id, partitions: t.partitions, max_replica_count: t.max_replica_count, source: None })
+            .map(|t| TableSpec {
+                id: t.id,
+                partitions: t.partitions,
+                max_replica_count: t.max_replica_count,
+                source: None,
+            })
             .collect()
     }
 
     pub fn meta_cfg(&self) -> Result<MetaCfg> {
         let (id, _, _) = self.node_parts()?;
         if id != self.topology.meta {
-            bail!("this node is {id} but the topology's meta server is {}", self.topology.meta);
+            bail!(
+                "this node is {id} but the topology's meta server is {}",
+                self.topology.meta
+            );
         }
         Ok(MetaCfg {
             dir: self.directory()?,
@@ -470,11 +564,18 @@ impl Config {
     pub fn replica_cfg(&self) -> Result<ReplicaCfg> {
         let (id, _, _) = self.node_parts()?;
         if !self.topology.replicas.contains(&id) {
-            bail!("this node ({id}) is not among the topology's replicas {:?}", self.topology.replicas);
+            bail!(
+                "this node ({id}) is not among the topology's replicas {:?}",
+                self.topology.replicas
+            );
         }
         // The same deterministic assignment the meta server bootstraps with.
         let bootstrap = if self.topology.bootstrap_members > 0 {
-            petrel_core::meta::bootstrap_configs(&ids(&self.topology.replicas), &self.table_specs(), self.topology.bootstrap_members)
+            petrel_core::meta::bootstrap_configs(
+                &ids(&self.topology.replicas),
+                &self.table_specs(),
+                self.topology.bootstrap_members,
+            )
         } else {
             Vec::new()
         };
@@ -493,7 +594,11 @@ impl Config {
 
     /// The table a client uses: `[client] table`, else the first table of the topology.
     pub fn client_table(&self) -> Result<u8> {
-        match self.client.table.or_else(|| self.topology.tables.first().map(|t| t.id)) {
+        match self
+            .client
+            .table
+            .or_else(|| self.topology.tables.first().map(|t| t.id))
+        {
             Some(t) => Ok(t),
             None => bail!("no table: set [client] table or define a [[topology.tables]]"),
         }
@@ -501,7 +606,13 @@ impl Config {
 
     /// A core client for `ops` on the `[client]` table and partition.
     pub fn client_cfg(&self, ops: Vec<ClientOp>) -> Result<ClientCfg> {
-        Ok(self.client_cfg_for(Gpid { table: self.client_table()?, partition: self.client.partition }, ops))
+        Ok(self.client_cfg_for(
+            Gpid {
+                table: self.client_table()?,
+                partition: self.client.partition,
+            },
+            ops,
+        ))
     }
 
     /// A core client for `ops` on partition `gpid`, with the `[client]` retry settings.
@@ -511,7 +622,9 @@ impl Config {
             gpid,
             ops,
             max_attempts: self.client.max_attempts.unwrap_or(5).max(1),
-            request_timeout: Some(Duration::from_millis(self.client.request_timeout_ms.unwrap_or(2000).max(1))),
+            request_timeout: Some(Duration::from_millis(
+                self.client.request_timeout_ms.unwrap_or(2000).max(1),
+            )),
             first_req: 1,
             bugs: Bugs::none(),
         }
@@ -581,35 +694,73 @@ addr = "127.0.0.1:7011"
         let c = Config::load(&write(dir.path(), EXAMPLE)).expect("load");
         assert_eq!(c.tls.ca, dir.path().join("certs/ca.pem"));
         let (id, listen, data) = c.node_parts().expect("node");
-        assert_eq!((id, listen.port(), data), (1, 7001, dir.path().join("data/n1")));
+        assert_eq!(
+            (id, listen.port(), data),
+            (1, 7001, dir.path().join("data/n1"))
+        );
         let r = c.replica_cfg().expect("replica cfg");
         assert_eq!(r.bootstrap.len(), 2);
         assert!(c.meta_cfg().is_err(), "node 1 is not the meta server");
         let cl = c.client_cfg(vec![ClientOp::get("k")]).expect("client cfg");
-        assert_eq!(cl.gpid, Gpid { table: 1, partition: 0 });
+        assert_eq!(
+            cl.gpid,
+            Gpid {
+                table: 1,
+                partition: 0
+            }
+        );
         assert_eq!(c.book()[&10].cluster, "beta");
         // Round trip through TOML.
         let again: Config = toml::from_str(&c.to_toml().expect("toml")).expect("parse");
         assert_eq!(again.peers.len(), 6);
-        assert_eq!((c.meta_of("alpha").expect("own"), c.meta_of("beta").expect("remote")), (0, 10));
+        assert_eq!(
+            (
+                c.meta_of("alpha").expect("own"),
+                c.meta_of("beta").expect("remote")
+            ),
+            (0, 10)
+        );
         assert_eq!(c.replicas_of("beta"), vec![11]);
-        assert!(format!("{:#}", c.meta_of("gamma").expect_err("unknown")).contains("knows no cluster \"gamma\""));
-        let unmarked = Config::load(&write(dir.path(), &EXAMPLE.replace("meta = true\n", ""))).expect("load");
-        assert!(format!("{:#}", unmarked.meta_of("beta").expect_err("unmarked")).contains("meta = true"));
+        assert!(format!("{:#}", c.meta_of("gamma").expect_err("unknown"))
+            .contains("knows no cluster \"gamma\""));
+        let unmarked =
+            Config::load(&write(dir.path(), &EXAMPLE.replace("meta = true\n", ""))).expect("load");
+        assert!(
+            format!("{:#}", unmarked.meta_of("beta").expect_err("unmarked"))
+                .contains("meta = true")
+        );
     }
 
     #[test]
     fn operator_errors_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cases = [
-            (EXAMPLE.replace("cluster = \"alpha\"\nid = 1", "cluster = \"Alpha\"\nid = 1"), "cluster name"),
-            (EXAMPLE.replace("replicas = [1, 2, 3]", "replicas = [1, 2, 9]"), "replica 9"),
+            (
+                EXAMPLE.replace("cluster = \"alpha\"\nid = 1", "cluster = \"Alpha\"\nid = 1"),
+                "cluster name",
+            ),
+            (
+                EXAMPLE.replace("replicas = [1, 2, 3]", "replicas = [1, 2, 9]"),
+                "replica 9",
+            ),
             (EXAMPLE.replace("id = 10\n", "id = 3\n"), "twice"),
             (EXAMPLE.replace("meta = 0", "meta = 10"), "cluster beta"),
-            (EXAMPLE.replace("partitions = 2", "partitions = 0"), "at least 1"),
-            (EXAMPLE.replace("[tls]", "bogus = 1\n[tls]"), "unknown field"),
-            (EXAMPLE.replace("addr = \"127.0.0.1:7000\"", "addr = \"nowhere\""), "invalid"),
-            (format!("{EXAMPLE}\n[limits]\nmax_value_bytes = 16777216\n"), "[limits]"),
+            (
+                EXAMPLE.replace("partitions = 2", "partitions = 0"),
+                "at least 1",
+            ),
+            (
+                EXAMPLE.replace("[tls]", "bogus = 1\n[tls]"),
+                "unknown field",
+            ),
+            (
+                EXAMPLE.replace("addr = \"127.0.0.1:7000\"", "addr = \"nowhere\""),
+                "invalid",
+            ),
+            (
+                format!("{EXAMPLE}\n[limits]\nmax_value_bytes = 16777216\n"),
+                "[limits]",
+            ),
         ];
         for (text, expect) in cases {
             let err = Config::load(&write(dir.path(), &text)).expect_err(expect);

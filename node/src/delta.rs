@@ -125,7 +125,12 @@ fn part_delta(old: &PartDurable, new: &PartDurable) -> Option<PartDelta> {
 }
 
 pub fn replica_delta(old: &ReplicaStorage, new: &ReplicaStorage) -> ReplicaDelta {
-    let removed = old.parts.keys().filter(|g| !new.parts.contains_key(g)).copied().collect();
+    let removed = old
+        .parts
+        .keys()
+        .filter(|g| !new.parts.contains_key(g))
+        .copied()
+        .collect();
     let parts = new
         .parts
         .iter()
@@ -134,7 +139,11 @@ pub fn replica_delta(old: &ReplicaStorage, new: &ReplicaStorage) -> ReplicaDelta
             Some(o) => part_delta(o, p).map(|d| (*g, d)),
         })
         .collect();
-    ReplicaDelta { incarnation: new.incarnation, removed, parts }
+    ReplicaDelta {
+        incarnation: new.incarnation,
+        removed,
+        parts,
+    }
 }
 
 pub fn apply_replica(r: &mut ReplicaStorage, d: ReplicaDelta) -> Result<(), String> {
@@ -148,8 +157,22 @@ pub fn apply_replica(r: &mut ReplicaStorage, d: ReplicaDelta) -> Result<(), Stri
                 r.parts.insert(g, *p);
             }
             PartDelta::Changed(c) => {
-                let PartChange { config, committed, retain, dups, snapshot_decree, data, last_req, log } = *c;
-                let p = r.parts.get_mut(&g).ok_or_else(|| format!("a change of partition {}.{}, which the store does not hold", g.table, g.partition))?;
+                let PartChange {
+                    config,
+                    committed,
+                    retain,
+                    dups,
+                    snapshot_decree,
+                    data,
+                    last_req,
+                    log,
+                } = *c;
+                let p = r.parts.get_mut(&g).ok_or_else(|| {
+                    format!(
+                        "a change of partition {}.{}, which the store does not hold",
+                        g.table, g.partition
+                    )
+                })?;
                 p.config = config;
                 p.committed = committed;
                 p.retain = retain;
@@ -178,7 +201,9 @@ impl Incremental for NodeStorage {
     fn apply(&mut self, delta: ReplicaDelta) -> Result<(), String> {
         match self {
             NodeStorage::Replica(r) => apply_replica(r, delta),
-            NodeStorage::Meta(_) => Err("a replica's change record follows a meta server's state".into()),
+            NodeStorage::Meta(_) => {
+                Err("a replica's change record follows a meta server's state".into())
+            }
         }
     }
 }
@@ -190,20 +215,48 @@ mod tests {
     use petrel_core::{Mutation, Op, Snapshot};
     use proptest::prelude::*;
 
-    fn part(keys: &[(u8, u8)], reqs: &[(usize, u32)], log: &[(u32, u8)], committed: u32) -> PartDurable {
-        let gpid = Gpid { table: 1, partition: 0 };
+    fn part(
+        keys: &[(u8, u8)],
+        reqs: &[(usize, u32)],
+        log: &[(u32, u8)],
+        committed: u32,
+    ) -> PartDurable {
+        let gpid = Gpid {
+            table: 1,
+            partition: 0,
+        };
         PartDurable {
-            config: PartitionConfig { gpid, ballot: committed, primary: Some(Id::from(1)), secondaries: vec![Id::from(2)], max_replica_count: 3, source: None },
+            config: PartitionConfig {
+                gpid,
+                ballot: committed,
+                primary: Some(Id::from(1)),
+                secondaries: vec![Id::from(2)],
+                max_replica_count: 3,
+                source: None,
+            },
             snapshot: Snapshot {
                 decree: committed / 2,
-                data: keys.iter().map(|(k, v)| (Key::from(vec![*k]), Value::from(vec![*v]))).collect(),
+                data: keys
+                    .iter()
+                    .map(|(k, v)| (Key::from(vec![*k]), Value::from(vec![*v])))
+                    .collect(),
                 last_req: reqs.iter().map(|(c, r)| (Id::from(*c), *r)).collect(),
             },
             log: log
                 .iter()
                 .map(|(d, v)| {
                     let op = Op::Put(Key::from(vec![*v]), Value::from(vec![*v]));
-                    (*d, Entry { ballot: 1, mutation: Mutation { client: Id::from(9), req: *d, op } })
+                    (
+                        *d,
+                        Entry {
+                            ballot: 1,
+                            mutation: Mutation {
+                                client: Id::from(9),
+                                req: *d,
+                                op,
+                            },
+                        },
+                    )
                 })
                 .collect(),
             committed,
@@ -249,13 +302,35 @@ mod tests {
     #[test]
     fn a_write_is_a_small_change() {
         let keys: Vec<(u8, u8)> = (0..200).map(|k| (k as u8, 1)).collect();
-        let old = ReplicaStorage { incarnation: 1, parts: [(Gpid { table: 1, partition: 0 }, part(&keys, &[(1, 5)], &[(3, 1)], 3))].into() };
+        let old = ReplicaStorage {
+            incarnation: 1,
+            parts: [(
+                Gpid {
+                    table: 1,
+                    partition: 0,
+                },
+                part(&keys, &[(1, 5)], &[(3, 1)], 3),
+            )]
+            .into(),
+        };
         let mut new = old.clone();
         let p = new.parts.values_mut().next().expect("part");
-        p.log.insert(4, Entry { ballot: 1, mutation: Mutation { client: Id::from(9), req: 4, op: Op::Del(Key::from(vec![7])) } });
+        p.log.insert(
+            4,
+            Entry {
+                ballot: 1,
+                mutation: Mutation {
+                    client: Id::from(9),
+                    req: 4,
+                    op: Op::Del(Key::from(vec![7])),
+                },
+            },
+        );
         p.committed = 4;
         let full = postcard::to_stdvec(&new).expect("encode").len();
-        let delta = postcard::to_stdvec(&replica_delta(&old, &new)).expect("encode").len();
+        let delta = postcard::to_stdvec(&replica_delta(&old, &new))
+            .expect("encode")
+            .len();
         assert!(delta * 10 < full, "delta {delta} bytes, full {full} bytes");
         // Unchanged partitions cost nothing.
         assert!(replica_delta(&new, &new).parts.is_empty());
@@ -263,11 +338,26 @@ mod tests {
 
     #[test]
     fn a_change_of_a_partition_the_store_lacks_is_an_error() {
-        let old = ReplicaStorage { incarnation: 1, parts: [(Gpid { table: 1, partition: 0 }, part(&[], &[], &[], 1))].into() };
+        let old = ReplicaStorage {
+            incarnation: 1,
+            parts: [(
+                Gpid {
+                    table: 1,
+                    partition: 0,
+                },
+                part(&[], &[], &[], 1),
+            )]
+            .into(),
+        };
         let mut new = old.clone();
         new.parts.values_mut().next().expect("part").committed = 2;
         let d = replica_delta(&old, &new);
-        let mut empty = ReplicaStorage { incarnation: 1, parts: BTreeMap::new() };
-        assert!(apply_replica(&mut empty, d).expect_err("no partition").contains("partition 1.0"));
+        let mut empty = ReplicaStorage {
+            incarnation: 1,
+            parts: BTreeMap::new(),
+        };
+        assert!(apply_replica(&mut empty, d)
+            .expect_err("no partition")
+            .contains("partition 1.0"));
     }
 }

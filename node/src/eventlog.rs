@@ -287,7 +287,10 @@ mod tests {
 
     fn actor() -> Node {
         Node::Replica(ReplicaCfg {
-            dir: petrel_core::auth::Directory { meta: Id::from(0), ..Default::default() },
+            dir: petrel_core::auth::Directory {
+                meta: Id::from(0),
+                ..Default::default()
+            },
             bootstrap: vec![],
             bootstrap_dups: vec![],
             accept_duplication: false,

@@ -36,7 +36,8 @@ pub struct DirLock {
 }
 
 pub fn lock_data_dir(dir: &Path) -> Result<DirLock> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
@@ -47,9 +48,14 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock> {
     match file.try_lock() {
         Ok(()) => Ok(DirLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("data directory {} is in use by another petrel process", dir.display())
+            bail!(
+                "data directory {} is in use by another petrel process",
+                dir.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -59,14 +65,26 @@ pub const INSTALL_MARK: &str = "INSTALL";
 
 /// Run a meta or replica server until `shutdown` completes; with `metrics`, serve
 /// Prometheus metrics on that address.
-pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run_node(
+    role: Role,
+    cfg: &Config,
+    metrics: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let (id, listen, data) = cfg.node_parts()?;
     let _lock = lock_data_dir(&data)?;
     let tls = cfg.tls()?;
-    let opts = StoreOptions { compact_min_bytes: cfg.storage.compact_min_bytes };
+    let opts = StoreOptions {
+        compact_min_bytes: cfg.storage.compact_min_bytes,
+    };
     let (store, stored, recovery) = Store::<NodeStorage>::open(&data.join("storage"), opts)
         .with_context(|| format!("cannot open the storage in {}", data.display()))?;
-    tracing::info!(records = recovery.records, truncated_bytes = recovery.truncated_bytes, skipped_corrupt = recovery.skipped_corrupt, "storage opened");
+    tracing::info!(
+        records = recovery.records,
+        truncated_bytes = recovery.truncated_bytes,
+        skipped_corrupt = recovery.skipped_corrupt,
+        "storage opened"
+    );
     // Only the deployment's installation takes the bootstrap roles: `petrel up` marks each
     // replica's data directory with INSTALL_MARK. Storage that is empty without the mark
     // is a new or wiped disk: the replica asks the meta server for a new life and joins as
@@ -88,14 +106,23 @@ pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shu
         tracing::warn!(data = %data.display(), "empty storage without the installation mark: starting as a new node (the meta server assigns a new life; it learns before it serves)");
     }
     let events = if cfg.eventlog.enabled {
-        Some(EventLog::open(&data, cfg.eventlog.max_bytes).with_context(|| format!("cannot open the event log in {}", data.display()))?)
+        Some(
+            EventLog::open(&data, cfg.eventlog.max_bytes)
+                .with_context(|| format!("cannot open the event log in {}", data.display()))?,
+        )
     } else {
         None
     };
     let (book, settings, cluster) = (cfg.book(), cfg.settings(), cfg.cluster.clone());
-    let mut host = Host::start(actor, id_of(id), Some((store, stored)), events, |incarnation, tx| {
-        Transport::bind_node(listen, id, &cluster, incarnation, book, &tls, settings, tx)
-    })
+    let mut host = Host::start(
+        actor,
+        id_of(id),
+        Some((store, stored)),
+        events,
+        |incarnation, tx| {
+            Transport::bind_node(listen, id, &cluster, incarnation, book, &tls, settings, tx)
+        },
+    )
     .await?;
     if installing {
         // The installation's state is durable (`Host::start` saved it): from now on an
@@ -111,13 +138,25 @@ pub async fn run_node(role: Role, cfg: &Config, metrics: Option<SocketAddr>, shu
     // connection of our previous life replaces it now (see `Transport::announce`).
     host.transport.announce();
     if let Some(at) = metrics {
-        let m = Metrics::new(if role == Role::Meta { "meta" } else { "replica" }, id, &cfg.cluster);
+        let m = Metrics::new(
+            if role == Role::Meta {
+                "meta"
+            } else {
+                "replica"
+            },
+            id,
+            &cfg.cluster,
+        );
         m.set_transport_stats(host.transport.stats());
         let bound = m.serve(at).await?;
         host.set_metrics(m);
         tracing::info!(addr = %bound, "metrics at http://{bound}/metrics");
     }
-    let addr = host.transport.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = host
+        .transport
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(%role, id, cluster = %cfg.cluster, %addr, incarnation = host.state().incarnation(), "ready");
     let result = host.run(shutdown, |_| false).await;
     host.stop().await;
@@ -133,8 +172,13 @@ mod tests {
     fn a_data_directory_has_one_owner() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = lock_data_dir(dir.path()).expect("first");
-        let err = lock_data_dir(dir.path()).err().expect("second owner refused");
-        assert!(err.to_string().contains("in use by another petrel process"), "{err}");
+        let err = lock_data_dir(dir.path())
+            .err()
+            .expect("second owner refused");
+        assert!(
+            err.to_string().contains("in use by another petrel process"),
+            "{err}"
+        );
         drop(first);
         assert!(lock_data_dir(dir.path()).is_ok());
     }

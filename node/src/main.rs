@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 use petrel_core::dup::{DupStatus, FailMode};
 use petrel_core::{Bytes, ClientOp, Gpid, OpResult};
 use petrel_node::admin;
-use petrel_node::config::Config;
 use petrel_node::client::{AskError, Client, ClientError};
+use petrel_node::config::Config;
 use petrel_node::launch::{self, Role};
 use petrel_node::up;
 use std::net::SocketAddr;
@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "petrel", version, about = "Petrel node: meta and replica servers, client, certificates, local cluster")]
+#[command(
+    name = "petrel",
+    version,
+    about = "Petrel node: meta and replica servers, client, certificates, local cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -247,9 +251,14 @@ enum ClientCmd {
 }
 
 fn init_logs(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -262,7 +271,11 @@ fn main() -> ExitCode {
         Cmd::Client { .. } | Cmd::Certs { .. } | Cmd::Bench { .. } | Cmd::Admin { .. } => "warn",
         _ => "info",
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -282,14 +295,15 @@ fn main() -> ExitCode {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM ({e}); Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM ({e}); Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -301,34 +315,99 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Certs { cluster, meta, replicas, clients, operators, out } => {
+        Cmd::Certs {
+            cluster,
+            meta,
+            replicas,
+            clients,
+            operators,
+            out,
+        } => {
             use petrel_node::certs::{self, NodeRole, Wanted};
-            let mut nodes: Vec<(u64, NodeRole)> = meta.map(|m| (m, NodeRole::Meta)).into_iter().collect();
+            let mut nodes: Vec<(u64, NodeRole)> =
+                meta.map(|m| (m, NodeRole::Meta)).into_iter().collect();
             nodes.extend(replicas.iter().map(|r| (*r, NodeRole::Replica)));
-            let issued = certs::issue(&cluster, &Wanted { nodes, clients, operators }, &out)?;
+            let issued = certs::issue(
+                &cluster,
+                &Wanted {
+                    nodes,
+                    clients,
+                    operators,
+                },
+                &out,
+            )?;
             println!(
                 "{} CA {}",
-                if issued.reused_ca { "reused" } else { "created" },
+                if issued.reused_ca {
+                    "reused"
+                } else {
+                    "created"
+                },
                 issued.ca_cert.display()
             );
             for (id, role, cert, _) in &issued.nodes {
-                println!("{role} {id}: {} ({})", cert.display(), certs::node_name(&cluster, *role, *id));
+                println!(
+                    "{role} {id}: {} ({})",
+                    cert.display(),
+                    certs::node_name(&cluster, *role, *id)
+                );
             }
             for (cert, _) in &issued.clients {
-                println!("client: {} ({})", cert.display(), certs::client_name(&cluster));
+                println!(
+                    "client: {} ({})",
+                    cert.display(),
+                    certs::client_name(&cluster)
+                );
             }
             for (cert, _) in &issued.operators {
-                println!("operator: {} ({})", cert.display(), certs::operator_name(&cluster));
+                println!(
+                    "operator: {} ({})",
+                    cert.display(),
+                    certs::operator_name(&cluster)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Meta { config, metrics_addr } => node(Role::Meta, &config, metrics_addr).await,
-        Cmd::Replica { config, metrics_addr } => node(Role::Replica, &config, metrics_addr).await,
-        Cmd::Admin { config, json, deadline_ms, cmd } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
-        Cmd::Client { config, table, deadline_ms, op } => client(&config, table, deadline_ms, op).await,
-        Cmd::Up { replicas, clusters, partitions, cluster, dir } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
-        Cmd::Bench { failover: Some(trials), writers, dir, .. } => failover_bench(trials, writers, dir).await,
-        Cmd::Bench { config: Some(config), clients, ops, table, .. } => bench(&config, &clients, ops, table).await,
+        Cmd::Meta {
+            config,
+            metrics_addr,
+        } => node(Role::Meta, &config, metrics_addr).await,
+        Cmd::Replica {
+            config,
+            metrics_addr,
+        } => node(Role::Replica, &config, metrics_addr).await,
+        Cmd::Admin {
+            config,
+            json,
+            deadline_ms,
+            cmd,
+        } => admin(&config, json, Duration::from_millis(deadline_ms), cmd).await,
+        Cmd::Client {
+            config,
+            table,
+            deadline_ms,
+            op,
+        } => client(&config, table, deadline_ms, op).await,
+        Cmd::Up {
+            replicas,
+            clusters,
+            partitions,
+            cluster,
+            dir,
+        } => up_cluster(replicas, clusters, partitions, &cluster, dir).await,
+        Cmd::Bench {
+            failover: Some(trials),
+            writers,
+            dir,
+            ..
+        } => failover_bench(trials, writers, dir).await,
+        Cmd::Bench {
+            config: Some(config),
+            clients,
+            ops,
+            table,
+            ..
+        } => bench(&config, &clients, ops, table).await,
         Cmd::Bench { .. } => bail!("--config or --failover is required"),
     }
 }
@@ -337,7 +416,9 @@ async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> 
     if trials == 0 || writers == 0 {
         bail!("--failover and --writers must be at least 1");
     }
-    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("petrel-failover-{}", std::process::id())));
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("petrel-failover-{}", std::process::id()))
+    });
     let exe = std::env::current_exe().context("cannot find the petrel binary")?;
     println!(
         "failover: 1 meta + 3 replicas (petrel up defaults: idle timeout 5 s) in {}; {writers} writers; {trials} trial(s) of kill -9 of the primary",
@@ -345,11 +426,23 @@ async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> 
     );
     let trials_done = petrel_node::bench::failover(&exe, &dir, trials, writers).await?;
     print!("{}", petrel_node::bench::failover_table(&trials_done));
-    let ok = trials_done.len() == trials && trials_done.iter().all(|t| t.failover.is_some() && t.rejoined.is_some());
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let ok = trials_done.len() == trials
+        && trials_done
+            .iter()
+            .all(|t| t.failover.is_some() && t.rejoined.is_some());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Option<u8>) -> Result<ExitCode> {
+async fn bench(
+    path: &std::path::Path,
+    levels: &[usize],
+    ops: usize,
+    table: Option<u8>,
+) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
     let table = match table {
         Some(t) => t,
@@ -387,14 +480,25 @@ async fn bench(path: &std::path::Path, levels: &[usize], ops: usize, table: Opti
     if let Ok(c) = std::sync::Arc::try_unwrap(client) {
         c.close().await;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: AdminCmd) -> Result<ExitCode> {
+async fn admin(
+    path: &std::path::Path,
+    json: bool,
+    deadline: Duration,
+    cmd: AdminCmd,
+) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
     // The meta server takes operator requests from operator certificates only; say so
     // here, before any traffic, rather than let a client certificate's request be refused.
-    let operator = petrel_node::certs::Identity::Operator { cluster: cfg.cluster.clone() };
+    let operator = petrel_node::certs::Identity::Operator {
+        cluster: cfg.cluster.clone(),
+    };
     if !cfg.tls()?.is_valid_for(&operator) {
         eprintln!(
             "error: petrel admin needs an operator configuration: the certificate of {} ({}) is not an operator certificate ({}).\n\
@@ -407,24 +511,70 @@ async fn admin(path: &std::path::Path, json: bool, deadline: Duration, cmd: Admi
         return Ok(ExitCode::FAILURE);
     }
     let req = match cmd {
-        AdminCmd::Table { cmd: TableCmd::Create { id, partitions, replicas } } => {
-            admin::Request::TableCreate { table: id, partitions, replicas }
-        }
-        AdminCmd::Table { cmd: TableCmd::List } => admin::Request::TableList,
-        AdminCmd::Dup { cmd: DupCmd::Add { table, remote_cluster, full, remote_table, remote_replicas } } => {
-            admin::Request::DupAdd { table, remote_cluster, full, remote_table, remote_replicas }
-        }
+        AdminCmd::Table {
+            cmd:
+                TableCmd::Create {
+                    id,
+                    partitions,
+                    replicas,
+                },
+        } => admin::Request::TableCreate {
+            table: id,
+            partitions,
+            replicas,
+        },
+        AdminCmd::Table {
+            cmd: TableCmd::List,
+        } => admin::Request::TableList,
+        AdminCmd::Dup {
+            cmd:
+                DupCmd::Add {
+                    table,
+                    remote_cluster,
+                    full,
+                    remote_table,
+                    remote_replicas,
+                },
+        } => admin::Request::DupAdd {
+            table,
+            remote_cluster,
+            full,
+            remote_table,
+            remote_replicas,
+        },
         AdminCmd::Dup { cmd: DupCmd::List } => admin::Request::DupList,
-        AdminCmd::Dup { cmd: DupCmd::Pause { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Pause },
-        AdminCmd::Dup { cmd: DupCmd::Start { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Log },
-        AdminCmd::Dup { cmd: DupCmd::Remove { dupid } } => admin::Request::DupModify { dupid, status: DupStatus::Removed },
-        AdminCmd::Dup { cmd: DupCmd::SetFailMode { dupid, mode } } => admin::Request::DupSetFailMode { dupid, mode },
-        AdminCmd::Cluster { cmd: ClusterCmd::Status } => admin::Request::ClusterStatus,
+        AdminCmd::Dup {
+            cmd: DupCmd::Pause { dupid },
+        } => admin::Request::DupModify {
+            dupid,
+            status: DupStatus::Pause,
+        },
+        AdminCmd::Dup {
+            cmd: DupCmd::Start { dupid },
+        } => admin::Request::DupModify {
+            dupid,
+            status: DupStatus::Log,
+        },
+        AdminCmd::Dup {
+            cmd: DupCmd::Remove { dupid },
+        } => admin::Request::DupModify {
+            dupid,
+            status: DupStatus::Removed,
+        },
+        AdminCmd::Dup {
+            cmd: DupCmd::SetFailMode { dupid, mode },
+        } => admin::Request::DupSetFailMode { dupid, mode },
+        AdminCmd::Cluster {
+            cmd: ClusterCmd::Status,
+        } => admin::Request::ClusterStatus,
     };
     match admin::run(&cfg, &req, deadline).await {
         Ok(out) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&out.json).context("cannot print JSON")?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.json).context("cannot print JSON")?
+                );
             } else if out.ok {
                 println!("{}", out.text);
             }
@@ -452,7 +602,9 @@ async fn node(role: Role, path: &std::path::Path, metrics: Option<SocketAddr>) -
 /// A key or value from the command line: text, with `\xNN` for any byte and `\\` for a
 /// backslash (the form `get` prints).
 fn parse_bytes(what: &str, s: &str) -> Result<Bytes> {
-    Bytes::from_text(s).with_context(|| format!("cannot use {s:?} as a {what}: a backslash must start \\xNN or \\\\"))
+    Bytes::from_text(s).with_context(|| {
+        format!("cannot use {s:?} as a {what}: a backslash must start \\xNN or \\\\")
+    })
 }
 
 /// Print a client error and choose the exit status: 2 when no answer came in time (the
@@ -465,7 +617,12 @@ fn client_error(e: &ClientError) -> ExitCode {
     ExitCode::from(if e.is_unavailable() { 2 } else { 1 })
 }
 
-async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u64>, op: ClientCmd) -> Result<ExitCode> {
+async fn client(
+    path: &std::path::Path,
+    table: Option<u8>,
+    deadline_ms: Option<u64>,
+    op: ClientCmd,
+) -> Result<ExitCode> {
     let mut cfg = Config::load(path)?;
     if let Some(ms) = deadline_ms {
         cfg.client.deadline_ms = Some(ms);
@@ -476,7 +633,9 @@ async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u
     };
     // Parse before connecting: an operator's typo is not a cluster error.
     let op = match op {
-        ClientCmd::Put { key, value } => ClientOp::put(parse_bytes("key", &key)?, parse_bytes("value", &value)?),
+        ClientCmd::Put { key, value } => {
+            ClientOp::put(parse_bytes("key", &key)?, parse_bytes("value", &value)?)
+        }
         ClientCmd::Get { key } => ClientOp::get(parse_bytes("key", &key)?),
         ClientCmd::Del { key } => ClientOp::del(parse_bytes("key", &key)?),
         ClientCmd::Config { key } => {
@@ -505,7 +664,12 @@ async fn client(path: &std::path::Path, table: Option<u8>, deadline_ms: Option<u
             eprintln!("not found");
             return Ok(ExitCode::from(3));
         }
-        Ok(OpResult::Failed(code)) => return Ok(client_error(&ClientError::Failed { code, transport: Vec::new() })),
+        Ok(OpResult::Failed(code)) => {
+            return Ok(client_error(&ClientError::Failed {
+                code,
+                transport: Vec::new(),
+            }))
+        }
         Err(e) => return Ok(client_error(&e)),
     }
     Ok(ExitCode::SUCCESS)
@@ -519,7 +683,10 @@ async fn client_config(cfg: &Config, table: u8, key: Option<Bytes>) -> Result<Ex
     };
     let gpid = match &key {
         Some(k) => client.gpid_of(k.as_slice()),
-        None => Gpid { table, partition: cfg.client.partition },
+        None => Gpid {
+            table,
+            partition: cfg.client.partition,
+        },
     };
     let answer = client.config_of(gpid).await;
     let partitions = client.partitions();
@@ -535,7 +702,10 @@ async fn client_config(cfg: &Config, table: u8, key: Option<Bytes>) -> Result<Ex
         "config": config,
         "primary_incarnation": incarnation,
     });
-    println!("{}", serde_json::to_string(&out).context("cannot print the configuration")?);
+    println!(
+        "{}",
+        serde_json::to_string(&out).context("cannot print the configuration")?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -546,7 +716,10 @@ impl Drop for Children {
         for (name, c) in &mut self.0 {
             if let Ok(None) = c.try_wait() {
                 // SIGTERM first, for a clean close; then make sure.
-                let _ = std::process::Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
                 let until = Instant::now() + Duration::from_secs(5);
                 while Instant::now() < until && matches!(c.try_wait(), Ok(None)) {
                     std::thread::sleep(Duration::from_millis(50));
@@ -561,7 +734,13 @@ impl Drop for Children {
     }
 }
 
-async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str, dir: Option<PathBuf>) -> Result<ExitCode> {
+async fn up_cluster(
+    replicas: usize,
+    clusters: u8,
+    partitions: u8,
+    cluster: &str,
+    dir: Option<PathBuf>,
+) -> Result<ExitCode> {
     if replicas == 0 {
         bail!("--replicas must be at least 1");
     }
@@ -585,18 +764,27 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
     let mut started = Vec::new();
     for (k, layout) in layouts.iter().enumerate() {
         let logs = layout.dir.join("logs");
-        std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
         for n in &layout.nodes {
-            let name = if layouts.len() > 1 { format!("{}/{}", layout.cluster, n.name()) } else { n.name() };
+            let name = if layouts.len() > 1 {
+                format!("{}/{}", layout.cluster, n.name())
+            } else {
+                n.name()
+            };
             let log_path = logs.join(format!("{}.log", n.name()));
-            let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("cannot create {}", log_path.display()))?;
             let child = std::process::Command::new(&exe)
                 .arg(n.role.to_string())
                 .arg("--config")
                 .arg(&n.config)
                 .arg("--metrics-addr")
                 .arg(n.metrics_addr.to_string())
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
@@ -616,11 +804,18 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
             }
             for (i, (name, c)) in children.0.iter_mut().enumerate() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    bail!("{name} exited ({status}) during start; see {}", started[i].2.display());
+                    bail!(
+                        "{name} exited ({status}) during start; see {}",
+                        started[i].2.display()
+                    );
                 }
             }
             if Instant::now() > until {
-                bail!("{} did not become ready within 30s; see {}", n.name(), log_path.display());
+                bail!(
+                    "{} did not become ready within 30s; see {}",
+                    n.name(),
+                    log_path.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -628,13 +823,27 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
     let me = exe.display();
     if layouts.len() == 1 {
         let layout = &layouts[0];
-        println!("Petrel cluster {:?} is up ({} replicas) in {}", layout.cluster, replicas, layout.dir.display());
+        println!(
+            "Petrel cluster {:?} is up ({} replicas) in {}",
+            layout.cluster,
+            replicas,
+            layout.dir.display()
+        );
     } else {
         let names: Vec<String> = layouts.iter().map(|l| format!("{:?}", l.cluster)).collect();
-        println!("Petrel clusters {} are up ({} replicas each) in {}", names.join(" and "), replicas, dir.display());
+        println!(
+            "Petrel clusters {} are up ({} replicas each) in {}",
+            names.join(" and "),
+            replicas,
+            dir.display()
+        );
     }
     for (k, n, log_path) in &started {
-        let prefix = if layouts.len() > 1 { format!("{} ", layouts[*k].cluster) } else { String::new() };
+        let prefix = if layouts.len() > 1 {
+            format!("{} ", layouts[*k].cluster)
+        } else {
+            String::new()
+        };
         println!(
             "  {prefix}{:<8} id {:<3} {}   metrics http://{}/metrics   log {}",
             n.role.to_string(),
@@ -645,11 +854,20 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
         );
     }
     if layouts.len() == 1 {
-        let (cc, ac) = (layouts[0].client_config.display(), layouts[0].admin_config.display());
+        let (cc, ac) = (
+            layouts[0].client_config.display(),
+            layouts[0].admin_config.display(),
+        );
         println!("\nTry:\n  {me} client --config {cc} put k 7\n  {me} client --config {cc} get k\n  {me} admin --config {ac} cluster status");
     } else {
-        let (a, b) = (layouts[0].client_config.display(), layouts[1].client_config.display());
-        let (aa, ba) = (layouts[0].admin_config.display(), layouts[1].admin_config.display());
+        let (a, b) = (
+            layouts[0].client_config.display(),
+            layouts[1].client_config.display(),
+        );
+        let (aa, ba) = (
+            layouts[0].admin_config.display(),
+            layouts[1].admin_config.display(),
+        );
         println!("\nTry (cluster a has table 1; b has none until the duplication creates its follower table 1):");
         println!("  {me} client --config {a} put k 7");
         println!("  {me} admin --config {aa} dup add --table 1 --remote-cluster b --full");
@@ -657,7 +875,11 @@ async fn up_cluster(replicas: usize, clusters: u8, partitions: u8, cluster: &str
         println!("  {me} client --config {b} get k");
         println!("  {me} admin --config {ba} cluster status");
     }
-    println!("\nCtrl-C stops the cluster{} (data stays in {}).", if layouts.len() > 1 { "s" } else { "" }, dir.display());
+    println!(
+        "\nCtrl-C stops the cluster{} (data stays in {}).",
+        if layouts.len() > 1 { "s" } else { "" },
+        dir.display()
+    );
     // Run until Ctrl-C. A node that dies is reported (with the command that restarts it
     // from its data directory); the others keep running, as in a real deployment.
     let mut reported = std::collections::BTreeSet::new();

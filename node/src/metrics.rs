@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Latency histogram buckets (seconds).
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Requests waiting for their reply, at most (beyond this, new ones are not timed).
 const MAX_PENDING: usize = 65_536;
 /// A request without a reply for this long is forgotten.
@@ -92,7 +94,10 @@ struct CommitMarks {
 impl CommitMarks {
     /// When `decree` committed, as far as this node saw.
     fn committed_at(&self, decree: Decree) -> Instant {
-        self.marks.iter().find(|(upto, _)| *upto >= decree).map_or(self.since, |(_, t)| *t)
+        self.marks
+            .iter()
+            .find(|(upto, _)| *upto >= decree)
+            .map_or(self.since, |(_, t)| *t)
     }
 }
 
@@ -131,7 +136,11 @@ struct DupSnap {
 enum Snap {
     None,
     Meta(petrel_core::meta::MetaState),
-    Replica { incarnation: u32, broken: bool, parts: Vec<PartSnap> },
+    Replica {
+        incarnation: u32,
+        broken: bool,
+        parts: Vec<PartSnap>,
+    },
 }
 
 struct Inner {
@@ -167,9 +176,20 @@ fn status_name(s: Status) -> &'static str {
     }
 }
 
-const STATUSES: [Status; 4] = [Status::Inactive, Status::PotentialSecondary, Status::Secondary, Status::Primary];
-const DUP_STATUSES: [DupStatus; 6] =
-    [DupStatus::Init, DupStatus::Prepare, DupStatus::App, DupStatus::Log, DupStatus::Pause, DupStatus::Removed];
+const STATUSES: [Status; 4] = [
+    Status::Inactive,
+    Status::PotentialSecondary,
+    Status::Secondary,
+    Status::Primary,
+];
+const DUP_STATUSES: [DupStatus; 6] = [
+    DupStatus::Init,
+    DupStatus::Prepare,
+    DupStatus::App,
+    DupStatus::Log,
+    DupStatus::Pause,
+    DupStatus::Removed,
+];
 
 pub fn dup_status_name(s: DupStatus) -> &'static str {
     s.name()
@@ -231,7 +251,12 @@ impl Metrics {
             Msg::Learn { config, .. } => {
                 let bytes = encoded_len(msg);
                 let mut m = self.lock();
-                let l = m.learn.entry(config.gpid).or_insert(LearnSeen { last_bytes: 0, applied_bytes: 0, at: Instant::now(), rounds: 0 });
+                let l = m.learn.entry(config.gpid).or_insert(LearnSeen {
+                    last_bytes: 0,
+                    applied_bytes: 0,
+                    at: Instant::now(),
+                    rounds: 0,
+                });
                 l.last_bytes = bytes;
                 l.applied_bytes = 0;
                 l.at = Instant::now();
@@ -249,8 +274,18 @@ impl Metrics {
     /// The event loop hands `msg` for `dst` to the transport (after the turn's fsync).
     pub fn on_send(&self, dst: Id, msg: &Msg) {
         let (gpid, req, op, result) = match msg {
-            Msg::WriteReply { gpid, req, result } => (*gpid, *req, Op::Write, result.as_ref().err().map_or("ok", error_name)),
-            Msg::ReadReply { gpid, req, result } => (*gpid, *req, Op::Read, result.as_ref().err().map_or("ok", error_name)),
+            Msg::WriteReply { gpid, req, result } => (
+                *gpid,
+                *req,
+                Op::Write,
+                result.as_ref().err().map_or("ok", error_name),
+            ),
+            Msg::ReadReply { gpid, req, result } => (
+                *gpid,
+                *req,
+                Op::Read,
+                result.as_ref().err().map_or("ok", error_name),
+            ),
             Msg::Learn { config, .. } => {
                 let bytes = encoded_len(msg);
                 // A Learn over the frame limit is not sent (the transport drops it, counts it
@@ -266,7 +301,10 @@ impl Metrics {
         let mut m = self.lock();
         *m.requests.entry((op, result)).or_insert(0) += 1;
         if let Some(at) = m.pending.remove(&(raw_of(dst), gpid, req, op)) {
-            m.latency.entry(op).or_default().observe(at.elapsed().as_secs_f64());
+            m.latency
+                .entry(op)
+                .or_default()
+                .observe(at.elapsed().as_secs_f64());
         }
     }
 
@@ -278,7 +316,8 @@ impl Metrics {
         m.saves = saves;
         if now.duration_since(m.last_expiry) > Duration::from_secs(1) {
             m.last_expiry = now;
-            m.pending.retain(|_, at| now.duration_since(*at) < PENDING_TTL);
+            m.pending
+                .retain(|_, at| now.duration_since(*at) < PENDING_TTL);
         }
         match state {
             NodeState::Meta(s) => m.snap = Snap::Meta(s.clone()),
@@ -290,9 +329,17 @@ impl Metrics {
                     // Commit times, for primaries that duplicate.
                     let duplicating = p.status == Status::Primary && !p.dups.is_empty();
                     if duplicating {
-                        let marks = inner.commits.entry(*gpid).or_insert(CommitMarks { marks: VecDeque::new(), seen: p.committed, since: now });
+                        let marks = inner.commits.entry(*gpid).or_insert(CommitMarks {
+                            marks: VecDeque::new(),
+                            seen: p.committed,
+                            since: now,
+                        });
                         if p.committed < marks.seen {
-                            *marks = CommitMarks { marks: VecDeque::new(), seen: p.committed, since: now };
+                            *marks = CommitMarks {
+                                marks: VecDeque::new(),
+                                seen: p.committed,
+                                since: now,
+                            };
                         } else if p.committed > marks.seen {
                             marks.marks.push_back((p.committed, now));
                             marks.seen = p.committed;
@@ -301,8 +348,17 @@ impl Metrics {
                                 marks.marks.pop_front();
                             }
                         }
-                        let min_confirmed = p.dups.values().map(|d| d.confirmed).min().unwrap_or(p.committed);
-                        while marks.marks.front().is_some_and(|(upto, _)| *upto <= min_confirmed) {
+                        let min_confirmed = p
+                            .dups
+                            .values()
+                            .map(|d| d.confirmed)
+                            .min()
+                            .unwrap_or(p.committed);
+                        while marks
+                            .marks
+                            .front()
+                            .is_some_and(|(upto, _)| *upto <= min_confirmed)
+                        {
                             if let Some((_, t)) = marks.marks.pop_front() {
                                 marks.since = t;
                             }
@@ -318,7 +374,9 @@ impl Metrics {
                             let pending = p.committed.saturating_sub(d.confirmed);
                             let lag = match (pending, marks) {
                                 (0, _) | (_, None) => 0.0,
-                                (_, Some(mk)) => now.duration_since(mk.committed_at(d.confirmed.saturating_add(1))).as_secs_f64(),
+                                (_, Some(mk)) => now
+                                    .duration_since(mk.committed_at(d.confirmed.saturating_add(1)))
+                                    .as_secs_f64(),
                             };
                             DupSnap {
                                 dupid: *id,
@@ -347,12 +405,24 @@ impl Metrics {
                         snapshot: p.snapshot.decree,
                         log_entries: p.log.len(),
                         recovering: p.recovering,
-                        learners: p.learners.iter().map(|(id, caught)| (raw_of(*id), *caught)).collect(),
+                        learners: p
+                            .learners
+                            .iter()
+                            .map(|(id, caught)| (raw_of(*id), *caught))
+                            .collect(),
                         dups,
                     });
                 }
-                inner.commits.retain(|g, _| r.parts.get(g).is_some_and(|p| p.status == Status::Primary && !p.dups.is_empty()));
-                inner.snap = Snap::Replica { incarnation: r.incarnation, broken: r.broken.is_some(), parts };
+                inner.commits.retain(|g, _| {
+                    r.parts
+                        .get(g)
+                        .is_some_and(|p| p.status == Status::Primary && !p.dups.is_empty())
+                });
+                inner.snap = Snap::Replica {
+                    incarnation: r.incarnation,
+                    broken: r.broken.is_some(),
+                    parts,
+                };
             }
         }
     }
@@ -362,13 +432,36 @@ impl Metrics {
         let m = self.lock();
         let now = Instant::now();
         let mut w = Writer::default();
-        w.family("petrel_node_info", "The node: role, id, cluster (value 1).", "gauge");
-        w.sample(&[("role", m.role.to_string()), ("id", m.id.to_string()), ("cluster", m.cluster.clone())], 1.0);
-        w.family("petrel_uptime_seconds", "Seconds since the node's metrics started.", "gauge");
+        w.family(
+            "petrel_node_info",
+            "The node: role, id, cluster (value 1).",
+            "gauge",
+        );
+        w.sample(
+            &[
+                ("role", m.role.to_string()),
+                ("id", m.id.to_string()),
+                ("cluster", m.cluster.clone()),
+            ],
+            1.0,
+        );
+        w.family(
+            "petrel_uptime_seconds",
+            "Seconds since the node's metrics started.",
+            "gauge",
+        );
         w.sample(&[], now.duration_since(m.started).as_secs_f64());
-        w.family("petrel_events_handled_total", "Events (messages, timers) the actor handled.", "counter");
+        w.family(
+            "petrel_events_handled_total",
+            "Events (messages, timers) the actor handled.",
+            "counter",
+        );
         w.sample(&[], m.handled as f64);
-        w.family("petrel_saves_total", "Durable saves (one fsync each; one per turn at most).", "counter");
+        w.family(
+            "petrel_saves_total",
+            "Durable saves (one fsync each; one per turn at most).",
+            "counter",
+        );
         w.sample(&[], m.saves as f64);
         if let Some(t) = &m.transport {
             w.family(
@@ -391,10 +484,22 @@ impl Metrics {
         match &m.snap {
             Snap::None => {}
             Snap::Meta(s) => render_meta(&mut w, s),
-            Snap::Replica { incarnation, broken, parts } => {
-                w.family("petrel_incarnation", "This replica server's life (durable boot count).", "gauge");
+            Snap::Replica {
+                incarnation,
+                broken,
+                parts,
+            } => {
+                w.family(
+                    "petrel_incarnation",
+                    "This replica server's life (durable boot count).",
+                    "gauge",
+                );
                 w.sample(&[], f64::from(*incarnation));
-                w.family("petrel_replica_broken", "1 if an internal invariant broke and the replica stopped acting.", "gauge");
+                w.family(
+                    "petrel_replica_broken",
+                    "1 if an internal invariant broke and the replica stopped acting.",
+                    "gauge",
+                );
                 w.sample(&[], if *broken { 1.0 } else { 0.0 });
                 render_parts(&mut w, parts, &m.learn, &m.learn_sent, now);
                 render_requests(&mut w, &m.requests, &m.latency);
@@ -405,21 +510,25 @@ impl Metrics {
 
     /// Serve `GET /metrics` on `addr` until the process ends. Returns the bound address.
     pub async fn serve(self: &Arc<Self>, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr} (TCP): {e}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr} (TCP): {e}"))?;
         let bound = listener.local_addr()?;
         let me = self.clone();
         let slots = Arc::new(tokio::sync::Semaphore::new(16));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     drop(stream); // too many scrapers at once
                     continue;
                 };
                 let me = me.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), respond(&me, stream)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), respond(&me, stream)).await;
                     drop(permit);
                 });
             }
@@ -445,10 +554,26 @@ async fn respond(m: &Metrics, mut stream: tokio::net::TcpStream) -> std::io::Res
     let mut first = text.lines().next().unwrap_or("").split_whitespace();
     let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
     let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", m.render()),
-        ("GET", "/") => ("200 OK", "text/plain; charset=utf-8", "petrel node: metrics at /metrics\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".to_string()),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            m.render(),
+        ),
+        ("GET", "/") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "petrel node: metrics at /metrics\n".to_string(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: try /metrics\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET\n".to_string(),
+        ),
     };
     let head = format!("HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     stream.write_all(head.as_bytes()).await?;
@@ -459,70 +584,158 @@ async fn respond(m: &Metrics, mut stream: tokio::net::TcpStream) -> std::io::Res
 }
 
 fn render_meta(w: &mut Writer, s: &petrel_core::meta::MetaState) {
-    let pl = |g: &Gpid| vec![("table", g.table.to_string()), ("partition", g.partition.to_string())];
-    w.family("petrel_meta_partitions", "Partitions the meta server knows (own and follower tables).", "gauge");
+    let pl = |g: &Gpid| {
+        vec![
+            ("table", g.table.to_string()),
+            ("partition", g.partition.to_string()),
+        ]
+    };
+    w.family(
+        "petrel_meta_partitions",
+        "Partitions the meta server knows (own and follower tables).",
+        "gauge",
+    );
     w.sample(&[], s.configs.len() as f64);
-    w.family("petrel_meta_partition_ballot", "Committed configuration ballot per partition.", "gauge");
+    w.family(
+        "petrel_meta_partition_ballot",
+        "Committed configuration ballot per partition.",
+        "gauge",
+    );
     for c in s.configs.values() {
         w.sample(&pl(&c.gpid), f64::from(c.ballot));
     }
-    w.family("petrel_meta_partition_has_primary", "1 if the partition's configuration names a primary that is alive.", "gauge");
+    w.family(
+        "petrel_meta_partition_has_primary",
+        "1 if the partition's configuration names a primary that is alive.",
+        "gauge",
+    );
     for c in s.configs.values() {
         let ok = c.primary.is_some_and(|p| s.alive.contains_key(&p));
         w.sample(&pl(&c.gpid), if ok { 1.0 } else { 0.0 });
     }
-    w.family("petrel_meta_partition_members", "Members (primary + secondaries) in the configuration.", "gauge");
+    w.family(
+        "petrel_meta_partition_members",
+        "Members (primary + secondaries) in the configuration.",
+        "gauge",
+    );
     for c in s.configs.values() {
         w.sample(&pl(&c.gpid), c.member_count() as f64);
     }
-    w.family("petrel_meta_partition_max_replicas", "The partition's target replica count.", "gauge");
+    w.family(
+        "petrel_meta_partition_max_replicas",
+        "The partition's target replica count.",
+        "gauge",
+    );
     for c in s.configs.values() {
         w.sample(&pl(&c.gpid), f64::from(c.max_replica_count));
     }
-    w.family("petrel_meta_alive_replicas", "Replica servers the meta server believes alive.", "gauge");
+    w.family(
+        "petrel_meta_alive_replicas",
+        "Replica servers the meta server believes alive.",
+        "gauge",
+    );
     w.sample(&[], s.alive.len() as f64);
-    w.family("petrel_meta_replica_incarnation", "The registered life of each alive replica server.", "gauge");
+    w.family(
+        "petrel_meta_replica_incarnation",
+        "The registered life of each alive replica server.",
+        "gauge",
+    );
     for (id, inc) in &s.alive {
         w.sample(&[("replica", raw_of(*id).to_string())], f64::from(*inc));
     }
-    w.family("petrel_meta_follower_tables", "Tables of this cluster that follow another cluster's table.", "gauge");
+    w.family(
+        "petrel_meta_follower_tables",
+        "Tables of this cluster that follow another cluster's table.",
+        "gauge",
+    );
     w.sample(&[], s.followers.len() as f64);
-    w.family("petrel_meta_dup_status", "Duplication status (1 for the current one).", "gauge");
+    w.family(
+        "petrel_meta_dup_status",
+        "Duplication status (1 for the current one).",
+        "gauge",
+    );
     for d in s.dups.values() {
         for st in DUP_STATUSES {
-            let l = [("dupid", d.dupid.to_string()), ("table", d.table.to_string()), ("status", dup_status_name(st).to_string())];
+            let l = [
+                ("dupid", d.dupid.to_string()),
+                ("table", d.table.to_string()),
+                ("status", dup_status_name(st).to_string()),
+            ];
             w.sample(&l, if d.status == st { 1.0 } else { 0.0 });
         }
     }
-    w.family("petrel_meta_dup_confirmed_decree", "Per partition: the follower holds every source mutation up to this decree (persisted).", "gauge");
+    w.family(
+        "petrel_meta_dup_confirmed_decree",
+        "Per partition: the follower holds every source mutation up to this decree (persisted).",
+        "gauge",
+    );
     for d in s.dups.values() {
         for (p, c) in &d.confirmed {
-            w.sample(&[("dupid", d.dupid.to_string()), ("table", d.table.to_string()), ("partition", p.to_string())], f64::from(*c));
+            w.sample(
+                &[
+                    ("dupid", d.dupid.to_string()),
+                    ("table", d.table.to_string()),
+                    ("partition", p.to_string()),
+                ],
+                f64::from(*c),
+            );
         }
     }
-    w.family("petrel_meta_dup_stalled", "1 if the duplication cannot progress (the reason is in petrel_meta_dup_info).", "gauge");
+    w.family(
+        "petrel_meta_dup_stalled",
+        "1 if the duplication cannot progress (the reason is in petrel_meta_dup_info).",
+        "gauge",
+    );
     for d in s.dups.values() {
-        w.sample(&[("dupid", d.dupid.to_string())], if d.stall.is_some() { 1.0 } else { 0.0 });
+        w.sample(
+            &[("dupid", d.dupid.to_string())],
+            if d.stall.is_some() { 1.0 } else { 0.0 },
+        );
     }
-    w.family("petrel_meta_dup_create_attempts", "Create-follower requests sent without an answer.", "gauge");
+    w.family(
+        "petrel_meta_dup_create_attempts",
+        "Create-follower requests sent without an answer.",
+        "gauge",
+    );
     for d in s.dups.values() {
-        w.sample(&[("dupid", d.dupid.to_string())], f64::from(d.create_attempts));
+        w.sample(
+            &[("dupid", d.dupid.to_string())],
+            f64::from(d.create_attempts),
+        );
     }
     w.family("petrel_meta_dup_fail_mode", "A duplication's fail mode (1 for the current one): slow retries a refused batch, skip gives it up.", "gauge");
     for d in s.dups.values() {
         for mode in [FailMode::Slow, FailMode::Skip] {
-            w.sample(&[("dupid", d.dupid.to_string()), ("mode", mode.name().to_string())], if d.fail_mode == mode { 1.0 } else { 0.0 });
+            w.sample(
+                &[
+                    ("dupid", d.dupid.to_string()),
+                    ("mode", mode.name().to_string()),
+                ],
+                if d.fail_mode == mode { 1.0 } else { 0.0 },
+            );
         }
     }
-    w.family("petrel_meta_dup_skipped_mutations_total", "Source mutations given up under fail mode skip (the follower refused them).", "counter");
+    w.family(
+        "petrel_meta_dup_skipped_mutations_total",
+        "Source mutations given up under fail mode skip (the follower refused them).",
+        "counter",
+    );
     for d in s.dups.values() {
         w.sample(&[("dupid", d.dupid.to_string())], f64::from(d.skipped));
     }
-    w.family("petrel_meta_dup_refusing_partitions", "Partitions whose follower refuses shipped mutations.", "gauge");
+    w.family(
+        "petrel_meta_dup_refusing_partitions",
+        "Partitions whose follower refuses shipped mutations.",
+        "gauge",
+    );
     for d in s.dups.values() {
         w.sample(&[("dupid", d.dupid.to_string())], d.refusing.len() as f64);
     }
-    w.family("petrel_meta_dup_info", "A duplication's fixed facts and stall reason (value 1).", "gauge");
+    w.family(
+        "petrel_meta_dup_info",
+        "A duplication's fixed facts and stall reason (value 1).",
+        "gauge",
+    );
     for d in s.dups.values() {
         w.sample(
             &[
@@ -541,9 +754,24 @@ fn render_meta(w: &mut Writer, s: &petrel_core::meta::MetaState) {
 type Gauge<T> = (&'static str, &'static str, fn(T) -> f64);
 type LearnGauge = (&'static str, &'static str, fn(&LearnSeen, Instant) -> f64);
 
-fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, LearnSeen>, sent: &BTreeMap<Gpid, u64>, now: Instant) {
-    let pl = |g: &Gpid| vec![("table", g.table.to_string()), ("partition", g.partition.to_string())];
-    w.family("petrel_partition_role", "This replica's role for the partition (1 for the current one).", "gauge");
+fn render_parts(
+    w: &mut Writer,
+    parts: &[PartSnap],
+    learn: &BTreeMap<Gpid, LearnSeen>,
+    sent: &BTreeMap<Gpid, u64>,
+    now: Instant,
+) {
+    let pl = |g: &Gpid| {
+        vec![
+            ("table", g.table.to_string()),
+            ("partition", g.partition.to_string()),
+        ]
+    };
+    w.family(
+        "petrel_partition_role",
+        "This replica's role for the partition (1 for the current one).",
+        "gauge",
+    );
     for p in parts {
         for st in STATUSES {
             let mut l = pl(&p.gpid);
@@ -552,12 +780,36 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
         }
     }
     let gauges: [Gauge<&PartSnap>; 6] = [
-        ("petrel_partition_ballot", "The newest configuration ballot this replica knows.", |p| f64::from(p.ballot)),
-        ("petrel_partition_committed_decree", "Last committed decree.", |p| f64::from(p.committed)),
-        ("petrel_partition_prepared_decree", "Last prepared (logged) decree.", |p| f64::from(p.prepared)),
-        ("petrel_partition_snapshot_decree", "Decree up to which the log is collected into the snapshot.", |p| f64::from(p.snapshot)),
-        ("petrel_partition_log_entries", "Log entries kept after the snapshot.", |p| p.log_entries as f64),
-        ("petrel_partition_recovering", "1 while learning (a recovering replica serves no reads).", |p| if p.recovering { 1.0 } else { 0.0 }),
+        (
+            "petrel_partition_ballot",
+            "The newest configuration ballot this replica knows.",
+            |p| f64::from(p.ballot),
+        ),
+        (
+            "petrel_partition_committed_decree",
+            "Last committed decree.",
+            |p| f64::from(p.committed),
+        ),
+        (
+            "petrel_partition_prepared_decree",
+            "Last prepared (logged) decree.",
+            |p| f64::from(p.prepared),
+        ),
+        (
+            "petrel_partition_snapshot_decree",
+            "Decree up to which the log is collected into the snapshot.",
+            |p| f64::from(p.snapshot),
+        ),
+        (
+            "petrel_partition_log_entries",
+            "Log entries kept after the snapshot.",
+            |p| p.log_entries as f64,
+        ),
+        (
+            "petrel_partition_recovering",
+            "1 while learning (a recovering replica serves no reads).",
+            |p| if p.recovering { 1.0 } else { 0.0 },
+        ),
     ];
     for (name, help, f) in gauges {
         w.family(name, help, "gauge");
@@ -566,7 +818,11 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
         }
     }
     // The primary's view of its learners.
-    w.family("petrel_primary_learner_caught_up", "A primary's learner: 1 once caught up (its ACK is then needed to commit).", "gauge");
+    w.family(
+        "petrel_primary_learner_caught_up",
+        "A primary's learner: 1 once caught up (its ACK is then needed to commit).",
+        "gauge",
+    );
     for p in parts {
         for (id, caught) in &p.learners {
             let mut l = pl(&p.gpid);
@@ -574,25 +830,52 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
             w.sample(&l, if *caught { 1.0 } else { 0.0 });
         }
     }
-    w.family("petrel_learn_sent_bytes_total", "Bytes of Learn messages this replica sent as primary (encoded).", "counter");
+    w.family(
+        "petrel_learn_sent_bytes_total",
+        "Bytes of Learn messages this replica sent as primary (encoded).",
+        "counter",
+    );
     for (g, b) in sent {
         w.sample(&pl(g), *b as f64);
     }
     // The learner's view (PotentialSecondary only).
-    let learning: Vec<(&PartSnap, &LearnSeen)> =
-        parts.iter().filter(|p| p.status == Status::PotentialSecondary).filter_map(|p| learn.get(&p.gpid).map(|l| (p, l))).collect();
+    let learning: Vec<(&PartSnap, &LearnSeen)> = parts
+        .iter()
+        .filter(|p| p.status == Status::PotentialSecondary)
+        .filter_map(|p| learn.get(&p.gpid).map(|l| (p, l)))
+        .collect();
     let lg: [LearnGauge; 5] = [
-        ("petrel_learn_total_bytes", "Learner: bytes of the state to transfer (the last Learn message, encoded).", |l, _| l.last_bytes as f64),
-        ("petrel_learn_read_bytes", "Learner: bytes of it received and applied.", |l, _| l.applied_bytes as f64),
-        ("petrel_learn_left_bytes", "Learner: bytes still to apply.", |l, _| l.last_bytes.saturating_sub(l.applied_bytes) as f64),
-        ("petrel_learn_percent", "Learner: percent of the state applied.", |l, _| {
-            if l.last_bytes == 0 {
-                0.0
-            } else {
-                100.0 * l.applied_bytes as f64 / l.last_bytes as f64
-            }
-        }),
-        ("petrel_learn_seconds_since_io", "Learner: seconds since the last Learn message arrived.", |l, now| now.duration_since(l.at).as_secs_f64()),
+        (
+            "petrel_learn_total_bytes",
+            "Learner: bytes of the state to transfer (the last Learn message, encoded).",
+            |l, _| l.last_bytes as f64,
+        ),
+        (
+            "petrel_learn_read_bytes",
+            "Learner: bytes of it received and applied.",
+            |l, _| l.applied_bytes as f64,
+        ),
+        (
+            "petrel_learn_left_bytes",
+            "Learner: bytes still to apply.",
+            |l, _| l.last_bytes.saturating_sub(l.applied_bytes) as f64,
+        ),
+        (
+            "petrel_learn_percent",
+            "Learner: percent of the state applied.",
+            |l, _| {
+                if l.last_bytes == 0 {
+                    0.0
+                } else {
+                    100.0 * l.applied_bytes as f64 / l.last_bytes as f64
+                }
+            },
+        ),
+        (
+            "petrel_learn_seconds_since_io",
+            "Learner: seconds since the last Learn message arrived.",
+            |l, now| now.duration_since(l.at).as_secs_f64(),
+        ),
     ];
     for (name, help, f) in lg {
         w.family(name, help, "gauge");
@@ -600,7 +883,11 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
             w.sample(&pl(&p.gpid), f(l, now));
         }
     }
-    w.family("petrel_learn_rounds_total", "Learn messages this replica received as a learner.", "counter");
+    w.family(
+        "petrel_learn_rounds_total",
+        "Learn messages this replica received as a learner.",
+        "counter",
+    );
     for (g, l) in learn {
         w.sample(&pl(g), l.rounds as f64);
     }
@@ -610,7 +897,11 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
         l.push(("dupid", d.dupid.to_string()));
         l
     };
-    w.family("petrel_dup_status", "A primary's duplicator status (1 for the current one).", "gauge");
+    w.family(
+        "petrel_dup_status",
+        "A primary's duplicator status (1 for the current one).",
+        "gauge",
+    );
     for p in parts {
         for d in &p.dups {
             for st in DUP_STATUSES {
@@ -621,12 +912,36 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
         }
     }
     let dg: [Gauge<&DupSnap>; 6] = [
-        ("petrel_dup_confirmed_decree", "The follower committed every mutation up to this decree.", |d| f64::from(d.confirmed)),
-        ("petrel_dup_shipped_decree", "The last decree shipped to the follower.", |d| f64::from(d.shipped)),
-        ("petrel_dup_pending_mutations", "Committed here, not yet confirmed by the follower (committed - confirmed).", |d| f64::from(d.pending)),
-        ("petrel_dup_shipping_lag_seconds", "How long the oldest pending mutation has waited since it committed (0: none pending).", |d| d.lag),
-        ("petrel_dup_follower_known", "1 if the duplicator knows the follower primary to send to.", |d| if d.has_target { 1.0 } else { 0.0 }),
-        ("petrel_dup_remote_table", "The follower table this duplicator feeds.", |d| f64::from(d.remote_table)),
+        (
+            "petrel_dup_confirmed_decree",
+            "The follower committed every mutation up to this decree.",
+            |d| f64::from(d.confirmed),
+        ),
+        (
+            "petrel_dup_shipped_decree",
+            "The last decree shipped to the follower.",
+            |d| f64::from(d.shipped),
+        ),
+        (
+            "petrel_dup_pending_mutations",
+            "Committed here, not yet confirmed by the follower (committed - confirmed).",
+            |d| f64::from(d.pending),
+        ),
+        (
+            "petrel_dup_shipping_lag_seconds",
+            "How long the oldest pending mutation has waited since it committed (0: none pending).",
+            |d| d.lag,
+        ),
+        (
+            "petrel_dup_follower_known",
+            "1 if the duplicator knows the follower primary to send to.",
+            |d| if d.has_target { 1.0 } else { 0.0 },
+        ),
+        (
+            "petrel_dup_remote_table",
+            "The follower table this duplicator feeds.",
+            |d| f64::from(d.remote_table),
+        ),
     ];
     for (name, help, f) in dg {
         w.family(name, help, "gauge");
@@ -638,10 +953,24 @@ fn render_parts(w: &mut Writer, parts: &[PartSnap], learn: &BTreeMap<Gpid, Learn
     }
 }
 
-fn render_requests(w: &mut Writer, requests: &BTreeMap<(Op, &'static str), u64>, latency: &BTreeMap<Op, Histogram>) {
-    w.family("petrel_client_requests_total", "Client requests answered by this replica, by operation and result.", "counter");
+fn render_requests(
+    w: &mut Writer,
+    requests: &BTreeMap<(Op, &'static str), u64>,
+    latency: &BTreeMap<Op, Histogram>,
+) {
+    w.family(
+        "petrel_client_requests_total",
+        "Client requests answered by this replica, by operation and result.",
+        "counter",
+    );
     for ((op, result), n) in requests {
-        w.sample(&[("op", op.name().to_string()), ("result", result.to_string())], *n as f64);
+        w.sample(
+            &[
+                ("op", op.name().to_string()),
+                ("result", result.to_string()),
+            ],
+            *n as f64,
+        );
     }
     w.family(
         "petrel_client_request_seconds",
@@ -650,11 +979,27 @@ fn render_requests(w: &mut Writer, requests: &BTreeMap<(Op, &'static str), u64>,
     );
     for (op, h) in latency {
         for (i, b) in BUCKETS.iter().enumerate() {
-            w.sample_named("petrel_client_request_seconds_bucket", &[("op", op.name().to_string()), ("le", format_float(*b))], h.counts[i] as f64);
+            w.sample_named(
+                "petrel_client_request_seconds_bucket",
+                &[("op", op.name().to_string()), ("le", format_float(*b))],
+                h.counts[i] as f64,
+            );
         }
-        w.sample_named("petrel_client_request_seconds_bucket", &[("op", op.name().to_string()), ("le", "+Inf".to_string())], h.count as f64);
-        w.sample_named("petrel_client_request_seconds_sum", &[("op", op.name().to_string())], h.sum);
-        w.sample_named("petrel_client_request_seconds_count", &[("op", op.name().to_string())], h.count as f64);
+        w.sample_named(
+            "petrel_client_request_seconds_bucket",
+            &[("op", op.name().to_string()), ("le", "+Inf".to_string())],
+            h.count as f64,
+        );
+        w.sample_named(
+            "petrel_client_request_seconds_sum",
+            &[("op", op.name().to_string())],
+            h.sum,
+        );
+        w.sample_named(
+            "petrel_client_request_seconds_count",
+            &[("op", op.name().to_string())],
+            h.count as f64,
+        );
     }
 }
 
@@ -723,8 +1068,12 @@ mod tests {
     /// file, the one place that spells out the core's configuration structs).
     fn replica_state() -> (Node, NodeState) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layout = crate::up::write_cluster(dir.path(), &crate::up::Plan::new("alpha", 1)).expect("layout");
-        let cfg = crate::config::Config::load(&layout.nodes[1].config).expect("config").replica_cfg().expect("replica cfg");
+        let layout = crate::up::write_cluster(dir.path(), &crate::up::Plan::new("alpha", 1))
+            .expect("layout");
+        let cfg = crate::config::Config::load(&layout.nodes[1].config)
+            .expect("config")
+            .replica_cfg()
+            .expect("replica cfg");
         let meta = id_of(layout.nodes[0].id);
         let node = Node::Replica(cfg);
         let mut out = Out::new();
@@ -732,7 +1081,17 @@ mod tests {
         // Its lease: one beacon, acknowledged by the meta server.
         let mut cow = Cow::Owned(state);
         node.on_timeout(id_of(1), &mut cow, &petrel_core::Timer::Beacon, &mut out);
-        node.on_msg(id_of(1), &mut cow, meta, Msg::BeaconAck { incarnation: 1, seq: 1, alive: true }, &mut out);
+        node.on_msg(
+            id_of(1),
+            &mut cow,
+            meta,
+            Msg::BeaconAck {
+                incarnation: 1,
+                seq: 1,
+                alive: true,
+            },
+            &mut out,
+        );
         (node, cow.into_owned())
     }
 
@@ -741,8 +1100,16 @@ mod tests {
         let (node, mut state) = replica_state();
         let m = Metrics::new("replica", 1, "alpha");
         let client = id_of((1u64 << 32) + 5);
-        let gpid = Gpid { table: 1, partition: 0 };
-        let msg = Msg::Write { gpid, req: 1, key: "k".into(), value: Some("7".into()) };
+        let gpid = Gpid {
+            table: 1,
+            partition: 0,
+        };
+        let msg = Msg::Write {
+            gpid,
+            req: 1,
+            key: "k".into(),
+            value: Some("7".into()),
+        };
         m.on_receive(client, &msg);
         let mut out = Out::new();
         let mut cow = Cow::Borrowed(&state);
@@ -777,22 +1144,34 @@ mod tests {
         let mut w = Writer::default();
         w.family("x", "help", "gauge");
         w.sample(&[("stall", "a \"quoted\"\nreason\\".to_string())], 1.0);
-        assert!(w.out.contains(r#"x{stall="a \"quoted\"\nreason\\"} 1.0"#), "{}", w.out);
+        assert!(
+            w.out.contains(r#"x{stall="a \"quoted\"\nreason\\"} 1.0"#),
+            "{}",
+            w.out
+        );
     }
 
     #[tokio::test]
     async fn served_over_http() {
         let m = Metrics::new("meta", 0, "alpha");
-        let addr = m.serve("127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+        let addr = m
+            .serve("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("serve");
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.expect("write");
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
             let mut body = String::new();
             s.read_to_string(&mut body).await.expect("read");
             body
         };
         let r = get("/metrics").await;
-        assert!(r.starts_with("HTTP/1.0 200 OK") && r.contains("petrel_node_info{role=\"meta\""), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.0 200 OK") && r.contains("petrel_node_info{role=\"meta\""),
+            "{r}"
+        );
         assert!(get("/nope").await.starts_with("HTTP/1.0 404"));
     }
 }

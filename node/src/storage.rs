@@ -69,13 +69,24 @@ const LOG_NAME: &str = "storage.log";
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("storage I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a Petrel storage file (bad header)")]
     NotAStore { path: PathBuf },
     #[error("{path} was written in storage format {found} (this petrel reads format {expected}); refusing to start: run the petrel version that wrote it. {KEEP_THE_FILE}")]
-    OtherFormat { path: PathBuf, found: String, expected: char },
+    OtherFormat {
+        path: PathBuf,
+        found: String,
+        expected: char,
+    },
     #[error("{path}: record at offset {offset} has a valid checksum but does not decode ({reason}); written by an incompatible version? refusing to start")]
-    Undecodable { path: PathBuf, offset: u64, reason: String },
+    Undecodable {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     #[error("cannot encode the storage value: {0}")]
     Encode(String),
     #[error("storage value of {0} bytes exceeds the record limit")]
@@ -83,7 +94,12 @@ pub enum StorageError {
     #[error("{path}: the record at offset {offset} is corrupt and the change records after it depend on it; refusing to start with an older state. {KEEP_THE_FILE}")]
     BrokenChain { path: PathBuf, offset: u64 },
     #[error("{path}: the last record (offset {offset}, {bytes} bytes) is complete but {what}: this is damage to a saved decision, not a torn write; refusing to start rather than roll back to the record before it. {KEEP_THE_FILE}")]
-    CorruptTail { path: PathBuf, offset: u64, bytes: u64, what: &'static str },
+    CorruptTail {
+        path: PathBuf,
+        offset: u64,
+        bytes: u64,
+        what: &'static str,
+    },
 }
 
 /// What every "refusing to start" error tells the operator. Not "move it away": a node
@@ -118,7 +134,10 @@ fn damaged_tail(tail: &[u8]) -> Option<&'static str> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.to_path_buf(), source }
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -130,7 +149,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { compact_min_bytes: 4 << 20 }
+        StoreOptions {
+            compact_min_bytes: 4 << 20,
+        }
     }
 }
 
@@ -209,7 +230,9 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     // On Unix a directory can be opened and fsynced so that renames and creations in it
     // are durable. Elsewhere this is best effort.
     #[cfg(unix)]
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
@@ -223,14 +246,33 @@ fn tagged(tag: u8, value: &impl serde::Serialize) -> Result<Vec<u8>, StorageErro
 
 impl<T: Incremental> Store<T> {
     /// Open (or create) the store in `dir` and return the last saved value, if any.
-    pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store<T>, Option<T>, Recovery), StorageError> {
+    pub fn open(
+        dir: &Path,
+        opts: StoreOptions,
+    ) -> Result<(Store<T>, Option<T>, Recovery), StorageError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(LOG_NAME);
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf).map_err(io(&path))?;
         let mut rec = Recovery::default();
-        let empty = |file, len| Store { dir: dir.to_path_buf(), path: path.clone(), file, len, last: None, full_len: 0, since_full: 0, opts: opts.clone(), saves: 0 };
+        let empty = |file, len| Store {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            file,
+            len,
+            last: None,
+            full_len: 0,
+            since_full: 0,
+            opts: opts.clone(),
+            saves: 0,
+        };
         if buf.len() < FILE_MAGIC.len() {
             if !FILE_MAGIC.starts_with(&buf) {
                 return Err(StorageError::NotAStore { path: path.clone() });
@@ -248,8 +290,13 @@ impl<T: Incremental> Store<T> {
         }
         if &buf[..FILE_MAGIC.len()] != FILE_MAGIC {
             if buf.starts_with(MAGIC_STEM) {
-                let found = String::from_utf8_lossy(&buf[MAGIC_STEM.len()..FILE_MAGIC.len()]).into_owned();
-                return Err(StorageError::OtherFormat { path: path.clone(), found, expected: char::from(FILE_MAGIC[MAGIC_STEM.len()]) });
+                let found =
+                    String::from_utf8_lossy(&buf[MAGIC_STEM.len()..FILE_MAGIC.len()]).into_owned();
+                return Err(StorageError::OtherFormat {
+                    path: path.clone(),
+                    found,
+                    expected: char::from(FILE_MAGIC[MAGIC_STEM.len()]),
+                });
             }
             return Err(StorageError::NotAStore { path: path.clone() });
         }
@@ -287,15 +334,25 @@ impl<T: Incremental> Store<T> {
             }
         }
         rec.records = records.len();
-        let undecodable = |at: usize, reason: String| StorageError::Undecodable { path: path.clone(), offset: at as u64, reason };
+        let undecodable = |at: usize, reason: String| StorageError::Undecodable {
+            path: path.clone(),
+            offset: at as u64,
+            reason,
+        };
         // The newest chain: the last full record and the change records after it.
         let start = records.iter().rposition(|(_, b)| b.first() == Some(&FULL));
         let chain_start = start.map_or(0, |i| records[i].0);
         if let Some(&bad) = corrupt.iter().find(|&&c| c > chain_start) {
-            return Err(StorageError::BrokenChain { path: path.clone(), offset: bad as u64 });
+            return Err(StorageError::BrokenChain {
+                path: path.clone(),
+                offset: bad as u64,
+            });
         }
         if let (None, Some(&(at, _))) = (start, records.first()) {
-            return Err(undecodable(at, "change records without a full record before them".into()));
+            return Err(undecodable(
+                at,
+                "change records without a full record before them".into(),
+            ));
         }
         for c in &corrupt {
             tracing::warn!(path = %path.display(), offset = c, "corrupt storage record in the middle of the log skipped; a newer full record follows");
@@ -304,13 +361,18 @@ impl<T: Incremental> Store<T> {
         let (mut value, mut full_len, mut since_full) = (None, 0, 0);
         if let Some(i) = start {
             let (at, bytes) = records[i];
-            let mut v: T = postcard::from_bytes(&bytes[1..]).map_err(|e| undecodable(at, e.to_string()))?;
+            let mut v: T =
+                postcard::from_bytes(&bytes[1..]).map_err(|e| undecodable(at, e.to_string()))?;
             full_len = (bytes.len() + RECORD_HEADER) as u64;
             for &(at, bytes) in &records[i + 1..] {
                 if bytes.first() != Some(&CHANGE) {
-                    return Err(undecodable(at, format!("unknown record kind {:?}", bytes.first())));
+                    return Err(undecodable(
+                        at,
+                        format!("unknown record kind {:?}", bytes.first()),
+                    ));
                 }
-                let d: T::Delta = postcard::from_bytes(&bytes[1..]).map_err(|e| undecodable(at, e.to_string()))?;
+                let d: T::Delta = postcard::from_bytes(&bytes[1..])
+                    .map_err(|e| undecodable(at, e.to_string()))?;
                 v.apply(d).map_err(|e| undecodable(at, e))?;
                 since_full += (bytes.len() + RECORD_HEADER) as u64;
                 rec.changes += 1;
@@ -343,7 +405,10 @@ impl<T: Incremental> Store<T> {
             None => None,
         };
         match change {
-            Some(rec) if self.since_full + rec.len() as u64 <= self.opts.compact_min_bytes.max(self.full_len) => {
+            Some(rec)
+                if self.since_full + rec.len() as u64
+                    <= self.opts.compact_min_bytes.max(self.full_len) =>
+            {
                 self.append(&rec)?;
                 self.since_full += rec.len() as u64;
             }
@@ -388,9 +453,14 @@ impl<T: Incremental> Store<T> {
         }
         fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
         sync_dir(&self.dir)?;
-        let mut file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(io(&self.path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
         self.len = (FILE_MAGIC.len() + rec.len()) as u64;
-        file.seek(SeekFrom::Start(self.len)).map_err(io(&self.path))?;
+        file.seek(SeekFrom::Start(self.len))
+            .map_err(io(&self.path))?;
         self.file = file;
         self.full_len = rec.len() as u64;
         self.since_full = 0;
@@ -448,7 +518,14 @@ mod tests {
         let (_, v, rec) = open(dir.path());
         assert_eq!(v, Some(value(5)));
         // One full record, then only what changed.
-        assert_eq!(rec, Recovery { records: 5, changes: 4, ..Default::default() });
+        assert_eq!(
+            rec,
+            Recovery {
+                records: 5,
+                changes: 4,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -463,7 +540,10 @@ mod tests {
         fs::write(dir.path().join(LOG_NAME), b"PETR").expect("write");
         assert_eq!(open(dir.path()).1, None);
         fs::write(dir.path().join(LOG_NAME), b"NOTPETRELAT ALL").expect("write");
-        assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::NotAStore { .. })));
+        assert!(matches!(
+            Store::<V>::open(dir.path(), StoreOptions::default()),
+            Err(StorageError::NotAStore { .. })
+        ));
     }
 
     #[test]
@@ -473,9 +553,15 @@ mod tests {
         let mut bytes = b"PETRELS1".to_vec();
         bytes.extend(encode_record(&postcard::to_stdvec(&value(1)).expect("enc")).expect("rec"));
         fs::write(&path, &bytes).expect("write");
-        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default())
+            .err()
+            .expect("refused");
         assert!(matches!(err, StorageError::OtherFormat { .. }), "{err}");
-        assert!(err.to_string().contains("storage format 1 (this petrel reads format 4)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("storage format 1 (this petrel reads format 4)"),
+            "{err}"
+        );
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
 
@@ -520,14 +606,28 @@ mod tests {
         let n = good.len();
         // A flipped bit in the payload, in the checksum, and in the magic of the last
         // record: each is damage to a saved decision, never a torn tail.
-        for (at, what) in [(n - 3, "fails its checksum"), (last as usize + 9, "fails its checksum"), (last as usize, "not a record header")] {
+        for (at, what) in [
+            (n - 3, "fails its checksum"),
+            (last as usize + 9, "fails its checksum"),
+            (last as usize, "not a record header"),
+        ] {
             let mut bytes = good.clone();
             bytes[at] ^= 0x10;
             fs::write(&path, &bytes).expect("write");
-            let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
-            assert!(matches!(err, StorageError::CorruptTail { offset, .. } if offset == last), "{err}");
+            let err = Store::<V>::open(dir.path(), StoreOptions::default())
+                .err()
+                .expect("refused");
+            assert!(
+                matches!(err, StorageError::CorruptTail { offset, .. } if offset == last),
+                "{err}"
+            );
             let msg = err.to_string();
-            assert!(msg.contains(what) && msg.contains(&format!("offset {last}")) && msg.contains("storage.log"), "{msg}");
+            assert!(
+                msg.contains(what)
+                    && msg.contains(&format!("offset {last}"))
+                    && msg.contains("storage.log"),
+                "{msg}"
+            );
             assert!(msg.contains("Do not delete or move the file"), "{msg}");
             assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
         }
@@ -560,7 +660,13 @@ mod tests {
         // The file was compacted to one full record of the newest value.
         let (_, v, rec) = open(dir.path());
         assert_eq!(v, Some(value(4)));
-        assert_eq!(rec, Recovery { records: 1, ..Default::default() });
+        assert_eq!(
+            rec,
+            Recovery {
+                records: 1,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -578,9 +684,18 @@ mod tests {
         let first = record_at(&bytes, FILE_MAGIC.len()).expect("first record").1;
         bytes[first + RECORD_HEADER + 1] ^= 0xff;
         fs::write(&path, &bytes).expect("write");
-        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
-        assert!(matches!(err, StorageError::BrokenChain { offset, .. } if offset == first as u64), "{err}");
-        assert!(err.to_string().contains("refusing to start with an older state"), "{err}");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default())
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, StorageError::BrokenChain { offset, .. } if offset == first as u64),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("refusing to start with an older state"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("move it away"), "{err}");
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
     }
@@ -596,8 +711,13 @@ mod tests {
         let mut bytes = fs::read(&path).expect("read");
         bytes[FILE_MAGIC.len() + RECORD_HEADER + 2] ^= 0xff;
         fs::write(&path, &bytes).expect("write");
-        let err = Store::<V>::open(dir.path(), StoreOptions::default()).err().expect("refused");
-        assert!(matches!(err, StorageError::BrokenChain { offset: 8, .. }), "{err}");
+        let err = Store::<V>::open(dir.path(), StoreOptions::default())
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, StorageError::BrokenChain { offset: 8, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -611,7 +731,11 @@ mod tests {
         }
         // 500 saves of a ~97-entry map, written as changes: far smaller than 500 maps.
         let whole = postcard::to_stdvec(&v).expect("enc").len() as u64;
-        assert!(s.file_len() < 500 * whole / 10, "{} bytes for 500 saves of {whole}", s.file_len());
+        assert!(
+            s.file_len() < 500 * whole / 10,
+            "{} bytes for 500 saves of {whole}",
+            s.file_len()
+        );
         drop(s);
         let (_, got, rec) = open(dir.path());
         assert_eq!(got, Some(v));
@@ -625,19 +749,27 @@ mod tests {
         let mut bytes = FILE_MAGIC.to_vec();
         bytes.extend(encode_record(&[0xff, 0xff, 0xff]).expect("rec"));
         fs::write(&path, &bytes).expect("write");
-        assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::Undecodable { .. })));
+        assert!(matches!(
+            Store::<V>::open(dir.path(), StoreOptions::default()),
+            Err(StorageError::Undecodable { .. })
+        ));
         assert_eq!(fs::read(&path).expect("read"), bytes, "file untouched");
         // A full record that does not decode.
         let mut bytes = FILE_MAGIC.to_vec();
         bytes.extend(encode_record(&[FULL, 0xff, 0xff, 0xff]).expect("rec"));
         fs::write(&path, &bytes).expect("write");
-        assert!(matches!(Store::<V>::open(dir.path(), StoreOptions::default()), Err(StorageError::Undecodable { .. })));
+        assert!(matches!(
+            Store::<V>::open(dir.path(), StoreOptions::default()),
+            Err(StorageError::Undecodable { .. })
+        ));
     }
 
     #[test]
     fn compaction_bounds_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = StoreOptions { compact_min_bytes: 4096 };
+        let opts = StoreOptions {
+            compact_min_bytes: 4096,
+        };
         let (mut s, _, _) = Store::<V>::open(dir.path(), opts.clone()).expect("open");
         for n in 0..200 {
             s.save(value(n % 20)).expect("save");

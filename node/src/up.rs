@@ -114,7 +114,9 @@ pub fn write_clusters(dir: &Path, plans: &[Plan]) -> Result<Vec<Layout>> {
 
 fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let mut all_ids = std::collections::BTreeSet::new();
     let mut names = std::collections::BTreeSet::new();
     for p in plans {
@@ -137,14 +139,35 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
     }
     let mut preps = Vec::new();
     for p in plans {
-        let cdir = if subdirs { dir.join(&p.cluster) } else { dir.clone() };
-        std::fs::create_dir_all(&cdir).with_context(|| format!("cannot create {}", cdir.display()))?;
+        let cdir = if subdirs {
+            dir.join(&p.cluster)
+        } else {
+            dir.clone()
+        };
+        std::fs::create_dir_all(&cdir)
+            .with_context(|| format!("cannot create {}", cdir.display()))?;
         let ids = p.ids();
         let certs_dir = cdir.join("certs");
-        certs::issue(&p.cluster, &certs::Wanted::cluster(ids[0], &ids[1..]), &certs_dir)?;
-        let addrs = free_udp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
-        let metrics = free_tcp_ports(ids.len())?.into_iter().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))).collect();
-        preps.push(Prep { dir: cdir, certs: certs_dir, ids, addrs, metrics });
+        certs::issue(
+            &p.cluster,
+            &certs::Wanted::cluster(ids[0], &ids[1..]),
+            &certs_dir,
+        )?;
+        let addrs = free_udp_ports(ids.len())?
+            .into_iter()
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .collect();
+        let metrics = free_tcp_ports(ids.len())?
+            .into_iter()
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .collect();
+        preps.push(Prep {
+            dir: cdir,
+            certs: certs_dir,
+            ids,
+            addrs,
+            metrics,
+        });
     }
     let peers: Vec<Peer> = plans
         .iter()
@@ -160,15 +183,23 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
         .collect();
     let mut layouts = Vec::new();
     for (k, (plan, prep)) in plans.iter().zip(&preps).enumerate() {
-        let remote_cas: Vec<PathBuf> =
-            preps.iter().enumerate().filter(|(j, _)| *j != k).map(|(_, other)| other.certs.join("ca.pem")).collect();
+        let remote_cas: Vec<PathBuf> = preps
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, other)| other.certs.join("ca.pem"))
+            .collect();
         let members = plan.replicas.min(3) as u8;
         let topology = Topology {
             meta: plan.id_base,
             replicas: prep.ids[1..].to_vec(),
             bootstrap_members: if plan.bootstrap_table { members } else { 0 },
             tables: if plan.bootstrap_table {
-                vec![Table { id: 1, partitions: plan.partitions, max_replica_count: members.max(1) }]
+                vec![Table {
+                    id: 1,
+                    partitions: plan.partitions,
+                    max_replica_count: members.max(1),
+                }]
             } else {
                 Vec::new()
             },
@@ -178,7 +209,12 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             id: None,
             listen: None,
             data_dir: None,
-            tls: TlsPaths { ca: "certs/ca.pem".into(), cert: PathBuf::new(), key: PathBuf::new(), remote_cas },
+            tls: TlsPaths {
+                ca: "certs/ca.pem".into(),
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                remote_cas,
+            },
             topology,
             accept_duplication: plan.accept_duplication,
             gc: true,
@@ -199,7 +235,8 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             c.tls.cert = format!("certs/node-{id}.pem").into();
             c.tls.key = format!("certs/node-{id}.key").into();
             let path = prep.dir.join(format!("{role}-{id}.toml"));
-            std::fs::write(&path, c.to_toml()?).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, c.to_toml()?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             if role == Role::Replica {
                 // The installation: this data directory's first boot takes the bootstrap
                 // roles (see `launch::INSTALL_MARK`).
@@ -207,9 +244,11 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
                 // deployment must not make a wiped disk pass for the installation.
                 let data = prep.dir.join(format!("data/n{id}"));
                 if !data.exists() {
-                    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+                    std::fs::create_dir_all(&data)
+                        .with_context(|| format!("cannot create {}", data.display()))?;
                     let mark = data.join(crate::launch::INSTALL_MARK);
-                    std::fs::write(&mark, b"").with_context(|| format!("cannot write {}", mark.display()))?;
+                    std::fs::write(&mark, b"")
+                        .with_context(|| format!("cannot write {}", mark.display()))?;
                 }
             }
             nodes.push(NodeEntry {
@@ -230,13 +269,15 @@ fn lay_out(dir: &Path, plans: &[Plan], subdirs: bool) -> Result<Vec<Layout>> {
             c.client.table = Some(1);
         }
         let client_config = prep.dir.join("client.toml");
-        std::fs::write(&client_config, c.to_toml()?).with_context(|| format!("cannot write {}", client_config.display()))?;
+        std::fs::write(&client_config, c.to_toml()?)
+            .with_context(|| format!("cannot write {}", client_config.display()))?;
         // The operator's file: the same address book, the operator certificate.
         let mut a = c.clone();
         a.tls.cert = "certs/operator-0.pem".into();
         a.tls.key = "certs/operator-0.key".into();
         let admin_config = prep.dir.join("admin.toml");
-        std::fs::write(&admin_config, a.to_toml()?).with_context(|| format!("cannot write {}", admin_config.display()))?;
+        std::fs::write(&admin_config, a.to_toml()?)
+            .with_context(|| format!("cannot write {}", admin_config.display()))?;
         layouts.push(Layout {
             dir: prep.dir.clone(),
             cluster: plan.cluster.clone(),
@@ -263,7 +304,10 @@ pub fn spawn(exe: &Path, n: &NodeEntry, log: &Path) -> Result<std::process::Chil
         .arg(&n.config)
         .arg("--metrics-addr")
         .arg(n.metrics_addr.to_string())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(file)
@@ -272,17 +316,33 @@ pub fn spawn(exe: &Path, n: &NodeEntry, log: &Path) -> Result<std::process::Chil
 }
 
 /// Wait (bounded) until `log` holds `starts` "ready" lines, failing if `child` exits.
-pub async fn wait_ready(child: &mut std::process::Child, log: &Path, starts: usize, limit: std::time::Duration) -> Result<()> {
+pub async fn wait_ready(
+    child: &mut std::process::Child,
+    log: &Path,
+    starts: usize,
+    limit: std::time::Duration,
+) -> Result<()> {
     let until = std::time::Instant::now() + limit;
     loop {
-        if std::fs::read_to_string(log).unwrap_or_default().matches(" ready").count() >= starts {
+        if std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches(" ready")
+            .count()
+            >= starts
+        {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            bail!("the node exited ({status}) during start; see {}", log.display());
+            bail!(
+                "the node exited ({status}) during start; see {}",
+                log.display()
+            );
         }
         if std::time::Instant::now() > until {
-            bail!("the node did not become ready within {limit:?}; see {}", log.display());
+            bail!(
+                "the node did not become ready within {limit:?}; see {}",
+                log.display()
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -323,8 +383,18 @@ mod tests {
             assert!(c.tls().is_ok());
         }
         let c = Config::load(&layout.client_config).expect("client config");
-        let (client, operator) = (certs::Identity::Client { cluster: "alpha".into() }, certs::Identity::Operator { cluster: "alpha".into() });
-        assert!(c.tls().expect("tls").is_valid_for(&client) && !c.tls().expect("tls").is_valid_for(&operator));
+        let (client, operator) = (
+            certs::Identity::Client {
+                cluster: "alpha".into(),
+            },
+            certs::Identity::Operator {
+                cluster: "alpha".into(),
+            },
+        );
+        assert!(
+            c.tls().expect("tls").is_valid_for(&client)
+                && !c.tls().expect("tls").is_valid_for(&operator)
+        );
         let a = Config::load(&layout.admin_config).expect("admin config");
         assert!(a.tls().expect("tls").is_valid_for(&operator));
     }
@@ -332,14 +402,28 @@ mod tests {
     #[test]
     fn two_clusters_know_each_other() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let layouts = write_clusters(dir.path(), &pair_plans(2, 1).expect("plans")).expect("layouts");
+        let layouts =
+            write_clusters(dir.path(), &pair_plans(2, 1).expect("plans")).expect("layouts");
         assert_eq!(layouts.len(), 2);
         let (a, b) = (&layouts[0], &layouts[1]);
-        assert_eq!(b.nodes.iter().map(|n| n.id).collect::<Vec<_>>(), vec![100, 101, 102]);
+        assert_eq!(
+            b.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
+            vec![100, 101, 102]
+        );
         let ca = Config::load(&a.client_config).expect("a client");
         let cb = Config::load(&b.client_config).expect("b client");
-        assert_eq!((ca.meta_of("b").expect("b's meta"), cb.meta_of("a").expect("a's meta")), (100, 0));
-        assert_eq!(cb.client_cfg(Vec::new()).expect("b client cfg").gpid.table, 1, "b's client reads the follower table");
+        assert_eq!(
+            (
+                ca.meta_of("b").expect("b's meta"),
+                cb.meta_of("a").expect("a's meta")
+            ),
+            (100, 0)
+        );
+        assert_eq!(
+            cb.client_cfg(Vec::new()).expect("b client cfg").gpid.table,
+            1,
+            "b's client reads the follower table"
+        );
         let meta_b = Config::load(&b.nodes[0].config).expect("b meta");
         assert!(meta_b.accept_duplication && meta_b.meta_cfg().expect("cfg").tables.is_empty());
         // Each trusts the other's CA: a's replica certificate verifies under b's roots.

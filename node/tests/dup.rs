@@ -36,10 +36,20 @@ fn parse_up(text: &str) -> Printed {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let Some(at) = words.iter().position(|w| *w == "metrics") {
             // "a replica id 1 127.0.0.1:NNN metrics http://127.0.0.1:MMM/metrics log …"
-            let url = words[at + 1].trim_start_matches("http://").trim_end_matches("/metrics");
+            let url = words[at + 1]
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics");
             let id = words[3].parse().expect("node id");
-            nodes.push((words[0].to_string(), words[1].to_string(), id, url.parse().expect("metrics address")));
-        } else if words.len() > 2 && words[0].ends_with("petrel") && matches!(words[1], "client" | "admin") {
+            nodes.push((
+                words[0].to_string(),
+                words[1].to_string(),
+                id,
+                url.parse().expect("metrics address"),
+            ));
+        } else if words.len() > 2
+            && words[0].ends_with("petrel")
+            && matches!(words[1], "client" | "admin")
+        {
             commands.push(words[1..].iter().map(|w| w.to_string()).collect());
         }
     }
@@ -53,7 +63,10 @@ fn run(args: &[String]) -> Output {
     match refs.iter().position(|w| *w == "--config") {
         Some(i) if refs.first() == Some(&"client") || refs.get(1) == Some(&"client") => {
             let history = history_of(Path::new(refs.get(i + 1).copied().unwrap_or(".")));
-            petrel_env(&refs, &[(petrel_node::client::HISTORY_ENV, &history.to_string_lossy())])
+            petrel_env(
+                &refs,
+                &[(petrel_node::client::HISTORY_ENV, &history.to_string_lossy())],
+            )
         }
         _ => petrel(&refs),
     }
@@ -88,19 +101,31 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
         .stderr(err)
         .spawn()
         .expect("spawn up");
-    let mut up = Up(Proc { name: "up".into(), child: Some(child), log: out_path });
+    let mut up = Up(Proc {
+        name: "up".into(),
+        child: Some(child),
+        log: out_path,
+    });
     up.0.wait_log("Ctrl-C stops", 1, Duration::from_secs(60));
     let printed = parse_up(&up.0.log_text());
     assert_eq!(printed.nodes.len(), 6, "{}", up.0.log_text());
     let metrics_of = |cluster: &str, role: &str| -> Vec<SocketAddr> {
-        printed.nodes.iter().filter(|n| n.0 == cluster && n.1 == role).map(|n| n.3).collect()
+        printed
+            .nodes
+            .iter()
+            .filter(|n| n.0 == cluster && n.1 == role)
+            .map(|n| n.3)
+            .collect()
     };
     let meta_a = metrics_of("a", "meta")[0];
     let meta_b = metrics_of("b", "meta")[0];
 
     // Values on a (the printed put, then a later one: b must end up with the last).
     let put = command(&printed, &["client", "put"]);
-    assert!(put.iter().any(|w| w.ends_with("a/client.toml")), "put goes to a: {put:?}");
+    assert!(
+        put.iter().any(|w| w.ends_with("a/client.toml")),
+        "put goes to a: {put:?}"
+    );
     let o = run(&put);
     assert_eq!((o.code, o.stdout.trim()), (Some(0), "ok"), "{}", o.stderr);
     let mut put8 = put.clone();
@@ -114,13 +139,24 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     let started = Instant::now();
     let o = run(&add);
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("duplication 1: table 1 -> cluster b (meta 100) table 1") && o.stdout.contains("PREPARE"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("duplication 1: table 1 -> cluster b (meta 100) table 1")
+            && o.stdout.contains("PREPARE"),
+        "{}",
+        o.stdout
+    );
 
     // LOG, seen on a's meta server's metrics (polled, bounded).
     let log_series = r#"petrel_meta_dup_status{dupid="1",table="1",status="LOG"}"#;
     let until = Instant::now() + Duration::from_secs(30);
     while metric(&scrape(meta_a), log_series) != Some(1.0) {
-        assert!(Instant::now() < until, "no LOG within 30 s:\n{}\n{}", scrape(meta_a), run(&command(&printed, &["dup", "list"])).stdout);
+        assert!(
+            Instant::now() < until,
+            "no LOG within 30 s:\n{}\n{}",
+            scrape(meta_a),
+            run(&command(&printed, &["dup", "list"])).stdout
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let to_log = started.elapsed();
@@ -132,25 +168,43 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     assert_eq!(j["duplications"][0]["status"], "LOG", "{j}");
     assert!(j["duplications"][0]["stall"].is_null(), "{j}");
     let o = run(&list);
-    assert!(o.stdout.contains("LOG") && o.stdout.contains("b/1"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("LOG") && o.stdout.contains("b/1"),
+        "{}",
+        o.stdout
+    );
 
     // A client of b reads the follower table: a's last value.
     let get_b = command(&printed, &["client", "get"]);
-    assert!(get_b.iter().any(|w| w.ends_with("b/client.toml")), "{get_b:?}");
+    assert!(
+        get_b.iter().any(|w| w.ends_with("b/client.toml")),
+        "{get_b:?}"
+    );
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let o = run(&get_b);
         if o.code == Some(0) && o.stdout.trim() == "8" {
             break;
         }
-        assert!(Instant::now() < until, "b never read 8: exit {:?} {} {}", o.code, o.stdout, o.stderr);
+        assert!(
+            Instant::now() < until,
+            "b never read 8: exit {:?} {} {}",
+            o.code,
+            o.stdout,
+            o.stderr
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     // LOG shipping: a new write on a arrives on b. Watch b's follower primary commit it.
     let b_primary = metrics_of("b", "replica")
         .into_iter()
-        .find(|m| metric(&scrape(*m), r#"petrel_partition_role{table="1",partition="0",role="primary"}"#) == Some(1.0))
+        .find(|m| {
+            metric(
+                &scrape(*m),
+                r#"petrel_partition_role{table="1",partition="0",role="primary"}"#,
+            ) == Some(1.0)
+        })
         .expect("b has a follower primary");
     let committed_series = r#"petrel_partition_committed_decree{table="1",partition="0"}"#;
     let before = metric(&scrape(b_primary), committed_series).expect("b's committed decree");
@@ -170,7 +224,10 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     let o = run(&put9);
     let put_took = t0.elapsed();
     assert_eq!((o.code, o.stdout.trim()), (Some(0), "ok"), "{}", o.stderr);
-    let arrived = watcher.join().expect("watcher").expect("the new write reached b's follower primary within 20 s");
+    let arrived = watcher
+        .join()
+        .expect("watcher")
+        .expect("the new write reached b's follower primary within 20 s");
     let o = run(&get_b);
     assert_eq!((o.code, o.stdout.trim()), (Some(0), "9"), "{}", o.stderr);
 
@@ -178,61 +235,173 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     // follower table; a's meta persisted the confirmed decree.
     let a_primary = metrics_of("a", "replica")
         .into_iter()
-        .find(|m| metric(&scrape(*m), r#"petrel_dup_status{table="1",partition="0",dupid="1",status="LOG"}"#) == Some(1.0))
+        .find(|m| {
+            metric(
+                &scrape(*m),
+                r#"petrel_dup_status{table="1",partition="0",dupid="1",status="LOG"}"#,
+            ) == Some(1.0)
+        })
         .expect("a's primary runs the duplicator");
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let text = scrape(a_primary);
-        let pending = metric(&text, r#"petrel_dup_pending_mutations{table="1",partition="0",dupid="1"}"#);
-        let confirmed = metric(&text, r#"petrel_dup_confirmed_decree{table="1",partition="0",dupid="1"}"#);
-        let committed = metric(&text, r#"petrel_partition_committed_decree{table="1",partition="0"}"#);
+        let pending = metric(
+            &text,
+            r#"petrel_dup_pending_mutations{table="1",partition="0",dupid="1"}"#,
+        );
+        let confirmed = metric(
+            &text,
+            r#"petrel_dup_confirmed_decree{table="1",partition="0",dupid="1"}"#,
+        );
+        let committed = metric(
+            &text,
+            r#"petrel_partition_committed_decree{table="1",partition="0"}"#,
+        );
         if pending == Some(0.0) && confirmed == committed && committed == Some(3.0) {
-            assert_eq!(metric(&text, r#"petrel_dup_shipping_lag_seconds{table="1",partition="0",dupid="1"}"#), Some(0.0));
-            assert!(metric(&text, r#"petrel_client_request_seconds_count{op="write"}"#).is_some_and(|n| n >= 3.0), "{text}");
+            assert_eq!(
+                metric(
+                    &text,
+                    r#"petrel_dup_shipping_lag_seconds{table="1",partition="0",dupid="1"}"#
+                ),
+                Some(0.0)
+            );
+            assert!(
+                metric(&text, r#"petrel_client_request_seconds_count{op="write"}"#)
+                    .is_some_and(|n| n >= 3.0),
+                "{text}"
+            );
             break;
         }
-        assert!(Instant::now() < until, "a's primary still has pending mutations:\n{text}");
+        assert!(
+            Instant::now() < until,
+            "a's primary still has pending mutations:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let until = Instant::now() + Duration::from_secs(10);
-    while metric(&scrape(meta_a), r#"petrel_meta_dup_confirmed_decree{dupid="1",table="1",partition="0"}"#) != Some(3.0) {
-        assert!(Instant::now() < until, "a's meta never persisted confirmed 3:\n{}", scrape(meta_a));
+    while metric(
+        &scrape(meta_a),
+        r#"petrel_meta_dup_confirmed_decree{dupid="1",table="1",partition="0"}"#,
+    ) != Some(3.0)
+    {
+        assert!(
+            Instant::now() < until,
+            "a's meta never persisted confirmed 3:\n{}",
+            scrape(meta_a)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(metric(&scrape(meta_b), "petrel_meta_follower_tables"), Some(1.0));
+    assert_eq!(
+        metric(&scrape(meta_b), "petrel_meta_follower_tables"),
+        Some(1.0)
+    );
     // b's cluster status names the follower table's source.
     let status_b = command(&printed, &["cluster", "status"]);
     let o = run(&status_b);
-    assert!(o.code == Some(0) && o.stdout.contains("cluster a table 1 (dup 1)"), "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.code == Some(0) && o.stdout.contains("cluster a table 1 (dup 1)"),
+        "{}\n{}",
+        o.stdout,
+        o.stderr
+    );
 
     // set-fail-mode: skip is saved and shown (dup list, metrics); an unknown duplication
     // and an unknown mode are refused with their reasons; slow again, writes still ship.
     let admin_a = &list[..list.len() - 1];
-    let set = |dupid: &str, mode: &str| run(&[admin_a, &["set-fail-mode".into(), dupid.into(), mode.into()]].concat());
+    let set = |dupid: &str, mode: &str| {
+        run(&[
+            admin_a,
+            &["set-fail-mode".into(), dupid.into(), mode.into()],
+        ]
+        .concat())
+    };
     let o = set("1", "skip");
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
-    assert!(o.stdout.contains("duplication 1: fail mode skip"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("duplication 1: fail mode skip"),
+        "{}",
+        o.stdout
+    );
     let o = run(&[list.clone(), vec!["--json".into()]].concat());
     let j: serde_json::Value = serde_json::from_str(&o.stdout).expect("dup list json");
-    assert_eq!((j["duplications"][0]["fail_mode"].as_str(), j["duplications"][0]["skipped"].as_u64()), (Some("skip"), Some(0)), "{j}");
+    assert_eq!(
+        (
+            j["duplications"][0]["fail_mode"].as_str(),
+            j["duplications"][0]["skipped"].as_u64()
+        ),
+        (Some("skip"), Some(0)),
+        "{j}"
+    );
     assert!(run(&list).stdout.contains("skip"));
     let text = scrape(meta_a);
-    assert_eq!(metric(&text, r#"petrel_meta_dup_fail_mode{dupid="1",mode="skip"}"#), Some(1.0), "{text}");
-    assert_eq!(metric(&text, r#"petrel_meta_dup_skipped_mutations_total{dupid="1"}"#), Some(0.0), "{text}");
+    assert_eq!(
+        metric(&text, r#"petrel_meta_dup_fail_mode{dupid="1",mode="skip"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"petrel_meta_dup_skipped_mutations_total{dupid="1"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
     // a's cluster status shows it too (FAIL MODE and SKIPPED columns of its duplications).
-    let status_a = [&admin_a[..admin_a.len() - 1], &["cluster".into(), "status".into()]].concat();
+    let status_a = [
+        &admin_a[..admin_a.len() - 1],
+        &["cluster".into(), "status".into()],
+    ]
+    .concat();
     let o = run(&status_a);
-    let dup_row = o.stdout.lines().find(|l| l.starts_with("1 ") && l.contains("b/1")).unwrap_or_default();
-    assert!(o.code == Some(0) && o.stdout.contains("FAIL MODE") && dup_row.contains("skip"), "{}\n{}", o.stdout, o.stderr);
+    let dup_row = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("1 ") && l.contains("b/1"))
+        .unwrap_or_default();
+    assert!(
+        o.code == Some(0) && o.stdout.contains("FAIL MODE") && dup_row.contains("skip"),
+        "{}\n{}",
+        o.stdout,
+        o.stderr
+    );
     // An unknown duplication: the meta server's reason, exit 1 (and `{"error": …}` with --json).
     let o = set("9", "skip");
-    assert!(o.code == Some(1) && o.stderr.contains("no duplication 9"), "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
-    let o = run(&[admin_a, &["set-fail-mode".into(), "9".into(), "skip".into(), "--json".into()]].concat());
+    assert!(
+        o.code == Some(1) && o.stderr.contains("no duplication 9"),
+        "exit {:?}\n{}\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
+    let o = run(&[
+        admin_a,
+        &[
+            "set-fail-mode".into(),
+            "9".into(),
+            "skip".into(),
+            "--json".into(),
+        ],
+    ]
+    .concat());
     let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
-    assert!(o.code == Some(1) && j["error"] == "no duplication 9", "exit {:?}\n{}\n{}", o.code, o.stdout, o.stderr);
+    assert!(
+        o.code == Some(1) && j["error"] == "no duplication 9",
+        "exit {:?}\n{}\n{}",
+        o.code,
+        o.stdout,
+        o.stderr
+    );
     // An unknown mode never reaches the meta server: the tool refuses it (clap's exit 2).
     let o = set("1", "fast");
-    assert!(o.code == Some(2) && o.stderr.contains("unknown fail mode \"fast\": expected slow or skip"), "exit {:?}\n{}", o.code, o.stderr);
+    assert!(
+        o.code == Some(2)
+            && o.stderr
+                .contains("unknown fail mode \"fast\": expected slow or skip"),
+        "exit {:?}\n{}",
+        o.code,
+        o.stderr
+    );
     let o = set("1", "slow");
     assert_eq!(o.code, Some(0), "{}\n{}", o.stdout, o.stderr);
     let mut put10 = put.clone();
@@ -240,7 +409,10 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     assert_eq!(run(&put10).code, Some(0));
     let until = Instant::now() + Duration::from_secs(20);
     while run(&get_b).stdout.trim() != "10" {
-        assert!(Instant::now() < until, "b never read 10 after the fail mode changes");
+        assert!(
+            Instant::now() < until,
+            "b never read 10 after the fail mode changes"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -253,12 +425,17 @@ fn full_duplication_copies_the_checkpoint_then_ships_the_log() {
     );
 
     // Ctrl-C (SIGTERM) stops both clusters cleanly.
-    let status = up.0.stop(Duration::from_secs(20)).expect("up stops on SIGTERM");
+    let status =
+        up.0.stop(Duration::from_secs(20))
+            .expect("up stops on SIGTERM");
     assert!(status.success(), "{status}");
     for (cluster, ids) in [("a", [0, 1, 2]), ("b", [100, 101, 102])] {
         for id in ids {
             let data = cdir.join(cluster).join("data").join(format!("n{id}"));
-            assert!(petrel_node::launch::lock_data_dir(&data).is_ok(), "{cluster}/n{id} still running");
+            assert!(
+                petrel_node::launch::lock_data_dir(&data).is_ok(),
+                "{cluster}/n{id} still running"
+            );
         }
     }
     // Trace validation of both clusters together: the duplication's messages between them

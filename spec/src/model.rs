@@ -3,20 +3,20 @@
 //! a bounded number of crashes in total, a connection-failure notification to clients, a
 //! failure detector for the meta server that respects the lease < grace assumption, and
 //! the bounce of a message sent to a crashed node.
+use crate::kv::{Kv, KvRet};
 use crate::scenario::Scenario;
+use petrel_core::auth::Directory;
 use petrel_core::client::{ClientCfg, ClientState};
+use petrel_core::dup::{DupEntry, FailMode};
 use petrel_core::dup::{DupRecord, DupStatus};
 use petrel_core::meta::{bootstrap_configs, MetaCfg, MetaState, TableSpec};
 use petrel_core::replica::{ReplicaCfg, ReplicaState, ReplicaStorage};
-use petrel_core::auth::Directory;
-use petrel_core::dup::{DupEntry, FailMode};
 use petrel_core::*;
-use std::collections::BTreeMap;
 use serde::Serialize;
 use stateright::actor::{ActorModel, ActorModelAction, ActorModelState, Envelope, Id, Network};
-use crate::kv::{Kv, KvRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use stateright::{Model, Property};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +87,10 @@ pub struct PetrelModel {
     pub foreign: Option<Id>,
 }
 
-pub const GPID: Gpid = Gpid { table: 0, partition: 0 };
+pub const GPID: Gpid = Gpid {
+    table: 0,
+    partition: 0,
+};
 
 impl PetrelModel {
     pub fn new(scenario: &Scenario, bugs: Bugs) -> PetrelModel {
@@ -98,13 +101,17 @@ impl PetrelModel {
         let (meta_b, replicas_b) = match &scenario.follower {
             Some(f) => {
                 let mb = Id::from(next);
-                let rb: Vec<Id> = (next + 1..=next + f.replicas as usize).map(Id::from).collect();
+                let rb: Vec<Id> = (next + 1..=next + f.replicas as usize)
+                    .map(Id::from)
+                    .collect();
                 next += 1 + f.replicas as usize;
                 (Some(mb), rb)
             }
             None => (None, Vec::new()),
         };
-        let clients: Vec<Id> = (next..next + scenario.clients.len()).map(Id::from).collect();
+        let clients: Vec<Id> = (next..next + scenario.clients.len())
+            .map(Id::from)
+            .collect();
         next += scenario.clients.len();
         // With a foreign sender, A trusts B for duplication too (as `petrel up --clusters 2`
         // sets both clusters up): authorization, not the credential, must stop it.
@@ -115,14 +122,27 @@ impl PetrelModel {
         let dir_a = Directory {
             meta,
             replicas: replicas.clone(),
-            remote: meta_b.iter().chain(&replicas_b).chain(&foreign).map(|n| (*n, cluster_b)).collect(),
+            remote: meta_b
+                .iter()
+                .chain(&replicas_b)
+                .chain(&foreign)
+                .map(|n| (*n, cluster_b))
+                .collect(),
         };
         let dir_b = Directory {
             meta: cluster_b,
             replicas: replicas_b.clone(),
-            remote: std::iter::once(&meta).chain(&replicas).map(|n| (*n, meta)).collect(),
+            remote: std::iter::once(&meta)
+                .chain(&replicas)
+                .map(|n| (*n, meta))
+                .collect(),
         };
-        let tables = vec![TableSpec { id: 0, partitions: 1, max_replica_count: scenario.max_replica_count, source: None }];
+        let tables = vec![TableSpec {
+            id: 0,
+            partitions: 1,
+            max_replica_count: scenario.max_replica_count,
+            source: None,
+        }];
         let bootstrap = if scenario.bootstrap_members > 0 {
             bootstrap_configs(&replicas, &tables, scenario.bootstrap_members)
         } else {
@@ -143,7 +163,10 @@ impl PetrelModel {
                 checkpoints: Default::default(),
                 applied: Default::default(),
                 // Log-only from an empty table: everything from decree 1 ships.
-                confirmed: (f.start == DupStatus::Log).then_some((0, 0)).into_iter().collect(),
+                confirmed: (f.start == DupStatus::Log)
+                    .then_some((0, 0))
+                    .into_iter()
+                    .collect(),
                 create_attempts: 0,
                 stall: None,
             }],
@@ -170,12 +193,24 @@ impl PetrelModel {
                 lease: scenario.leases.then(lease_cfg),
                 bugs,
             }));
-            names.push(if meta_b.is_some() { format!("replica-A{}", i + 1) } else { format!("replica-{}", i + 1) });
+            names.push(if meta_b.is_some() {
+                format!("replica-A{}", i + 1)
+            } else {
+                format!("replica-{}", i + 1)
+            });
         }
         if let (Some(f), Some(_)) = (&scenario.follower, meta_b) {
             // A log-only duplication's follower table exists at boot.
             let (tables_b, members_b) = if f.start == DupStatus::Log {
-                (vec![TableSpec { id: 1, partitions: 1, max_replica_count: f.replica_count, source: Some(meta) }], f.replica_count)
+                (
+                    vec![TableSpec {
+                        id: 1,
+                        partitions: 1,
+                        max_replica_count: f.replica_count,
+                        source: Some(meta),
+                    }],
+                    f.replica_count,
+                )
             } else {
                 (Vec::new(), 0)
             };
@@ -229,7 +264,10 @@ impl PetrelModel {
             }));
             names.push("foreign-B".to_string());
         }
-        let drops = scenario.follower.as_ref().map_or(0, |f| f.lose_create_replies);
+        let drops = scenario
+            .follower
+            .as_ref()
+            .map_or(0, |f| f.lose_create_replies);
         let aux = Aux {
             ops: LinearizabilityTester::new(Kv::default()),
             crashes_left: scenario.crashes,
@@ -244,11 +282,26 @@ impl PetrelModel {
         let inner = ActorModel::new((), aux)
             .actors(actors)
             .init_network(Network::new_unordered_nonduplicating([]));
-        PetrelModel { scenario: scenario.clone(), bugs, inner, names, meta, replicas, clients, meta_b, replicas_b, foreign }
+        PetrelModel {
+            scenario: scenario.clone(),
+            bugs,
+            inner,
+            names,
+            meta,
+            replicas,
+            clients,
+            meta_b,
+            replicas_b,
+            foreign,
+        }
     }
 
     pub fn meta_b_state<'a>(&self, s: &'a State) -> Option<&'a MetaState> {
-        match self.meta_b.and_then(|m| s.actor_states.get(usize::from(m))).map(|a| &**a) {
+        match self
+            .meta_b
+            .and_then(|m| s.actor_states.get(usize::from(m)))
+            .map(|a| &**a)
+        {
             Some(NodeState::Meta(m)) => Some(m),
             _ => None,
         }
@@ -353,7 +406,10 @@ impl PetrelModel {
         let cut = s.history.cut.clone();
         let meta = self.meta;
         if let Network::UnorderedNonDuplicating(map) = &mut s.network {
-            map.retain(|e, _| !((e.src == meta && cut.contains(&e.dst)) || (e.dst == meta && cut.contains(&e.src))));
+            map.retain(|e, _| {
+                !((e.src == meta && cut.contains(&e.dst))
+                    || (e.dst == meta && cut.contains(&e.src)))
+            });
         }
     }
 
@@ -377,7 +433,9 @@ impl PetrelModel {
                 if !cut(r) {
                     return false;
                 }
-                let Some(rs) = self.replica(s, *r) else { return true };
+                let Some(rs) = self.replica(s, *r) else {
+                    return true;
+                };
                 let renewable = rs.lease.out
                     && s.network.iter_deliverable().any(|e| {
                         e.dst == *r
@@ -390,7 +448,8 @@ impl PetrelModel {
                 let held = self.replica(s, id).is_some_and(|r| r.lease.held);
                 (!held || cut(&id))
                     && !s.network.iter_deliverable().any(|e| {
-                        (e.src == id && matches!(e.msg, Msg::Beacon { .. })) || (e.dst == id && matches!(e.msg, Msg::BeaconAck { .. }))
+                        (e.src == id && matches!(e.msg, Msg::Beacon { .. }))
+                            || (e.dst == id && matches!(e.msg, Msg::BeaconAck { .. }))
                     })
             }
             _ => true,
@@ -399,7 +458,10 @@ impl PetrelModel {
 
     /// Record client invocations and returns (for linearizability) and ballot regressions.
     fn observe(&self, before: &State, after: &mut State, id: Id) {
-        match (before.actor_states.get(usize::from(id)).map(|a| &**a), after.actor_states.get(usize::from(id)).map(|a| &**a)) {
+        match (
+            before.actor_states.get(usize::from(id)).map(|a| &**a),
+            after.actor_states.get(usize::from(id)).map(|a| &**a),
+        ) {
             (Some(NodeState::Client(b)), Some(NodeState::Client(a))) => {
                 let (b, a) = (b.clone(), a.clone());
                 let ops = self.client_ops(id);
@@ -417,13 +479,21 @@ impl PetrelModel {
                 }
             }
             (Some(NodeState::Meta(b)), Some(NodeState::Meta(a))) => {
-                let bad = b.dups.iter().any(|(id, d)| a.dups.get(id).is_some_and(|n| !d.status.can_become(n.status)));
+                let bad = b.dups.iter().any(|(id, d)| {
+                    a.dups
+                        .get(id)
+                        .is_some_and(|n| !d.status.can_become(n.status))
+                });
                 if bad {
                     after.history.bad_dup_transition = true;
                 }
             }
             (Some(NodeState::Replica(b)), Some(NodeState::Replica(a))) => {
-                let regressed = b.parts.iter().any(|(g, p)| a.parts.get(g).is_some_and(|q| q.config.ballot < p.config.ballot));
+                let regressed = b.parts.iter().any(|(g, p)| {
+                    a.parts
+                        .get(g)
+                        .is_some_and(|q| q.config.ballot < p.config.ballot)
+                });
                 if regressed {
                     after.history.ballot_regressed = true;
                 }
@@ -546,7 +616,14 @@ impl Model for PetrelModel {
             Action::Suspect(id) => {
                 let mut next = s.clone();
                 next.history.crashes_left -= 1;
-                Self::inject(&mut next, id, self.meta, Msg::PeerDown { incarnation: self.incarnation(s, id) });
+                Self::inject(
+                    &mut next,
+                    id,
+                    self.meta,
+                    Msg::PeerDown {
+                        incarnation: self.incarnation(s, id),
+                    },
+                );
                 (next, self.meta)
             }
             Action::Replace(id) => {
@@ -560,11 +637,18 @@ impl Model for PetrelModel {
                     Self::inject(&mut next, id, c, Msg::PeerDown { incarnation: inc });
                 }
                 // An empty disk: no life recorded (the core's "fresh" storage).
-                let empty = NodeStorage::Replica(ReplicaStorage { incarnation: 0, parts: BTreeMap::new() });
+                let empty = NodeStorage::Replica(ReplicaStorage {
+                    incarnation: 0,
+                    parts: BTreeMap::new(),
+                });
                 if let Some(slot) = next.actor_storages.get_mut(usize::from(id)) {
                     *slot = Some(empty);
                 }
-                (self.inner.next_state(&next, ActorModelAction::Recover(id))?, id)
+                (
+                    self.inner
+                        .next_state(&next, ActorModelAction::Recover(id))?,
+                    id,
+                )
             }
             Action::Cut(id) => {
                 let mut next = s.clone();
@@ -594,14 +678,31 @@ impl Model for PetrelModel {
             Action::Actor(ActorModelAction::Deliver { src, dst, msg }) => {
                 format!("{} → {msg:?} → {}", self.name(*src), self.name(*dst))
             }
-            Action::Actor(ActorModelAction::Timeout(id, t)) => format!("{} timer {t:?}", self.name(*id)),
+            Action::Actor(ActorModelAction::Timeout(id, t)) => {
+                format!("{} timer {t:?}", self.name(*id))
+            }
             Action::Crash(id) => format!("crash {}", self.name(*id)),
             Action::Recover(id) => format!("restart {}", self.name(*id)),
             Action::Suspect(id) => format!("meta suspects live {}", self.name(*id)),
-            Action::Drop(env) => format!("network loses {} → {:?} → {}", self.name(env.src), env.msg, self.name(env.dst)),
-            Action::Forge(n) => format!("foreign-B forges message {n} to {}", self.name(self.forge_dst(*n))),
-            Action::Replace(id) => format!("disk of {} replaced (restart with empty storage)", self.name(*id)),
-            Action::Cut(id) => format!("link between {} and {} cut", self.name(self.meta), self.name(*id)),
+            Action::Drop(env) => format!(
+                "network loses {} → {:?} → {}",
+                self.name(env.src),
+                env.msg,
+                self.name(env.dst)
+            ),
+            Action::Forge(n) => format!(
+                "foreign-B forges message {n} to {}",
+                self.name(self.forge_dst(*n))
+            ),
+            Action::Replace(id) => format!(
+                "disk of {} replaced (restart with empty storage)",
+                self.name(*id)
+            ),
+            Action::Cut(id) => format!(
+                "link between {} and {} cut",
+                self.name(self.meta),
+                self.name(*id)
+            ),
             Action::Actor(a) => format!("{a:?}"),
         }
     }
@@ -613,7 +714,10 @@ impl Model for PetrelModel {
 
 impl PetrelModel {
     pub fn name(&self, id: Id) -> String {
-        self.names.get(usize::from(id)).cloned().unwrap_or_else(|| format!("{id:?}"))
+        self.names
+            .get(usize::from(id))
+            .cloned()
+            .unwrap_or_else(|| format!("{id:?}"))
     }
 
     /// Weak-fairness class of an action: message deliveries and timers are fair, restarts
@@ -621,7 +725,9 @@ impl PetrelModel {
     pub fn fair_class(&self, a: &Action) -> Option<u64> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         match a {
-            Action::Actor(ActorModelAction::Deliver { src, dst, msg }) => (0u8, src, dst, msg).hash(&mut h),
+            Action::Actor(ActorModelAction::Deliver { src, dst, msg }) => {
+                (0u8, src, dst, msg).hash(&mut h)
+            }
             Action::Actor(ActorModelAction::Timeout(id, t)) => (1u8, id, t).hash(&mut h),
             Action::Recover(id) if self.scenario.recover => (2u8, id).hash(&mut h),
             _ => return None,
@@ -662,7 +768,11 @@ impl PetrelModel {
         let f = self.foreign?;
         let a1 = *self.replicas.first()?;
         let a2 = self.replicas.get(1).copied().unwrap_or(a1);
-        let current = self.replica(s, a1).and_then(|r| r.parts.get(&GPID)).map(|p| p.config.clone()).unwrap_or_default();
+        let current = self
+            .replica(s, a1)
+            .and_then(|r| r.parts.get(&GPID))
+            .map(|p| p.config.clone())
+            .unwrap_or_default();
         let evil = |primary: Id, secondaries: Vec<Id>| PartitionConfig {
             gpid: GPID,
             ballot: FORGED_BALLOT,
@@ -672,23 +782,62 @@ impl PetrelModel {
             source: None,
         };
         let key = Key::from("k");
-        let entry = Entry { ballot: FORGED_BALLOT, mutation: Mutation { client: f, req: 1, op: Op::Put(key.clone(), forged_value()) } };
+        let entry = Entry {
+            ballot: FORGED_BALLOT,
+            mutation: Mutation {
+                client: f,
+                req: 1,
+                op: Op::Put(key.clone(), forged_value()),
+            },
+        };
         let data: BTreeMap<Key, Value> = [(key.clone(), forged_value())].into_iter().collect();
         let remote_meta = self.meta_b.unwrap_or(f);
         Some(match n {
-            0 => Msg::ConfigUpdate { config: evil(a2, vec![]), incarnation: self.incarnation(s, a2) },
-            1 => Msg::Prepare { config: evil(f, vec![a2]), decree: 1, entry, committed: 1, base: 0, retain: 0 },
-            2 => Msg::GroupCheck { config: evil(f, vec![a1]), committed: 0, base: 0, retain: 0 },
-            3 => Msg::AddSecondary { config: current, node: f, incarnation: self.incarnation(s, a1) },
+            0 => Msg::ConfigUpdate {
+                config: evil(a2, vec![]),
+                incarnation: self.incarnation(s, a2),
+            },
+            1 => Msg::Prepare {
+                config: evil(f, vec![a2]),
+                decree: 1,
+                entry,
+                committed: 1,
+                base: 0,
+                retain: 0,
+            },
+            2 => Msg::GroupCheck {
+                config: evil(f, vec![a1]),
+                committed: 0,
+                base: 0,
+                retain: 0,
+            },
+            3 => Msg::AddSecondary {
+                config: current,
+                node: f,
+                incarnation: self.incarnation(s, a1),
+            },
             4 => Msg::Learn {
                 config: evil(f, vec![]),
-                snapshot: Snapshot { decree: 5, data, last_req: BTreeMap::new() },
+                snapshot: Snapshot {
+                    decree: 5,
+                    data,
+                    last_req: BTreeMap::new(),
+                },
                 log: BTreeMap::new(),
                 committed: 5,
                 retain: 0,
             },
-            5 => Msg::Checkpoint { gpid: GPID, origin: remote_meta, decree: 1, data },
-            6 => Msg::Ship { gpid: GPID, origin: remote_meta, entries: vec![(1, Op::Put(key, forged_value()))] },
+            5 => Msg::Checkpoint {
+                gpid: GPID,
+                origin: remote_meta,
+                decree: 1,
+                data,
+            },
+            6 => Msg::Ship {
+                gpid: GPID,
+                origin: remote_meta,
+                entries: vec![(1, Op::Put(key, forged_value()))],
+            },
             7 => {
                 let entry = DupEntry {
                     status: petrel_core::dup::DupStatus::Removed,
@@ -698,19 +847,67 @@ impl PetrelModel {
                     fail_mode: FailMode::Skip,
                     confirmed: FORGED_BALLOT,
                 };
-                Msg::DupUpdate { gpid: GPID, dups: [(1, entry)].into_iter().collect(), incarnation: self.incarnation(s, a1) }
+                Msg::DupUpdate {
+                    gpid: GPID,
+                    dups: [(1, entry)].into_iter().collect(),
+                    incarnation: self.incarnation(s, a1),
+                }
             }
-            8 => Msg::Write { gpid: GPID, req: 1, key, value: Some(forged_value()) },
-            9 => Msg::PrepareAck { gpid: GPID, ballot: current.ballot, decree: 1, ok: true },
-            10 => Msg::ModifyDup { dupid: 1, status: petrel_core::dup::DupStatus::Pause },
-            11 => Msg::SetFailMode { dupid: 1, mode: FailMode::Skip },
-            12 => Msg::CreateTable { table: FORGED_TABLE, partitions: 1, replica_count: 1 },
-            13 => Msg::AddDup { table: 0, remote_meta: f, remote_table: FORGED_TABLE, remote_replica_count: 1, full: true },
+            8 => Msg::Write {
+                gpid: GPID,
+                req: 1,
+                key,
+                value: Some(forged_value()),
+            },
+            9 => Msg::PrepareAck {
+                gpid: GPID,
+                ballot: current.ballot,
+                decree: 1,
+                ok: true,
+            },
+            10 => Msg::ModifyDup {
+                dupid: 1,
+                status: petrel_core::dup::DupStatus::Pause,
+            },
+            11 => Msg::SetFailMode {
+                dupid: 1,
+                mode: FailMode::Skip,
+            },
+            12 => Msg::CreateTable {
+                table: FORGED_TABLE,
+                partitions: 1,
+                replica_count: 1,
+            },
+            13 => Msg::AddDup {
+                table: 0,
+                remote_meta: f,
+                remote_table: FORGED_TABLE,
+                remote_replica_count: 1,
+                full: true,
+            },
             14 => Msg::Register { incarnation: 1 },
-            15 => Msg::ProposeConfig { config: current.next(|c| c.primary = Some(f)), incarnation: 1 },
-            16 => Msg::DupReport { gpid: GPID, dupid: 1, progress: DupProgress::Confirmed(FORGED_BALLOT) },
-            17 => Msg::ApplyReply { gpid: Gpid { table: 1, partition: 0 }, decree: FORGED_BALLOT, result: Ok(()) },
-            18 => Msg::LearnDone { gpid: GPID, ballot: current.ballot, learned: 0 },
+            15 => Msg::ProposeConfig {
+                config: current.next(|c| c.primary = Some(f)),
+                incarnation: 1,
+            },
+            16 => Msg::DupReport {
+                gpid: GPID,
+                dupid: 1,
+                progress: DupProgress::Confirmed(FORGED_BALLOT),
+            },
+            17 => Msg::ApplyReply {
+                gpid: Gpid {
+                    table: 1,
+                    partition: 0,
+                },
+                decree: FORGED_BALLOT,
+                result: Ok(()),
+            },
+            18 => Msg::LearnDone {
+                gpid: GPID,
+                ballot: current.ballot,
+                learned: 0,
+            },
             _ => return None,
         })
     }
@@ -720,5 +917,9 @@ impl PetrelModel {
 /// `timer_enabled`). Beacon numbers wrap at 2.
 pub const GRACE: Duration = Duration::from_secs(3);
 pub fn lease_cfg() -> petrel_core::replica::LeaseCfg {
-    petrel_core::replica::LeaseCfg { beacon: Duration::from_millis(500), lease: Duration::from_secs(2), seq_modulus: 2 }
+    petrel_core::replica::LeaseCfg {
+        beacon: Duration::from_millis(500),
+        lease: Duration::from_secs(2),
+        seq_modulus: 2,
+    }
 }

@@ -13,7 +13,13 @@ pub struct Mutant {
 }
 
 pub fn mutants() -> Vec<Mutant> {
-    let m = |name, bug, scenario, caught_by, description| Mutant { name, bug, scenario, caught_by, description };
+    let m = |name, bug, scenario, caught_by, description| Mutant {
+        name,
+        bug,
+        scenario,
+        caught_by,
+        description,
+    };
     vec![
         m("s4-recovering-not-cleared", Bug::RecoveringNotCleared, "learner-primary-dies", "SAFE-9",
           "S4: a learner promoted to primary keeps its recovering flag and refuses reads"),

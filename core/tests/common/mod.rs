@@ -15,7 +15,10 @@ use petrel_core::*;
 use proptest::test_runner::{Config, TestRng, TestRunner};
 use stateright::actor::{Command, Id, Out};
 
-pub const G: Gpid = Gpid { table: 1, partition: 0 };
+pub const G: Gpid = Gpid {
+    table: 1,
+    partition: 0,
+};
 
 pub fn id(n: usize) -> Id {
     Id::from(n)
@@ -30,13 +33,29 @@ pub fn pcg(gpid: Gpid, ballot: Ballot, primary: Option<usize>, secs: &[usize]) -
     let mut secondaries: Vec<Id> = secs.iter().map(|s| id(*s)).collect();
     secondaries.sort();
     secondaries.dedup();
-    PartitionConfig { gpid, ballot, primary: primary.map(id), secondaries, max_replica_count: 3, source: None }
+    PartitionConfig {
+        gpid,
+        ballot,
+        primary: primary.map(id),
+        secondaries,
+        max_replica_count: 3,
+        source: None,
+    }
 }
 
 /// A follower partition's configuration: `pcg` whose table follows the cluster of
 /// `source` (a meta server id).
-pub fn follower_pc(gpid: Gpid, ballot: Ballot, primary: Option<usize>, secs: &[usize], source: usize) -> PartitionConfig {
-    PartitionConfig { source: Some(id(source)), ..pcg(gpid, ballot, primary, secs) }
+pub fn follower_pc(
+    gpid: Gpid,
+    ballot: Ballot,
+    primary: Option<usize>,
+    secs: &[usize],
+    source: usize,
+) -> PartitionConfig {
+    PartitionConfig {
+        source: Some(id(source)),
+        ..pcg(gpid, ballot, primary, secs)
+    }
 }
 
 /// The tests' cluster A: meta 0, replicas 1–6; clients are 10–29 and 40–49; operators
@@ -49,20 +68,39 @@ pub fn operator() -> Id {
 }
 
 fn remote(metas: &[(usize, &[usize])]) -> std::collections::BTreeMap<Id, Id> {
-    metas.iter().flat_map(|(m, nodes)| std::iter::once(*m).chain(nodes.iter().copied()).map(move |n| (id(n), id(*m)))).collect()
+    metas
+        .iter()
+        .flat_map(|(m, nodes)| {
+            std::iter::once(*m)
+                .chain(nodes.iter().copied())
+                .map(move |n| (id(n), id(*m)))
+        })
+        .collect()
 }
 
 pub fn dir_a() -> petrel_core::auth::Directory {
-    petrel_core::auth::Directory { meta: id(0), replicas: (1..=6).map(id).collect(), remote: remote(&[(7, &[8, 9]), (30, &[31])]) }
+    petrel_core::auth::Directory {
+        meta: id(0),
+        replicas: (1..=6).map(id).collect(),
+        remote: remote(&[(7, &[8, 9]), (30, &[31])]),
+    }
 }
 
 pub fn dir_b() -> petrel_core::auth::Directory {
-    petrel_core::auth::Directory { meta: id(7), replicas: vec![id(8), id(9)], remote: remote(&[(0, &[1, 2, 3, 4, 5, 6]), (30, &[31])]) }
+    petrel_core::auth::Directory {
+        meta: id(7),
+        replicas: vec![id(8), id(9)],
+        remote: remote(&[(0, &[1, 2, 3, 4, 5, 6]), (30, &[31])]),
+    }
 }
 
 /// The directory of a cluster whose meta server is `meta` (0 or 7), as seen by it.
 pub fn dir_of(meta: usize) -> petrel_core::auth::Directory {
-    if meta == 7 { dir_b() } else { dir_a() }
+    if meta == 7 {
+        dir_b()
+    } else {
+        dir_a()
+    }
 }
 
 /// The key of the tests that treat a partition as one register (the model before keys):
@@ -90,17 +128,30 @@ pub fn mutation(client: usize, req: ReqId, n: impl std::fmt::Display) -> Mutatio
 }
 
 pub fn mutation_op(client: usize, req: ReqId, op: Op) -> Mutation {
-    Mutation { client: id(client), req, op }
+    Mutation {
+        client: id(client),
+        req,
+        op,
+    }
 }
 
 /// A client's `Write` of the register: key `K`, value `val(n)`.
 pub fn write(gpid: Gpid, req: ReqId, n: impl std::fmt::Display) -> Msg {
-    Msg::Write { gpid, req, key: k(), value: Some(val(n)) }
+    Msg::Write {
+        gpid,
+        req,
+        key: k(),
+        value: Some(val(n)),
+    }
 }
 
 /// A client's `Read` of the register (key `K`).
 pub fn read(gpid: Gpid, req: ReqId) -> Msg {
-    Msg::Read { gpid, req, key: k() }
+    Msg::Read {
+        gpid,
+        req,
+        key: k(),
+    }
 }
 
 /// The register's value at decree `d` of a replica (`None`: never written, or deleted).
@@ -109,7 +160,16 @@ pub fn reg(p: &petrel_core::replica::Part, d: Decree) -> Option<Value> {
 }
 
 pub fn replica_cfg(bootstrap: Vec<PartitionConfig>, bugs: Bugs) -> ReplicaCfg {
-    ReplicaCfg { dir: dir_a(), bootstrap, bootstrap_dups: Vec::new(), accept_duplication: false, gc: false, ship_batch: petrel_core::dup::SHIP_BATCH, lease: None, bugs }
+    ReplicaCfg {
+        dir: dir_a(),
+        bootstrap,
+        bootstrap_dups: Vec::new(),
+        accept_duplication: false,
+        gc: false,
+        ship_batch: petrel_core::dup::SHIP_BATCH,
+        lease: None,
+        bugs,
+    }
 }
 
 pub fn new_out() -> Out<Node> {
@@ -126,7 +186,11 @@ pub fn sends(o: &Out<Node>) -> Vec<(Id, Msg)> {
 }
 
 pub fn sends_to(o: &Out<Node>, dst: Id) -> Vec<Msg> {
-    sends(o).into_iter().filter(|(d, _)| *d == dst).map(|(_, m)| m).collect()
+    sends(o)
+        .into_iter()
+        .filter(|(d, _)| *d == dst)
+        .map(|(_, m)| m)
+        .collect()
 }
 
 pub fn saves(o: &Out<Node>) -> Vec<NodeStorage> {
@@ -163,7 +227,12 @@ pub fn ok_acks(o: &Out<Node>) -> Vec<(Id, Ballot, Decree)> {
     sends(o)
         .into_iter()
         .filter_map(|(dst, m)| match m {
-            Msg::PrepareAck { ballot, decree, ok: true, .. } => Some((dst, ballot, decree)),
+            Msg::PrepareAck {
+                ballot,
+                decree,
+                ok: true,
+                ..
+            } => Some((dst, ballot, decree)),
             _ => None,
         })
         .collect()
@@ -195,7 +264,9 @@ impl DurableReplica {
         for c in o.iter() {
             match c {
                 Command::Save(NodeStorage::Replica(r)) => self.saved = Some(r.clone()),
-                Command::Save(NodeStorage::Meta(_)) => return Err("replica saved meta storage".into()),
+                Command::Save(NodeStorage::Meta(_)) => {
+                    return Err("replica saved meta storage".into())
+                }
                 _ => {}
             }
         }
@@ -210,33 +281,68 @@ impl DurableReplica {
     fn check_send(&self, dst: Id, m: &Msg) -> Result<(), String> {
         let part = |g: &Gpid| self.saved.as_ref().and_then(|s| s.parts.get(g));
         match m {
-            Msg::PrepareAck { gpid, ballot, decree, ok: true } => {
+            Msg::PrepareAck {
+                gpid,
+                ballot,
+                decree,
+                ok: true,
+            } => {
                 let p = part(gpid).ok_or_else(|| format!("ACK of {decree} with nothing saved"))?;
                 if !p.log.contains_key(decree) && *decree > p.snapshot.decree {
-                    return Err(format!("ACK of decree {decree} to {dst:?} before it is saved: {p:?}"));
+                    return Err(format!(
+                        "ACK of decree {decree} to {dst:?} before it is saved: {p:?}"
+                    ));
                 }
                 if p.config.ballot < *ballot {
-                    return Err(format!("ACK at ballot {ballot} while the saved ballot is {}", p.config.ballot));
+                    return Err(format!(
+                        "ACK at ballot {ballot} while the saved ballot is {}",
+                        p.config.ballot
+                    ));
                 }
             }
-            Msg::Prepare { config, decree, entry, .. } => {
-                let p = part(&config.gpid).ok_or_else(|| format!("prepare of {decree} with nothing saved"))?;
+            Msg::Prepare {
+                config,
+                decree,
+                entry,
+                ..
+            } => {
+                let p = part(&config.gpid)
+                    .ok_or_else(|| format!("prepare of {decree} with nothing saved"))?;
                 if p.log.get(decree).map(|e| &e.mutation) != Some(&entry.mutation) {
-                    return Err(format!("prepare of decree {decree} ({entry:?}) before the primary saved it: {p:?}"));
+                    return Err(format!(
+                        "prepare of decree {decree} ({entry:?}) before the primary saved it: {p:?}"
+                    ));
                 }
                 if p.config.ballot != config.ballot {
-                    return Err(format!("prepare at ballot {} while the saved ballot is {}", config.ballot, p.config.ballot));
+                    return Err(format!(
+                        "prepare at ballot {} while the saved ballot is {}",
+                        config.ballot, p.config.ballot
+                    ));
                 }
             }
             Msg::GroupCheck { config, .. } => {
                 let p = part(&config.gpid).ok_or("group check with nothing saved")?;
                 if p.config != *config {
-                    return Err(format!("group check for {config:?} while the saved config is {:?}", p.config));
+                    return Err(format!(
+                        "group check for {config:?} while the saved config is {:?}",
+                        p.config
+                    ));
                 }
             }
-            Msg::LearnDone { gpid, ballot, learned } => {
+            Msg::LearnDone {
+                gpid,
+                ballot,
+                learned,
+            } => {
                 let p = part(gpid).ok_or("LearnDone with nothing saved")?;
-                if p.log.keys().next_back().copied().unwrap_or(p.snapshot.decree) < *learned || p.config.ballot != *ballot {
+                if p.log
+                    .keys()
+                    .next_back()
+                    .copied()
+                    .unwrap_or(p.snapshot.decree)
+                    < *learned
+                    || p.config.ballot != *ballot
+                {
                     return Err(format!("LearnDone {{ballot {ballot}, learned {learned}}} ahead of the saved state {p:?}"));
                 }
             }
@@ -244,22 +350,37 @@ impl DurableReplica {
                 let saved = self.saved.as_ref().map(|s| s.incarnation);
                 // Life 0: a node without one asks for it; nothing needs to be durable.
                 if *incarnation != 0 && saved != Some(*incarnation) {
-                    return Err(format!("Register {{{incarnation}}} while the saved incarnation is {saved:?}"));
+                    return Err(format!(
+                        "Register {{{incarnation}}} while the saved incarnation is {saved:?}"
+                    ));
                 }
             }
-            Msg::WriteReply { gpid, req, result: Ok(()) } => {
+            Msg::WriteReply {
+                gpid,
+                req,
+                result: Ok(()),
+            } => {
                 let p = part(gpid).ok_or("write success with nothing saved")?;
-                let logged = p.log.iter().any(|(d, e)| *d <= p.committed && e.mutation.client == dst && e.mutation.req == *req);
+                let logged = p.log.iter().any(|(d, e)| {
+                    *d <= p.committed && e.mutation.client == dst && e.mutation.req == *req
+                });
                 let collected = p.snapshot.last_req.get(&dst).is_some_and(|r| r >= req);
                 if !logged && !collected {
                     return Err(format!("write success for ({dst:?}, {req}) not committed in the saved state: {p:?}"));
                 }
             }
-            Msg::ApplyReply { gpid, decree, result: Ok(()) } => {
+            Msg::ApplyReply {
+                gpid,
+                decree,
+                result: Ok(()),
+            } => {
                 // A follower applies a source mutation as a write of the source meta
                 // numbered by the source decree; the writer is not in the reply.
                 let p = part(gpid).ok_or("apply success with nothing saved")?;
-                let logged = p.log.iter().any(|(d, e)| *d <= p.committed && e.mutation.req == *decree);
+                let logged = p
+                    .log
+                    .iter()
+                    .any(|(d, e)| *d <= p.committed && e.mutation.req == *decree);
                 let collected = p.snapshot.last_req.values().any(|r| r >= decree);
                 if !logged && !collected {
                     return Err(format!("apply success for source decree {decree} not committed in the saved state: {p:?}"));
@@ -268,17 +389,33 @@ impl DurableReplica {
             Msg::Ship { gpid, entries, .. } => {
                 // The source partition has the follower partition's index.
                 let saved = self.saved.as_ref().ok_or("ship with nothing saved")?;
-                let backed = saved.parts.iter().filter(|(g, _)| g.partition == gpid.partition).any(|(_, p)| {
-                    entries.iter().all(|(d, op)| *d <= p.committed && p.log.get(d).map(|e| &e.mutation.op) == Some(op))
-                });
+                let backed = saved
+                    .parts
+                    .iter()
+                    .filter(|(g, _)| g.partition == gpid.partition)
+                    .any(|(_, p)| {
+                        entries.iter().all(|(d, op)| {
+                            *d <= p.committed && p.log.get(d).map(|e| &e.mutation.op) == Some(op)
+                        })
+                    });
                 if !backed {
-                    return Err(format!("ship of {entries:?} to {dst:?} not committed in the saved log: {saved:?}"));
+                    return Err(format!(
+                        "ship of {entries:?} to {dst:?} not committed in the saved log: {saved:?}"
+                    ));
                 }
             }
-            Msg::Learn { config, snapshot, committed, .. } => {
+            Msg::Learn {
+                config,
+                snapshot,
+                committed,
+                ..
+            } => {
                 let p = part(&config.gpid).ok_or("learn with nothing saved")?;
                 if *committed > p.committed || snapshot.decree > p.committed {
-                    return Err(format!("learn claims committed {committed} (snapshot {}) beyond the saved {}", snapshot.decree, p.committed));
+                    return Err(format!(
+                        "learn claims committed {committed} (snapshot {}) beyond the saved {}",
+                        snapshot.decree, p.committed
+                    ));
                 }
             }
             _ => {}
@@ -306,7 +443,9 @@ impl DurableMetaDups {
         for c in o.iter() {
             match c {
                 Command::Save(NodeStorage::Meta(m)) => self.saved = Some(m.clone()),
-                Command::Save(NodeStorage::Replica(_)) => return Err("meta saved replica storage".into()),
+                Command::Save(NodeStorage::Replica(_)) => {
+                    return Err("meta saved replica storage".into())
+                }
                 _ => {}
             }
         }
@@ -322,7 +461,8 @@ impl DurableMetaDups {
         let saved = self.saved.as_ref();
         match m {
             Msg::DupUpdate { gpid, dups, .. } => {
-                let saved = saved.ok_or_else(|| format!("DupUpdate to {dst:?} with nothing saved"))?;
+                let saved =
+                    saved.ok_or_else(|| format!("DupUpdate to {dst:?} with nothing saved"))?;
                 let expected: std::collections::BTreeMap<_, _> = saved
                     .dups
                     .values()
@@ -333,15 +473,25 @@ impl DurableMetaDups {
                     return Err(format!("DupUpdate to {dst:?} for {gpid:?} carries {dups:?}, the saved records say {expected:?}"));
                 }
             }
-            Msg::ModifyDupReply { dupid, result: Ok(status) }
-                if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.status) != Some(*status) =>
-            {
-                return Err(format!("ModifyDupReply {{{dupid}: {status:?}}} while the saved record is {:?}", saved.map(|s| &s.dups)));
+            Msg::ModifyDupReply {
+                dupid,
+                result: Ok(status),
+            } if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.status) != Some(*status) => {
+                return Err(format!(
+                    "ModifyDupReply {{{dupid}: {status:?}}} while the saved record is {:?}",
+                    saved.map(|s| &s.dups)
+                ));
             }
-            Msg::AddDupReply { table, result: Ok(dupid) } if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.table) != Some(*table) => {
+            Msg::AddDupReply {
+                table,
+                result: Ok(dupid),
+            } if saved.and_then(|s| s.dups.get(dupid)).map(|r| r.table) != Some(*table) => {
                 return Err(format!("AddDupReply {{{table}: {dupid}}} not saved"));
             }
-            Msg::CreateFollowerReply { source, result: Ok(()) } if !saved.is_some_and(|s| s.followers.values().any(|f| f == source)) => {
+            Msg::CreateFollowerReply {
+                source,
+                result: Ok(()),
+            } if !saved.is_some_and(|s| s.followers.values().any(|f| f == source)) => {
                 return Err(format!("CreateFollowerReply Ok for {source:?} not saved"));
             }
             _ => {}
@@ -355,12 +505,21 @@ pub const CASES: u32 = 1024;
 
 /// A proptest config: `cases` cases, no regression files written next to the sources.
 pub fn pt_config(cases: u32) -> Config {
-    Config { cases, failure_persistence: None, ..Config::default() }
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 /// A deterministic runner, for "this property fails when the mutant is on" checks.
 pub fn deterministic_runner(cases: u32) -> TestRunner {
-    let config = Config { cases, failure_persistence: None, max_shrink_iters: 64, ..Config::default() };
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 64,
+        ..Config::default()
+    };
     let algorithm = config.rng_algorithm;
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(algorithm))
 }
@@ -374,8 +533,17 @@ use petrel_core::meta::{MetaCfg, MetaState, TableSpec};
 use stateright::actor::Actor;
 use std::borrow::Cow;
 
-pub fn meta_cfg(replicas: &[usize], tables: Vec<TableSpec>, bootstrap_members: u8, bugs: Bugs) -> MetaCfg {
-    let mut dir = dir_of(if replicas.iter().any(|r| *r == 8 || *r == 9) { 7 } else { 0 });
+pub fn meta_cfg(
+    replicas: &[usize],
+    tables: Vec<TableSpec>,
+    bootstrap_members: u8,
+    bugs: Bugs,
+) -> MetaCfg {
+    let mut dir = dir_of(if replicas.iter().any(|r| *r == 8 || *r == 9) {
+        7
+    } else {
+        0
+    });
     dir.replicas = replicas.iter().map(|r| id(*r)).collect();
     MetaCfg {
         dir,
@@ -400,7 +568,14 @@ impl Sim {
     pub fn start(node: Node, me: Id, storage: Option<NodeStorage>) -> (Sim, Out<Node>) {
         let mut o = Out::new();
         let state = node.on_start(me, &storage, &mut o);
-        (Sim { node, id: me, state }, o)
+        (
+            Sim {
+                node,
+                id: me,
+                state,
+            },
+            o,
+        )
     }
 
     pub fn msg(&mut self, src: Id, msg: Msg) -> Out<Node> {

@@ -3,8 +3,8 @@
 use super::policy::{allowed, Kind};
 use super::tls::peer_cert;
 use super::{close, id_of, lock, Hello, Transport, CLIENT_ID_BASE};
-use petrel_core::auth::OPERATOR_ID_BASE;
 use crate::certs::{cert_is_valid_for, Identity};
+use petrel_core::auth::OPERATOR_ID_BASE;
 use rustls::pki_types::CertificateDer;
 
 /// Why a received message was refused.
@@ -242,7 +242,10 @@ impl Transport {
                 // The core grants operator rights by id (`auth::OPERATOR_ID_BASE`): a
                 // client certificate may not use an id of that range.
                 if hello.id >= OPERATOR_ID_BASE {
-                    return Err(format!("a client certificate may not use id {} of the operator range", hello.id));
+                    return Err(format!(
+                        "a client certificate may not use id {} of the operator range",
+                        hello.id
+                    ));
                 }
                 return Ok(Kind::Client);
             }

@@ -507,11 +507,24 @@ impl Transport {
     /// nothing meant for it reaches the new one; every node of the cluster hears the new
     /// `Hello` at once.
     pub fn set_incarnation(&self, incarnation: u32) -> anyhow::Result<()> {
-        let hello = codec::encode(&Frame::Hello { cluster: self.inner.cluster.clone(), id: self.inner.me, incarnation })?;
+        let hello = codec::encode(&Frame::Hello {
+            cluster: self.inner.cluster.clone(),
+            id: self.inner.me,
+            incarnation,
+        })?;
         *lock(&self.inner.hello) = hello;
-        let old: Vec<quinn::Connection> = self.peers().links.values().flatten().map(|l| l.conn.clone()).collect();
+        let old: Vec<quinn::Connection> = self
+            .peers()
+            .links
+            .values()
+            .flatten()
+            .map(|l| l.conn.clone())
+            .collect();
         for c in old {
-            c.close(VarInt::from_u32(close::SHUTDOWN), b"this node started a new life");
+            c.close(
+                VarInt::from_u32(close::SHUTDOWN),
+                b"this node started a new life",
+            );
         }
         self.announce();
         Ok(())

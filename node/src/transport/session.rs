@@ -2,13 +2,13 @@
 //! process's connections, and the node's routes back to them.
 use super::link::Route;
 use super::tls::client_side_identity;
-use petrel_core::auth::OPERATOR_ID_BASE;
 use super::{
     client_config, codec, lock, Frame, Inner, PeerAddr, Settings, TlsMaterial, Transport,
     CLIENT_ID_BASE,
 };
 use crate::certs::Identity;
 use anyhow::{bail, Context};
+use petrel_core::auth::OPERATOR_ID_BASE;
 use petrel_core::Msg;
 use quinn::Endpoint;
 use stateright::actor::Id;

@@ -23,7 +23,11 @@ impl Proc {
 
     /// `spawn` with extra environment variables (e.g. a test-only driver bug).
     pub fn spawn_env(name: &str, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Proc {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let child = Command::new(BIN)
             .args(args)
             .envs(env.iter().copied())
@@ -33,7 +37,11 @@ impl Proc {
             .stderr(file)
             .spawn()
             .expect("spawn petrel");
-        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -49,10 +57,19 @@ impl Proc {
             }
             if let Some(c) = &mut self.child {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("{} exited ({status}) while waiting for {needle:?}:\n{}", self.name, self.log_text());
+                    panic!(
+                        "{} exited ({status}) while waiting for {needle:?}:\n{}",
+                        self.name,
+                        self.log_text()
+                    );
                 }
             }
-            assert!(Instant::now() < until, "{}: no {needle:?} within {limit:?}:\n{}", self.name, self.log_text());
+            assert!(
+                Instant::now() < until,
+                "{}: no {needle:?} within {limit:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -60,7 +77,10 @@ impl Proc {
     /// SIGTERM, then wait (bounded) for the exit; SIGKILL if it does not come.
     pub fn stop(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let c = self.child.as_mut()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let until = Instant::now() + limit;
         loop {
             if let Ok(Some(s)) = c.try_wait() {
@@ -100,9 +120,18 @@ pub struct Cluster {
 pub fn fast_plan(cluster: &str, replicas: usize) -> Plan {
     let mut plan = Plan::new(cluster, replicas);
     // A fast failure detector so the tests run in seconds.
-    plan.transport = TransportSection { idle_timeout_ms: 1500, keep_alive_ms: 300, handshake_timeout_ms: 1500 };
-    plan.client =
-        ClientSection { table: None, partition: 0, request_timeout_ms: Some(1000), max_attempts: Some(3), deadline_ms: Some(8000) };
+    plan.transport = TransportSection {
+        idle_timeout_ms: 1500,
+        keep_alive_ms: 300,
+        handshake_timeout_ms: 1500,
+    };
+    plan.client = ClientSection {
+        table: None,
+        partition: 0,
+        request_timeout_ms: Some(1000),
+        max_attempts: Some(3),
+        deadline_ms: Some(8000),
+    };
     plan
 }
 
@@ -116,8 +145,16 @@ impl Cluster {
     pub fn start_env(plan: &Plan, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let layout = up::write_cluster(dir.path(), plan).expect("layout");
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut c = Cluster { layout, procs: Vec::new(), _dir: dir, env };
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut c = Cluster {
+            layout,
+            procs: Vec::new(),
+            _dir: dir,
+            env,
+        };
         for i in 0..c.layout.nodes.len() {
             c.start_node(i);
         }
@@ -131,9 +168,23 @@ impl Cluster {
         let config = n.config.to_string_lossy().to_string();
         let metrics = n.metrics_addr.to_string();
         // The log is appended to across restarts: wait for one more "ready" than before.
-        let starts = std::fs::read_to_string(&log).unwrap_or_default().matches(" ready").count() + 1;
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let args = [n.role.to_string(), "--config".into(), config, "--metrics-addr".into(), metrics];
+        let starts = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(" ready")
+            .count()
+            + 1;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let args = [
+            n.role.to_string(),
+            "--config".into(),
+            config,
+            "--metrics-addr".into(),
+            metrics,
+        ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut p = Proc::spawn_env(&name, &args, &log, &env);
         p.wait_log(" ready", starts, Duration::from_secs(20));
@@ -146,12 +197,20 @@ impl Cluster {
 
     /// A node's Prometheus text (empty if it cannot be scraped).
     pub fn metrics(&self, id: u64) -> String {
-        let n = self.layout.nodes.iter().find(|n| n.id == id).expect("known node");
+        let n = self
+            .layout
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("known node");
         http_get(n.metrics_addr, "/metrics").unwrap_or_default()
     }
 
     pub fn proc(&mut self, name: &str) -> &mut Proc {
-        self.procs.iter_mut().find(|p| p.name == name).expect("known process")
+        self.procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .expect("known process")
     }
 
     pub fn client_config(&self) -> PathBuf {
@@ -170,14 +229,21 @@ impl Cluster {
 /// every `petrel client` the tests run, and every library client made with
 /// [`recording`], appends to it, so validation judges the run's whole history.
 pub fn history_of(config: &Path) -> PathBuf {
-    config.parent().unwrap_or(Path::new(".")).join("client-history.jsonl")
+    config
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("client-history.jsonl")
 }
 
 /// A library client that records its calls in the cluster's history.
 pub async fn recording(config: &Path) -> petrel_node::client::Client {
     let cfg = petrel_node::config::Config::load(config).expect("client config");
-    let mut client = petrel_node::client::Client::connect(&cfg).await.expect("connect");
-    client.record_history(petrel_node::client::History::open(&history_of(config)).expect("history file"));
+    let mut client = petrel_node::client::Client::connect(&cfg)
+        .await
+        .expect("connect");
+    client.record_history(
+        petrel_node::client::History::open(&history_of(config)).expect("history file"),
+    );
     client
 }
 
@@ -195,7 +261,12 @@ pub fn validate(dirs: &[&Path]) -> petrel_checks::validate::Report {
 pub fn assert_valid(dirs: &[&Path], min_ops: usize) {
     let r = validate(dirs);
     assert_eq!(r.exit_code(), 0, "the run does not validate:\n{}", r.text());
-    assert!(r.lin.ops >= min_ops, "only {} client operations were judged (expected ≥ {min_ops}):\n{}", r.lin.ops, r.text());
+    assert!(
+        r.lin.ops >= min_ops,
+        "only {} client operations were judged (expected ≥ {min_ops}):\n{}",
+        r.lin.ops,
+        r.text()
+    );
     assert!(r.events > 0);
 }
 
@@ -230,8 +301,18 @@ pub fn petrel_env(args: &[&str], env: &[(&str, &str)]) -> Output {
             s
         })
     };
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as Box<dyn std::io::Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+    );
     let until = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
@@ -246,7 +327,11 @@ pub fn petrel_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     };
     let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
-    Output { code: status.and_then(|s| s.code()), stdout, stderr }
+    Output {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+    }
 }
 
 /// Run `petrel client --config CONFIG ARGS` (bounded), recording in the cluster's history.
@@ -255,7 +340,10 @@ pub fn petrel_client(config: &Path, args: &[&str]) -> Output {
     let config = config.to_string_lossy().to_string();
     let mut all = vec!["client", "--config", &config];
     all.extend_from_slice(args);
-    petrel_env(&all, &[(petrel_node::client::HISTORY_ENV, &history.to_string_lossy())])
+    petrel_env(
+        &all,
+        &[(petrel_node::client::HISTORY_ENV, &history.to_string_lossy())],
+    )
 }
 
 /// Run `petrel admin --config CONFIG ARGS` (bounded).
@@ -271,7 +359,8 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -280,7 +369,11 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
 
 /// The value of the sample `series` (name with its labels, exactly as exposed).
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// Retry a client call until it succeeds with `expect` on stdout (bounded).
@@ -292,10 +385,16 @@ pub fn eventually(config: &Path, args: &[&str], expect: &str, limit: Duration) {
         if out.code == Some(0) && out.stdout.trim() == expect {
             return;
         }
-        last = format!("exit {:?}\nstdout: {}\nstderr: {}", out.code, out.stdout, out.stderr);
+        last = format!(
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            out.code, out.stdout, out.stderr
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("`petrel client {}` did not print {expect:?} within {limit:?}; last attempt: {last}", args.join(" "));
+    panic!(
+        "`petrel client {}` did not print {expect:?} within {limit:?}; last attempt: {last}",
+        args.join(" ")
+    );
 }
 
 pub fn config_of(config: &Path) -> serde_json::Value {
@@ -304,20 +403,30 @@ pub fn config_of(config: &Path) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).expect("config json")
 }
 
-
 /// A transport identity for raw wire tests: `certs/<cert>.pem`/`.key`, trusting the
 /// cluster's CA and `cas`.
 pub fn tls_of(certs: &Path, cert: &str, cas: &[&Path]) -> petrel_node::transport::TlsMaterial {
     let remote: Vec<PathBuf> = cas.iter().map(|p| p.to_path_buf()).collect();
-    petrel_node::transport::TlsMaterial::load(&certs.join("ca.pem"), &remote, &certs.join(format!("{cert}.pem")), &certs.join(format!("{cert}.key")))
-        .expect("tls")
+    petrel_node::transport::TlsMaterial::load(
+        &certs.join("ca.pem"),
+        &remote,
+        &certs.join(format!("{cert}.pem")),
+        &certs.join(format!("{cert}.key")),
+    )
+    .expect("tls")
 }
 
 /// Dial `addr` as `tls` over raw QUIC, expecting the server to be `expect_name`.
-pub async fn raw_connect(tls: &petrel_node::transport::TlsMaterial, addr: std::net::SocketAddr, expect_name: &str) -> Result<quinn::Connection, String> {
+pub async fn raw_connect(
+    tls: &petrel_node::transport::TlsMaterial,
+    addr: std::net::SocketAddr,
+    expect_name: &str,
+) -> Result<quinn::Connection, String> {
     use petrel_node::transport;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    ep.set_default_client_config(transport::client_config(tls, &transport::Settings::default()).expect("client config"));
+    ep.set_default_client_config(
+        transport::client_config(tls, &transport::Settings::default()).expect("client config"),
+    );
     let connecting = ep.connect(addr, expect_name).map_err(|e| e.to_string())?;
     match tokio::time::timeout(Duration::from_secs(5), connecting).await {
         Ok(Ok(c)) => Ok(c),
@@ -334,7 +443,10 @@ pub async fn send_and_wait_close(conn: &quinn::Connection, bytes: &[u8]) -> quin
     }
     match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
         Ok(e) => e,
-        Err(_) => panic!("the node did not close the connection after {} bytes", bytes.len()),
+        Err(_) => panic!(
+            "the node did not close the connection after {} bytes",
+            bytes.len()
+        ),
     }
 }
 

@@ -127,18 +127,26 @@ fn options(run: &RunArgs, progress_label: String) -> Options {
     };
     o.fairness = !run.no_fairness;
     o.stop_when_decided = false;
-    if !run.json {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        o.progress = Some(Box::new(move |p: &engine::Progress| {
-            let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-3);
-            bar.set_message(format!(
-                "{progress_label}: {} {} unique, {} total, depth {}, {:.0} states/s",
-                p.phase, p.unique_states, p.total_states, p.depth, rate
-            ));
+    // Progress on stderr (stdout carries the table or the JSON): a spinner on a terminal,
+    // otherwise a plain line every 30 s so that CI logs show a long job is alive.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let next_line = std::sync::atomic::AtomicU64::new(30);
+    o.progress = Some(Box::new(move |p: &engine::Progress| {
+        let rate = p.unique_states as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        let msg = format!(
+            "{progress_label}: {} {} unique, {} total, depth {}, {:.0} states/s",
+            p.phase, p.unique_states, p.total_states, p.depth, rate
+        );
+        if tty {
+            bar.set_message(msg);
             bar.tick();
-        }));
-    }
+        } else if p.elapsed.as_secs() >= next_line.load(std::sync::atomic::Ordering::Relaxed) {
+            next_line.store(p.elapsed.as_secs() + 30, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("  {msg} ({:.0} s)", p.elapsed.as_secs_f64());
+        }
+    }));
     o
 }
 
@@ -203,6 +211,7 @@ fn json_of(o: &Outcome, mutant: Option<&str>) -> serde_json::Value {
         "seconds": r.seconds,
         "bytes_per_state": r.bytes_per_state,
         "bytes_per_edge": r.bytes_per_edge,
+        "peak_rss_mib": peak_rss_mib(),
         "properties": r.properties.iter().map(|p| json!({
             "id": id_of(p.name),
             "name": p.name,
@@ -212,6 +221,14 @@ fn json_of(o: &Outcome, mutant: Option<&str>) -> serde_json::Value {
             "loop_start": p.counterexample.as_ref().filter(|_| !p.holds).and_then(|t| t.loop_start),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// This process's peak resident memory (Linux), for the matrix's memory column.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 fn print_table(o: &Outcome) {
@@ -320,82 +337,185 @@ fn check_cmd(
     Ok(worst)
 }
 
+/// One job of the matrix, run as a child `petrel-check check … --json`: each job gets a
+/// fresh process, so the matrix's peak memory is its largest job's, not the sum of what
+/// the allocator kept from every job before it.
+struct Job {
+    scenario: String,
+    mutant: Option<String>,
+    verdict: u8,
+    json: serde_json::Value,
+}
+
+fn run_job(scenario: &str, mutant: Option<&str>, run: &RunArgs) -> Result<Job, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find petrel-check: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["check", scenario, "--json"]);
+    if let Some(m) = mutant {
+        cmd.args(["--mutant", m]);
+    }
+    if let Some(t) = run.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(n) = run.max_states {
+        cmd.args(["--max-states", &n.to_string()]);
+    }
+    if let Some(t) = run.timeout {
+        cmd.args(["--timeout", &t.to_string()]);
+    }
+    if run.no_fairness {
+        cmd.arg("--no-fairness");
+    }
+    let label = mutant.map_or(scenario.to_string(), |m| format!("{scenario} [{m}]"));
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run the check of {label}: {e}"))?;
+    let verdict = match out.status.code() {
+        Some(c @ 0..=2) => c as u8,
+        _ => {
+            return Err(format!(
+                "the check of {label} died ({}); out of memory?",
+                out.status
+            ))
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .ok_or_else(|| format!("the check of {label} printed no result"))?;
+    Ok(Job {
+        scenario: scenario.to_string(),
+        mutant: mutant.map(str::to_string),
+        verdict,
+        json,
+    })
+}
+
+impl Job {
+    fn states(&self) -> u64 {
+        self.json["unique_states"].as_u64().unwrap_or(0)
+    }
+    fn seconds(&self) -> f64 {
+        self.json["seconds"].as_f64().unwrap_or(0.0)
+    }
+    fn peak_mib(&self) -> String {
+        self.json["peak_rss_mib"]
+            .as_u64()
+            .map_or("-".into(), |m| m.to_string())
+    }
+    /// The violated property with this ID, if any.
+    fn violated(&self, id: &str) -> Option<&serde_json::Value> {
+        self.json["properties"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == id && p["holds"] == false)
+    }
+}
+
 fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
     let mut ok = true;
+    let plan: Vec<(String, Option<&'static str>, Option<&'static str>)> = mutants()
+        .into_iter()
+        .map(|m| (m.scenario.to_string(), Some(m.name), Some(m.caught_by)))
+        .chain(scenarios().into_iter().map(|s| (s.name.to_string(), None, None)))
+        .collect();
     let mut rows = Vec::new();
-    for m in mutants() {
-        let sc = scenario(m.scenario)
-            .ok_or_else(|| format!("mutant {} names unknown scenario {}", m.name, m.scenario))?;
-        let o = run_one(&sc, Some(m.name), run)?;
-        let hit = o
-            .report
-            .properties
-            .iter()
-            .find(|p| id_of(p.name) == m.caught_by && !p.holds);
-        let caught = hit.is_some();
-        ok &= caught;
-        let (len, checker) = hit.map_or((None, ""), |p| {
-            (p.counterexample.as_ref().map(|t| t.len()), p.checker)
-        });
-        if run.json {
-            let mut j = json_of(&o, Some(m.name));
-            j["caught"] = json!(caught);
-            j["caught_by"] = json!(m.caught_by);
-            println!("{j}");
-        }
-        rows.push((
-            m.name,
-            m.scenario,
-            m.caught_by,
-            caught,
-            checker,
-            len,
-            o.report.unique_states,
-            o.report.seconds,
-        ));
-    }
     let mut clean = Vec::new();
-    for sc in scenarios() {
-        let o = run_one(&sc, None, run)?;
-        let v = verdict(&o.report);
-        ok &= v == 0;
-        if run.json {
-            println!("{}", json_of(&o, None));
+    let started = std::time::Instant::now();
+    for (i, (sc, m, by)) in plan.iter().enumerate() {
+        if scenario(sc).is_none() {
+            return Err(format!("mutant {} names unknown scenario {sc}", m.unwrap_or("")));
         }
-        clean.push((sc.name, v, o.report.unique_states, o.report.seconds));
+        let job = run_job(sc, *m, run)?;
+        let stats = format!(
+            "{} states, {:.1} s, peak {} MiB",
+            job.states(),
+            job.seconds(),
+            job.peak_mib()
+        );
+        let line = match by {
+            Some(by) => {
+                let caught = job.violated(by).is_some();
+                ok &= caught;
+                if run.json {
+                    let mut j = job.json.clone();
+                    j["caught"] = json!(caught);
+                    j["caught_by"] = json!(by);
+                    println!("{j}");
+                }
+                rows.push((job, *by, caught));
+                let how = if caught { "caught by" } else { "NOT caught by" };
+                format!("{} on {sc}: {how} {by}", m.unwrap_or(""))
+            }
+            None => {
+                ok &= job.verdict == 0;
+                if run.json {
+                    println!("{}", job.json);
+                }
+                let v = verdict_word(job.verdict);
+                clean.push(job);
+                format!("{sc}: {v}")
+            }
+        };
+        // One line per job on stderr: CI logs show progress without a terminal.
+        eprintln!(
+            "[{}/{}] {line} ({stats}; {:.0} s so far)",
+            i + 1,
+            plan.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
     if !run.json {
         println!(
-            "\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8}",
-            "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds"
+            "\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8} {:>9}",
+            "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds", "peak MiB"
         );
-        for (n, s, by, caught, checker, len, states, secs) in &rows {
+        for (j, by, caught) in &rows {
+            let hit = j.violated(by);
+            let len = hit
+                .and_then(|p| p["counterexample_len"].as_u64())
+                .map_or("-".into(), |l| l.to_string());
+            let checker = hit.and_then(|p| p["checker"].as_str()).unwrap_or("");
             println!(
-                "{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8.2}",
-                n,
-                s,
+                "{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8.2} {:>9}",
+                j.mutant.as_deref().unwrap_or(""),
+                j.scenario,
                 by,
                 if *caught { "yes" } else { "NO" },
                 checker,
-                len.map(|l| l.to_string()).unwrap_or("-".into()),
-                states,
-                secs
+                len,
+                j.states(),
+                j.seconds(),
+                j.peak_mib()
             );
         }
         println!(
-            "\n{:<30} {:<10} {:>10} {:>8}",
-            "clean scenario", "verdict", "states", "seconds"
+            "\n{:<30} {:<10} {:>10} {:>8} {:>9}",
+            "clean scenario", "verdict", "states", "seconds", "peak MiB"
         );
-        for (n, v, states, secs) in &clean {
-            let v = match v {
-                0 => "pass",
-                1 => "VIOLATED",
-                _ => "INCOMPLETE",
-            };
-            println!("{:<30} {:<10} {:>10} {:>8.2}", n, v, states, secs);
+        for j in &clean {
+            println!(
+                "{:<30} {:<10} {:>10} {:>8.2} {:>9}",
+                j.scenario,
+                verdict_word(j.verdict),
+                j.states(),
+                j.seconds(),
+                j.peak_mib()
+            );
         }
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+fn verdict_word(v: u8) -> &'static str {
+    match v {
+        0 => "pass",
+        1 => "VIOLATED",
+        _ => "INCOMPLETE",
+    }
 }
 
 fn main() -> ExitCode {

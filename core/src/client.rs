@@ -28,6 +28,12 @@ pub struct ClientCfg {
     /// client may reuse an id for a new actor that starts above every number the id has
     /// used (its dedup entry is then one per id, not one per call). The model uses 1.
     pub first_req: ReqId,
+    /// A route learned by an earlier client of the same process: the configuration and the
+    /// primary's life the meta server last named. The first operation goes straight to
+    /// that primary (no query on the data path); a stale route costs one redirect or one
+    /// failed attempt, exactly as a configuration that went stale between two operations
+    /// of one client does. The model starts without one.
+    pub route: Option<(PartitionConfig, u32)>,
     pub bugs: Bugs,
 }
 
@@ -91,8 +97,11 @@ pub fn on_start(cfg: &ClientCfg, o: &mut Out<Node>) -> ClientState {
         results: Vec::new(),
     };
     if !cfg.ops.is_empty() {
-        s.phase = Phase::Querying;
-        o.send(cfg.meta, Msg::QueryConfig { gpid: cfg.gpid });
+        if let Some((config, life)) = &cfg.route {
+            s.config = Some(config.clone());
+            s.incarnation = Some(*life);
+        }
+        route(cfg, &mut s, false, o);
     }
     s
 }

@@ -25,6 +25,7 @@ fn client_cfg(max_attempts: u8, timeout: bool, bugs: Bugs) -> ClientCfg {
         max_attempts,
         request_timeout: timeout.then(|| Duration::from_secs(1)),
         first_req: 1,
+        route: None,
         bugs,
     }
 }

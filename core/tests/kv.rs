@@ -824,6 +824,7 @@ fn the_client_puts_gets_and_deletes_keys() {
         max_attempts: 2,
         request_timeout: None,
         first_req: 1,
+        route: None,
         bugs: Bugs::none(),
     };
     let mut net = Net::pair(false);

@@ -421,6 +421,7 @@ fn clients() -> Vec<Sim> {
                 max_attempts: 2,
                 request_timeout,
                 first_req: 1,
+                route: None,
                 bugs: Bugs::none(),
             };
             Sim::start(Node::Client(cfg), id(30), None).0

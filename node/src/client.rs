@@ -46,6 +46,7 @@ use petrel_core::{
     partition_of, ClientOp, ErrorCode, Gpid, Key, Msg, Node, NodeState, OpResult, PartitionConfig,
     ReqId, Value,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Why a request to the meta server got no answer.
@@ -199,6 +200,10 @@ pub struct Client {
     deadline: Duration,
     /// Idle client ids with the number of their next request (see the module's notes).
     ids: std::sync::Mutex<Vec<(u64, ReqId)>>,
+    /// The route of each partition its last call ended with (configuration and primary
+    /// life): the next call starts at that primary instead of asking the meta server, and
+    /// a stale route costs one redirect (the core client's rules, checked in the model).
+    routes: std::sync::Mutex<HashMap<Gpid, (PartitionConfig, u32)>>,
     /// Where invocations and responses are recorded, if anywhere (see [`History`]).
     history: Option<std::sync::Arc<History>>,
 }
@@ -254,6 +259,7 @@ impl Client {
             partitions,
             deadline,
             ids: Default::default(),
+            routes: Default::default(),
             history: History::from_env(),
         })
     }
@@ -351,6 +357,7 @@ impl Client {
         };
         let mut cfg = self.cfg.client_cfg_for(gpid, vec![op]);
         cfg.first_req = first_req;
+        cfg.route = self.routes.lock().ok().and_then(|r| r.get(&gpid).cloned());
         let actor = Node::Client(cfg);
         let ep = self.endpoint.clone();
         let mut host =
@@ -362,7 +369,15 @@ impl Client {
             )
             .await;
         let (result, waiting_for) = match host.state() {
-            NodeState::Client(c) => (c.results.first().cloned(), waiting_for(&self.cfg, &c.phase)),
+            NodeState::Client(c) => {
+                if let Ok(mut routes) = self.routes.lock() {
+                    match (&c.config, c.incarnation) {
+                        (Some(config), Some(life)) => routes.insert(gpid, (config.clone(), life)),
+                        _ => routes.remove(&gpid),
+                    };
+                }
+                (c.results.first().cloned(), waiting_for(&self.cfg, &c.phase))
+            }
             _ => (None, String::new()),
         };
         let transport: Vec<String> = host
@@ -448,7 +463,6 @@ impl Client {
 pub struct History {
     file: std::sync::Mutex<std::fs::File>,
     pid: u32,
-    next: std::sync::atomic::AtomicU64,
     anchor_us: u128,
     anchor: std::time::Instant,
 }
@@ -469,7 +483,6 @@ impl History {
         Ok(std::sync::Arc::new(History {
             file: std::sync::Mutex::new(file),
             pid: std::process::id(),
-            next: Default::default(),
             anchor_us,
             anchor: std::time::Instant::now(),
         }))
@@ -494,10 +507,13 @@ impl History {
     /// `meta` and `table` name the register space: keys of different tables or clusters
     /// are different objects (a follower table is a copy, not the same object).
     fn invoke(&self, op: &ClientOp, meta: u64, table: u8) -> String {
+        // Numbered per process, not per history: several clients of one process may
+        // record into one file, and a call id must name one call.
+        static NEXT_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let call = format!(
             "{}-{}",
             self.pid,
-            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            NEXT_CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let us = self.now_us() as u64;
         self.write(&serde_json::json!({"invoke": {"call": call, "pid": self.pid, "us": us, "meta": meta, "table": table, "op": op}}));

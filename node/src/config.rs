@@ -626,6 +626,7 @@ impl Config {
                 self.client.request_timeout_ms.unwrap_or(2000).max(1),
             )),
             first_req: 1,
+            route: None,
             bugs: Bugs::none(),
         }
     }

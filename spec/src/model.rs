@@ -247,6 +247,7 @@ impl PetrelModel {
                 max_attempts: scenario.max_attempts,
                 request_timeout: scenario.request_timeout.then_some(Duration::from_secs(1)),
                 first_req: 1,
+                route: None,
                 bugs,
             }));
             names.push(format!("client-{}", i + 1));
@@ -260,6 +261,7 @@ impl PetrelModel {
                 max_attempts: 1,
                 request_timeout: None,
                 first_req: 1,
+                route: None,
                 bugs,
             }));
             names.push("foreign-B".to_string());

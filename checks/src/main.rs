@@ -143,7 +143,10 @@ fn options(run: &RunArgs, progress_label: String) -> Options {
             bar.set_message(msg);
             bar.tick();
         } else if p.elapsed.as_secs() >= next_line.load(std::sync::atomic::Ordering::Relaxed) {
-            next_line.store(p.elapsed.as_secs() + 30, std::sync::atomic::Ordering::Relaxed);
+            next_line.store(
+                p.elapsed.as_secs() + 30,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             eprintln!("  {msg} ({:.0} s)", p.elapsed.as_secs_f64());
         }
     }));
@@ -420,14 +423,21 @@ fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
     let plan: Vec<(String, Option<&'static str>, Option<&'static str>)> = mutants()
         .into_iter()
         .map(|m| (m.scenario.to_string(), Some(m.name), Some(m.caught_by)))
-        .chain(scenarios().into_iter().map(|s| (s.name.to_string(), None, None)))
+        .chain(
+            scenarios()
+                .into_iter()
+                .map(|s| (s.name.to_string(), None, None)),
+        )
         .collect();
     let mut rows = Vec::new();
     let mut clean = Vec::new();
     let started = std::time::Instant::now();
     for (i, (sc, m, by)) in plan.iter().enumerate() {
         if scenario(sc).is_none() {
-            return Err(format!("mutant {} names unknown scenario {sc}", m.unwrap_or("")));
+            return Err(format!(
+                "mutant {} names unknown scenario {sc}",
+                m.unwrap_or("")
+            ));
         }
         let job = run_job(sc, *m, run)?;
         let stats = format!(
@@ -471,7 +481,15 @@ fn mutants_cmd(run: &RunArgs) -> Result<u8, String> {
     if !run.json {
         println!(
             "\n{:<30} {:<22} {:<8} {:<7} {:<8} {:>8} {:>10} {:>8} {:>9}",
-            "mutant", "scenario", "expects", "caught", "checker", "cex len", "states", "seconds", "peak MiB"
+            "mutant",
+            "scenario",
+            "expects",
+            "caught",
+            "checker",
+            "cex len",
+            "states",
+            "seconds",
+            "peak MiB"
         );
         for (j, by, caught) in &rows {
             let hit = j.violated(by);

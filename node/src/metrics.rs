@@ -139,6 +139,7 @@ enum Snap {
     Replica {
         incarnation: u32,
         broken: bool,
+        lease_held: bool,
         parts: Vec<PartSnap>,
     },
 }
@@ -421,6 +422,7 @@ impl Metrics {
                 inner.snap = Snap::Replica {
                     incarnation: r.incarnation,
                     broken: r.broken.is_some(),
+                    lease_held: r.lease.held,
                     parts,
                 };
             }
@@ -487,6 +489,7 @@ impl Metrics {
             Snap::Replica {
                 incarnation,
                 broken,
+                lease_held,
                 parts,
             } => {
                 w.family(
@@ -501,6 +504,12 @@ impl Metrics {
                     "gauge",
                 );
                 w.sample(&[], if *broken { 1.0 } else { 0.0 });
+                w.family(
+                    "petrel_replica_lease_held",
+                    "1 while this replica holds its lease from the meta server (without it, it serves nothing as a primary).",
+                    "gauge",
+                );
+                w.sample(&[], if *lease_held { 1.0 } else { 0.0 });
                 render_parts(&mut w, parts, &m.learn, &m.learn_sent, now);
                 render_requests(&mut w, &m.requests, &m.latency);
             }

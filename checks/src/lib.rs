@@ -3,5 +3,6 @@
 //! counterexample viewer.
 pub mod engine;
 pub mod petrel;
+pub mod trace;
 pub mod validate;
 pub mod view;

@@ -1,6 +1,7 @@
 //! Glue between Petrel's spec and the generic engine: fairness of Petrel's actions, and
 //! counterexample export in the `petrel-trace/1` format (docs/trace-format.md).
 use crate::engine::{Fairness, PropertyResult, Trace};
+use crate::trace::{self as doc, StepKind};
 use petrel_spec::model::{Action, PetrelModel, State};
 use petrel_spec::properties::id_of;
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ fn cluster_of(name: &str) -> Option<&str> {
 
 /// The JSON state of every actor. The role's enum tag (`{"Replica": {..}}`) is left out, the
 /// lane already says the role; a state that cannot be serialised shows the error instead.
-fn states_json(model: &PetrelModel, s: &State) -> Value {
+fn states_json(model: &PetrelModel, s: &State) -> Vec<Value> {
     let one = |i: usize, a: &petrel_core::NodeState| -> Value {
         match json::to_value(a) {
             Ok(Value::Object(m)) if m.len() == 1 => {
@@ -44,35 +45,37 @@ fn states_json(model: &PetrelModel, s: &State) -> Value {
             Err(e) => json!({ "(not serialisable)": e.to_string() }),
         }
     };
-    Value::Array(
-        s.actor_states
-            .iter()
-            .enumerate()
-            .map(|(i, a)| one(i, a))
-            .collect(),
-    )
+    s.actor_states
+        .iter()
+        .enumerate()
+        .map(|(i, a)| one(i, a))
+        .collect()
 }
 
-fn kind_of(a: &Action) -> (&'static str, Option<Id>, String) {
+fn kind_of(a: &Action) -> (StepKind, Option<Id>, String) {
     match a {
         Action::Actor(ActorModelAction::Deliver { src, msg, .. }) => {
-            ("deliver", Some(*src), msg.kind().to_string())
+            (StepKind::Deliver, Some(*src), msg.kind().to_string())
         }
-        Action::Actor(ActorModelAction::Timeout(_, t)) => ("timeout", None, format!("{t:?}")),
+        Action::Actor(ActorModelAction::Timeout(_, t)) => {
+            (StepKind::Timeout, None, format!("{t:?}"))
+        }
         Action::Actor(ActorModelAction::Drop(env)) | Action::Drop(env) => {
-            ("drop", Some(env.src), env.msg.kind().to_string())
+            (StepKind::Drop, Some(env.src), env.msg.kind().to_string())
         }
         Action::Crash(_) | Action::Actor(ActorModelAction::Crash(_)) => {
-            ("crash", None, "Crash".into())
+            (StepKind::Crash, None, "Crash".into())
         }
         Action::Recover(_) | Action::Actor(ActorModelAction::Recover(_)) => {
-            ("recover", None, "Restart".into())
+            (StepKind::Recover, None, "Restart".into())
         }
-        Action::Suspect(_) => ("env", None, "Suspect".into()),
-        Action::Forge(_) => ("env", None, "Forge".into()),
-        Action::Replace(_) => ("crash", None, "Disk replaced".into()),
-        Action::Cut(_) => ("env", None, "Cut".into()),
-        Action::Actor(ActorModelAction::SelectRandom { .. }) => ("env", None, "Random".into()),
+        Action::Suspect(_) => (StepKind::Env, None, "Suspect".into()),
+        Action::Forge(_) => (StepKind::Env, None, "Forge".into()),
+        Action::Replace(_) => (StepKind::Crash, None, "Disk replaced".into()),
+        Action::Cut(_) => (StepKind::Env, None, "Cut".into()),
+        Action::Actor(ActorModelAction::SelectRandom { .. }) => {
+            (StepKind::Env, None, "Random".into())
+        }
     }
 }
 
@@ -87,7 +90,7 @@ fn label_of(model: &PetrelModel, a: &Action) -> String {
 }
 
 /// Messages present after a step that were not there before: what the step sent.
-fn sends(before: &State, after: &State) -> Vec<Value> {
+fn sends(before: &State, after: &State) -> Vec<doc::Send> {
     let count = |n: &Network<petrel_core::Msg>| -> std::collections::HashMap<String, (usize, usize, String, String)> {
         let mut m = std::collections::HashMap::new();
         if let Network::UnorderedNonDuplicating(map) = n {
@@ -99,12 +102,17 @@ fn sends(before: &State, after: &State) -> Vec<Value> {
         m
     };
     let (b, a) = (count(&before.network), count(&after.network));
-    let mut out: Vec<Value> = a
-        .iter()
-        .filter(|(k, (c, ..))| b.get(*k).map_or(0, |x| x.0) < *c)
-        .map(|(_, (_, dst, kind, label))| json!({"dst": dst, "msg_kind": kind, "label": label}))
+    let mut out: Vec<doc::Send> = a
+        .into_iter()
+        .filter(|(k, (c, ..))| b.get(k).map_or(0, |x| x.0) < *c)
+        .map(|(_, (_, dst, kind, label))| doc::Send {
+            dst,
+            msg_kind: Some(kind),
+            label: Some(label),
+        })
         .collect();
-    out.sort_by_key(|v| v.to_string());
+    // The network is a hash map: sort for a stable order.
+    out.sort_by(|x, y| (x.dst, &x.label, &x.msg_kind).cmp(&(y.dst, &y.label, &y.msg_kind)));
     out
 }
 
@@ -136,56 +144,69 @@ pub fn explorer_path(model: &PetrelModel, trace: &Trace<PetrelModel>) -> String 
     path
 }
 
+/// A counterexample as a `petrel-trace/1` document.
 pub fn trace_json(
     model: &PetrelModel,
     mutant: Option<&str>,
     p: &PropertyResult<PetrelModel>,
     trace: &Trace<PetrelModel>,
-) -> Value {
-    let actors: Vec<Value> = model
+) -> doc::Trace {
+    let actors = model
         .names
         .iter()
         .enumerate()
-        .map(|(i, n)| json!({"id": i, "name": n, "role": role_of(n), "cluster": cluster_of(n)}))
+        .map(|(i, n)| doc::Actor {
+            id: i,
+            name: n.clone(),
+            role: Some(role_of(n).into()),
+            cluster: cluster_of(n).map(String::from),
+        })
         .collect();
     let mut prev = &trace.init;
-    let steps: Vec<Value> = trace
+    let steps = trace
         .steps
         .iter()
         .enumerate()
         .map(|(i, (a, s))| {
             let (kind, src, msg_kind) = kind_of(a);
-            let v = json!({
-                "index": i + 1,
-                "kind": kind,
-                "actor": usize::from(model.action_actor(a)),
-                "src": src.map(usize::from),
-                "msg_kind": msg_kind,
-                "label": label_of(model, a),
-                "sends": sends(prev, s),
-                "actors": states_json(model, s),
-                "crashed": s.crashed,
-            });
+            let step = doc::Step {
+                index: i + 1,
+                kind,
+                actor: usize::from(model.action_actor(a)),
+                src: src.map(usize::from),
+                msg_kind: Some(msg_kind),
+                label: label_of(model, a),
+                sends: Some(sends(prev, s)),
+                actors: states_json(model, s),
+                crashed: s.crashed.clone(),
+            };
             prev = s;
-            v
+            step
         })
         .collect();
     let kind = match p.expectation {
-        Expectation::Always => "always",
-        Expectation::Eventually => "eventually",
-        Expectation::Sometimes => "sometimes",
+        Expectation::Always => doc::PropertyKind::Always,
+        Expectation::Eventually => doc::PropertyKind::Eventually,
+        Expectation::Sometimes => doc::PropertyKind::Sometimes,
     };
-    json!({
-        "schema": "petrel-trace/1",
-        "scenario": model.scenario.name,
-        "mutant": mutant,
-        "property": {"id": id_of(p.name), "name": p.name, "kind": kind},
-        "actors": actors,
-        "initial": {"actors": states_json(model, &trace.init), "crashed": trace.init.crashed},
-        "steps": steps,
-        "loop_start": trace.loop_start.map(|i| i + 1),
-        "explorer_path": explorer_path(model, trace),
-    })
+    doc::Trace {
+        schema: doc::Schema,
+        scenario: model.scenario.name.to_string(),
+        mutant: mutant.map(String::from),
+        property: doc::Property {
+            id: id_of(p.name).to_string(),
+            name: p.name.to_string(),
+            kind,
+        },
+        actors,
+        initial: doc::States {
+            actors: states_json(model, &trace.init),
+            crashed: trace.init.crashed.clone(),
+        },
+        steps,
+        loop_start: trace.loop_start.map(|i| i + 1),
+        explorer_path: Some(explorer_path(model, trace)),
+    }
 }
 
 /// A counterexample as readable numbered steps.
@@ -260,19 +281,24 @@ mod tests {
             .expect("caught");
         let t = p.counterexample.as_ref().expect("counterexample");
         let j = trace_json(&model, Some(m.name), p, t);
-        crate::view::validate(&j.to_string()).expect("valid petrel-trace/1");
-        for (i, st) in std::iter::once(&j["initial"])
-            .chain(j["steps"].as_array().expect("steps"))
+        // What `check --trace-out` writes reads back as the same document.
+        let text = serde_json::to_string_pretty(&j).expect("serialises");
+        assert_eq!(
+            crate::trace::Trace::parse(&text).expect("valid petrel-trace/1"),
+            j
+        );
+        for (i, st) in std::iter::once(&j.initial.actors)
+            .chain(j.steps.iter().map(|s| &s.actors))
             .enumerate()
         {
-            for a in st["actors"].as_array().expect("actors") {
+            for a in st {
                 assert!(
                     a.is_object() && a.get("(not serialisable)").is_none(),
                     "state {i}: {a}"
                 );
             }
         }
-        let path = j["explorer_path"].as_str().expect("path");
+        let path = j.explorer_path.as_deref().expect("path");
         let idx: Vec<usize> = path
             .strip_prefix("#/steps/")
             .expect("prefix")

@@ -23,6 +23,7 @@ pub mod trace;
 
 pub use replay::value_hash;
 
+use crate::trace::{Send as TraceSend, StepKind};
 use log::{Input, Item, NodeLog};
 use petrel_core::{Msg, Node, NodeState};
 use replay::{Fault, Replayer};
@@ -194,7 +195,7 @@ fn kind_of(msg: &Value) -> String {
 }
 
 /// A replayed event: its commands, trace kind, sender lane, message kind, description.
-type Moved = (Out<Node>, &'static str, Option<usize>, String, String);
+type Moved = (Out<Node>, StepKind, Option<usize>, String, String);
 
 /// Validate the run whose node data directories (or a parent of them) are `dirs`.
 pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
@@ -302,7 +303,7 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                             step.life + 1,
                             life.start.incarnation
                         );
-                        Some((o, "recover", None, "start".to_string(), label))
+                        Some((o, StepKind::Recover, None, "start".to_string(), label))
                     }),
                     Some(i) => match &life.items[i] {
                         Item::Event {
@@ -313,12 +314,14 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                                     let kind = if msg.get("PeerDown").is_some()
                                         || !index_of.contains_key(src)
                                     {
-                                        "env"
+                                        StepKind::Env
                                     } else {
-                                        "deliver"
+                                        StepKind::Deliver
                                     };
-                                    let from =
-                                        index_of.get(src).copied().filter(|_| kind == "deliver");
+                                    let from = index_of
+                                        .get(src)
+                                        .copied()
+                                        .filter(|_| kind == StepKind::Deliver);
                                     (
                                         kind,
                                         from,
@@ -326,9 +329,12 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                                         format!("{} from {src}", kind_of(msg)),
                                     )
                                 }
-                                Input::Timer(t) => {
-                                    ("timeout", None, kind_of(t), format!("timer {}", kind_of(t)))
-                                }
+                                Input::Timer(t) => (
+                                    StepKind::Timeout,
+                                    None,
+                                    kind_of(t),
+                                    format!("timer {}", kind_of(t)),
+                                ),
                             };
                             Some((o, kind, src, msg_kind, what))
                         }),
@@ -351,7 +357,11 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
                                 .filter_map(|c| match c {
                                     Command::Send(dst, m) => {
                                         let d = usize::from(*dst) as u64;
-                                        index_of.get(&d).map(|i| json!({"dst": i, "msg_kind": m.kind(), "label": label_of(m)}))
+                                        index_of.get(&d).map(|&dst| TraceSend {
+                                            dst,
+                                            msg_kind: Some(m.kind().to_string()),
+                                            label: Some(label_of(m)),
+                                        })
                                     }
                                     _ => None,
                                 })

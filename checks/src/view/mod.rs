@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 
 use serde_json::{json, Map, Value};
 
-/// The schema tag every trace must carry.
-pub const SCHEMA: &str = "petrel-trace/1";
+pub use crate::trace::SCHEMA;
+use crate::trace::{Actor, Property, PropertyKind, Schema, Send, States, Step, StepKind, Trace};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const VIEWER_JS: &str = include_str!("assets/viewer.js");
@@ -24,9 +24,6 @@ const VIEWER_CSS: &str = include_str!("assets/viewer.css");
 const DATA_PLACEHOLDER: &str = "{{PETREL_DATA}}";
 /// Placeholder in `index.html` replaced by the (HTML-escaped) page title.
 const TITLE_PLACEHOLDER: &str = "{{PETREL_TITLE}}";
-
-const STEP_KINDS: [&str; 6] = ["deliver", "timeout", "crash", "recover", "drop", "env"];
-const PROPERTY_KINDS: [&str; 3] = ["always", "eventually", "sometimes"];
 
 /// A running viewer. The HTTP server runs on a background thread until [`ViewServer::stop`]
 /// is called (or forever, for [`ViewServer::join`]).
@@ -98,7 +95,7 @@ pub fn serve(
              (127.0.0.0/8 or [::1]) are allowed, the viewer has no authentication"
         ));
     }
-    let trace = parse_and_validate(&trace_json)?;
+    let trace = Trace::parse(&trace_json)?;
     if let Some(base) = &explorer_base {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
@@ -248,7 +245,7 @@ fn host_is_loopback(request: &tiny_http::Request) -> bool {
 
 /// The page, with the trace inlined as a JSON data block. `trace_json` is the validated
 /// text of `trace`, embedded as is (no re-serialisation of a possibly large document).
-fn render_index(trace: &Value, trace_json: &str, explorer_base: Option<&str>) -> String {
+fn render_index(trace: &Trace, trace_json: &str, explorer_base: Option<&str>) -> String {
     let base = Value::from(explorer_base.map(|b| b.trim_end_matches('/')));
     // `<` only occurs inside JSON strings, where `\u003c` is an equivalent escape; this keeps
     // `</script>` and `<!--` in labels or states from ending the data block early.
@@ -259,8 +256,7 @@ fn render_index(trace: &Value, trace_json: &str, explorer_base: Option<&str>) ->
     .replace('<', "\\u003c");
     let title = format!(
         "{} · {} — Petrel counterexample",
-        trace["scenario"].as_str().unwrap_or("?"),
-        trace["property"]["id"].as_str().unwrap_or("?")
+        trace.scenario, trace.property.id
     );
     // Substitute each placeholder exactly once, so text inside the trace can never be
     // mistaken for a placeholder.
@@ -287,9 +283,9 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn download_file_name(trace: &Value) -> String {
-    let mut name = trace["scenario"].as_str().unwrap_or("trace").to_string();
-    if let Some(m) = trace["mutant"].as_str() {
+fn download_file_name(trace: &Trace) -> String {
+    let mut name = trace.scenario.clone();
+    if let Some(m) = &trace.mutant {
         name.push_str("--");
         name.push_str(m);
     }
@@ -314,285 +310,7 @@ fn download_file_name(trace: &Value) -> String {
 /// offending field by its JSON path, e.g. `steps[3].actor: 12 is not an actor id (the trace
 /// has 4 actors)`.
 pub fn validate(trace_json: &str) -> Result<(), String> {
-    parse_and_validate(trace_json).map(drop)
-}
-
-fn parse_and_validate(trace_json: &str) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(trace_json)
-        .map_err(|e| format!("not a petrel trace: the input is not valid JSON ({e})"))?;
-    validate_value(&v).map_err(|e| format!("invalid petrel trace: {e}"))?;
-    Ok(v)
-}
-
-fn validate_value(v: &Value) -> Result<(), String> {
-    let root = v.as_object().ok_or_else(|| {
-        format!(
-            "the top level must be a JSON object, found {}",
-            type_name(v)
-        )
-    })?;
-    match root.get("schema") {
-        Some(Value::String(s)) if s == SCHEMA => {}
-        Some(Value::String(s)) => {
-            return Err(format!("schema is {s:?}, this viewer reads {SCHEMA:?}"))
-        }
-        Some(other) => {
-            return Err(format!(
-                "schema must be the string {SCHEMA:?}, found {}",
-                type_name(other)
-            ))
-        }
-        None => return Err(format!("missing \"schema\": {SCHEMA:?}")),
-    }
-    req_str(root, "scenario", "scenario")?;
-    match root.get("mutant") {
-        None | Some(Value::Null) | Some(Value::String(_)) => {}
-        Some(other) => {
-            return Err(format!(
-                "mutant must be a string or null, found {}",
-                type_name(other)
-            ))
-        }
-    }
-    let prop = req_obj(root, "property", "property")?;
-    req_str(prop, "id", "property.id")?;
-    req_str(prop, "name", "property.name")?;
-    let kind = req_str(prop, "kind", "property.kind")?;
-    if !PROPERTY_KINDS.contains(&kind) {
-        return Err(format!(
-            "property.kind is {kind:?}, expected one of {}",
-            PROPERTY_KINDS.join(", ")
-        ));
-    }
-
-    let actors = req_arr(root, "actors", "actors")?;
-    if actors.is_empty() {
-        return Err("actors is empty: a trace needs at least one actor".into());
-    }
-    let n = actors.len();
-    for (i, a) in actors.iter().enumerate() {
-        let path = format!("actors[{i}]");
-        let a = a
-            .as_object()
-            .ok_or_else(|| format!("{path} must be an object, found {}", type_name(a)))?;
-        match a.get("id").and_then(Value::as_u64) {
-            Some(id) if id == i as u64 => {}
-            Some(id) => {
-                return Err(format!(
-                    "{path}.id is {id}, expected {i} (ids are array indices)"
-                ))
-            }
-            None => return Err(format!("{path}.id must be the integer {i}")),
-        }
-        req_str(a, "name", &format!("{path}.name"))?;
-        for opt in ["role", "cluster"] {
-            match a.get(opt) {
-                None | Some(Value::Null) | Some(Value::String(_)) => {}
-                Some(other) => {
-                    return Err(format!(
-                        "{path}.{opt} must be a string, found {}",
-                        type_name(other)
-                    ))
-                }
-            }
-        }
-    }
-
-    let initial = req_obj(root, "initial", "initial")?;
-    check_states(initial, "initial", n)?;
-
-    let steps = req_arr(root, "steps", "steps")?;
-    for (i, s) in steps.iter().enumerate() {
-        let path = format!("steps[{i}]");
-        let s = s
-            .as_object()
-            .ok_or_else(|| format!("{path} must be an object, found {}", type_name(s)))?;
-        match s.get("index").and_then(Value::as_u64) {
-            Some(ix) if ix == i as u64 + 1 => {}
-            Some(ix) => {
-                return Err(format!(
-                    "{path}.index is {ix}, expected {} (1-based, in order)",
-                    i + 1
-                ))
-            }
-            None => return Err(format!("{path}.index must be the integer {}", i + 1)),
-        }
-        let kind = req_str(s, "kind", &format!("{path}.kind"))?;
-        if !STEP_KINDS.contains(&kind) {
-            return Err(format!(
-                "{path}.kind is {kind:?}, expected one of {}",
-                STEP_KINDS.join(", ")
-            ));
-        }
-        actor_ref(s.get("actor"), &format!("{path}.actor"), n, false)?;
-        let needs_src = kind == "deliver" || kind == "drop";
-        actor_ref(s.get("src"), &format!("{path}.src"), n, !needs_src)?;
-        match s.get("msg_kind") {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => {
-                return Err(format!(
-                    "{path}.msg_kind must be a string or null, found {}",
-                    type_name(other)
-                ))
-            }
-        }
-        req_str(s, "label", &format!("{path}.label"))?;
-        match s.get("sends") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(sends)) => {
-                for (j, m) in sends.iter().enumerate() {
-                    let mp = format!("{path}.sends[{j}]");
-                    let m = m
-                        .as_object()
-                        .ok_or_else(|| format!("{mp} must be an object, found {}", type_name(m)))?;
-                    actor_ref(m.get("dst"), &format!("{mp}.dst"), n, false)?;
-                    match m.get("msg_kind") {
-                        None | Some(Value::Null) | Some(Value::String(_)) => {}
-                        Some(other) => {
-                            return Err(format!(
-                                "{mp}.msg_kind must be a string, found {}",
-                                type_name(other)
-                            ))
-                        }
-                    }
-                    match m.get("label") {
-                        None | Some(Value::Null) | Some(Value::String(_)) => {}
-                        Some(other) => {
-                            return Err(format!(
-                                "{mp}.label must be a string, found {}",
-                                type_name(other)
-                            ))
-                        }
-                    }
-                }
-            }
-            Some(other) => {
-                return Err(format!(
-                    "{path}.sends must be an array, found {}",
-                    type_name(other)
-                ))
-            }
-        }
-        check_states(s, &path, n)?;
-    }
-
-    match root.get("loop_start") {
-        None | Some(Value::Null) => {}
-        Some(v) => {
-            let ls = v
-                .as_u64()
-                .ok_or_else(|| format!("loop_start must be a step index or null, found {v}"))?;
-            if ls < 1 || ls as usize > steps.len() {
-                return Err(format!(
-                    "loop_start is {ls}, but the trace has {} steps (valid: 1..={})",
-                    steps.len(),
-                    steps.len()
-                ));
-            }
-        }
-    }
-    match root.get("explorer_path") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(p)) => {
-            if !p.starts_with("#/steps") {
-                return Err(format!(
-                    "explorer_path must start with \"#/steps\", found {p:?}"
-                ));
-            }
-        }
-        Some(other) => {
-            return Err(format!(
-                "explorer_path must be a string, found {}",
-                type_name(other)
-            ))
-        }
-    }
-    Ok(())
-}
-
-fn check_states(obj: &Map<String, Value>, path: &str, n: usize) -> Result<(), String> {
-    let states = req_arr(obj, "actors", &format!("{path}.actors"))?;
-    if states.len() != n {
-        return Err(format!(
-            "{path}.actors has {} states, expected one per actor ({n})",
-            states.len()
-        ));
-    }
-    let crashed = req_arr(obj, "crashed", &format!("{path}.crashed"))?;
-    if crashed.len() != n {
-        return Err(format!(
-            "{path}.crashed has {} entries, expected one per actor ({n})",
-            crashed.len()
-        ));
-    }
-    if let Some((i, c)) = crashed.iter().enumerate().find(|(_, c)| !c.is_boolean()) {
-        return Err(format!(
-            "{path}.crashed[{i}] must be true or false, found {c}"
-        ));
-    }
-    Ok(())
-}
-
-fn actor_ref(v: Option<&Value>, path: &str, n: usize, nullable: bool) -> Result<(), String> {
-    match v {
-        Some(Value::Null) | None if nullable => Ok(()),
-        Some(Value::Null) | None => Err(format!("{path} is required (an actor id)")),
-        Some(v) => match v.as_u64() {
-            Some(id) if (id as usize) < n => Ok(()),
-            Some(id) => Err(format!(
-                "{path}: {id} is not an actor id (the trace has {n} actors)"
-            )),
-            None => Err(format!("{path} must be an actor id (integer), found {v}")),
-        },
-    }
-}
-
-fn req_str<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, String> {
-    match o.get(key) {
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(format!(
-            "{path} must be a string, found {}",
-            type_name(other)
-        )),
-        None => Err(format!("missing field {path}")),
-    }
-}
-
-fn req_obj<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
-) -> Result<&'a Map<String, Value>, String> {
-    match o.get(key) {
-        Some(Value::Object(m)) => Ok(m),
-        Some(other) => Err(format!(
-            "{path} must be an object, found {}",
-            type_name(other)
-        )),
-        None => Err(format!("missing field {path}")),
-    }
-}
-
-fn req_arr<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a Vec<Value>, String> {
-    match o.get(key) {
-        Some(Value::Array(a)) => Ok(a),
-        Some(other) => Err(format!(
-            "{path} must be an array, found {}",
-            type_name(other)
-        )),
-        None => Err(format!("missing field {path}")),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    Trace::parse(trace_json).map(drop)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -721,7 +439,10 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
         .map(|(i, a)| synth_state(a, i, n))
         .collect();
     let mut crashed = vec![false; n];
-    let initial = json!({ "actors": states.clone(), "crashed": crashed.clone() });
+    let initial = States {
+        actors: states.clone(),
+        crashed: crashed.clone(),
+    };
 
     let mut out_steps = Vec::with_capacity(steps);
     let mut explorer = vec![0usize];
@@ -747,29 +468,29 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
         let mut actor = rng.below(n);
         let roll = rng.below(100);
         let mut kind = if n == 1 {
-            "timeout"
+            StepKind::Timeout
         } else if roll < 62 {
-            "deliver"
+            StepKind::Deliver
         } else if roll < 80 {
-            "timeout"
+            StepKind::Timeout
         } else if roll < 86 {
-            "drop"
+            StepKind::Drop
         } else if roll < 92 {
-            "env"
+            StepKind::Env
         } else if roll < 96 {
-            "crash"
+            StepKind::Crash
         } else {
-            "recover"
+            StepKind::Recover
         };
-        if kind == "crash" && crashed[actor] {
-            kind = "recover";
-        } else if kind == "recover" && !crashed[actor] {
-            kind = "timeout";
+        if kind == StepKind::Crash && crashed[actor] {
+            kind = StepKind::Recover;
+        } else if kind == StepKind::Recover && !crashed[actor] {
+            kind = StepKind::Timeout;
         }
-        if crashed[actor] && (kind == "deliver" || kind == "timeout") {
-            kind = "recover";
+        if crashed[actor] && (kind == StepKind::Deliver || kind == StepKind::Timeout) {
+            kind = StepKind::Recover;
         }
-        let mut src = if kind == "deliver" || kind == "drop" {
+        let mut src = if kind == StepKind::Deliver || kind == StepKind::Drop {
             // A live sender other than the receiver (the receiver itself if none is up).
             let start = rng.below(n);
             let s = (0..n)
@@ -782,7 +503,7 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
         };
         // Mostly deliver (or lose) a message that is actually in flight, oldest first-ish.
         let mut picked: Option<InFlight> = None;
-        if (kind == "deliver" || kind == "drop") && rng.chance(80) {
+        if (kind == StepKind::Deliver || kind == StepKind::Drop) && rng.chance(80) {
             let candidates: Vec<usize> = in_flight
                 .iter()
                 .enumerate()
@@ -801,7 +522,7 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
         let label;
         let mut sends = Vec::new();
         match kind {
-            "deliver" => {
+            StepKind::Deliver => {
                 let round = states[actor]["ballot"]["round"].as_u64().unwrap_or(1);
                 let mk = match &picked {
                     Some(m) => {
@@ -830,7 +551,11 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                         let reply = msg_kinds[rng.below(msg_kinds.len())];
                         let label =
                             format!("{reply} {{ ballot: {round}, from: {} }}", cast[actor].name);
-                        sends.push(json!({ "dst": dst, "msg_kind": reply, "label": label }));
+                        sends.push(Send {
+                            dst,
+                            msg_kind: Some(reply.into()),
+                            label: Some(label.clone()),
+                        });
                         in_flight.push(InFlight {
                             src: actor,
                             dst,
@@ -840,7 +565,7 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                     }
                 }
             }
-            "drop" => {
+            StepKind::Drop => {
                 let mk = picked
                     .as_ref()
                     .map_or_else(|| msg_kinds[rng.below(msg_kinds.len())], |m| m.kind);
@@ -850,7 +575,7 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                     None => format!("{mk} {{ .. }} from {}", cast[src.unwrap_or(0)].name),
                 };
             }
-            "timeout" => {
+            StepKind::Timeout => {
                 let t = if rng.chance(50) {
                     "ElectionTimeout"
                 } else {
@@ -878,7 +603,11 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                     let round = states[actor]["ballot"]["round"].as_u64().unwrap_or(1);
                     let label =
                         format!("Prepare {{ ballot: {round}, from: {} }}", cast[actor].name);
-                    sends.push(json!({ "dst": dst, "msg_kind": "Prepare", "label": label }));
+                    sends.push(Send {
+                        dst,
+                        msg_kind: Some("Prepare".into()),
+                        label: Some(label.clone()),
+                    });
                     in_flight.push(InFlight {
                         src: actor,
                         dst,
@@ -887,11 +616,11 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                     });
                 }
             }
-            "crash" => {
+            StepKind::Crash => {
                 label = format!("{} crashes", cast[actor].name);
                 crashed[actor] = true;
             }
-            "recover" => {
+            StepKind::Recover => {
                 label = format!("{} recovers from its checkpoint", cast[actor].name);
                 crashed[actor] = false;
                 if let Some(cp) = states[actor].get_mut("checkpoint") {
@@ -901,7 +630,7 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
                     *s = Value::from("recovering");
                 }
             }
-            _ => {
+            StepKind::Env => {
                 let ev = if rng.chance(50) {
                     "FailureNotice"
                 } else {
@@ -924,17 +653,17 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
             }
         }
         explorer.push(rng.below(6));
-        out_steps.push(json!({
-            "index": idx,
-            "kind": kind,
-            "actor": actor,
-            "src": src,
-            "msg_kind": msg_kind,
-            "label": label,
-            "sends": sends,
-            "actors": states.clone(),
-            "crashed": crashed.clone(),
-        }));
+        out_steps.push(Step {
+            index: idx,
+            kind,
+            actor,
+            src,
+            msg_kind,
+            label,
+            sends: Some(sends),
+            actors: states.clone(),
+            crashed: crashed.clone(),
+        });
     }
 
     let lasso = loop_start.is_some();
@@ -946,24 +675,51 @@ pub fn synthetic_trace(steps: usize, actors: usize, loop_start: Option<usize>) -
             .collect::<Vec<_>>()
             .join("/")
     );
-    let doc = json!({
-        "schema": SCHEMA,
-        "scenario": if lasso { "leader-flap-under-partition" } else { "dup-restart-in-prepare" },
-        "mutant": if lasso { Value::Null } else { Value::from("s1-min-checkpoint-reset") },
-        "property": if lasso {
-            json!({ "id": "LIVE-2", "name": "LIVE-2 every-write-eventually-acked", "kind": "eventually" })
+    let (mutant, property) = if lasso {
+        (
+            None,
+            Property {
+                id: "LIVE-2".into(),
+                name: "LIVE-2 every-write-eventually-acked".into(),
+                kind: PropertyKind::Eventually,
+            },
+        )
+    } else {
+        (
+            Some("s1-min-checkpoint-reset".into()),
+            Property {
+                id: "SAFE-7".into(),
+                name: "SAFE-7 no-invariant-broken".into(),
+                kind: PropertyKind::Always,
+            },
+        )
+    };
+    let doc = Trace {
+        schema: Schema,
+        scenario: if lasso {
+            "leader-flap-under-partition"
         } else {
-            json!({ "id": "SAFE-7", "name": "SAFE-7 no-invariant-broken", "kind": "always" })
-        },
-        "actors": cast.iter().enumerate().map(|(i, a)| json!({
-            "id": i, "name": a.name, "role": a.role, "cluster": a.cluster,
-        })).collect::<Vec<_>>(),
-        "initial": initial,
-        "steps": out_steps,
-        "loop_start": loop_start,
-        "explorer_path": explorer_path,
-    });
-    doc.to_string()
+            "dup-restart-in-prepare"
+        }
+        .into(),
+        mutant,
+        property,
+        actors: cast
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| Actor {
+                id: i,
+                name: a.name,
+                role: Some(a.role.into()),
+                cluster: Some(a.cluster),
+            })
+            .collect(),
+        initial,
+        steps: out_steps,
+        loop_start,
+        explorer_path: Some(explorer_path),
+    };
+    serde_json::to_string(&doc).expect("a trace serialises")
 }
 
 struct InFlight {
@@ -1119,9 +875,9 @@ mod tests {
 
     #[test]
     fn index_escapes_script_terminators() {
-        let mut t: Value = serde_json::from_str(&synthetic_trace(2, 2, None)).unwrap();
-        t["steps"][0]["label"] = Value::from("</script><script>alert(1)</script>");
-        let page = render_index(&t, &t.to_string(), None);
+        let mut t = Trace::parse(&synthetic_trace(2, 2, None)).unwrap();
+        t.steps[0].label = "</script><script>alert(1)</script>".into();
+        let page = render_index(&t, &serde_json::to_string(&t).unwrap(), None);
         assert!(!page.contains("</script><script>alert"));
     }
 }

@@ -252,6 +252,7 @@ impl Host {
                 if let Some(m) = &self.metrics {
                     m.on_receive(src, &msg);
                 }
+                self.note_unauthorized(src, &msg);
                 let logged = self.events.is_some().then(|| msg.clone());
                 let mut out = Out::new();
                 let mut state = self.lend_state();
@@ -294,6 +295,27 @@ impl Host {
                     outs.push(out);
                 }
             }
+        }
+    }
+
+    /// A message its sender's role may not send (the core's authorization table): the
+    /// core ignores it; the node says so, counted as `forbidden`, so that a forgery (or a
+    /// misconfigured peer) is visible. Observation only: the core still decides.
+    fn note_unauthorized(&self, src: Id, msg: &Msg) {
+        let dir = match &self.actor {
+            Node::Meta(c) => &c.dir,
+            Node::Replica(c) => &c.dir,
+            Node::Client(_) => return,
+        };
+        let role = dir.role(src);
+        if !petrel_core::auth::may_send(role, msg) {
+            self.transport.stats().count_forbidden();
+            tracing::warn!(
+                peer = raw_of(src),
+                "refused {} from node {} ({role:?}): its role may not send it (SPEC.md, Authorization)",
+                msg.kind(),
+                raw_of(src)
+            );
         }
     }
 
@@ -423,6 +445,22 @@ impl Host {
         for (dst, msg) in sends {
             if let Some(m) = &self.metrics {
                 m.on_send(dst, &msg);
+            }
+            // The core refuses a duplication write it may not take with a reasoned reply;
+            // the node also logs it (a forgery or a misconfigured partner shows here).
+            if let Msg::ApplyReply {
+                gpid,
+                decree,
+                result: Err(Some(why)),
+            } = &msg
+            {
+                tracing::warn!(
+                    peer = raw_of(dst),
+                    "refused a duplication write from node {} into {}.{} (decree {decree}): {why}",
+                    raw_of(dst),
+                    gpid.table,
+                    gpid.partition
+                );
             }
             self.transport.send(dst, msg);
         }

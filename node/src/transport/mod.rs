@@ -163,6 +163,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A message refused by the core's authorization table (see `Host`).
+    pub fn count_forbidden(&self) {
+        Stats::count(&self.forbidden, 1);
+    }
+
     fn count(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

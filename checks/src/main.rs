@@ -1,5 +1,11 @@
 //! `petrel-check`: list, check, mutants, explore, view.
 use clap::{Parser, Subcommand};
+mod bench;
+
+/// mimalloc: model checking is allocation-bound (every successor is a cloned state); this
+/// applies to all engines `bench` compares, as each runs in this binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use petrel_checks::engine::{self, Limits, Options, Report};
 use petrel_checks::petrel::{explorer_path, print_trace, trace_json};
 use petrel_checks::view;
@@ -107,6 +113,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Petrel's engine against stateright's spawn_bfs/spawn_dfs, unique states per CPU-second.
+    Bench(bench::BenchArgs),
     /// Serve the counterexample viewer for a trace file (loopback only).
     View {
         file: std::path::PathBuf,
@@ -583,6 +591,7 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Mutants { run } => mutants_cmd(&run),
+        Cmd::Bench(args) => bench::run(&args),
         Cmd::Explore {
             scenario: name,
             mutant: mname,

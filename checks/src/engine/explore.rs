@@ -1,18 +1,19 @@
 //! Level-synchronous, batched, parallel BFS that builds the state graph.
 //!
-//! The frontier of depth `d` is processed in batches of source states. Each batch runs:
+//! The frontier of depth `d` is processed in batches of source states. Node ids are given in
+//! *discovery order* — the order of a sequential BFS: source by source (in id order), action
+//! by action, a new state taking the next id — whatever the thread count, so every parent,
+//! edge and tie-break is the same with one thread as with many.
 //!
-//! * **A – expand** (parallel over chunks of the batch): `actions()` + `next_state()` for
-//!   every source; each successor is fingerprinted and looked up (read-only) in the shard
-//!   tables. Known successors become resolved edges and their state is dropped on the spot;
-//!   the others go, with their state, into a per-(chunk, shard) bucket.
-//! * **B – dedup** (parallel over shards; each thread owns a disjoint set of shard tables, so
-//!   no locks): candidates of a shard are visited in global BFS order (chunk, source,
-//!   action), so the first discoverer of a new state becomes its parent exactly as in a
-//!   sequential BFS. New states get a provisional number and their properties are evaluated.
-//! * **C – register** (coordinator): provisional numbers become node ids, shard after shard,
-//!   so the numbering depends only on the (fixed) shard count and the batch, never on the
-//!   thread count; edges are resolved and appended to the CSR arrays.
+//! * **One thread** (or a small batch): each source is expanded, each in-boundary successor
+//!   fingerprinted and looked up at once; a duplicate is dropped on the spot and a new state
+//!   is stored, its properties evaluated, and moved into the next frontier while its memory
+//!   is still in cache. Each source is dropped right after its expansion.
+//! * **Several threads**: phase A expands chunks of the batch in parallel against the
+//!   (read-only) tables: known successors become resolved edges and are dropped at once;
+//!   the others are kept once per fingerprint per chunk, their properties evaluated while
+//!   hot. Phase C, on the coordinating thread, walks the candidates in global (chunk,
+//!   source, action) order and stores them exactly as the sequential path would.
 //!
 //! Only two BFS levels of full states are alive at once; everything else is 12 bytes of
 //! table slot, a parent and an action index per state, and 8 bytes per edge when liveness
@@ -34,12 +35,8 @@ pub(crate) const NO_PARENT: u32 = u32::MAX;
 pub(crate) const OUTSIDE: u32 = u32::MAX;
 /// Class id of an unfair action.
 pub(crate) const UNFAIR: u32 = u32::MAX;
-/// Node ids stay below this, so a value with this bit set is a provisional number.
-const PROV: u32 = 1 << 31;
-/// Phase-A edge target meaning "new candidate, in shard `t - PENDING`".
-const PENDING: u32 = u32::MAX - 1 - SHARDS as u32;
-/// Largest number of nodes: ids must stay clear of `PROV`.
-const MAX_NODES: usize = (PROV - 1) as usize;
+/// Largest number of nodes: ids stay clear of the phase-A candidate tag (`CAND`, bit 31).
+const MAX_NODES: usize = (1 << 31) - 1;
 
 /// Bounds on the number of source states per batch, which adapts so a batch takes between
 /// `BATCH_FAST` and `BATCH_SLOW`: short enough for timely progress reports and timeouts,
@@ -50,6 +47,50 @@ const BATCH_FAST: Duration = Duration::from_millis(15);
 const BATCH_SLOW: Duration = Duration::from_millis(60);
 /// Below this many sources a batch runs on the coordinating thread alone.
 const PARALLEL_MIN: usize = 128;
+
+/// States of one BFS level in id order, in segments of [`SEGMENT`] so that growing it never
+/// moves the states already in it, and consuming it frees each segment as it goes.
+pub(crate) struct Frontier<S> {
+    segs: Vec<Vec<S>>,
+    len: usize,
+}
+
+/// States per frontier segment.
+const SEGMENT: usize = 1024;
+
+impl<S> Frontier<S> {
+    fn new() -> Self {
+        Frontier {
+            segs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn push(&mut self, s: S) {
+        match self.segs.last_mut() {
+            Some(seg) if seg.len() < SEGMENT => seg.push(s),
+            _ => {
+                let mut seg = Vec::with_capacity(SEGMENT);
+                seg.push(s);
+                self.segs.push(seg);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn into_states(self) -> impl Iterator<Item = S> {
+        self.segs.into_iter().flatten()
+    }
+}
 
 /// One transition of the graph.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +132,7 @@ impl Graph {
 
     /// Node id of a fingerprint.
     pub(crate) fn lookup(&self, fp: u64) -> Option<u32> {
-        self.tables[shard_of(fp)].get(fp).filter(|&v| v & PROV == 0)
+        self.tables[shard_of(fp)].get(fp)
     }
 
     /// Depth (BFS level) of a node.
@@ -157,7 +198,8 @@ pub(crate) struct Exploration {
     pub(crate) peak_frontier: usize,
 }
 
-/// A successor that was not in the tables when its batch started.
+/// A successor that was not in the tables when its batch started (parallel path), first
+/// occurrence within its chunk.
 struct Cand<S> {
     fp: u64,
     parent: u32,
@@ -165,35 +207,22 @@ struct Cand<S> {
     state: S,
 }
 
-/// Output of phase A for one chunk of sources.
+/// Output of phase A for one chunk of sources (parallel path).
 struct ChunkOut<S> {
-    /// Candidates per shard, in (source, action) order.
-    buckets: Vec<Vec<Cand<S>>>,
     /// Edge count per source (only when edges are stored).
     edge_count: Vec<u32>,
-    /// Edges whose target is encoded: node id, [`OUTSIDE`], or `PENDING + shard`.
+    /// Edges whose target is encoded: node id, [`OUTSIDE`], or `CAND | k` for `cands[k]`.
     edges: Vec<Edge>,
+    /// New-looking successors in (source, action) order, each fingerprint once.
+    cands: Vec<Cand<S>>,
+    /// `words` property words per candidate (see [`eval_bits`]).
+    bits: Vec<u64>,
     /// In-boundary successors generated.
     generated: usize,
 }
 
-/// Input of phase B for one shard: its table and its candidates, one bucket per chunk.
-type ShardJob<'a, S> = (&'a mut FpTable, Vec<Vec<Cand<S>>>);
-
-/// Output of phase B for one shard.
-struct ShardOut<S> {
-    /// Per candidate (in bucket order): node id, `PROV | local`, or [`OUTSIDE`] if it was
-    /// new but could not be inserted (limit reached).
-    res: Vec<u32>,
-    /// New states in provisional order.
-    new: Vec<Cand<S>>,
-    /// `ev_words` words of eventually bits per new state.
-    ev: Vec<u64>,
-    /// Per property: smallest (fingerprint, local) hit among the new states.
-    best: Vec<Option<(u64, u32)>>,
-    /// A new state was seen but not inserted.
-    blocked: bool,
-}
+/// Edge-target tag of phase A: index of a candidate of the same chunk.
+const CAND: u32 = 1 << 31;
 
 /// Fairness-class interner shared by phase-A workers; each worker keeps a local cache in
 /// front of it, so the lock is taken once per class per worker.
@@ -203,45 +232,69 @@ struct Interner {
     raw: Vec<u64>,
 }
 
-/// Read-only data of phase A/B.
+/// Read-only data of a batch.
 struct Ctx<'a, M: Fairness> {
     model: &'a M,
     props: &'a [Property<M>],
     /// Per property: still being evaluated (for Always/Sometimes).
     active: Vec<bool>,
     ev_index: &'a [Option<usize>],
-    ev_words: usize,
+    /// Words of property bits per state: `props.len().div_ceil(64)`.
+    words: usize,
     store_edges: bool,
     want_classes: bool,
     interner: &'a Mutex<Interner>,
 }
 
-/// Evaluates the properties on a newly stored state.
-fn eval_state<M: Fairness>(
-    ctx: &Ctx<'_, M>,
-    state: &M::State,
-    fp: u64,
-    local: u32,
-    best: &mut [Option<(u64, u32)>],
-    ev_out: &mut Vec<u64>,
-) {
-    let base = ev_out.len();
-    ev_out.resize(base + ctx.ev_words, 0);
+/// Evaluates the properties on a new state, appending `ctx.words` words to `out`: bit `i`
+/// is set when property `i` is *hit* — an active Always violated, an active Sometimes
+/// witnessed, an Eventually's condition true. Done where the state was just built (its
+/// memory still in cache).
+fn eval_bits<M: Fairness>(ctx: &Ctx<'_, M>, state: &M::State, out: &mut Vec<u64>) {
+    let base = out.len();
+    out.resize(base + ctx.words, 0);
     for (i, p) in ctx.props.iter().enumerate() {
         let hit = match p.expectation {
-            Expectation::Eventually => {
-                if (p.condition)(ctx.model, state) {
-                    if let Some(e) = ctx.ev_index[i] {
-                        ev_out[base + e / 64] |= 1 << (e % 64);
-                    }
-                }
-                false
-            }
+            Expectation::Eventually => (p.condition)(ctx.model, state),
             Expectation::Always => ctx.active[i] && !(p.condition)(ctx.model, state),
             Expectation::Sometimes => ctx.active[i] && (p.condition)(ctx.model, state),
         };
-        if hit && best[i].filter(|&(bfp, _)| bfp <= fp).is_none() {
-            best[i] = Some((fp, local));
+        if hit {
+            out[base + i / 64] |= 1 << (i % 64);
+        }
+    }
+}
+
+/// Records the property bits of new node `id` (fingerprint `fp`): its eventually bits, and
+/// the smallest-fingerprint hit per Always/Sometimes property in `best`.
+fn apply_bits<M: Fairness>(
+    ctx: &Ctx<'_, M>,
+    g: &mut Graph,
+    id: u32,
+    fp: u64,
+    bits: &[u64],
+    best: &mut [Option<(u64, u32)>],
+) {
+    for (i, p) in ctx.props.iter().enumerate() {
+        let hit = bits[i / 64] >> (i % 64) & 1 == 1;
+        match p.expectation {
+            Expectation::Eventually => {
+                if let Some(e) = ctx.ev_index[i] {
+                    let v = id as usize;
+                    let b = &mut g.ev_bits[e];
+                    if b.len() <= v / 64 {
+                        b.resize(v / 64 + 1, 0);
+                    }
+                    if hit {
+                        b[v / 64] |= 1 << (v % 64);
+                    }
+                }
+            }
+            _ => {
+                if hit && best[i].filter(|&(bfp, _)| bfp <= fp).is_none() {
+                    best[i] = Some((fp, id));
+                }
+            }
         }
     }
 }
@@ -263,28 +316,143 @@ fn intern(ctx_interner: &Mutex<Interner>, cache: &mut IntMap<u64, u32>, raw: u64
     c
 }
 
-/// A successor generated in phase A, before its table lookup.
-struct Succ<S> {
+/// Fairness class of `a` in `s`, interned ([`UNFAIR`] when not wanted).
+#[inline]
+fn class_of<M: Fairness>(
+    ctx: &Ctx<'_, M>,
+    cache: &mut IntMap<u64, u32>,
+    s: &M::State,
+    a: &M::Action,
+) -> u32 {
+    if !ctx.want_classes {
+        return UNFAIR;
+    }
+    match ctx.model.fair_class(s, a) {
+        Some(raw) => intern(ctx.interner, cache, raw),
+        None => UNFAIR,
+    }
+}
+
+/// What one batch contributed.
+#[derive(Default)]
+struct BatchStep {
+    generated: usize,
+    /// Per property: best (fingerprint, node id) hit among this batch's new states.
+    best: Vec<Option<(u64, u32)>>,
+    blocked: bool,
+}
+
+/// Stores a successor that is not yet in the tables, unless `probe` or the state limit
+/// forbids it (then `None` and the batch is blocked). Node ids follow discovery order: the
+/// order of a sequential BFS (source by source, action by action), whatever the thread count.
+#[inline]
+fn insert_new(
+    g: &mut Graph,
     fp: u64,
     parent: u32,
     action: u32,
-    class: u32,
-    /// `None` for a successor outside the boundary.
-    state: Option<S>,
+    probe: bool,
+    max_nodes: usize,
+) -> Slot {
+    let shard = shard_of(fp);
+    if probe || g.len() >= max_nodes {
+        return match g.tables[shard].get(fp) {
+            Some(id) => Slot::Known(id),
+            None => Slot::Blocked,
+        };
+    }
+    let id = g.len() as u32;
+    let (v, inserted) = g.tables[shard].get_or_insert(fp, id);
+    if inserted {
+        g.parent.push(parent);
+        g.action.push(action);
+        Slot::New(id)
+    } else {
+        Slot::Known(v)
+    }
 }
 
-/// Sources per block of phase A: successors of a block are generated first and looked up
-/// afterwards in a tight loop, so the table's cache misses overlap instead of each stalling
-/// behind the next successor's generation.
-const BLOCK: usize = 64;
+/// Outcome of [`insert_new`].
+enum Slot {
+    /// Already stored under this id.
+    Known(u32),
+    /// Stored now under this id.
+    New(u32),
+    /// New, but a limit forbids storing it.
+    Blocked,
+}
 
-/// Phase A for one chunk: `sources` have node ids `first_id..`.
+/// Sequential path: expands `sources` (node ids `first_id..`) one at a time, storing each
+/// new successor at once and dropping each duplicate and each source as soon as it is
+/// done with (while its memory is still in cache).
+#[allow(clippy::too_many_arguments)]
+fn expand_seq<M>(
+    ctx: &Ctx<'_, M>,
+    g: &mut Graph,
+    sources: impl Iterator<Item = M::State>,
+    first_id: u32,
+    probe: bool,
+    max_nodes: usize,
+    cache: &mut IntMap<u64, u32>,
+    next: &mut Frontier<M::State>,
+    step: &mut BatchStep,
+) where
+    M: Fairness,
+    M::State: Hash,
+{
+    let model = ctx.model;
+    let mut actions = Vec::new();
+    let mut bits = Vec::with_capacity(ctx.words);
+    for (k, s) in sources.enumerate() {
+        let src = first_id + k as u32;
+        actions.clear();
+        model.actions(&s, &mut actions);
+        for (ai, a) in actions.drain(..).enumerate() {
+            // fair_class must see the action before next_state consumes it.
+            let class = class_of(ctx, cache, &s, &a);
+            let Some(succ) = model.next_state(&s, a) else {
+                continue;
+            };
+            let target = if model.within_boundary(&succ) {
+                step.generated += 1;
+                let fp = fingerprint(&succ);
+                match insert_new(g, fp, src, ai as u32, probe, max_nodes) {
+                    Slot::Known(id) => id,
+                    Slot::Blocked => {
+                        step.blocked = true;
+                        OUTSIDE
+                    }
+                    Slot::New(id) => {
+                        bits.clear();
+                        eval_bits(ctx, &succ, &mut bits);
+                        apply_bits(ctx, g, id, fp, &bits, &mut step.best);
+                        next.push(succ);
+                        id
+                    }
+                }
+            } else {
+                OUTSIDE
+            };
+            if ctx.store_edges {
+                g.edges.push(Edge { target, class });
+            }
+        }
+        if ctx.store_edges {
+            g.offsets.push(g.edges.len() as u64);
+        }
+    }
+}
+
+/// Phase A of the parallel path for one chunk: `sources` have node ids `first_id..`.
+/// Successors already in the tables become resolved edges and are dropped at once; the
+/// others are kept once per fingerprint, their properties evaluated while they are hot.
 fn expand_chunk<M>(
     ctx: &Ctx<'_, M>,
     tables: &[FpTable],
-    sources: &[M::State],
+    sources: Vec<M::State>,
     first_id: u32,
     cache: &mut IntMap<u64, u32>,
+    local: &mut IntMap<u64, u32>,
 ) -> ChunkOut<M::State>
 where
     M: Fairness,
@@ -292,113 +460,53 @@ where
 {
     let model = ctx.model;
     let mut out = ChunkOut {
-        buckets: (0..SHARDS).map(|_| Vec::new()).collect(),
         edge_count: Vec::with_capacity(if ctx.store_edges { sources.len() } else { 0 }),
         edges: Vec::new(),
+        cands: Vec::new(),
+        bits: Vec::new(),
         generated: 0,
     };
+    local.clear();
     let mut actions = Vec::new();
-    let mut succs: Vec<Succ<M::State>> = Vec::new();
-    for (b, block) in sources.chunks(BLOCK).enumerate() {
-        let block_first = first_id + (b * BLOCK) as u32;
-        for (k, s) in block.iter().enumerate() {
-            let src = block_first + k as u32;
-            actions.clear();
-            model.actions(s, &mut actions);
-            let before = succs.len();
-            for (ai, a) in actions.drain(..).enumerate() {
-                // fair_class must see the action before next_state consumes it.
-                let class = if ctx.want_classes {
-                    match model.fair_class(s, &a) {
-                        Some(raw) => intern(ctx.interner, cache, raw),
-                        None => UNFAIR,
-                    }
-                } else {
-                    UNFAIR
-                };
-                let Some(next) = model.next_state(s, a) else {
-                    continue;
-                };
-                let (fp, state) = if model.within_boundary(&next) {
-                    (fingerprint(&next), Some(next))
-                } else {
-                    (0, None)
-                };
-                succs.push(Succ {
-                    fp,
-                    parent: src,
-                    action: ai as u32,
-                    class,
-                    state,
-                });
-            }
-            if ctx.store_edges {
-                out.edge_count.push((succs.len() - before) as u32);
-            }
-        }
-        for succ in succs.drain(..) {
-            let target = match succ.state {
-                None => OUTSIDE,
-                Some(state) => {
-                    out.generated += 1;
-                    let shard = shard_of(succ.fp);
-                    match tables[shard].get(succ.fp) {
-                        Some(id) => id,
-                        None => {
-                            out.buckets[shard].push(Cand {
-                                fp: succ.fp,
-                                parent: succ.parent,
-                                action: succ.action,
-                                state,
+    for (k, s) in sources.into_iter().enumerate() {
+        let src = first_id + k as u32;
+        actions.clear();
+        model.actions(&s, &mut actions);
+        let before = out.edges.len();
+        for (ai, a) in actions.drain(..).enumerate() {
+            let class = class_of(ctx, cache, &s, &a);
+            let Some(succ) = model.next_state(&s, a) else {
+                continue;
+            };
+            let target = if model.within_boundary(&succ) {
+                out.generated += 1;
+                let fp = fingerprint(&succ);
+                match tables[shard_of(fp)].get(fp) {
+                    Some(id) => id,
+                    None => {
+                        let n = out.cands.len() as u32;
+                        let c = *local.entry(fp).or_insert(n);
+                        if c == n {
+                            eval_bits(ctx, &succ, &mut out.bits);
+                            out.cands.push(Cand {
+                                fp,
+                                parent: src,
+                                action: ai as u32,
+                                state: succ,
                             });
-                            PENDING + shard as u32
                         }
+                        CAND | c
                     }
                 }
+            } else {
+                OUTSIDE
             };
             if ctx.store_edges {
-                out.edges.push(Edge {
-                    target,
-                    class: succ.class,
-                });
+                out.edges.push(Edge { target, class });
             }
         }
-    }
-    out
-}
-
-/// Phase B for one shard.
-fn dedup_shard<M: Fairness>(
-    ctx: &Ctx<'_, M>,
-    table: &mut FpTable,
-    buckets: Vec<Vec<Cand<M::State>>>,
-    insert: bool,
-) -> ShardOut<M::State> {
-    let n: usize = buckets.iter().map(Vec::len).sum();
-    let mut out = ShardOut {
-        res: Vec::with_capacity(n),
-        new: Vec::new(),
-        ev: Vec::new(),
-        best: vec![None; ctx.props.len()],
-        blocked: false,
-    };
-    for cand in buckets.into_iter().flatten() {
-        if !insert {
-            match table.get(cand.fp) {
-                Some(v) => out.res.push(v),
-                None => {
-                    out.res.push(OUTSIDE);
-                    out.blocked = true;
-                }
-            }
-            continue;
-        }
-        let local = out.new.len() as u32;
-        let (v, inserted) = table.get_or_insert(cand.fp, PROV | local);
-        out.res.push(v);
-        if inserted {
-            eval_state(ctx, &cand.state, cand.fp, local, &mut out.best, &mut out.ev);
-            out.new.push(cand);
+        if ctx.store_edges {
+            out.edge_count.push((out.edges.len() - before) as u32);
         }
     }
     out
@@ -409,6 +517,123 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     match h.join() {
         Ok(v) => v,
         Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+/// Parallel path: phase A (expand) on `threads` threads over chunks of `sources`, then phase
+/// C on this thread: candidates in global (chunk, source, action) order are stored or
+/// resolved exactly as [`expand_seq`] would, so ids, parents and edges are the same.
+#[allow(clippy::too_many_arguments)]
+fn expand_par<M>(
+    ctx: &Ctx<'_, M>,
+    g: &mut Graph,
+    mut sources: Vec<M::State>,
+    first_id: u32,
+    probe: bool,
+    max_nodes: usize,
+    threads: usize,
+    caches: &mut [IntMap<u64, u32>],
+    locals: &mut [IntMap<u64, u32>],
+    next: &mut Frontier<M::State>,
+    step: &mut BatchStep,
+) where
+    M: Fairness + Sync,
+    M::State: Hash + Send + Sync,
+    M::Action: Send + Sync,
+{
+    let n = sources.len();
+    let chunk_len = (n / (threads * 4)).max(16);
+    let n_chunks = n.div_ceil(chunk_len);
+    // Owned chunks, so that each source is dropped by the thread that expanded it.
+    let mut parts: Vec<Mutex<Vec<M::State>>> = Vec::with_capacity(n_chunks);
+    for c in (0..n_chunks).rev() {
+        parts.push(Mutex::new(sources.split_off(c * chunk_len)));
+    }
+    parts.reverse();
+    let tables = &g.tables;
+    let next_chunk = AtomicUsize::new(0);
+    let work = |cache: &mut IntMap<u64, u32>, local: &mut IntMap<u64, u32>| {
+        let mut mine = Vec::new();
+        loop {
+            let c = next_chunk.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break mine;
+            }
+            let srcs = std::mem::take(&mut *parts[c].lock().unwrap_or_else(|e| e.into_inner()));
+            let out = expand_chunk(
+                ctx,
+                tables,
+                srcs,
+                first_id + (c * chunk_len) as u32,
+                cache,
+                local,
+            );
+            mine.push((c, out));
+        }
+    };
+    let work = &work;
+    let mut chunks = std::thread::scope(|sc| {
+        let (c0, crest) = caches.split_at_mut(1);
+        let (l0, lrest) = locals.split_at_mut(1);
+        let handles: Vec<_> = crest[..threads - 1]
+            .iter_mut()
+            .zip(lrest.iter_mut())
+            .map(|(cache, local)| sc.spawn(move || work(cache, local)))
+            .collect();
+        let mut all = work(&mut c0[0], &mut l0[0]);
+        for h in handles {
+            all.extend(join(h));
+        }
+        all
+    });
+    chunks.sort_unstable_by_key(|(c, _)| *c);
+
+    // Phase C.
+    let w = ctx.words;
+    let mut res: Vec<u32> = Vec::new();
+    for (_, c) in chunks {
+        step.generated += c.generated;
+        res.clear();
+        for (k, cand) in c.cands.into_iter().enumerate() {
+            let r = match insert_new(g, cand.fp, cand.parent, cand.action, probe, max_nodes) {
+                Slot::Known(id) => id,
+                Slot::Blocked => {
+                    step.blocked = true;
+                    OUTSIDE
+                }
+                Slot::New(id) => {
+                    apply_bits(
+                        ctx,
+                        g,
+                        id,
+                        cand.fp,
+                        &c.bits[k * w..(k + 1) * w],
+                        &mut step.best,
+                    );
+                    next.push(cand.state);
+                    id
+                }
+            };
+            res.push(r);
+        }
+        if ctx.store_edges {
+            let mut e = 0usize;
+            for &cnt in &c.edge_count {
+                for edge in &c.edges[e..e + cnt as usize] {
+                    let target = if edge.target != OUTSIDE && edge.target & CAND != 0 {
+                        res[(edge.target & !CAND) as usize]
+                    } else {
+                        edge.target
+                    };
+                    g.edges.push(Edge {
+                        target,
+                        class: edge.class,
+                    });
+                }
+                e += cnt as usize;
+                g.offsets.push(g.edges.len() as u64);
+            }
+        }
     }
 }
 
@@ -430,7 +655,6 @@ where
             n_ev += 1;
         }
     }
-    let ev_words = n_ev.div_ceil(64);
     let store_edges = n_ev > 0;
     let interner = Mutex::new(Interner::default());
     let mut ctx = Ctx {
@@ -438,7 +662,7 @@ where
         props,
         active: vec![true; props.len()],
         ev_index: &ev_index,
-        ev_words,
+        words: props.len().div_ceil(64),
         store_edges,
         want_classes: store_edges && opts.fairness,
         interner: &interner,
@@ -462,10 +686,10 @@ where
     let mut exhausted = false;
 
     // Level 0: the initial states, in `init_states()` order.
-    let mut frontier: Vec<M::State> = Vec::new();
+    let mut frontier: Frontier<M::State> = Frontier::new();
     {
         let mut best = vec![None; props.len()];
-        let mut ev = Vec::new();
+        let mut bits = Vec::new();
         for (i, s) in model.init_states().into_iter().enumerate() {
             if !model.within_boundary(&s) {
                 continue;
@@ -483,13 +707,14 @@ where
             g.tables[shard_of(fp)].get_or_insert(fp, id);
             g.parent.push(NO_PARENT);
             g.action.push(i as u32);
-            eval_state(&ctx, &s, fp, id, &mut best, &mut ev);
+            bits.clear();
+            eval_bits(&ctx, &s, &mut bits);
+            apply_bits(&ctx, &mut g, id, fp, &bits, &mut best);
             frontier.push(s);
         }
         if !frontier.is_empty() {
             g.level_start.push(0);
         }
-        push_ev_bits(&mut g, 0, &ev, ev_words);
         for (i, b) in best.iter().enumerate() {
             if let Some((fp, id)) = *b {
                 found[i] = Some(Found { depth: 0, fp, id });
@@ -502,6 +727,7 @@ where
     let mut peak_frontier = frontier.len();
     let mut last_progress = Instant::now();
     let mut caches: Vec<IntMap<u64, u32>> = (0..threads).map(|_| IntMap::default()).collect();
+    let mut locals: Vec<IntMap<u64, u32>> = (0..threads).map(|_| IntMap::default()).collect();
     run.report_progress(g.len(), total_states, depth, "explore");
 
     'levels: while stop_reason.is_none() {
@@ -514,7 +740,7 @@ where
         }
         let depth_probe = opts.limits.max_depth.is_some_and(|d| depth >= d);
         let next_start = g.len() as u32;
-        let mut next: Vec<M::State> = Vec::new();
+        let mut next: Frontier<M::State> = Frontier::new();
         // Always/Sometimes properties are evaluated on depth+1 states unless already decided
         // at a smaller depth.
         for (i, a) in ctx.active.iter_mut().enumerate() {
@@ -522,30 +748,49 @@ where
         }
         let level_first = g.level_start.last().copied().unwrap_or(0);
         let level_len = frontier.len();
-        // Sources are moved out batch by batch so that each batch's states are freed (in
-        // parallel, see `run_batch`) as soon as it is done.
-        let mut pending = std::mem::take(&mut frontier).into_iter();
+        // Sources are moved out batch by batch and dropped as soon as they are expanded.
+        let mut pending = std::mem::replace(&mut frontier, Frontier::new()).into_states();
         let mut pos = 0usize;
         while pos < level_len {
             if run.timed_out() {
                 stop_reason = Some(run.timeout_reason());
                 break 'levels;
             }
-            let probe = depth_probe || g.len() >= max_nodes;
             let end = (pos + batch).min(level_len);
-            let sources: Vec<M::State> = pending.by_ref().take(end - pos).collect();
             let t0 = Instant::now();
-            let step = run_batch(
-                &ctx,
-                &mut g,
-                sources,
-                level_first + pos as u32,
-                probe,
-                max_nodes,
-                threads,
-                &mut caches,
-                &mut next,
-            );
+            let mut step = BatchStep {
+                best: vec![None; props.len()],
+                ..BatchStep::default()
+            };
+            let first_id = level_first + pos as u32;
+            if threads > 1 && end - pos >= PARALLEL_MIN {
+                let sources: Vec<M::State> = pending.by_ref().take(end - pos).collect();
+                expand_par(
+                    &ctx,
+                    &mut g,
+                    sources,
+                    first_id,
+                    depth_probe,
+                    max_nodes,
+                    threads,
+                    &mut caches,
+                    &mut locals,
+                    &mut next,
+                    &mut step,
+                );
+            } else {
+                expand_seq(
+                    &ctx,
+                    &mut g,
+                    pending.by_ref().take(end - pos),
+                    first_id,
+                    depth_probe,
+                    max_nodes,
+                    &mut caches[0],
+                    &mut next,
+                    &mut step,
+                );
+            }
             total_states += step.generated;
             edges += step.generated;
             for (i, b) in step.best.iter().enumerate() {
@@ -623,243 +868,4 @@ fn decided<M: Fairness>(props: &[Property<M>], found: &[Option<Found>]) -> bool 
             .iter()
             .zip(found)
             .all(|(p, f)| p.expectation != Expectation::Eventually && f.is_some())
-}
-
-/// Sets the eventually bits of the nodes `first..first + n` from per-state words.
-fn push_ev_bits(g: &mut Graph, first: usize, ev: &[u64], ev_words: usize) {
-    if ev_words == 0 {
-        return;
-    }
-    let n = ev.len() / ev_words;
-    for (e, bits) in g.ev_bits.iter_mut().enumerate() {
-        bits.resize((first + n).div_ceil(64), 0);
-        for k in 0..n {
-            if ev[k * ev_words + e / 64] >> (e % 64) & 1 == 1 {
-                let v = first + k;
-                bits[v / 64] |= 1 << (v % 64);
-            }
-        }
-    }
-}
-
-/// What one batch contributed.
-struct BatchStep {
-    generated: usize,
-    /// Per property: best (fingerprint, node id) hit among this batch's new states.
-    best: Vec<Option<(u64, u32)>>,
-    blocked: bool,
-}
-
-/// Runs phases A, B and C on `sources` (node ids `first_id..`). New states are appended to
-/// `next`. With `probe`, nothing is inserted: a new successor only sets `blocked`. The
-/// sources are consumed: phase B's threads drop them, since freeing big states is a real
-/// share of the work and would otherwise be serial.
-#[allow(clippy::too_many_arguments)]
-fn run_batch<M>(
-    ctx: &Ctx<'_, M>,
-    g: &mut Graph,
-    sources: Vec<M::State>,
-    first_id: u32,
-    probe: bool,
-    max_nodes: usize,
-    threads: usize,
-    caches: &mut [IntMap<u64, u32>],
-    next: &mut Vec<M::State>,
-) -> BatchStep
-where
-    M: Fairness + Sync,
-    M::State: Hash + Send + Sync,
-    M::Action: Send + Sync,
-{
-    let parallel = threads > 1 && sources.len() >= PARALLEL_MIN;
-
-    // Phase A: expand.
-    let chunk_len = if parallel {
-        (sources.len() / (threads * 4)).max(16)
-    } else {
-        sources.len()
-    };
-    let n_chunks = sources.len().div_ceil(chunk_len);
-    let tables = &g.tables;
-    let mut chunks: Vec<ChunkOut<M::State>> = if parallel {
-        let next_chunk = AtomicUsize::new(0);
-        let work = |cache: &mut IntMap<u64, u32>| {
-            let mut mine = Vec::new();
-            loop {
-                let c = next_chunk.fetch_add(1, Ordering::Relaxed);
-                if c >= n_chunks {
-                    break mine;
-                }
-                let lo = c * chunk_len;
-                let hi = (lo + chunk_len).min(sources.len());
-                let out = expand_chunk(ctx, tables, &sources[lo..hi], first_id + lo as u32, cache);
-                mine.push((c, out));
-            }
-        };
-        let work = &work;
-        let mut all = std::thread::scope(|sc| {
-            let (first, rest) = caches.split_at_mut(1);
-            let handles: Vec<_> = rest[..threads - 1]
-                .iter_mut()
-                .map(|cache| sc.spawn(move || work(cache)))
-                .collect();
-            let mut all = work(&mut first[0]);
-            for h in handles {
-                all.extend(join(h));
-            }
-            all
-        });
-        all.sort_unstable_by_key(|(c, _)| *c);
-        all.into_iter().map(|(_, out)| out).collect()
-    } else {
-        vec![expand_chunk(
-            ctx,
-            tables,
-            &sources,
-            first_id,
-            &mut caches[0],
-        )]
-    };
-    let generated: usize = chunks.iter().map(|c| c.generated).sum();
-
-    // Phase B: dedup per shard, candidates in (chunk, source, action) order.
-    let mut per_shard: Vec<Vec<Vec<Cand<M::State>>>> = (0..SHARDS)
-        .map(|_| Vec::with_capacity(chunks.len()))
-        .collect();
-    for c in chunks.iter_mut() {
-        for (s, b) in c.buckets.drain(..).enumerate() {
-            if !b.is_empty() {
-                per_shard[s].push(b);
-            }
-        }
-    }
-    let insert = !probe;
-    let shard_outs: Vec<ShardOut<M::State>> = if parallel {
-        let mut jobs: Vec<ShardJob<'_, M::State>> = g.tables.iter_mut().zip(per_shard).collect();
-        let group = SHARDS.div_ceil(threads);
-        // One part of the sources per thread, to be dropped there.
-        let mut sources = sources;
-        let per_part = sources.len().div_ceil(threads);
-        let mut parts: Vec<Vec<M::State>> = Vec::with_capacity(threads);
-        while sources.len() > per_part {
-            parts.push(sources.split_off(sources.len() - per_part));
-        }
-        parts.push(sources);
-        std::thread::scope(|sc| {
-            let mut groups = jobs.chunks_mut(group);
-            let mine = groups.next();
-            let mut parts = parts.into_iter();
-            let my_part = parts.next();
-            let handles: Vec<_> = groups
-                .map(|grp| {
-                    let part = parts.next();
-                    sc.spawn(move || {
-                        let outs = grp
-                            .iter_mut()
-                            .map(|(t, b)| dedup_shard(ctx, t, std::mem::take(b), insert))
-                            .collect::<Vec<_>>();
-                        drop(part);
-                        outs
-                    })
-                })
-                .collect();
-            let mut outs: Vec<ShardOut<M::State>> = mine
-                .into_iter()
-                .flat_map(|grp| grp.iter_mut())
-                .map(|(t, b)| dedup_shard(ctx, t, std::mem::take(b), insert))
-                .collect();
-            drop(my_part);
-            drop(parts);
-            for h in handles {
-                outs.extend(join(h));
-            }
-            outs
-        })
-    } else {
-        drop(sources);
-        g.tables
-            .iter_mut()
-            .zip(per_shard)
-            .map(|(t, b)| dedup_shard(ctx, t, b, insert))
-            .collect()
-    };
-
-    // Phase C: number the new states shard by shard, fix the tables, resolve edges.
-    let mut blocked = shard_outs.iter().any(|o| o.blocked);
-    let mut base = [0u32; SHARDS];
-    let mut kept = [0u32; SHARDS];
-    let mut best: Vec<Option<(u64, u32)>> = vec![None; ctx.props.len()];
-    for (s, out) in shard_outs.iter().enumerate() {
-        base[s] = g.len() as u32;
-        let room = max_nodes.saturating_sub(g.len());
-        let keep = out.new.len().min(room);
-        if keep < out.new.len() {
-            blocked = true;
-        }
-        kept[s] = keep as u32;
-        for (i, b) in out.best.iter().enumerate() {
-            if let Some((fp, local)) = *b {
-                if local < kept[s] && best[i].filter(|&(bfp, _)| bfp <= fp).is_none() {
-                    best[i] = Some((fp, base[s] + local));
-                }
-            }
-        }
-        let first = g.len();
-        push_ev_bits(g, first, &out.ev[..keep * ctx.ev_words], ctx.ev_words);
-        for c in &out.new[..keep] {
-            let id = g.len() as u32;
-            // Invariant: phase B inserted every new candidate into this shard's table.
-            let ok = g.tables[s].set(c.fp, id);
-            debug_assert!(ok, "new state missing from its shard table");
-            g.parent.push(c.parent);
-            g.action.push(c.action);
-        }
-    }
-    // Move the kept states into the next frontier, in id order (shard by shard).
-    let mut res: Vec<Vec<u32>> = Vec::with_capacity(SHARDS);
-    for (s, out) in shard_outs.into_iter().enumerate() {
-        next.extend(out.new.into_iter().take(kept[s] as usize).map(|c| c.state));
-        res.push(out.res);
-    }
-    if ctx.store_edges {
-        let mut cursor = [0usize; SHARDS];
-        for c in &chunks {
-            let mut e = 0usize;
-            for &cnt in &c.edge_count {
-                for _ in 0..cnt {
-                    let Edge { target: t, class } = c.edges[e];
-                    let resolved = if (PENDING..PENDING + SHARDS as u32).contains(&t) {
-                        let s = (t - PENDING) as usize;
-                        let r = res[s][cursor[s]];
-                        cursor[s] += 1;
-                        if r == OUTSIDE {
-                            OUTSIDE
-                        } else if r & PROV != 0 {
-                            let local = r & !PROV;
-                            if local < kept[s] {
-                                base[s] + local
-                            } else {
-                                OUTSIDE
-                            }
-                        } else {
-                            r
-                        }
-                    } else {
-                        t
-                    };
-                    g.edges.push(Edge {
-                        target: resolved,
-                        class,
-                    });
-                    e += 1;
-                }
-                g.offsets.push(g.edges.len() as u64);
-            }
-        }
-    }
-    BatchStep {
-        generated,
-        best,
-        blocked,
-    }
 }

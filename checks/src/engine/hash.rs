@@ -5,107 +5,22 @@
 //! ideal 64-bit hash the chance of any collision among `n` states is about `n² / 2⁶⁵`
 //! (≈ 3·10⁻⁶ for ten million states).
 //!
-//! [`FpHasher`] is a folded-multiply hash: every word written is xored into the running value,
-//! which is then multiplied (64×64→128 bits) by an odd constant and the two halves folded
-//! together; `finish` applies a full-avalanche finaliser. This is the construction of wyhash
-//! and of ahash's portable fallback (which stateright itself uses for its fingerprints),
-//! written from scratch here. It costs one multiplication per word written, where SipHash-1-3
-//! (`DefaultHasher`) costs a compression round: on Petrel's actor-model states that was 16%
-//! of all checking time. The running value starts from a non-zero seed so that leading zero
-//! words are not absorbed. Deterministic: no random keys.
+//! The hash is `foldhash`'s quality variant with a fixed seed: a folded-multiply hash (one
+//! 64×64→128-bit multiplication per 16 bytes, small writes gathered first) with a final
+//! avalanche, so every output bit depends on every input bit — the shard uses the top bits
+//! and the table the low ones. Deterministic within a build of a given foldhash version (no
+//! random keys): runs, thread counts and counterexample tie-breaks are reproducible.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 
-/// Seed and multipliers: hexadecimal digits of π (nothing-up-my-sleeve constants); the
-/// multipliers are odd.
+/// Fixed seed (hexadecimal digits of π).
 const SEED: u64 = 0x243F_6A88_85A3_08D3;
-const MUL: u64 = 0x1319_8A2E_0370_7345;
-const FIN: u64 = 0xA409_3822_299F_31D1;
-
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let r = (a as u128).wrapping_mul(b as u128);
-    (r as u64) ^ ((r >> 64) as u64)
-}
-
-/// Streaming fingerprint hasher; see the module documentation.
-pub(crate) struct FpHasher(u64);
-
-impl Default for FpHasher {
-    fn default() -> Self {
-        FpHasher(SEED)
-    }
-}
-
-impl Hasher for FpHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            // The tail's length goes into the top byte so that, e.g., [1] and [1, 0] differ.
-            self.write_u64(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, x: u8) {
-        self.write_u64(x as u64);
-    }
-
-    #[inline]
-    fn write_u16(&mut self, x: u16) {
-        self.write_u64(x as u64);
-    }
-
-    #[inline]
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(x as u64);
-    }
-
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.0 = fold_mul(self.0 ^ x, MUL);
-    }
-
-    #[inline]
-    fn write_u128(&mut self, x: u128) {
-        self.write_u64(x as u64);
-        self.write_u64((x >> 64) as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, x: usize) {
-        self.write_u64(x as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // murmur3's fmix64 after one more fold: every output bit depends on every input bit,
-        // which the shard (top bits) and table index (low bits) both rely on.
-        let mut h = fold_mul(self.0, FIN);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-        h ^ (h >> 33)
-    }
-}
 
 /// Non-zero 64-bit fingerprint of `value` (0 is the empty-slot marker of
 /// [`super::table::FpTable`]; the single fingerprint 0 is folded onto 1).
 #[inline]
 pub(crate) fn fingerprint<T: Hash + ?Sized>(value: &T) -> u64 {
-    let mut h = FpHasher::default();
-    value.hash(&mut h);
-    match h.finish() {
+    match foldhash::quality::FixedState::with_seed(SEED).hash_one(value) {
         0 => 1,
         f => f,
     }
@@ -122,6 +37,11 @@ pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 pub(crate) fn shard_of(fp: u64) -> usize {
     (fp >> (64 - SHARD_BITS)) as usize
 }
+
+/// `HashMap` for in-memory maps keyed by integers (the fairness-class interner, the
+/// per-chunk candidate index), where a collision only costs a probe. Not used for
+/// fingerprints.
+pub(crate) type IntMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 #[cfg(test)]
 mod tests {
@@ -178,30 +98,3 @@ mod tests {
         assert_ne!(fingerprint(&()), 0);
     }
 }
-
-/// Cheap hasher for in-memory maps keyed by integers (the fairness-class interner), where a
-/// collision only costs a probe. Not used for fingerprints.
-#[derive(Default)]
-pub(crate) struct IntHasher(u64);
-
-impl Hasher for IntHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(23) ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-/// `HashMap` with [`IntHasher`].
-pub(crate) type IntMap<K, V> =
-    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;

@@ -83,25 +83,6 @@ impl FpTable {
         }
     }
 
-    /// Overwrites the value of a present `fp`. Returns false if `fp` is absent.
-    #[inline]
-    pub(crate) fn set(&mut self, fp: u64, value: u32) -> bool {
-        let (lo, hi) = Self::split(fp);
-        let mask = self.mask();
-        let mut i = (fp as usize) & mask;
-        loop {
-            let slot = &mut self.slots[i];
-            if slot[0] == lo && slot[1] == hi {
-                slot[2] = value;
-                return true;
-            }
-            if slot[0] == 0 && slot[1] == 0 {
-                return false;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
     fn grow(&mut self) {
         let new_cap = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![[0; 3]; new_cap]);
@@ -125,7 +106,7 @@ mod tests {
     use super::FpTable;
 
     #[test]
-    fn insert_get_set_and_grow() {
+    fn insert_get_and_grow() {
         let mut t = FpTable::new();
         for k in 1..10_000u64 {
             let fp = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -135,10 +116,7 @@ mod tests {
             let fp = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             assert_eq!(t.get(fp), Some(k as u32));
             assert_eq!(t.get_or_insert(fp, 0), (k as u32, false));
-            assert!(t.set(fp, 7));
-            assert_eq!(t.get(fp), Some(7));
         }
         assert_eq!(t.get(2), None);
-        assert!(!t.set(2, 1));
     }
 }

@@ -313,6 +313,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
             cure(cfg, s, o);
         }
         Msg::Beacon { incarnation, seq } => {
+            let mut newly_alive = false;
             let alive = match s.alive.get(&src) {
                 Some(life) => *life == incarnation,
                 // The life it recorded, not declared dead (a restarted meta server hearing
@@ -321,6 +322,7 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                     && s.dead.get(&src) != Some(&incarnation) =>
                 {
                     s.alive.insert(src, incarnation);
+                    newly_alive = true;
                     true
                 }
                 None => false,
@@ -336,6 +338,12 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                     alive,
                 },
             );
+            // A beacon may be the first word of a new life (its Register lost with the
+            // connection its new life replaced): like a Register, it may fill a partition
+            // short of replicas — or the new life would stay without a role for good.
+            if newly_alive {
+                cure(cfg, s, o);
+            }
         }
         // With leases, a broken connection proves nothing: the replica may still hold its
         // lease and serve. Only the grace timer declares it dead.

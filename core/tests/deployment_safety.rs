@@ -285,6 +285,49 @@ fn an_empty_disk_gets_a_new_life_and_holds_no_role() {
     assert_eq!(sim.meta().alive.get(&id(P)), Some(&2));
 }
 
+/// Found on real processes: the new life's `Register` was lost with the connection that
+/// life replaced, and its first beacon made it alive without a role; the partition stayed
+/// short of a replica for good. A beacon that makes a life alive fills the partition too.
+#[test]
+fn a_new_life_first_heard_by_its_beacon_is_asked_to_learn() {
+    // A table of 3 replicas with 2 members (P primary, S secondary): node 3 is wanted.
+    let mut cfg = meta_cfg(
+        &[P, S, 3],
+        vec![TableSpec {
+            id: G.table,
+            partitions: 1,
+            max_replica_count: 3,
+            source: None,
+        }],
+        2,
+        Bugs::none(),
+    );
+    cfg.grace = Some(Duration::from_millis(750));
+    let (mut sim, _) = Sim::start(Node::Meta(cfg), id(META), None);
+    let primary = sim.meta().configs[&G].primary.expect("a primary");
+    assert!(!sim.meta().configs[&G].is_member(id(3)));
+    let o = sim.msg(id(3), Msg::Register { incarnation: 0 });
+    let life = match sends_to(&o, id(3)).as_slice() {
+        [Msg::Registered { incarnation }] => *incarnation,
+        other => panic!("{other:?}"),
+    };
+    // Its Register of that life is lost; its first beacon arrives.
+    let o = sim.msg(
+        id(3),
+        Msg::Beacon {
+            incarnation: life,
+            seq: 1,
+        },
+    );
+    assert_eq!(sim.meta().alive.get(&id(3)), Some(&life));
+    assert!(
+        sends_to(&o, primary)
+            .iter()
+            .any(|m| matches!(m, Msg::AddSecondary { node, .. } if *node == id(3))),
+        "no learner asked for: {o:?}"
+    );
+}
+
 #[test]
 fn nobody_but_our_meta_server_reconfigures_a_replica() {
     let (mut sim, _) = Sim::start(

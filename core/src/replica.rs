@@ -900,6 +900,15 @@ pub fn on_msg(
             for (meta, fgpid) in ask {
                 o.send(meta, Msg::QueryConfig { gpid: fgpid });
             }
+            // A learner we are teaching lost a connection: our Learn may have gone with it
+            // (a message for a life that is gone never reaches its successor, which the
+            // meta server may already have asked us to teach). Teach it again; a repeated
+            // Learn is harmless (the learner starts over from the newer state).
+            for p in s.parts.values() {
+                if p.status == Status::Primary && p.learners.get(&src) == Some(&false) {
+                    o.send(src, p.learn_msg());
+                }
+            }
             // A learner whose primary died aborts learning (seed S4: and must clear
             // `recovering`, which `set_status` does).
             let aborted: Vec<Gpid> = s

@@ -235,18 +235,36 @@ pub fn validate(dirs: &[PathBuf], opts: &Options) -> Report {
     }
     history_files.sort();
     history_files.dedup();
-    let mut ids = HashSet::new();
-    for l in &logs {
-        if !ids.insert(l.id) {
-            report.incomplete.push(format!(
-                "node {} has two logs (e.g. {}): give each run's directories once",
-                l.id,
-                l.path.display()
-            ));
+    // One node's lives may be in two files: a replaced disk takes its log with it, and
+    // the operator may keep the old disk's log elsewhere. Lives join in time order; two
+    // files whose lives interleave are two runs, not one node's history.
+    logs.sort_by_key(|l| (l.id, l.lives.first().map_or(0, |v| v.start.unix_ms)));
+    let mut joined: Vec<NodeLog> = Vec::new();
+    for l in logs {
+        match joined.last_mut() {
+            Some(prev) if prev.id == l.id => {
+                let prev_last = prev.lives.last().map_or(0, |v| v.start.unix_ms);
+                let next_first = l.lives.first().map_or(0, |v| v.start.unix_ms);
+                let prev_lives: Vec<u32> = prev.lives.iter().map(|v| v.start.incarnation).collect();
+                let overlap = next_first <= prev_last
+                    || l.lives.iter().any(|v| {
+                        v.start.incarnation != 0 && prev_lives.contains(&v.start.incarnation)
+                    });
+                if overlap {
+                    report.incomplete.push(format!(
+                        "node {} has two logs from one time ({} and {}): give each run's directories once",
+                        l.id,
+                        prev.path.display(),
+                        l.path.display()
+                    ));
+                } else {
+                    prev.lives.extend(l.lives);
+                }
+            }
+            _ => joined.push(l),
         }
     }
-    logs.sort_by_key(|l| l.id);
-    logs.dedup_by_key(|l| l.id);
+    let logs = joined;
     for l in &logs {
         let role = role_of(&l.lives[0].start.actor).to_string();
         report.nodes.push(NodeSummary {

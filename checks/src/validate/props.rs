@@ -77,6 +77,12 @@ fn parts(r: &Replayer) -> Option<&BTreeMap<Gpid, Part>> {
     }
 }
 
+/// A replica process without a life yet (0): its disk was wiped or replaced, and it asks
+/// the meta server for a new life. It holds nothing and is no holder of any commit.
+fn lifeless(r: &Replayer) -> bool {
+    matches!(r.state.as_ref(), Some(NodeState::Replica(s)) if s.incarnation == 0)
+}
+
 fn meta(r: &Replayer) -> Option<&MetaState> {
     match r.state.as_ref()? {
         NodeState::Meta(s) => Some(s),
@@ -273,6 +279,10 @@ impl Props {
                 }
             }
             for member in config.members() {
+                // As in the model (SAFE-2): a lost disk is not a lost commit.
+                if members.iter().any(|r| r.id == raw(member) && lifeless(r)) {
+                    continue;
+                }
                 let Some((_, p)) = holders.iter().find(|(id, _)| *id == raw(member)) else {
                     if top > 0 && members.iter().any(|r| r.id == raw(member)) {
                         let detail = format!(

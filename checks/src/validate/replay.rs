@@ -226,7 +226,11 @@ impl Replayer {
                 }
             }
         } else {
-            if self.durable.is_some() {
+            // Without storage after durable saves: a lost or replaced disk. Allowed only
+            // as a node without a life (0) that asks for a new one and holds no role: the
+            // model's `Replace` fault. Any other start would pass for the life that held
+            // the lost data.
+            if self.durable.is_some() && s.incarnation != 0 {
                 return Err(Fault::Violation(format!(
                     "node {} restarted (line {}) without storage, but its previous life made a save durable",
                     self.id, life.line

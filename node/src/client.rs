@@ -370,9 +370,16 @@ impl Client {
             .await;
         let (result, waiting_for) = match host.state() {
             NodeState::Client(c) => {
+                // Only a call that was answered leaves its route: one that failed or ran
+                // out of time may end on a dead primary, and would send the next calls
+                // there to wait out their timeouts.
                 if let Ok(mut routes) = self.routes.lock() {
+                    let answered =
+                        matches!(c.results.first(), Some(r) if !matches!(r, OpResult::Failed(_)));
                     match (&c.config, c.incarnation) {
-                        (Some(config), Some(life)) => routes.insert(gpid, (config.clone(), life)),
+                        (Some(config), Some(life)) if answered => {
+                            routes.insert(gpid, (config.clone(), life))
+                        }
                         _ => routes.remove(&gpid),
                     };
                 }

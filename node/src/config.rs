@@ -125,8 +125,8 @@ impl Default for LeaseSection {
     fn default() -> Self {
         LeaseSection {
             beacon_ms: 100,
-            lease_ms: 500,
-            grace_ms: 750,
+            lease_ms: 400,
+            grace_ms: 600,
             max_drift: 0.01,
             margin_ms: 100,
         }
@@ -623,7 +623,7 @@ impl Config {
             ops,
             max_attempts: self.client.max_attempts.unwrap_or(5).max(1),
             request_timeout: Some(Duration::from_millis(
-                self.client.request_timeout_ms.unwrap_or(2000).max(1),
+                self.client.request_timeout_ms.unwrap_or(1000).max(1),
             )),
             first_req: 1,
             route: None,

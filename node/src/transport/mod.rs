@@ -255,8 +255,15 @@ impl Transport {
             },
         )?;
         let client_cfg = client_config(tls, &settings)?;
-        let mut endpoint = Endpoint::server(tls::server_config(tls, &settings)?, listen)
+        let socket = std::net::UdpSocket::bind(listen)
             .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
+        let mut endpoint = Endpoint::new(
+            tls::endpoint_config(tls),
+            Some(tls::server_config(tls, &settings)?),
+            socket,
+            quinn::default_runtime().context("no async runtime for QUIC")?,
+        )
+        .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
         endpoint.set_default_client_config(client_cfg.clone());
         let t = Transport::new(
             endpoint,

@@ -4,6 +4,7 @@
 # scenario is checked completely with every property holding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo fmt --all --check
 cargo clippy --workspace --release --all-targets -- -D warnings
 cargo test --release --workspace
 cargo run --release -q -p petrel-checks --bin petrel-check -- mutants --threads 2

@@ -623,7 +623,7 @@ impl Config {
             ops,
             max_attempts: self.client.max_attempts.unwrap_or(5).max(1),
             request_timeout: Some(Duration::from_millis(
-                self.client.request_timeout_ms.unwrap_or(1000).max(1),
+                self.client.request_timeout_ms.unwrap_or(800).max(1),
             )),
             first_req: 1,
             route: None,

@@ -158,15 +158,28 @@ pub(super) fn peer_cert(conn: &Connection) -> Option<CertificateDer<'static>> {
         .and_then(|chain| chain.first().cloned())
 }
 
-/// The node's QUIC endpoint configuration, with a stateless-reset key derived from its
-/// private key: the same across restarts. A peer (node or client) still sending on a
-/// connection of this node's previous process gets a valid stateless reset from the new
-/// one and learns at once that the connection is gone, instead of waiting out the idle
-/// timeout (which kept a restarted primary unreachable to clients for 5 s).
+/// The node's QUIC endpoint configuration, with a stateless-reset key and a
+/// connection-id key derived from its private key: the same across restarts. A peer (node
+/// or client) still sending on a connection of this node's previous process then gets a
+/// valid stateless reset from the new one (the new process recognises the old connection
+/// ids as its own, and signs the reset as the old one did) and learns at once that the
+/// connection is gone, instead of waiting out the idle timeout — which kept a restarted
+/// node unreachable to clients for 5 s after it took over as primary.
 pub fn endpoint_config(tls: &TlsMaterial) -> quinn::EndpointConfig {
-    let mut material = b"petrel stateless reset v1".to_vec();
-    material.extend_from_slice(tls.key.secret_der());
-    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref());
-    quinn::EndpointConfig::new(std::sync::Arc::new(key))
+    let secret = |label: &[u8]| {
+        let mut material = label.to_vec();
+        material.extend_from_slice(tls.key.secret_der());
+        ring::digest::digest(&ring::digest::SHA256, &material)
+    };
+    let reset = secret(b"petrel stateless reset v1");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset.as_ref());
+    let cid = secret(b"petrel connection ids v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(std::sync::Arc::new(key));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
 }

@@ -119,3 +119,63 @@ fn a_wiped_replica_rejoins_as_a_new_life_learns_and_loses_nothing_when_the_other
     c.stop_all();
     assert_valid(&[c.layout.dir.as_path()], keys * 2);
 }
+
+/// A peer still sending on a connection to a node's previous process learns at once that
+/// it is gone: the restarted process answers with a QUIC stateless reset (its connection-id
+/// and reset keys come from its private key, the same across restarts), instead of leaving
+/// the peer to wait out the idle timeout. Without it, clients could not reach a restarted
+/// node that had become primary for 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resets_its_previous_processs_connections_at_once() {
+    use petrel_node::certs::{node_name, NodeRole};
+    use petrel_node::codec::{self, Frame};
+    use petrel_node::transport::CLIENT_ID_BASE;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // `petrel up`'s transport defaults: a 5 s idle timeout.
+    let mut plan = fast_plan("alpha", 1);
+    plan.transport = Default::default();
+    let mut c = tokio::task::block_in_place(|| Cluster::start(&plan));
+    let replica = c
+        .layout
+        .nodes
+        .iter()
+        .position(|n| n.id == 1)
+        .expect("replica 1");
+    let addr = c.layout.nodes[replica].addr;
+    let tls = tls_of(&c.layout.certs, "client-0", &[]);
+    let conn = raw_connect(&tls, addr, &node_name("alpha", NodeRole::Replica, 1))
+        .await
+        .expect("connect");
+    let hello = codec::encode(&Frame::Hello {
+        cluster: "alpha".into(),
+        id: CLIENT_ID_BASE + 9,
+        incarnation: 1,
+    })
+    .expect("hello");
+    let mut s = conn.open_uni().await.expect("stream");
+    s.write_all(&hello).await.expect("hello sent");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    tokio::task::block_in_place(|| {
+        c.proc("replica-1").kill9();
+        c.start_node(replica);
+    });
+    // The old connection's next packet reaches the new process.
+    let started = Instant::now();
+    let frame = codec::encode(&Frame::End {
+        session: CLIENT_ID_BASE + 9,
+    })
+    .expect("frame");
+    let _ = s.write_all(&frame).await;
+    let e = tokio::time::timeout(Duration::from_secs(4), conn.closed())
+        .await
+        .expect(
+            "the connection to the previous process was not reset within 4 s (idle timeout 5 s)",
+        );
+    assert!(
+        matches!(e, quinn::ConnectionError::Reset),
+        "expected a stateless reset, got {e:?}"
+    );
+    eprintln!("reset after {:?}", started.elapsed());
+    tokio::task::block_in_place(|| c.stop_all());
+}

@@ -96,11 +96,7 @@ fn put_get_survive_kill9_of_the_primary_and_restart() {
     let cfg = config_of(&cc);
     let primary = cfg["config"]["primary"].as_u64().expect("a primary");
     let name = format!("replica-{primary}");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let client = Arc::new(rt.block_on(recording(&cc)));
     let (stop, acked, errors) = (
         Arc::new(AtomicBool::new(false)),

@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn members(cfg: &serde_json::Value) -> Vec<u64> {
     let c = &cfg["config"];
     c["primary"]
@@ -33,11 +25,7 @@ fn members(cfg: &serde_json::Value) -> Vec<u64> {
 fn a_wiped_replica_rejoins_as_a_new_life_learns_and_loses_nothing_when_the_others_fail() {
     let mut c = Cluster::start(&fast_plan("alpha", 3));
     let cc = c.client_config();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let client = rt.block_on(recording(&cc));
     let keys = 30;
     rt.block_on(async {

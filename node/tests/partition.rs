@@ -12,7 +12,7 @@ use petrel_node::launch::Role;
 use petrel_node::runtime::TEST_BUG_ENV;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// iptables rules dropping UDP between two loopback ports, removed when dropped (also when
 /// the test fails).
@@ -79,15 +79,6 @@ impl Drop for Cut {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
-}
-
 fn gauge(c: &Cluster, id: u64, name: &str) -> Option<f64> {
     metric(&c.metrics(id), name)
 }
@@ -107,11 +98,7 @@ fn partition_run(bug: Option<&str>) -> Seen {
     let env: Vec<(&str, &str)> = bug.map(|b| (TEST_BUG_ENV, b)).into_iter().collect();
     let mut c = Cluster::start_env(&fast_plan("alpha", 3), &env);
     let cc = c.client_config();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let (writer, stale) = rt.block_on(async {
         let w = recording(&cc).await;
         w.put("k", "old").await.expect("put k = old");

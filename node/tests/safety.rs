@@ -139,16 +139,6 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-/// Wait (bounded) until `check` holds, returning how long it took.
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
 /// A secondary killed (-9) and restarted well within the QUIC idle timeout (30 s here) is
 /// back in the partition — a secondary again, the meta server counting 3 members and its
 /// new life — within seconds. Before: the nodes kept the dead life's connections until
@@ -171,7 +161,7 @@ fn a_replica_restarted_within_the_idle_timeout_rejoins_within_seconds() {
             &[r#"table="1""#, r#"partition="0""#],
         )
     };
-    wait_for("3 members at start", Duration::from_secs(20), || {
+    wait_until("3 members at start", Duration::from_secs(20), || {
         members(&c) == Some(3.0)
     });
     eventually(&cc, &["put", "k", "1"], "ok", Duration::from_secs(15));
@@ -224,7 +214,7 @@ fn a_replica_restarted_within_the_idle_timeout_rejoins_within_seconds() {
             &[r#"partition="0""#, r#"role="secondary""#],
         )
     };
-    let back = wait_for(
+    let back = wait_until(
         "the restarted replica is a secondary again, 3/3, holding the new write",
         Duration::from_secs(12),
         || {

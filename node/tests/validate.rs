@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 fn run(env: &[(&str, &str)]) -> Cluster {
     let mut c = Cluster::start_env(&fast_plan("alpha", 3), env);
     let cc = c.client_config();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let client = recording(&cc).await;
         for i in 0..12 {

@@ -109,6 +109,25 @@ impl Drop for Proc {
     }
 }
 
+/// A two-worker tokio runtime for a test that drives library clients from sync code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Wait (bounded, polling every 50 ms) until `done` holds; returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
 pub struct Cluster {
     pub layout: Layout,
     pub procs: Vec<Proc>,

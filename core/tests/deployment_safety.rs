@@ -453,3 +453,47 @@ fn operator_requests_need_an_operator() {
         }]
     );
 }
+
+/// A `Learn` sent to a life that is gone never reaches its successor: when the learner's
+/// connection breaks before it caught up, the primary teaches it again; once it caught up
+/// (a commit target), a broken connection sends nothing. (The model delivers `PeerDown`
+/// to the meta server and clients only; this branch is unit-tested — SPEC.md.)
+#[test]
+fn a_primary_teaches_again_a_learner_whose_connection_broke() {
+    const L: usize = 3;
+    let (mut sim, _) = Sim::start(
+        Node::Replica(replica_cfg(vec![pc(1, Some(P), &[S])], Bugs::none())),
+        id(P),
+        None,
+    );
+    let learns = |o: &Out<Node>| {
+        sends_to(o, id(L))
+            .into_iter()
+            .filter(|m| matches!(m, Msg::Learn { .. }))
+            .count()
+    };
+    let o = sim.msg(
+        id(META),
+        Msg::AddSecondary {
+            config: pc(1, Some(P), &[S]),
+            node: id(L),
+            incarnation: 1,
+        },
+    );
+    assert_eq!(learns(&o), 1);
+    // The meta server asks again: no second copy while the first may still arrive.
+    let o = sim.msg(
+        id(META),
+        Msg::AddSecondary {
+            config: pc(1, Some(P), &[S]),
+            node: id(L),
+            incarnation: 1,
+        },
+    );
+    assert_eq!(learns(&o), 0);
+    let o = sim.msg(id(L), Msg::PeerDown { incarnation: 1 });
+    assert_eq!(learns(&o), 1, "the learner is taught again: {o:?}");
+    // A connection of another node breaking teaches nobody.
+    let o = sim.msg(id(S), Msg::PeerDown { incarnation: 1 });
+    assert_eq!(learns(&o), 0);
+}

@@ -531,7 +531,25 @@ pub fn on_msg(cfg: &MetaCfg, id: Id, s: &mut MetaState, src: Id, msg: Msg, o: &m
                 .keys()
                 .next_back()
                 .map_or(Some(1), |d| d.checked_add(1));
-            let result = if !s.configs.keys().any(|g| g.table == table) {
+            let live = |d: &&DupRecord| d.status != DupStatus::Removed;
+            // A retried request (its reply was lost) names the duplication it created.
+            let same = s.dups.values().filter(live).find(|d| {
+                d.table == table && d.remote_meta == remote_meta && d.remote_table == remote_table
+            });
+            // One source per follower table: two would ship under one origin with their
+            // own decrees, and the follower would take one's decree for a repeat of the
+            // other's (answered as applied, never applied).
+            let taken = s.dups.values().filter(live).find(|d| {
+                d.table != table && d.remote_meta == remote_meta && d.remote_table == remote_table
+            });
+            let result = if let Some(d) = same {
+                Ok(d.dupid)
+            } else if let Some(d) = taken {
+                Err(format!(
+                    "remote table {remote_table} of that cluster already follows table {} (duplication {})",
+                    d.table, d.dupid
+                ))
+            } else if !s.configs.keys().any(|g| g.table == table) {
                 Err(format!("no table {table}"))
             } else if s.followers.contains_key(&table) {
                 Err(format!("table {table} is itself a follower table"))

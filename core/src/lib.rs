@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bug;
 pub mod client;
 pub mod dup;
+pub mod map;
 pub mod meta;
 pub mod msg;
 pub mod node;
@@ -14,6 +15,7 @@ pub mod replica;
 pub mod types;
 
 pub use bug::{Bug, Bugs};
+pub use map::Map;
 pub use msg::{DupProgress, Msg, Timer};
 pub use node::{Node, NodeState, NodeStorage};
 pub use types::*;

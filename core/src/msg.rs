@@ -1,6 +1,7 @@
 //! Every message and timer of the protocol. Each message carries what its receiver needs
 //! to reject it when stale (a ballot, a request id).
 use crate::dup::{CreateError, DupEntry, DupId, DupIdent, DupRecord, DupStatus, FailMode};
+use crate::map::Map;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -180,7 +181,7 @@ pub enum Msg {
         gpid: Gpid,
         origin: Id,
         decree: Decree,
-        data: BTreeMap<Key, Value>,
+        data: Map<Key, Value>,
     },
     /// LOG: committed source mutations, consecutive decrees in order, each applied once
     /// through the follower's replication as a mutation of `origin` numbered by decree.

@@ -6,6 +6,7 @@ use crate::bug::{Bug, Bugs};
 use crate::dup::*;
 use crate::msg::{DupProgress, Msg, Timer};
 use crate::node::{Node, NodeStorage};
+use crate::map::Map;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};
@@ -186,7 +187,7 @@ impl Part {
         read_at(&self.snapshot, &self.log, key, d)
     }
     /// The whole map as of decree `d`.
-    pub fn data_at(&self, d: Decree) -> BTreeMap<Key, Value> {
+    pub fn data_at(&self, d: Decree) -> Map<Key, Value> {
         let mut data = self.snapshot.data.clone();
         for e in self.log.range(..=d).map(|(_, e)| e) {
             e.mutation.op.apply(&mut data);
@@ -225,10 +226,7 @@ impl Part {
                 break;
             }
             let (d, e) = entry.remove_entry();
-            self.snapshot.decree = d;
-            e.mutation.op.apply(&mut self.snapshot.data);
-            let last = self.snapshot.last_req.entry(e.mutation.client).or_insert(0);
-            *last = (*last).max(e.mutation.req);
+            self.snapshot.fold(d, &e);
         }
     }
     /// A primary's retain bound: for each duplication, the checkpoint it is building or

@@ -1,7 +1,7 @@
 //! Value types shared by every role.
+use crate::map::Map;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -209,11 +209,11 @@ pub enum Op {
     Del(Key),
     /// Replace the whole map: a duplication checkpoint, applied on the follower as one
     /// mutation so that it is replicated, deduplicated and ordered like any other.
-    Load(BTreeMap<Key, Value>),
+    Load(Map<Key, Value>),
 }
 
 impl Op {
-    pub fn apply(&self, data: &mut BTreeMap<Key, Value>) {
+    pub fn apply(&self, data: &mut Map<Key, Value>) {
         match self {
             Op::Put(k, v) => {
                 data.insert(k.clone(), v.clone());
@@ -303,8 +303,19 @@ impl ClientOp {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     pub decree: Decree,
-    pub data: BTreeMap<Key, Value>,
-    pub last_req: BTreeMap<Id, ReqId>,
+    pub data: Map<Key, Value>,
+    pub last_req: Map<Id, ReqId>,
+}
+
+impl Snapshot {
+    /// Fold the committed entry `d` into the collapsed prefix (garbage collection).
+    pub fn fold(&mut self, d: Decree, e: &Entry) {
+        self.decree = d;
+        e.mutation.op.apply(&mut self.data);
+        let last = self.last_req.get(&e.mutation.client).copied().unwrap_or(0);
+        self.last_req
+            .insert(e.mutation.client, last.max(e.mutation.req));
+    }
 }
 
 /// The partition of `partitions` that holds `key`: FNV-1a (64-bit) of the key's bytes,

@@ -365,7 +365,7 @@ fn only_the_source_cluster_writes_into_a_follower_table() {
     let mut cfg = replica_cfg(vec![follower_pc(G, 1, Some(P), &[], 30)], Bugs::none());
     cfg.accept_duplication = true;
     let (mut sim, _) = Sim::start(Node::Replica(cfg), id(P), None);
-    let data: std::collections::BTreeMap<Key, Value> = [(k(), val(9))].into();
+    let data: petrel_core::Map<Key, Value> = [(k(), val(9))].into();
     // Cluster B's node, claiming to be cluster 30's: refused with a reason.
     let o = sim.msg(
         id(FOREIGN),

@@ -54,14 +54,14 @@ fn value_of(d: Decree) -> u32 {
 }
 
 /// The register at the source's decree `d`, as a map.
-fn data_of(d: Decree) -> BTreeMap<Key, Value> {
+fn data_of(d: Decree) -> Map<Key, Value> {
     [(k(), val(value_of(d)))].into()
 }
 
 /// A mutation the follower holds from the source carries the source's state at its
 /// decree: a shipped `Put` of `value_of(req)`, or a checkpoint `Load` of `data_of(req)`.
 fn holds_source_value(m: &Mutation) -> bool {
-    let mut data = BTreeMap::new();
+    let mut data = Map::new();
     m.op.apply(&mut data);
     data == data_of(m.req)
 }

@@ -40,7 +40,7 @@ fn b(s: &str) -> Bytes {
     Bytes::from(s)
 }
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<Key, Value> {
+fn map(pairs: &[(&str, &str)]) -> Map<Key, Value> {
     pairs.iter().map(|(k, v)| (b(k), b(v))).collect()
 }
 
@@ -584,7 +584,7 @@ proptest! {
         let mut model: Vec<Op> = Vec::new();
         let mut writes: Vec<Msg> = Vec::new();
         let fold = |model: &[Op], d: Decree| {
-            let mut data = BTreeMap::new();
+            let mut data = Map::new();
             for op in &model[..d as usize] {
                 op.apply(&mut data);
             }

@@ -1387,10 +1387,7 @@ fn arb_storage() -> impl Strategy<Value = ReplicaStorage> {
                 // Garbage collection collapsed a committed prefix into the snapshot.
                 let collected = d.committed * s_frac / 100;
                 for (dec, e) in log.range(..=collected) {
-                    d.snapshot.decree = *dec;
-                    e.mutation.op.apply(&mut d.snapshot.data);
-                    let last = d.snapshot.last_req.entry(e.mutation.client).or_insert(0);
-                    *last = (*last).max(e.mutation.req);
+                    d.snapshot.fold(*dec, e);
                 }
                 d.log = log
                     .into_iter()

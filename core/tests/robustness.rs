@@ -60,8 +60,8 @@ fn arb_bytes() -> impl Strategy<Value = Bytes> {
     ]
 }
 
-fn arb_map() -> impl Strategy<Value = BTreeMap<Key, Value>> {
-    prop::collection::btree_map(arb_bytes(), arb_bytes(), 0..3)
+fn arb_map() -> impl Strategy<Value = Map<Key, Value>> {
+    prop::collection::btree_map(arb_bytes(), arb_bytes(), 0..3).prop_map(Map::from)
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -136,7 +136,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         .prop_map(|(decree, data, last_req)| Snapshot {
             decree,
             data,
-            last_req,
+            last_req: last_req.into(),
         })
 }
 
@@ -843,10 +843,7 @@ fn arb_near_steps() -> impl Strategy<Value = Vec<Step>> {
                 let collected = committed * snap_frac / 100;
                 let mut snapshot = Snapshot::default();
                 for (d, e) in all.range(..=collected) {
-                    snapshot.decree = *d;
-                    e.mutation.op.apply(&mut snapshot.data);
-                    let last = snapshot.last_req.entry(e.mutation.client).or_insert(0);
-                    *last = (*last).max(e.mutation.req);
+                    snapshot.fold(*d, e);
                 }
                 let log = all.into_iter().filter(|(d, _)| *d > collected).collect();
                 Step::Msg(id(p), Msg::Learn { config, snapshot, log, committed, retain })

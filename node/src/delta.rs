@@ -9,10 +9,11 @@
 //! contract (checked by a property test below).
 use petrel_core::dup::{DupEntry, DupId};
 use petrel_core::replica::{PartDurable, ReplicaStorage};
-use petrel_core::{Decree, Entry, Gpid, Key, NodeStorage, PartitionConfig, ReqId, Value};
+use petrel_core::{Decree, Entry, Gpid, Key, Map, NodeStorage, Op, PartitionConfig, ReqId, Value};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
+use std::hash::Hash;
 
 /// A value the store can save as a change against the value saved before it.
 pub trait Incremental: Serialize + DeserializeOwned + Clone {
@@ -33,8 +34,20 @@ pub struct MapDelta<K, V> {
 impl<K: Ord + Clone, V: PartialEq + Clone> MapDelta<K, V> {
     /// One merge walk over both maps (they are sorted): O(old + new).
     pub fn between(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> MapDelta<K, V> {
+        Self::between_sorted(old.iter(), new.iter())
+    }
+
+    /// [`MapDelta::between`] of two sorted entry sequences.
+    pub fn between_sorted<'a>(
+        old: impl Iterator<Item = (&'a K, &'a V)>,
+        new: impl Iterator<Item = (&'a K, &'a V)>,
+    ) -> MapDelta<K, V>
+    where
+        K: 'a,
+        V: 'a,
+    {
         let (mut put, mut del) = (Vec::new(), Vec::new());
-        let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
+        let (mut a, mut b) = (old.peekable(), new.peekable());
         loop {
             match (a.peek(), b.peek()) {
                 (None, None) => break,
@@ -80,6 +93,39 @@ impl<K: Ord + Clone, V: PartialEq + Clone> MapDelta<K, V> {
     }
 }
 
+impl<K: Ord + Clone + Hash, V: PartialEq + Clone + Hash> MapDelta<K, V> {
+    /// The change of a persistent map, in O(what changed) when it can be: nothing when
+    /// both share their tree (the usual case: the core saved the same map again), only
+    /// the keys `touched` when they explain the change (what garbage collection folded
+    /// in), else a walk over both.
+    pub fn of_map<'a>(
+        old: &Map<K, V>,
+        new: &Map<K, V>,
+        touched: impl IntoIterator<Item = &'a K>,
+    ) -> MapDelta<K, V>
+    where
+        K: 'a,
+    {
+        if old.ptr_eq(new) {
+            return MapDelta {
+                put: Vec::new(),
+                del: Vec::new(),
+            };
+        }
+        match new.change_on(old, touched) {
+            Some((put, del)) => MapDelta { put, del },
+            None => Self::between_sorted(old.iter(), new.iter()),
+        }
+    }
+
+    pub fn apply_to_map(self, map: &mut Map<K, V>) {
+        for k in &self.del {
+            map.remove(k);
+        }
+        map.extend(self.put);
+    }
+}
+
 /// A replica's change: its boot count, partitions dropped, and per partition what changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaDelta {
@@ -112,14 +158,31 @@ fn part_delta(old: &PartDurable, new: &PartDurable) -> Option<PartDelta> {
     if old == new {
         return None;
     }
+    // What garbage collection folded into the snapshot since `old`: the entries of
+    // `old`'s log up to the new snapshot's decree. Their keys and writers are where the
+    // snapshot changed (checked by `Map::change_on`; anything else, e.g. a learned
+    // snapshot, falls back to comparing the whole maps).
+    let folded: Vec<&Entry> = if new.snapshot.decree > old.snapshot.decree {
+        old.log
+            .range(old.snapshot.decree + 1..=new.snapshot.decree)
+            .map(|(_, e)| e)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let keys = folded.iter().filter_map(|e| match &e.mutation.op {
+        Op::Put(k, _) | Op::Del(k) => Some(k),
+        Op::Load(_) => None,
+    });
+    let writers = folded.iter().map(|e| &e.mutation.client);
     Some(PartDelta::Changed(Box::new(PartChange {
         config: new.config.clone(),
         committed: new.committed,
         retain: new.retain,
         dups: new.dups.clone(),
         snapshot_decree: new.snapshot.decree,
-        data: MapDelta::between(&old.snapshot.data, &new.snapshot.data),
-        last_req: MapDelta::between(&old.snapshot.last_req, &new.snapshot.last_req),
+        data: MapDelta::of_map(&old.snapshot.data, &new.snapshot.data, keys),
+        last_req: MapDelta::of_map(&old.snapshot.last_req, &new.snapshot.last_req, writers),
         log: MapDelta::between(&old.log, &new.log),
     })))
 }
@@ -178,8 +241,8 @@ pub fn apply_replica(r: &mut ReplicaStorage, d: ReplicaDelta) -> Result<(), Stri
                 p.retain = retain;
                 p.dups = dups;
                 p.snapshot.decree = snapshot_decree;
-                data.apply_to(&mut p.snapshot.data);
-                last_req.apply_to(&mut p.snapshot.last_req);
+                data.apply_to_map(&mut p.snapshot.data);
+                last_req.apply_to_map(&mut p.snapshot.last_req);
                 log.apply_to(&mut p.log);
             }
         }

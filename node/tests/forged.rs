@@ -121,7 +121,7 @@ async fn forged_messages_from_the_partner_clusters_certificate_are_refused_and_c
             gpid,
             origin: id_of(100),
             decree: 1,
-            data: BTreeMap::new(),
+            data: Default::default(),
         },
         Msg::Ship {
             gpid,

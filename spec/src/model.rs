@@ -792,7 +792,7 @@ impl PetrelModel {
                 op: Op::Put(key.clone(), forged_value()),
             },
         };
-        let data: BTreeMap<Key, Value> = [(key.clone(), forged_value())].into_iter().collect();
+        let data: Map<Key, Value> = [(key.clone(), forged_value())].into();
         let remote_meta = self.meta_b.unwrap_or(f);
         Some(match n {
             0 => Msg::ConfigUpdate {
@@ -822,8 +822,8 @@ impl PetrelModel {
                 config: evil(f, vec![]),
                 snapshot: Snapshot {
                     decree: 5,
-                    data,
-                    last_req: BTreeMap::new(),
+                    data: data.clone(),
+                    last_req: Map::new(),
                 },
                 log: BTreeMap::new(),
                 committed: 5,

@@ -152,7 +152,7 @@ struct View {
 
 impl View {
     /// The map as of decree `d` (from the snapshot on).
-    fn data_at(&self, d: Decree) -> BTreeMap<Key, Value> {
+    fn data_at(&self, d: Decree) -> Map<Key, Value> {
         let mut data = self.snapshot.data.clone();
         for (_, e) in self.log.range(..=d) {
             e.mutation.op.apply(&mut data);

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Level {
     pub clients: usize,
+    /// Keys the store held before the level (its preload and earlier levels' writes).
+    pub preload: usize,
     pub ok: usize,
     pub failed: usize,
     pub elapsed: Duration,
@@ -23,6 +25,9 @@ pub struct Level {
     pub latencies: Vec<Duration>,
     /// Acknowledged writes per partition.
     pub per_partition: BTreeMap<u8, usize>,
+    /// Acknowledged writes per whole second of the run (a rate that decays as data grows
+    /// shows here: first against last).
+    pub per_second: Vec<usize>,
     /// The first error, to show why writes failed.
     pub first_error: Option<String>,
 }
@@ -45,33 +50,78 @@ impl Level {
     pub fn max(&self) -> Option<Duration> {
         self.latencies.last().copied()
     }
+
+    /// Writes in the first and in the last whole second (None for runs under 2 s).
+    pub fn first_last_second(&self) -> Option<(usize, usize)> {
+        match self.per_second.as_slice() {
+            [first, .., last] => Some((*first, *last)),
+            _ => None,
+        }
+    }
 }
 
-/// `clients` tasks, each writing `ops` keys in sequence; `round` makes the values of
-/// different levels differ.
-pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: usize) -> Level {
+/// The shape of a load: how long each writer writes and what.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// Each writer stops after this many writes …
+    pub ops: usize,
+    /// … or, when set, when this much time has passed (closed loop: it then writes as many
+    /// keys as it can, one in flight).
+    pub duration: Option<Duration>,
+    /// Bytes of each value (keys are 16 bytes).
+    pub value_size: usize,
+}
+
+/// A 16-byte key: the level (round), the writer and its sequence number, so every write
+/// of a run adds a key (the store grows the way a real one does).
+pub fn key(round: usize, writer: usize, i: usize) -> String {
+    format!("b{:02}{:04}{:09}", round % 100, writer % 10_000, i % 1_000_000_000)
+}
+
+/// A value of `size` bytes that names its write.
+pub fn value(round: usize, writer: usize, i: usize, size: usize) -> Vec<u8> {
+    let mut v = format!("r{round}-{writer}-{i}-").into_bytes();
+    v.resize(size, b'.');
+    v
+}
+
+/// `clients` tasks, each writing keys in sequence as `load` says; `round` makes the keys
+/// of different levels (and the preload) differ.
+pub async fn run_level(client: Arc<Client>, clients: usize, load: &Load, round: usize) -> Level {
     let start = Instant::now();
+    let deadline = load.duration.map(|d| start + d);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let client = client.clone();
+        let load = load.clone();
         tasks.push(tokio::spawn(async move {
-            let mut done = Vec::with_capacity(ops);
+            let mut done = Vec::new();
             let mut failed = 0;
             let mut first_error = None;
-            for i in 0..ops {
-                let key = format!("bench-{c}-{i}");
+            let mut i = 0;
+            loop {
+                match deadline {
+                    Some(end) if Instant::now() >= end => break,
+                    None if i >= load.ops => break,
+                    _ => {}
+                }
+                let key = key(round, c, i);
                 let partition = client.gpid_of(key.as_bytes()).partition;
                 let t0 = Instant::now();
                 match client
-                    .put(key.as_str(), format!("r{round}-{c}-{i}").as_str())
+                    .put(key.as_str(), value(round, c, i, load.value_size))
                     .await
                 {
-                    Ok(()) => done.push((t0.elapsed(), partition)),
+                    Ok(()) => {
+                        let latency = t0.elapsed();
+                        done.push((latency, t0 - start + latency, partition));
+                    }
                     Err(e) => {
                         failed += 1;
                         first_error.get_or_insert_with(|| e.to_string());
                     }
                 }
+                i += 1;
             }
             (done, failed, first_error)
         }));
@@ -80,13 +130,15 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
         clients,
         ..Level::default()
     };
+    let mut at = Vec::new();
     for t in tasks {
         match t.await {
             Ok((done, failed, err)) => {
                 level.ok += done.len();
                 level.failed += failed;
-                for (latency, partition) in done {
+                for (latency, finished, partition) in done {
                     level.latencies.push(latency);
+                    at.push(finished);
                     *level.per_partition.entry(partition).or_default() += 1;
                 }
                 if level.first_error.is_none() {
@@ -94,7 +146,7 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
                 }
             }
             Err(e) => {
-                level.failed += ops;
+                level.failed += 1;
                 level
                     .first_error
                     .get_or_insert_with(|| format!("a bench task failed: {e}"));
@@ -103,7 +155,27 @@ pub async fn run_level(client: Arc<Client>, clients: usize, ops: usize, round: u
     }
     level.elapsed = start.elapsed();
     level.latencies.sort();
+    let whole = level.elapsed.as_secs() as usize;
+    level.per_second = vec![0; whole];
+    for t in at {
+        if let Some(n) = level.per_second.get_mut(t.as_secs() as usize) {
+            *n += 1;
+        }
+    }
     level
+}
+
+/// Write `keys` keys (64 writers) before the levels: the store a level then meets.
+pub async fn preload(client: Arc<Client>, keys: usize, value_size: usize) -> Level {
+    const WRITERS: usize = 64;
+    let per = keys.div_ceil(WRITERS);
+    let load = Load {
+        ops: per,
+        duration: None,
+        value_size,
+    };
+    // Round 99: keys of its own.
+    run_level(client, WRITERS.min(keys.max(1)), &load, 99).await
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -116,23 +188,57 @@ fn ms(d: Option<Duration>) -> String {
 /// The levels as a table, one row each.
 pub fn table(levels: &[Level]) -> String {
     let mut out = format!(
-        "{:>7} {:>7} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7}\n",
-        "clients", "writes", "failed", "seconds", "writes/s", "p50 ms", "p99 ms", "max ms"
+        "{:>7} {:>8} {:>7} {:>6} {:>8} {:>9} {:>15} {:>7} {:>7} {:>7}\n",
+        "writers",
+        "preload",
+        "writes",
+        "failed",
+        "seconds",
+        "writes/s",
+        "1st/last sec/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
     );
     for l in levels {
+        let decay = l
+            .first_last_second()
+            .map_or_else(|| "-".to_string(), |(a, b)| format!("{a}/{b}"));
         out.push_str(&format!(
-            "{:>7} {:>7} {:>6} {:>8.2} {:>9.0} {:>7} {:>7} {:>7}\n",
+            "{:>7} {:>8} {:>7} {:>6} {:>8.2} {:>9.0} {:>15} {:>7} {:>7} {:>7}\n",
             l.clients,
+            l.preload,
             l.ok,
             l.failed,
             l.elapsed.as_secs_f64(),
             l.writes_per_sec(),
+            decay,
             ms(l.percentile(50.0)),
             ms(l.percentile(99.0)),
             ms(l.max())
         ));
     }
     out
+}
+
+/// One JSON object per level (`--json`).
+pub fn json(system: &str, l: &Level) -> serde_json::Value {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    serde_json::json!({
+        "system": system,
+        "writers": l.clients,
+        "preload": l.preload,
+        "writes": l.ok,
+        "failed": l.failed,
+        "seconds": l.elapsed.as_secs_f64(),
+        "writes_per_sec": l.writes_per_sec(),
+        "first_second": l.first_last_second().map(|f| f.0),
+        "last_second": l.first_last_second().map(|f| f.1),
+        "p50_ms": ms(l.percentile(50.0)),
+        "p99_ms": ms(l.percentile(99.0)),
+        "max_ms": ms(l.max()),
+        "per_second": l.per_second,
+    })
 }
 
 #[cfg(test)]

@@ -109,18 +109,28 @@ enum Cmd {
         /// Failover trials on a cluster of its own (see above).
         #[arg(long, conflicts_with = "config")]
         failover: Option<usize>,
-        /// Concurrent writers during --failover.
-        #[arg(long, default_value_t = 16)]
-        writers: usize,
+        /// Concurrency levels, comma separated, one row each (default 1,4,16,64); with
+        /// --failover the writers during the trials (default 16).
+        #[arg(long, visible_alias = "clients", value_delimiter = ',')]
+        writers: Option<Vec<usize>>,
         /// Where --failover lays out its cluster (default: a new temp directory).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Concurrency levels, comma separated (one row each).
-        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
-        clients: Vec<usize>,
-        /// Writes per writer and level.
+        /// Writes per writer and level (unless --duration).
         #[arg(long, default_value_t = 100)]
         ops: usize,
+        /// Seconds per level: each writer writes new keys until then (closed loop).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Keys written (64 writers) before the first level.
+        #[arg(long, default_value_t = 0)]
+        preload: usize,
+        /// Bytes per value (keys are 16 bytes).
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// One JSON object per level on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
         /// The table (default: `[client] table` of the config, else its first table).
         #[arg(long)]
         table: Option<u8>,
@@ -400,14 +410,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             writers,
             dir,
             ..
-        } => failover_bench(trials, writers, dir).await,
+        } => {
+            let writers = writers.and_then(|w| w.first().copied()).unwrap_or(16);
+            failover_bench(trials, writers, dir).await
+        }
         Cmd::Bench {
             config: Some(config),
-            clients,
+            writers,
             ops,
+            duration,
+            preload,
+            value_size,
+            json,
             table,
             ..
-        } => bench(&config, &clients, ops, table).await,
+        } => {
+            let levels = writers.unwrap_or_else(|| vec![1, 4, 16, 64]);
+            let duration = match duration {
+                Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
+                Some(d) => bail!("--duration must be a positive number of seconds, not {d}"),
+                None => None,
+            };
+            let load = petrel_node::bench::Load {
+                ops: ops.max(1),
+                duration,
+                value_size,
+            };
+            bench(&config, &levels, &load, preload, json, table).await
+        }
         Cmd::Bench { .. } => bail!("--config or --failover is required"),
     }
 }
@@ -440,9 +470,12 @@ async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> 
 async fn bench(
     path: &std::path::Path,
     levels: &[usize],
-    ops: usize,
+    load: &petrel_node::bench::Load,
+    preload: usize,
+    json: bool,
     table: Option<u8>,
 ) -> Result<ExitCode> {
+    use petrel_node::bench;
     let cfg = Config::load(path)?;
     let table = match table {
         Some(t) => t,
@@ -452,24 +485,58 @@ async fn bench(
         Ok(c) => std::sync::Arc::new(c),
         Err(e) => return Ok(client_error(&e)),
     };
-    println!(
-        "table {} ({} partition(s)); each writer puts {} keys bench-<writer>-<i> in sequence, one write in flight",
+    let shape = match load.duration {
+        Some(d) => format!("for {:.1} s", d.as_secs_f64()),
+        None => format!("{} keys", load.ops),
+    };
+    eprintln!(
+        "table {} ({} partition(s)); each writer puts new 16-byte keys with {}-byte values {shape}, one write in flight",
         table,
         client.partitions(),
-        ops.max(1)
+        load.value_size,
     );
     let mut rows = Vec::new();
-    for (round, &n) in levels.iter().enumerate() {
-        rows.push(petrel_node::bench::run_level(client.clone(), n.max(1), ops.max(1), round).await);
+    let mut held = 0;
+    if preload > 0 {
+        eprintln!("preloading {preload} keys (64 writers) …");
+        let p = bench::preload(client.clone(), preload, load.value_size).await;
+        eprintln!(
+            "preloaded {} keys in {:.1} s ({:.0} writes/s, {} failed)",
+            p.ok,
+            p.elapsed.as_secs_f64(),
+            p.writes_per_sec(),
+            p.failed
+        );
+        held = p.ok;
+        if p.failed > 0 {
+            rows.push(p);
+        }
     }
-    print!("{}", petrel_node::bench::table(&rows));
+    for (round, &n) in levels.iter().enumerate() {
+        let mut level = bench::run_level(client.clone(), n.max(1), load, round).await;
+        level.preload = held;
+        held += level.ok;
+        if json {
+            println!("{}", bench::json("petrel", &level));
+        } else {
+            eprintln!(
+                "{n} writer(s): {:.0} writes/s, p99 {:.1} ms",
+                level.writes_per_sec(),
+                level.percentile(99.0).unwrap_or_default().as_secs_f64() * 1e3
+            );
+        }
+        rows.push(level);
+    }
+    if !json {
+        print!("{}", bench::table(&rows));
+    }
     let mut spread = std::collections::BTreeMap::<u8, usize>::new();
     for r in &rows {
         for (p, n) in &r.per_partition {
             *spread.entry(*p).or_default() += n;
         }
     }
-    if spread.len() > 1 {
+    if spread.len() > 1 && !json {
         let parts: Vec<String> = spread.iter().map(|(p, n)| format!("{p}: {n}")).collect();
         println!("writes per partition: {}", parts.join(", "));
     }

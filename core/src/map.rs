@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+/// Entries to put and keys to delete.
+pub type Change<K, V> = (Vec<(K, V)>, Vec<K>);
+
 #[derive(Clone)]
 pub struct Map<K: Ord + Clone, V: Clone> {
     inner: OrdMap<K, V>,
@@ -139,7 +142,7 @@ impl<K: Ord + Clone + Hash, V: Clone + Hash> Map<K, V> {
         &self,
         old: &Self,
         touched: impl IntoIterator<Item = &'a K>,
-    ) -> Option<(Vec<(K, V)>, Vec<K>)>
+    ) -> Option<Change<K, V>>
     where
         K: 'a,
         V: PartialEq,

@@ -4,9 +4,9 @@
 use crate::auth::{self, Directory};
 use crate::bug::{Bug, Bugs};
 use crate::dup::*;
+use crate::map::Map;
 use crate::msg::{DupProgress, Msg, Timer};
 use crate::node::{Node, NodeStorage};
-use crate::map::Map;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Id, Out};

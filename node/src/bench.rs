@@ -75,7 +75,12 @@ pub struct Load {
 /// A 16-byte key: the level (round), the writer and its sequence number, so every write
 /// of a run adds a key (the store grows the way a real one does).
 pub fn key(round: usize, writer: usize, i: usize) -> String {
-    format!("b{:02}{:04}{:09}", round % 100, writer % 10_000, i % 1_000_000_000)
+    format!(
+        "b{:02}{:04}{:09}",
+        round % 100,
+        writer % 10_000,
+        i % 1_000_000_000
+    )
 }
 
 /// A value of `size` bytes that names its write.

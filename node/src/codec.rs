@@ -229,7 +229,8 @@ mod tests {
         prop_oneof![
             (bytes(), bytes()).prop_map(|(k, v)| Op::Put(k, v)),
             bytes().prop_map(Op::Del),
-            proptest::collection::btree_map(bytes(), bytes(), 0..4).prop_map(|m| Op::Load(m.into())),
+            proptest::collection::btree_map(bytes(), bytes(), 0..4)
+                .prop_map(|m| Op::Load(m.into())),
         ]
     }
 

@@ -222,6 +222,8 @@ fn json_of(o: &Outcome, mutant: Option<&str>) -> serde_json::Value {
         "seconds": r.seconds,
         "bytes_per_state": r.bytes_per_state,
         "bytes_per_edge": r.bytes_per_edge,
+        "peak_frontier": r.peak_frontier,
+        "peak_frontier_bytes": r.peak_frontier_bytes,
         "peak_rss_mib": peak_rss_mib(),
         "properties": r.properties.iter().map(|p| json!({
             "id": id_of(p.name),

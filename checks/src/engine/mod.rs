@@ -32,9 +32,11 @@
 mod explore;
 mod hash;
 mod liveness;
+mod pack;
 mod table;
 mod trace;
 
+pub use pack::{ActorCodec, Codec, Plain};
 use stateright::{Expectation, Model, Property};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -49,6 +51,17 @@ pub trait Fairness: Model {
     /// The weak-fairness assumption: a behaviour in which some class is enabled in every state
     /// from some point on, but never taken, is not a real behaviour and is never reported.
     fn fair_class(&self, state: &Self::State, action: &Self::Action) -> Option<u64>;
+
+    /// A fresh, empty codec for storing the BFS frontier compactly (see [`Codec`]). The
+    /// default keeps states as values; actor systems should return an [`ActorCodec`], which
+    /// stores a state in a few dozen bytes instead of kilobytes. Called a few times per BFS
+    /// level (once per worker thread).
+    fn codec(&self) -> Box<dyn Codec<Self::State>>
+    where
+        Self::State: Clone + Send + Sync + 'static,
+    {
+        Box::new(Plain::default())
+    }
 }
 
 /// Bounds on exploration. Any bound that stops exploration makes the report incomplete.
@@ -158,14 +171,17 @@ pub struct Report<M: Model> {
     pub scc_count: usize,
     /// Bytes per unique state of the persistent per-state structures (fingerprint tables,
     /// parents, edge offsets, property bits), measured from their capacities. Excludes the
-    /// full states of the BFS frontier, which live only while their level is processed
-    /// (see `peak_frontier`).
+    /// packed states of the BFS frontier, which live only while their level is processed
+    /// (see `peak_frontier_bytes`).
     pub bytes_per_state: f64,
     /// Bytes per edge of the edge arrays (target + fairness class), measured from their
     /// capacities; 0 when no `eventually` property needs the edges stored.
     pub bytes_per_edge: f64,
-    /// Largest number of full states held at once (two adjacent BFS levels).
+    /// Largest number of frontier states held at once (two adjacent BFS levels).
     pub peak_frontier: usize,
+    /// Largest heap size of the packed frontier (two adjacent levels, their codecs'
+    /// dictionaries included), in bytes.
+    pub peak_frontier_bytes: usize,
     /// Threads used.
     pub threads: usize,
     /// One entry per property of the model, in `model.properties()` order.
@@ -305,6 +321,7 @@ where
             .field("bytes_per_state", &self.bytes_per_state)
             .field("bytes_per_edge", &self.bytes_per_edge)
             .field("peak_frontier", &self.peak_frontier)
+            .field("peak_frontier_bytes", &self.peak_frontier_bytes)
             .field("threads", &self.threads)
             .field("properties", &self.properties)
             .finish()
@@ -359,7 +376,7 @@ pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub fn check<M>(model: &M, opts: &Options) -> Report<M>
 where
     M: Fairness + Sync,
-    M::State: Clone + std::hash::Hash + Send + Sync + fmt::Debug,
+    M::State: Clone + std::hash::Hash + Send + Sync + fmt::Debug + 'static,
     M::Action: Clone + Send + Sync + fmt::Debug,
 {
     let start = Instant::now();
@@ -456,6 +473,7 @@ where
             g.edge_bytes() as f64 / g.edges.len() as f64
         },
         peak_frontier: ex.peak_frontier,
+        peak_frontier_bytes: ex.peak_frontier_bytes,
         threads: opts.threads.max(1),
         properties: results,
     }

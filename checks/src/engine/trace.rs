@@ -55,31 +55,27 @@ where
     let init = init_state(model, g, v)?;
     let mut steps: Vec<(M::Action, M::State)> = Vec::with_capacity(chain.len());
     let mut actions = Vec::new();
+    let mut from = v;
     for &node in chain.iter().rev() {
         let cur = last::<M>(&init, &steps);
         let ai = g.action[node as usize] as usize;
         actions.clear();
         model.actions(cur, &mut actions);
-        let n_actions = actions.len();
-        let action = actions.drain(..).nth(ai).ok_or_else(|| {
-            format!(
-                "replay: step {} wants action #{ai} but the state has only {n_actions} actions",
-                steps.len() + 1
-            )
-        })?;
-        let next = model.next_state(cur, action.clone()).ok_or_else(|| {
-            format!(
-                "replay: action #{ai} at step {} is no longer enabled",
-                steps.len() + 1
-            )
-        })?;
-        if g.lookup(fingerprint(&next)) != Some(node) {
-            return Err(format!(
-                "replay: step {} (action #{ai}) does not reproduce the explored state",
-                steps.len() + 1
-            ));
-        }
-        steps.push((action, next));
+        // The stored index names the action in the order `actions()` listed them for the
+        // state as the exploration held it. A state rebuilt from the packed frontier may
+        // iterate its hash maps (the network) in another order than the same state reached
+        // here, so when the indexed action does not lead to `node` the step is found by
+        // fingerprint among all actions, as for liveness paths.
+        let indexed = actions.drain(..).nth(ai).and_then(|a| {
+            let next = model.next_state(cur, a.clone())?;
+            (g.lookup(fingerprint(&next)) == Some(node)).then_some((a, next))
+        });
+        let step = match indexed {
+            Some(step) => step,
+            None => step_to(model, g, cur, from, node, None)?,
+        };
+        steps.push(step);
+        from = node;
     }
     Ok(Trace {
         init,

@@ -20,6 +20,7 @@
 //! rebuilt right before its expansion. Everything else is 12 bytes of table slot, a parent
 //! and an action index per state, and 8 bytes per edge when liveness needs the edges.
 
+use super::blocks::BlockVec;
 use super::hash::{fingerprint, shard_of, IntMap, SHARDS};
 use super::pack::Codec;
 use super::table::FpTable;
@@ -169,12 +170,66 @@ impl<S> Level<S> {
 
 /// One transition of the graph.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Edge {
+struct Edge {
     /// Node id or [`OUTSIDE`].
-    pub(crate) target: u32,
+    target: u32,
     /// Interned fairness class, [`UNFAIR`] for `None` (and for every edge when fairness is
     /// off).
-    pub(crate) class: u32,
+    class: u32,
+}
+
+/// An edge as stored: 6 bytes, the class id in 16 bits ([`CLASS_UNFAIR`],
+/// [`CLASS_SPILLED`] or the id itself). Per-edge storage is most of the graph's memory
+/// (~4 edges per state on Petrel's scenarios), and class ids rarely reach 2^16.
+#[derive(Clone, Copy)]
+#[repr(C, packed)]
+struct PackedEdge {
+    target: u32,
+    class: u16,
+}
+
+const CLASS_UNFAIR: u16 = u16::MAX;
+const CLASS_SPILLED: u16 = u16::MAX - 1;
+
+/// Edge offsets per node: a 64-bit base per block of nodes and a 32-bit offset from it per
+/// node (4 bytes per state instead of 8).
+#[derive(Default)]
+struct Offsets {
+    base: Vec<u64>,
+    rel: BlockVec<u32>,
+}
+
+/// Nodes per `Offsets` base.
+const OFFSET_BLOCK_BITS: u32 = 16;
+
+impl Offsets {
+    fn len(&self) -> usize {
+        self.rel.len()
+    }
+
+    fn push(&mut self, off: u64) {
+        let i = self.rel.len();
+        if i & ((1 << OFFSET_BLOCK_BITS) - 1) == 0 {
+            self.base.push(off);
+        }
+        let rel = off - self.base[i >> OFFSET_BLOCK_BITS];
+        self.rel.push(
+            u32::try_from(rel).expect("fewer than 2^32 edges per 65536 states (2^16 per state)"),
+        );
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        self.base[i >> OFFSET_BLOCK_BITS] + self.rel[i] as u64
+    }
+
+    fn bytes(&self) -> usize {
+        self.base.capacity() * 8 + self.rel.bytes()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.rel.shrink_to_fit();
+    }
 }
 
 /// The explored state graph.
@@ -182,17 +237,19 @@ pub(crate) struct Graph {
     /// Fingerprint → node id, one table per shard ([`shard_of`]).
     pub(crate) tables: Vec<FpTable>,
     /// Parent node (BFS tree) or [`NO_PARENT`] for initial states.
-    pub(crate) parent: Vec<u32>,
+    pub(crate) parent: BlockVec<u32>,
     /// Index into the parent's `actions()` list, or into `init_states()` for initial states.
-    pub(crate) action: Vec<u32>,
+    pub(crate) action: BlockVec<u32>,
     /// First node id of each depth; ids are assigned level by level.
     pub(crate) level_start: Vec<u32>,
-    /// CSR: edges of node `v` are `offsets[v]..offsets[v + 1]` (nodes never expanded have
+    /// CSR: edges of node `v` are `offsets(v)..offsets(v + 1)` (nodes never expanded have
     /// none). Empty unless an `eventually` property needs the graph.
-    pub(crate) offsets: Vec<u64>,
+    offsets: Offsets,
     /// Edges in `actions()` order per node (target and class side by side: liveness reads
     /// both for every node it visits, and one cache miss is cheaper than two).
-    pub(crate) edges: Vec<Edge>,
+    edges: BlockVec<PackedEdge>,
+    /// Classes of the edges whose class id does not fit a `PackedEdge` ([`CLASS_SPILLED`]).
+    class_spill: IntMap<u64, u32>,
     /// Raw class of each interned class id.
     pub(crate) class_raw: Vec<u64>,
     /// Per `eventually` property, a bitset over node ids: bit set = the condition holds.
@@ -218,13 +275,57 @@ impl Graph {
     }
 
     /// Edge positions of node `v`.
+    #[inline]
     pub(crate) fn edge_range(&self, v: u32) -> std::ops::Range<usize> {
         let v = v as usize;
         if v + 1 < self.offsets.len() {
-            self.offsets[v] as usize..self.offsets[v + 1] as usize
+            self.offsets.get(v) as usize..self.offsets.get(v + 1) as usize
         } else {
             0..0
         }
+    }
+
+    /// Number of edges stored.
+    pub(crate) fn n_edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Target of edge `e`: a node id or [`OUTSIDE`].
+    #[inline]
+    pub(crate) fn target(&self, e: usize) -> u32 {
+        let p = self.edges[e];
+        p.target
+    }
+
+    /// Interned fairness class of edge `e`, [`UNFAIR`] for none.
+    #[inline]
+    pub(crate) fn class(&self, e: usize) -> u32 {
+        let p = self.edges[e];
+        match p.class {
+            CLASS_UNFAIR => UNFAIR,
+            CLASS_SPILLED => self.class_spill[&(e as u64)],
+            c => c as u32,
+        }
+    }
+
+    fn push_edge(&mut self, e: Edge) {
+        let class = if e.class == UNFAIR {
+            CLASS_UNFAIR
+        } else if e.class < CLASS_SPILLED as u32 {
+            e.class as u16
+        } else {
+            self.class_spill.insert(self.edges.len() as u64, e.class);
+            CLASS_SPILLED
+        };
+        self.edges.push(PackedEdge {
+            target: e.target,
+            class,
+        });
+    }
+
+    /// Ends the edge list of the node just expanded.
+    fn end_node(&mut self) {
+        self.offsets.push(self.edges.len() as u64);
     }
 
     /// Whether `eventually` property number `ev` holds in node `v`.
@@ -236,16 +337,16 @@ impl Graph {
     /// Bytes of the per-state structures, from their capacities.
     pub(crate) fn state_bytes(&self) -> usize {
         self.tables.iter().map(FpTable::bytes).sum::<usize>()
-            + self.parent.capacity() * 4
-            + self.action.capacity() * 4
+            + self.parent.bytes()
+            + self.action.bytes()
             + self.level_start.capacity() * 4
-            + self.offsets.capacity() * 8
+            + self.offsets.bytes()
             + self.ev_bits.iter().map(|b| b.capacity() * 8).sum::<usize>()
     }
 
     /// Bytes of the per-edge structures, from their capacities.
     pub(crate) fn edge_bytes(&self) -> usize {
-        self.edges.capacity() * std::mem::size_of::<Edge>()
+        self.edges.bytes() + self.class_spill.capacity() * 16
     }
 }
 
@@ -514,11 +615,11 @@ fn expand_seq<M>(
                 OUTSIDE
             };
             if ctx.store_edges {
-                g.edges.push(Edge { target, class });
+                g.push_edge(Edge { target, class });
             }
         }
         if ctx.store_edges {
-            g.offsets.push(g.edges.len() as u64);
+            g.end_node();
         }
     }
 }
@@ -722,13 +823,13 @@ fn expand_par<M>(
                     } else {
                         edge.target
                     };
-                    g.edges.push(Edge {
+                    g.push_edge(Edge {
                         target,
                         class: edge.class,
                     });
                 }
                 e += cnt as usize;
-                g.offsets.push(g.edges.len() as u64);
+                g.end_node();
             }
         }
     }
@@ -768,14 +869,18 @@ where
 
     let mut g = Graph {
         tables: (0..SHARDS).map(|_| FpTable::new()).collect(),
-        parent: Vec::new(),
-        action: Vec::new(),
+        parent: BlockVec::default(),
+        action: BlockVec::default(),
         level_start: Vec::new(),
-        offsets: if store_edges { vec![0] } else { Vec::new() },
-        edges: Vec::new(),
+        offsets: Offsets::default(),
+        edges: BlockVec::default(),
+        class_spill: IntMap::default(),
         class_raw: Vec::new(),
         ev_bits: vec![Vec::new(); n_ev],
     };
+    if store_edges {
+        g.offsets.push(0);
+    }
     let mut found: Vec<Option<Found>> = vec![None; props.len()];
     let mut total_states = 0usize;
     let mut edges = 0usize;

@@ -29,6 +29,7 @@
 //! not fair). The boundary thus never produces a liveness violation that depends on what lies
 //! beyond it.
 
+mod blocks;
 mod explore;
 mod hash;
 mod liveness;
@@ -467,10 +468,10 @@ where
         } else {
             g.state_bytes() as f64 / unique as f64
         },
-        bytes_per_edge: if g.edges.is_empty() {
+        bytes_per_edge: if g.n_edges() == 0 {
             0.0
         } else {
-            g.edge_bytes() as f64 / g.edges.len() as f64
+            g.edge_bytes() as f64 / g.n_edges() as f64
         },
         peak_frontier: ex.peak_frontier,
         peak_frontier_bytes: ex.peak_frontier_bytes,

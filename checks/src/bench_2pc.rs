@@ -170,7 +170,7 @@ impl Bits {
 }
 
 impl Codec<State> for Bits {
-    fn pack(&mut self, s: State, out: &mut Vec<u32>) {
+    fn pack(&mut self, s: State, _: &[u64], out: &mut Vec<u32>) {
         let base = out.len();
         // Fields of 2 bits start at even positions, so none straddles a word.
         let mut bit = 0;

@@ -21,7 +21,7 @@
 //! and an action index per state, and 8 bytes per edge when liveness needs the edges.
 
 use super::blocks::BlockVec;
-use super::hash::{fingerprint, shard_of, IntMap, SHARDS};
+use super::hash::{shard_of, IntMap, SHARDS};
 use super::pack::Codec;
 use super::table::FpTable;
 use super::{Fairness, Run, PROGRESS_EVERY};
@@ -82,9 +82,9 @@ impl Piece {
     }
 
     #[inline]
-    fn push<S>(&mut self, codec: &mut dyn Codec<S>, s: S) {
+    fn push<S>(&mut self, codec: &mut dyn Codec<S>, s: S, hints: &[u64]) {
         self.starts.push(self.words.len() as u32);
-        codec.pack(s, &mut self.words);
+        codec.pack(s, hints, &mut self.words);
     }
 
     /// Keeps only the states whose `keep` flag is set, in order.
@@ -139,8 +139,9 @@ impl<S> Level<S> {
         }
     }
 
-    /// The states at positions `from..to`, rebuilt one at a time.
-    fn states(&self, from: usize, to: usize) -> impl Iterator<Item = S> + '_ {
+    /// The states at positions `from..to`, rebuilt one at a time, each with the codec that
+    /// packed it (which fingerprints its successors fastest: they share its parts).
+    fn states(&self, from: usize, to: usize) -> impl Iterator<Item = (S, &dyn Codec<S>)> + '_ {
         // Find the piece holding `from`.
         let mut piece = 0;
         let mut base = 0;
@@ -155,9 +156,10 @@ impl<S> Level<S> {
                 piece += 1;
             }
             let p = &self.pieces[piece];
-            let s = self.codecs[p.codec].unpack(&p.words[p.span(k)]);
+            let codec = self.codecs[p.codec].as_ref();
+            let s = codec.unpack(&p.words[p.span(k)]);
             k += 1;
-            s
+            (s, codec)
         })
     }
 
@@ -584,7 +586,8 @@ fn expand_seq<M>(
     let model = ctx.model;
     let mut actions = Vec::new();
     let mut bits = Vec::with_capacity(ctx.words);
-    for (k, s) in cur.states(from, to).enumerate() {
+    let mut hints = Vec::new();
+    for (k, (s, src_codec)) in cur.states(from, to).enumerate() {
         let src = first_id + k as u32;
         actions.clear();
         model.actions(&s, &mut actions);
@@ -596,7 +599,7 @@ fn expand_seq<M>(
             };
             let target = if model.within_boundary(&succ) {
                 step.generated += 1;
-                let fp = fingerprint(&succ);
+                let fp = src_codec.fingerprint(&succ, &mut hints);
                 match insert_new(g, fp, src, ai as u32, probe, max_nodes) {
                     Slot::Known(id) => id,
                     Slot::Blocked => {
@@ -607,7 +610,7 @@ fn expand_seq<M>(
                         bits.clear();
                         eval_bits(ctx, &succ, &mut bits);
                         apply_bits(ctx, g, id, fp, &bits, &mut step.best);
-                        piece.push(codec, succ);
+                        piece.push(codec, succ, &hints);
                         id
                     }
                 }
@@ -655,7 +658,8 @@ where
     };
     local.clear();
     let mut actions = Vec::new();
-    for (k, s) in cur.states(from, to).enumerate() {
+    let mut hints = Vec::new();
+    for (k, (s, src_codec)) in cur.states(from, to).enumerate() {
         let src = first_id + k as u32;
         actions.clear();
         model.actions(&s, &mut actions);
@@ -667,7 +671,7 @@ where
             };
             let target = if model.within_boundary(&succ) {
                 out.generated += 1;
-                let fp = fingerprint(&succ);
+                let fp = src_codec.fingerprint(&succ, &mut hints);
                 match tables[shard_of(fp)].get(fp) {
                     Some(id) => id,
                     None => {
@@ -680,7 +684,7 @@ where
                                 parent: src,
                                 action: ai as u32,
                             });
-                            out.piece.push(codec, succ);
+                            out.piece.push(codec, succ, &hints);
                         }
                         CAND | c
                     }
@@ -892,6 +896,7 @@ where
     let mut frontier: Level<M::State> = new_level();
     {
         let mut piece = Piece::new(0);
+        let mut hints = Vec::new();
         let mut best = vec![None; props.len()];
         let mut bits = Vec::new();
         for (i, s) in model.init_states().into_iter().enumerate() {
@@ -899,7 +904,7 @@ where
                 continue;
             }
             total_states += 1;
-            let fp = fingerprint(&s);
+            let fp = frontier.codecs[0].fingerprint(&s, &mut hints);
             if g.tables[shard_of(fp)].get(fp).is_some() {
                 continue;
             }
@@ -914,7 +919,7 @@ where
             bits.clear();
             eval_bits(&ctx, &s, &mut bits);
             apply_bits(&ctx, &mut g, id, fp, &bits, &mut best);
-            piece.push(frontier.codecs[0].as_mut(), s);
+            piece.push(frontier.codecs[0].as_mut(), s, &hints);
         }
         frontier.push_piece(piece);
         if !frontier.is_empty() {

@@ -389,6 +389,8 @@ where
     };
     let props: Vec<Property<M>> = model.properties();
     let ex = explore::explore(&run, &props);
+    // Fingerprints of replayed states, computed as exploration computed them.
+    let fpc = model.codec();
 
     let mut errors: Vec<String> = Vec::new();
     let mut stop_reason = ex.stop_reason.clone();
@@ -410,7 +412,7 @@ where
                 r.holds = found.is_none() == is_always;
                 r.conclusive = found.is_some() || ex.exhausted;
                 if let Some(f) = found {
-                    match trace::path_to(model, &ex.graph, f.id) {
+                    match trace::path_to(model, fpc.as_ref(), &ex.graph, f.id) {
                         Ok(t) => r.counterexample = Some(t),
                         Err(e) => errors.push(format!("property {:?}: {e}", p.name)),
                     }
@@ -433,7 +435,8 @@ where
                             scc_count += sccs;
                             r.holds = false;
                             r.conclusive = true;
-                            match trace::liveness_trace(model, &ex.graph, &violation) {
+                            match trace::liveness_trace(model, fpc.as_ref(), &ex.graph, &violation)
+                            {
                                 Ok(t) => r.counterexample = Some(t),
                                 Err(e) => errors.push(format!("property {:?}: {e}", p.name)),
                             }

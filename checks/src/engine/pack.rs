@@ -116,10 +116,10 @@ impl<T: PartialEq> Interner<T> {
 
     /// Index of `v` whose hash is `h`, inserting `make(v)` if absent.
     #[inline]
-    fn intern_ref<Q: ?Sized>(&mut self, v: &Q, h: u64, make: impl FnOnce(&Q) -> T) -> u32
+    fn intern_ref<Q>(&mut self, v: &Q, h: u64, make: impl FnOnce(&Q) -> T) -> u32
     where
         T: std::borrow::Borrow<Q>,
-        Q: PartialEq,
+        Q: PartialEq + ?Sized,
     {
         let mut k = h;
         loop {

@@ -16,6 +16,11 @@
 //!   pointer and action index per state; counterexamples are rebuilt by replaying actions from
 //!   the initial state and checked fingerprint by fingerprint (module `trace`); a mismatch is
 //!   reported in [`Report::errors`], never returned as a trace.
+//! * The frontier (the two BFS levels in flight) is kept packed by the model's [`Codec`]
+//!   (module `pack`): a few words per state naming entries of a dictionary shared by the
+//!   level, each state rebuilt right before its expansion. With [`ActorCodec`] an actor
+//!   system's state costs tens of bytes instead of kilobytes, so a run's memory is the
+//!   fingerprint table and the graph (~100 bytes per state with liveness on), not the states.
 //! * **Liveness** (`Expectation::Eventually`, module `liveness`) is decided on the explored
 //!   graph: a violation is a reachable `¬P` state where the system may stay forever, or a
 //!   weakly-fair cycle of `¬P` states (found with an iterative Tarjan SCC pass). Fairness comes

@@ -15,6 +15,7 @@
 
 use super::hash::{fingerprint, fingerprint_of_hashes, hash_of, IntMap};
 use stateright::actor::{Actor, ActorModelState, Envelope, Network, RandomChoices, Timers};
+use stateright::util::HashableHashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -355,7 +356,25 @@ where
         let n = combo.len() - 4;
         let envs = w[3..].iter().map(|&id| self.envelopes.get(id).clone());
         let network = match w[2] {
-            NET_UNORDERED => Network::new_unordered_nonduplicating(envs),
+            NET_UNORDERED => {
+                // Built directly, sized once: stateright's constructor inserts one envelope
+                // at a time and rehashes as the map grows. A fixed-seed hasher keeps the
+                // iteration order (hence `actions()` order and node numbering) a function
+                // of the packed words.
+                let ids = &w[3..];
+                let mut map = HashableHashMap::with_capacity_and_hasher(
+                    ids.len(),
+                    ahash::RandomState::with_seeds(1, 2, 3, 4),
+                );
+                // `pack` writes an envelope's copies consecutively.
+                let mut k = 0;
+                while k < ids.len() {
+                    let run = ids[k..].iter().take_while(|&&x| x == ids[k]).count();
+                    map.insert(self.envelopes.get(ids[k]).clone(), run);
+                    k += run;
+                }
+                Network::UnorderedNonDuplicating(map)
+            }
             NET_DUPLICATING => {
                 let envs = w[4..].iter().map(|&id| self.envelopes.get(id).clone());
                 let last = w[3].checked_sub(1).map(|i| self.envelopes.get(i).clone());

@@ -7,7 +7,7 @@
 //! `commit agreement` sometimes, `consistent` always), written for this bench. Plain
 //! `Model` (no actors), no symmetry reduction.
 
-use petrel_checks::engine::Fairness;
+use petrel_checks::engine::{Codec, Fairness};
 use stateright::{Model, Property};
 use std::collections::BTreeSet;
 
@@ -141,5 +141,94 @@ impl Fairness for TwoPc {
     /// No `eventually` property: fairness is never asked for.
     fn fair_class(&self, _: &State, _: &Step) -> Option<u64> {
         None
+    }
+
+    fn codec(&self) -> Box<dyn Codec<State>> {
+        Box::new(Bits { rms: self.rms })
+    }
+}
+
+/// Packs a state into bits: per resource manager its state (2 bits), whether the manager
+/// has its `Prepared` and whether `Prepared(i)` was sent (1 bit each), then the manager's
+/// state (2 bits) and whether `Commit` and `Abort` were sent.
+struct Bits {
+    rms: usize,
+}
+
+impl Bits {
+    fn put(out: &mut Vec<u32>, base: usize, bit: usize, v: u32) {
+        let (w, b) = (base + bit / 32, bit % 32);
+        if out.len() <= w {
+            out.resize(w + 1, 0);
+        }
+        out[w] |= v << b;
+    }
+
+    fn get(words: &[u32], bit: usize, width: u32) -> u32 {
+        (words[bit / 32] >> (bit % 32)) & ((1 << width) - 1)
+    }
+}
+
+impl Codec<State> for Bits {
+    fn pack(&mut self, s: State, _: &[u64], out: &mut Vec<u32>) {
+        let base = out.len();
+        // Fields of 2 bits start at even positions, so none straddles a word.
+        let mut bit = 0;
+        for i in 0..self.rms {
+            Self::put(out, base, bit, s.rm[i] as u32);
+            Self::put(out, base, bit + 2, s.tm_prepared[i] as u32);
+            Self::put(
+                out,
+                base,
+                bit + 3,
+                s.msgs.contains(&Msg::Prepared(i)) as u32,
+            );
+            bit += 4;
+        }
+        Self::put(out, base, bit, s.tm as u32);
+        Self::put(out, base, bit + 2, s.msgs.contains(&Msg::Commit) as u32);
+        Self::put(out, base, bit + 3, s.msgs.contains(&Msg::Abort) as u32);
+    }
+
+    fn unpack(&self, w: &[u32]) -> State {
+        let rm_of = |v| match v {
+            0 => Rm::Working,
+            1 => Rm::Prepared,
+            2 => Rm::Committed,
+            _ => Rm::Aborted,
+        };
+        let mut msgs = BTreeSet::new();
+        let mut rm = Vec::with_capacity(self.rms);
+        let mut tm_prepared = Vec::with_capacity(self.rms);
+        let mut bit = 0;
+        for i in 0..self.rms {
+            rm.push(rm_of(Self::get(w, bit, 2)));
+            tm_prepared.push(Self::get(w, bit + 2, 1) == 1);
+            if Self::get(w, bit + 3, 1) == 1 {
+                msgs.insert(Msg::Prepared(i));
+            }
+            bit += 4;
+        }
+        let tm = match Self::get(w, bit, 2) {
+            0 => Tm::Init,
+            1 => Tm::Committed,
+            _ => Tm::Aborted,
+        };
+        if Self::get(w, bit + 2, 1) == 1 {
+            msgs.insert(Msg::Commit);
+        }
+        if Self::get(w, bit + 3, 1) == 1 {
+            msgs.insert(Msg::Abort);
+        }
+        State {
+            rm,
+            tm,
+            tm_prepared,
+            msgs,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        0
     }
 }

@@ -6,7 +6,7 @@
 //! very same `Model`. Properties: `linearizable` (always) and `value chosen` (sometimes).
 //! With 2 clients it has 16,668 unique states, as stateright's own test of its example says.
 
-use petrel_checks::engine::Fairness;
+use petrel_checks::engine::{ActorCodec, Codec, Fairness};
 use stateright::actor::register::{RegisterActor, RegisterMsg};
 use stateright::actor::{
     majority, model_peers, Actor, ActorModel, ActorModelAction, ActorModelState, Id, Network, Out,
@@ -216,5 +216,9 @@ impl Fairness for Paxos {
     /// No `eventually` property: fairness is never asked for.
     fn fair_class(&self, _: &Self::State, _: &Self::Action) -> Option<u64> {
         None
+    }
+
+    fn codec(&self) -> Box<dyn Codec<Self::State>> {
+        Box::new(ActorCodec::default())
     }
 }

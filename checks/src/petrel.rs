@@ -1,6 +1,6 @@
 //! Glue between Petrel's spec and the generic engine: fairness of Petrel's actions, and
 //! counterexample export in the `petrel-trace/1` format (docs/trace-format.md).
-use crate::engine::{Fairness, PropertyResult, Trace};
+use crate::engine::{ActorCodec, Codec, Fairness, PropertyResult, Trace};
 use crate::trace::{self as doc, StepKind};
 use petrel_spec::model::{Action, PetrelModel, State};
 use petrel_spec::properties::id_of;
@@ -11,6 +11,10 @@ use stateright::{Expectation, Model};
 impl Fairness for PetrelModel {
     fn fair_class(&self, _state: &State, action: &Action) -> Option<u64> {
         PetrelModel::fair_class(self, action)
+    }
+
+    fn codec(&self) -> Box<dyn Codec<State>> {
+        Box::new(ActorCodec::default())
     }
 }
 

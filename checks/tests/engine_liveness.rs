@@ -352,3 +352,54 @@ fn large_model_same_lasso_with_one_and_two_threads() {
     }
     assert_eq!(shown[0], shown[1]);
 }
+
+// ---------------------------------------------------------------------------------------------
+
+/// A ring of 70,000 states whose every step has its own fairness class: more classes than
+/// an edge stores inline (2^16), so most are kept aside and must come back intact — for the
+/// fairness test of the SCC and for replaying the lasso class by class.
+#[derive(Clone)]
+struct BigRing;
+
+const BIG_RING: u32 = 70_000;
+
+impl Model for BigRing {
+    type State = u32;
+    type Action = u32;
+    fn init_states(&self) -> Vec<u32> {
+        vec![0]
+    }
+    fn actions(&self, s: &u32, a: &mut Vec<u32>) {
+        a.push(*s);
+    }
+    fn next_state(&self, s: &u32, _: u32) -> Option<u32> {
+        Some((s + 1) % BIG_RING)
+    }
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![Property::eventually("never", |_, _| false)]
+    }
+}
+
+impl Fairness for BigRing {
+    fn fair_class(&self, s: &u32, _: &u32) -> Option<u64> {
+        Some(*s as u64 * 3 + 1)
+    }
+}
+
+#[test]
+fn classes_beyond_16_bits_survive() {
+    for threads in [1, 2] {
+        let r = check(&BigRing, &opts(threads, true));
+        assert!(r.complete, "{:?}", r.stop_reason);
+        let (holds, loop_start, len) = eventually_result(&r, "never");
+        assert!(
+            !holds,
+            "the ring is a fair cycle (no class is enabled throughout)"
+        );
+        assert_eq!(loop_start, Some(0));
+        assert_eq!(len, BIG_RING as usize);
+        let t = r.properties[0].counterexample.as_ref().expect("lasso");
+        assert_valid(&BigRing, t);
+        assert_fair(&BigRing, t);
+    }
+}

@@ -97,7 +97,7 @@ impl Fairness for HeapCube {
 fn measure<M>(label: &str, m: &M, threads: usize)
 where
     M: Fairness + Sync,
-    M::State: Clone + std::hash::Hash + Send + Sync + std::fmt::Debug,
+    M::State: Clone + std::hash::Hash + Send + Sync + std::fmt::Debug + 'static,
     M::Action: Clone + Send + Sync + std::fmt::Debug,
 {
     let r = check(

@@ -15,11 +15,14 @@
 //!   hot. Phase C, on the coordinating thread, walks the candidates in global (chunk,
 //!   source, action) order and stores them exactly as the sequential path would.
 //!
-//! Only two BFS levels of full states are alive at once; everything else is 12 bytes of
-//! table slot, a parent and an action index per state, and 8 bytes per edge when liveness
-//! needs the edges.
+//! Only two BFS levels of states are alive at once, and those are packed (module `pack`: a
+//! few words per state naming entries of a dictionary shared by the level); a state is
+//! rebuilt right before its expansion. Everything else is 12 bytes of table slot, a parent
+//! and an action index per state, and 8 bytes per edge when liveness needs the edges.
 
-use super::hash::{fingerprint, shard_of, IntMap, SHARDS};
+use super::blocks::BlockVec;
+use super::hash::{shard_of, IntMap, SHARDS};
+use super::pack::Codec;
 use super::table::FpTable;
 use super::{Fairness, Run, PROGRESS_EVERY};
 use stateright::{Expectation, Property};
@@ -48,20 +51,75 @@ const BATCH_SLOW: Duration = Duration::from_millis(60);
 /// Below this many sources a batch runs on the coordinating thread alone.
 const PARALLEL_MIN: usize = 128;
 
-/// States of one BFS level in id order, in segments of [`SEGMENT`] so that growing it never
-/// moves the states already in it, and consuming it frees each segment as it goes.
-pub(crate) struct Frontier<S> {
-    segs: Vec<Vec<S>>,
+/// Consecutive states of a level packed by one codec.
+struct Piece {
+    /// Index of the codec in [`Level::codecs`].
+    codec: usize,
+    words: Vec<u32>,
+    /// Where each state's words start; a state ends where the next one starts.
+    starts: Vec<u32>,
+}
+
+impl Piece {
+    fn new(codec: usize) -> Self {
+        Piece {
+            codec,
+            words: Vec::new(),
+            starts: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn span(&self, k: usize) -> std::ops::Range<usize> {
+        let end = self
+            .starts
+            .get(k + 1)
+            .map_or(self.words.len(), |&e| e as usize);
+        self.starts[k] as usize..end
+    }
+
+    #[inline]
+    fn push<S>(&mut self, codec: &mut dyn Codec<S>, s: S, hints: &[u64]) {
+        self.starts.push(self.words.len() as u32);
+        codec.pack(s, hints, &mut self.words);
+    }
+
+    /// Keeps only the states whose `keep` flag is set, in order.
+    fn retain(&mut self, keep: &[bool]) {
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        let mut words = Vec::new();
+        let mut starts = Vec::new();
+        for (k, _) in keep.iter().enumerate().filter(|(_, &k)| k) {
+            starts.push(words.len() as u32);
+            words.extend_from_slice(&self.words[self.span(k)]);
+        }
+        self.words = words;
+        self.starts = starts;
+    }
+
+    fn bytes(&self) -> usize {
+        (self.words.capacity() + self.starts.capacity()) * 4
+    }
+}
+
+/// The states of one BFS level in id order, packed (see module `pack`).
+pub(crate) struct Level<S> {
+    /// One codec per worker thread: a worker packs the states it discovers with its own.
+    codecs: Vec<Box<dyn Codec<S>>>,
+    pieces: Vec<Piece>,
     len: usize,
 }
 
-/// States per frontier segment.
-const SEGMENT: usize = 1024;
-
-impl<S> Frontier<S> {
-    fn new() -> Self {
-        Frontier {
-            segs: Vec::new(),
+impl<S> Level<S> {
+    fn new(codecs: Vec<Box<dyn Codec<S>>>) -> Self {
+        Level {
+            codecs,
+            pieces: Vec::new(),
             len: 0,
         }
     }
@@ -74,32 +132,106 @@ impl<S> Frontier<S> {
         self.len == 0
     }
 
-    #[inline]
-    fn push(&mut self, s: S) {
-        match self.segs.last_mut() {
-            Some(seg) if seg.len() < SEGMENT => seg.push(s),
-            _ => {
-                let mut seg = Vec::with_capacity(SEGMENT);
-                seg.push(s);
-                self.segs.push(seg);
-            }
+    fn push_piece(&mut self, p: Piece) {
+        if p.len() > 0 {
+            self.len += p.len();
+            self.pieces.push(p);
         }
-        self.len += 1;
     }
 
-    fn into_states(self) -> impl Iterator<Item = S> {
-        self.segs.into_iter().flatten()
+    /// The states at positions `from..to`, rebuilt one at a time, each with the codec that
+    /// packed it (which fingerprints its successors fastest: they share its parts).
+    fn states(&self, from: usize, to: usize) -> impl Iterator<Item = (S, &dyn Codec<S>)> + '_ {
+        // Find the piece holding `from`.
+        let mut piece = 0;
+        let mut base = 0;
+        while piece < self.pieces.len() && base + self.pieces[piece].len() <= from {
+            base += self.pieces[piece].len();
+            piece += 1;
+        }
+        let mut k = from - base;
+        (from..to).map(move |_| {
+            while k >= self.pieces[piece].len() {
+                k = 0;
+                piece += 1;
+            }
+            let p = &self.pieces[piece];
+            let codec = self.codecs[p.codec].as_ref();
+            let s = codec.unpack(&p.words[p.span(k)]);
+            k += 1;
+            (s, codec)
+        })
+    }
+
+    /// Heap bytes of the packed states and their dictionaries.
+    fn bytes(&self) -> usize {
+        self.pieces.iter().map(Piece::bytes).sum::<usize>()
+            + self.codecs.iter().map(|c| c.bytes()).sum::<usize>()
     }
 }
 
 /// One transition of the graph.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Edge {
+struct Edge {
     /// Node id or [`OUTSIDE`].
-    pub(crate) target: u32,
+    target: u32,
     /// Interned fairness class, [`UNFAIR`] for `None` (and for every edge when fairness is
     /// off).
-    pub(crate) class: u32,
+    class: u32,
+}
+
+/// An edge as stored: 6 bytes, the class id in 16 bits ([`CLASS_UNFAIR`],
+/// [`CLASS_SPILLED`] or the id itself). Per-edge storage is most of the graph's memory
+/// (~4 edges per state on Petrel's scenarios), and class ids rarely reach 2^16.
+#[derive(Clone, Copy)]
+#[repr(C, packed)]
+struct PackedEdge {
+    target: u32,
+    class: u16,
+}
+
+const CLASS_UNFAIR: u16 = u16::MAX;
+const CLASS_SPILLED: u16 = u16::MAX - 1;
+
+/// Edge offsets per node: a 64-bit base per block of nodes and a 32-bit offset from it per
+/// node (4 bytes per state instead of 8).
+#[derive(Default)]
+struct Offsets {
+    base: Vec<u64>,
+    rel: BlockVec<u32>,
+}
+
+/// Nodes per `Offsets` base.
+const OFFSET_BLOCK_BITS: u32 = 16;
+
+impl Offsets {
+    fn len(&self) -> usize {
+        self.rel.len()
+    }
+
+    fn push(&mut self, off: u64) {
+        let i = self.rel.len();
+        if i & ((1 << OFFSET_BLOCK_BITS) - 1) == 0 {
+            self.base.push(off);
+        }
+        let rel = off - self.base[i >> OFFSET_BLOCK_BITS];
+        self.rel.push(
+            u32::try_from(rel).expect("fewer than 2^32 edges per 65536 states (2^16 per state)"),
+        );
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        self.base[i >> OFFSET_BLOCK_BITS] + self.rel[i] as u64
+    }
+
+    fn bytes(&self) -> usize {
+        self.base.capacity() * 8 + self.rel.bytes()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.rel.shrink_to_fit();
+    }
 }
 
 /// The explored state graph.
@@ -107,17 +239,19 @@ pub(crate) struct Graph {
     /// Fingerprint → node id, one table per shard ([`shard_of`]).
     pub(crate) tables: Vec<FpTable>,
     /// Parent node (BFS tree) or [`NO_PARENT`] for initial states.
-    pub(crate) parent: Vec<u32>,
+    pub(crate) parent: BlockVec<u32>,
     /// Index into the parent's `actions()` list, or into `init_states()` for initial states.
-    pub(crate) action: Vec<u32>,
+    pub(crate) action: BlockVec<u32>,
     /// First node id of each depth; ids are assigned level by level.
     pub(crate) level_start: Vec<u32>,
-    /// CSR: edges of node `v` are `offsets[v]..offsets[v + 1]` (nodes never expanded have
+    /// CSR: edges of node `v` are `offsets(v)..offsets(v + 1)` (nodes never expanded have
     /// none). Empty unless an `eventually` property needs the graph.
-    pub(crate) offsets: Vec<u64>,
+    offsets: Offsets,
     /// Edges in `actions()` order per node (target and class side by side: liveness reads
     /// both for every node it visits, and one cache miss is cheaper than two).
-    pub(crate) edges: Vec<Edge>,
+    edges: BlockVec<PackedEdge>,
+    /// Classes of the edges whose class id does not fit a `PackedEdge` ([`CLASS_SPILLED`]).
+    class_spill: IntMap<u64, u32>,
     /// Raw class of each interned class id.
     pub(crate) class_raw: Vec<u64>,
     /// Per `eventually` property, a bitset over node ids: bit set = the condition holds.
@@ -143,13 +277,57 @@ impl Graph {
     }
 
     /// Edge positions of node `v`.
+    #[inline]
     pub(crate) fn edge_range(&self, v: u32) -> std::ops::Range<usize> {
         let v = v as usize;
         if v + 1 < self.offsets.len() {
-            self.offsets[v] as usize..self.offsets[v + 1] as usize
+            self.offsets.get(v) as usize..self.offsets.get(v + 1) as usize
         } else {
             0..0
         }
+    }
+
+    /// Number of edges stored.
+    pub(crate) fn n_edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Target of edge `e`: a node id or [`OUTSIDE`].
+    #[inline]
+    pub(crate) fn target(&self, e: usize) -> u32 {
+        let p = self.edges[e];
+        p.target
+    }
+
+    /// Interned fairness class of edge `e`, [`UNFAIR`] for none.
+    #[inline]
+    pub(crate) fn class(&self, e: usize) -> u32 {
+        let p = self.edges[e];
+        match p.class {
+            CLASS_UNFAIR => UNFAIR,
+            CLASS_SPILLED => self.class_spill[&(e as u64)],
+            c => c as u32,
+        }
+    }
+
+    fn push_edge(&mut self, e: Edge) {
+        let class = if e.class == UNFAIR {
+            CLASS_UNFAIR
+        } else if e.class < CLASS_SPILLED as u32 {
+            e.class as u16
+        } else {
+            self.class_spill.insert(self.edges.len() as u64, e.class);
+            CLASS_SPILLED
+        };
+        self.edges.push(PackedEdge {
+            target: e.target,
+            class,
+        });
+    }
+
+    /// Ends the edge list of the node just expanded.
+    fn end_node(&mut self) {
+        self.offsets.push(self.edges.len() as u64);
     }
 
     /// Whether `eventually` property number `ev` holds in node `v`.
@@ -161,16 +339,16 @@ impl Graph {
     /// Bytes of the per-state structures, from their capacities.
     pub(crate) fn state_bytes(&self) -> usize {
         self.tables.iter().map(FpTable::bytes).sum::<usize>()
-            + self.parent.capacity() * 4
-            + self.action.capacity() * 4
+            + self.parent.bytes()
+            + self.action.bytes()
             + self.level_start.capacity() * 4
-            + self.offsets.capacity() * 8
+            + self.offsets.bytes()
             + self.ev_bits.iter().map(|b| b.capacity() * 8).sum::<usize>()
     }
 
     /// Bytes of the per-edge structures, from their capacities.
     pub(crate) fn edge_bytes(&self) -> usize {
-        self.edges.capacity() * std::mem::size_of::<Edge>()
+        self.edges.bytes() + self.class_spill.capacity() * 16
     }
 }
 
@@ -196,25 +374,27 @@ pub(crate) struct Exploration {
     pub(crate) total_states: usize,
     pub(crate) edges: usize,
     pub(crate) peak_frontier: usize,
+    pub(crate) peak_frontier_bytes: usize,
 }
 
 /// A successor that was not in the tables when its batch started (parallel path), first
-/// occurrence within its chunk.
-struct Cand<S> {
+/// occurrence within its chunk. Its state is packed in the chunk's piece, in order.
+struct Cand {
     fp: u64,
     parent: u32,
     action: u32,
-    state: S,
 }
 
 /// Output of phase A for one chunk of sources (parallel path).
-struct ChunkOut<S> {
+struct ChunkOut {
     /// Edge count per source (only when edges are stored).
     edge_count: Vec<u32>,
     /// Edges whose target is encoded: node id, [`OUTSIDE`], or `CAND | k` for `cands[k]`.
     edges: Vec<Edge>,
     /// New-looking successors in (source, action) order, each fingerprint once.
-    cands: Vec<Cand<S>>,
+    cands: Vec<Cand>,
+    /// Their states, packed by the worker's codec.
+    piece: Piece,
     /// `words` property words per candidate (see [`eval_bits`]).
     bits: Vec<u64>,
     /// In-boundary successors generated.
@@ -382,19 +562,22 @@ enum Slot {
     Blocked,
 }
 
-/// Sequential path: expands `sources` (node ids `first_id..`) one at a time, storing each
-/// new successor at once and dropping each duplicate and each source as soon as it is
-/// done with (while its memory is still in cache).
+/// Sequential path: expands the states at positions `from..to` of `cur` (node ids
+/// `first_id..`) one at a time, storing each new successor at once (packed into `piece`)
+/// and dropping each duplicate and each source as soon as it is done with (while its memory
+/// is still in cache).
 #[allow(clippy::too_many_arguments)]
 fn expand_seq<M>(
     ctx: &Ctx<'_, M>,
     g: &mut Graph,
-    sources: impl Iterator<Item = M::State>,
+    cur: &Level<M::State>,
+    (from, to): (usize, usize),
     first_id: u32,
     probe: bool,
     max_nodes: usize,
     cache: &mut IntMap<u64, u32>,
-    next: &mut Frontier<M::State>,
+    codec: &mut dyn Codec<M::State>,
+    piece: &mut Piece,
     step: &mut BatchStep,
 ) where
     M: Fairness,
@@ -403,7 +586,8 @@ fn expand_seq<M>(
     let model = ctx.model;
     let mut actions = Vec::new();
     let mut bits = Vec::with_capacity(ctx.words);
-    for (k, s) in sources.enumerate() {
+    let mut hints = Vec::new();
+    for (k, (s, src_codec)) in cur.states(from, to).enumerate() {
         let src = first_id + k as u32;
         actions.clear();
         model.actions(&s, &mut actions);
@@ -415,7 +599,7 @@ fn expand_seq<M>(
             };
             let target = if model.within_boundary(&succ) {
                 step.generated += 1;
-                let fp = fingerprint(&succ);
+                let fp = src_codec.fingerprint(&succ, &mut hints);
                 match insert_new(g, fp, src, ai as u32, probe, max_nodes) {
                     Slot::Known(id) => id,
                     Slot::Blocked => {
@@ -426,7 +610,7 @@ fn expand_seq<M>(
                         bits.clear();
                         eval_bits(ctx, &succ, &mut bits);
                         apply_bits(ctx, g, id, fp, &bits, &mut step.best);
-                        next.push(succ);
+                        piece.push(codec, succ, &hints);
                         id
                     }
                 }
@@ -434,41 +618,48 @@ fn expand_seq<M>(
                 OUTSIDE
             };
             if ctx.store_edges {
-                g.edges.push(Edge { target, class });
+                g.push_edge(Edge { target, class });
             }
         }
         if ctx.store_edges {
-            g.offsets.push(g.edges.len() as u64);
+            g.end_node();
         }
     }
 }
 
-/// Phase A of the parallel path for one chunk: `sources` have node ids `first_id..`.
-/// Successors already in the tables become resolved edges and are dropped at once; the
-/// others are kept once per fingerprint, their properties evaluated while they are hot.
+/// Phase A of the parallel path for one chunk: the states at positions `from..to` of `cur`
+/// have node ids `first_id..`. Successors already in the tables become resolved edges and
+/// are dropped at once; the others are kept once per fingerprint (packed with `codec`),
+/// their properties evaluated while they are hot.
+#[allow(clippy::too_many_arguments)]
 fn expand_chunk<M>(
     ctx: &Ctx<'_, M>,
     tables: &[FpTable],
-    sources: Vec<M::State>,
+    cur: &Level<M::State>,
+    (from, to): (usize, usize),
     first_id: u32,
     cache: &mut IntMap<u64, u32>,
     local: &mut IntMap<u64, u32>,
-) -> ChunkOut<M::State>
+    codec: &mut dyn Codec<M::State>,
+    codec_index: usize,
+) -> ChunkOut
 where
     M: Fairness,
     M::State: Hash,
 {
     let model = ctx.model;
     let mut out = ChunkOut {
-        edge_count: Vec::with_capacity(if ctx.store_edges { sources.len() } else { 0 }),
+        edge_count: Vec::with_capacity(if ctx.store_edges { to - from } else { 0 }),
         edges: Vec::new(),
         cands: Vec::new(),
+        piece: Piece::new(codec_index),
         bits: Vec::new(),
         generated: 0,
     };
     local.clear();
     let mut actions = Vec::new();
-    for (k, s) in sources.into_iter().enumerate() {
+    let mut hints = Vec::new();
+    for (k, (s, src_codec)) in cur.states(from, to).enumerate() {
         let src = first_id + k as u32;
         actions.clear();
         model.actions(&s, &mut actions);
@@ -480,7 +671,7 @@ where
             };
             let target = if model.within_boundary(&succ) {
                 out.generated += 1;
-                let fp = fingerprint(&succ);
+                let fp = src_codec.fingerprint(&succ, &mut hints);
                 match tables[shard_of(fp)].get(fp) {
                     Some(id) => id,
                     None => {
@@ -492,8 +683,8 @@ where
                                 fp,
                                 parent: src,
                                 action: ai as u32,
-                                state: succ,
                             });
+                            out.piece.push(codec, succ, &hints);
                         }
                         CAND | c
                     }
@@ -520,53 +711,56 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     }
 }
 
-/// Parallel path: phase A (expand) on `threads` threads over chunks of `sources`, then phase
-/// C on this thread: candidates in global (chunk, source, action) order are stored or
-/// resolved exactly as [`expand_seq`] would, so ids, parents and edges are the same.
+/// Parallel path: phase A (expand) on `threads` threads over chunks of positions
+/// `from..to` of `cur`, then phase C on this thread: candidates in global (chunk, source,
+/// action) order are stored or resolved exactly as [`expand_seq`] would, so ids, parents and
+/// edges are the same.
 #[allow(clippy::too_many_arguments)]
 fn expand_par<M>(
     ctx: &Ctx<'_, M>,
     g: &mut Graph,
-    mut sources: Vec<M::State>,
+    cur: &Level<M::State>,
+    (from, to): (usize, usize),
     first_id: u32,
     probe: bool,
     max_nodes: usize,
     threads: usize,
     caches: &mut [IntMap<u64, u32>],
     locals: &mut [IntMap<u64, u32>],
-    next: &mut Frontier<M::State>,
+    next: &mut Level<M::State>,
     step: &mut BatchStep,
 ) where
     M: Fairness + Sync,
     M::State: Hash + Send + Sync,
     M::Action: Send + Sync,
 {
-    let n = sources.len();
+    let n = to - from;
     let chunk_len = (n / (threads * 4)).max(16);
     let n_chunks = n.div_ceil(chunk_len);
-    // Owned chunks, so that each source is dropped by the thread that expanded it.
-    let mut parts: Vec<Mutex<Vec<M::State>>> = Vec::with_capacity(n_chunks);
-    for c in (0..n_chunks).rev() {
-        parts.push(Mutex::new(sources.split_off(c * chunk_len)));
-    }
-    parts.reverse();
     let tables = &g.tables;
     let next_chunk = AtomicUsize::new(0);
-    let work = |cache: &mut IntMap<u64, u32>, local: &mut IntMap<u64, u32>| {
+    let work = |cache: &mut IntMap<u64, u32>,
+                local: &mut IntMap<u64, u32>,
+                codec: &mut Box<dyn Codec<M::State>>,
+                codec_index: usize| {
         let mut mine = Vec::new();
         loop {
             let c = next_chunk.fetch_add(1, Ordering::Relaxed);
             if c >= n_chunks {
                 break mine;
             }
-            let srcs = std::mem::take(&mut *parts[c].lock().unwrap_or_else(|e| e.into_inner()));
+            let a = from + c * chunk_len;
+            let b = (a + chunk_len).min(to);
             let out = expand_chunk(
                 ctx,
                 tables,
-                srcs,
+                cur,
+                (a, b),
                 first_id + (c * chunk_len) as u32,
                 cache,
                 local,
+                codec.as_mut(),
+                codec_index,
             );
             mine.push((c, out));
         }
@@ -575,12 +769,15 @@ fn expand_par<M>(
     let mut chunks = std::thread::scope(|sc| {
         let (c0, crest) = caches.split_at_mut(1);
         let (l0, lrest) = locals.split_at_mut(1);
+        let (k0, krest) = next.codecs.split_at_mut(1);
         let handles: Vec<_> = crest[..threads - 1]
             .iter_mut()
             .zip(lrest.iter_mut())
-            .map(|(cache, local)| sc.spawn(move || work(cache, local)))
+            .zip(krest.iter_mut())
+            .enumerate()
+            .map(|(i, ((cache, local), codec))| sc.spawn(move || work(cache, local, codec, i + 1)))
             .collect();
-        let mut all = work(&mut c0[0], &mut l0[0]);
+        let mut all = work(&mut c0[0], &mut l0[0], &mut k0[0], 0);
         for h in handles {
             all.extend(join(h));
         }
@@ -591,15 +788,18 @@ fn expand_par<M>(
     // Phase C.
     let w = ctx.words;
     let mut res: Vec<u32> = Vec::new();
-    for (_, c) in chunks {
+    let mut keep: Vec<bool> = Vec::new();
+    for (_, mut c) in chunks {
         step.generated += c.generated;
         res.clear();
-        for (k, cand) in c.cands.into_iter().enumerate() {
-            let r = match insert_new(g, cand.fp, cand.parent, cand.action, probe, max_nodes) {
-                Slot::Known(id) => id,
+        keep.clear();
+        for (k, cand) in c.cands.iter().enumerate() {
+            let (r, new) = match insert_new(g, cand.fp, cand.parent, cand.action, probe, max_nodes)
+            {
+                Slot::Known(id) => (id, false),
                 Slot::Blocked => {
                     step.blocked = true;
-                    OUTSIDE
+                    (OUTSIDE, false)
                 }
                 Slot::New(id) => {
                     apply_bits(
@@ -610,12 +810,14 @@ fn expand_par<M>(
                         &c.bits[k * w..(k + 1) * w],
                         &mut step.best,
                     );
-                    next.push(cand.state);
-                    id
+                    (id, true)
                 }
             };
             res.push(r);
+            keep.push(new);
         }
+        c.piece.retain(&keep);
+        next.push_piece(c.piece);
         if ctx.store_edges {
             let mut e = 0usize;
             for &cnt in &c.edge_count {
@@ -625,13 +827,13 @@ fn expand_par<M>(
                     } else {
                         edge.target
                     };
-                    g.edges.push(Edge {
+                    g.push_edge(Edge {
                         target,
                         class: edge.class,
                     });
                 }
                 e += cnt as usize;
-                g.offsets.push(g.edges.len() as u64);
+                g.end_node();
             }
         }
     }
@@ -641,7 +843,7 @@ fn expand_par<M>(
 pub(crate) fn explore<M>(run: &Run<'_, M>, props: &[Property<M>]) -> Exploration
 where
     M: Fairness + Sync,
-    M::State: Clone + Hash + Send + Sync,
+    M::State: Clone + Hash + Send + Sync + 'static,
     M::Action: Clone + Send + Sync,
 {
     let model = run.model;
@@ -671,23 +873,30 @@ where
 
     let mut g = Graph {
         tables: (0..SHARDS).map(|_| FpTable::new()).collect(),
-        parent: Vec::new(),
-        action: Vec::new(),
+        parent: BlockVec::default(),
+        action: BlockVec::default(),
         level_start: Vec::new(),
-        offsets: if store_edges { vec![0] } else { Vec::new() },
-        edges: Vec::new(),
+        offsets: Offsets::default(),
+        edges: BlockVec::default(),
+        class_spill: IntMap::default(),
         class_raw: Vec::new(),
         ev_bits: vec![Vec::new(); n_ev],
     };
+    if store_edges {
+        g.offsets.push(0);
+    }
     let mut found: Vec<Option<Found>> = vec![None; props.len()];
     let mut total_states = 0usize;
     let mut edges = 0usize;
     let mut stop_reason: Option<String> = None;
     let mut exhausted = false;
 
+    let new_level = || Level::new((0..threads).map(|_| model.codec()).collect());
     // Level 0: the initial states, in `init_states()` order.
-    let mut frontier: Frontier<M::State> = Frontier::new();
+    let mut frontier: Level<M::State> = new_level();
     {
+        let mut piece = Piece::new(0);
+        let mut hints = Vec::new();
         let mut best = vec![None; props.len()];
         let mut bits = Vec::new();
         for (i, s) in model.init_states().into_iter().enumerate() {
@@ -695,7 +904,7 @@ where
                 continue;
             }
             total_states += 1;
-            let fp = fingerprint(&s);
+            let fp = frontier.codecs[0].fingerprint(&s, &mut hints);
             if g.tables[shard_of(fp)].get(fp).is_some() {
                 continue;
             }
@@ -710,8 +919,9 @@ where
             bits.clear();
             eval_bits(&ctx, &s, &mut bits);
             apply_bits(&ctx, &mut g, id, fp, &bits, &mut best);
-            frontier.push(s);
+            piece.push(frontier.codecs[0].as_mut(), s, &hints);
         }
+        frontier.push_piece(piece);
         if !frontier.is_empty() {
             g.level_start.push(0);
         }
@@ -725,6 +935,7 @@ where
     let mut depth = 0usize;
     let mut batch = 1024usize;
     let mut peak_frontier = frontier.len();
+    let mut peak_frontier_bytes = frontier.bytes();
     let mut last_progress = Instant::now();
     let mut caches: Vec<IntMap<u64, u32>> = (0..threads).map(|_| IntMap::default()).collect();
     let mut locals: Vec<IntMap<u64, u32>> = (0..threads).map(|_| IntMap::default()).collect();
@@ -740,7 +951,7 @@ where
         }
         let depth_probe = opts.limits.max_depth.is_some_and(|d| depth >= d);
         let next_start = g.len() as u32;
-        let mut next: Frontier<M::State> = Frontier::new();
+        let mut next: Level<M::State> = new_level();
         // Always/Sometimes properties are evaluated on depth+1 states unless already decided
         // at a smaller depth.
         for (i, a) in ctx.active.iter_mut().enumerate() {
@@ -748,8 +959,6 @@ where
         }
         let level_first = g.level_start.last().copied().unwrap_or(0);
         let level_len = frontier.len();
-        // Sources are moved out batch by batch and dropped as soon as they are expanded.
-        let mut pending = std::mem::replace(&mut frontier, Frontier::new()).into_states();
         let mut pos = 0usize;
         while pos < level_len {
             if run.timed_out() {
@@ -764,11 +973,11 @@ where
             };
             let first_id = level_first + pos as u32;
             if threads > 1 && end - pos >= PARALLEL_MIN {
-                let sources: Vec<M::State> = pending.by_ref().take(end - pos).collect();
                 expand_par(
                     &ctx,
                     &mut g,
-                    sources,
+                    &frontier,
+                    (pos, end),
                     first_id,
                     depth_probe,
                     max_nodes,
@@ -779,17 +988,21 @@ where
                     &mut step,
                 );
             } else {
+                let mut piece = Piece::new(0);
                 expand_seq(
                     &ctx,
                     &mut g,
-                    pending.by_ref().take(end - pos),
+                    &frontier,
+                    (pos, end),
                     first_id,
                     depth_probe,
                     max_nodes,
                     &mut caches[0],
-                    &mut next,
+                    next.codecs[0].as_mut(),
+                    &mut piece,
                     &mut step,
                 );
+                next.push_piece(piece);
             }
             total_states += step.generated;
             edges += step.generated;
@@ -823,7 +1036,8 @@ where
             } else if took > BATCH_SLOW {
                 batch = (batch / 2).max(MIN_BATCH);
             }
-            peak_frontier = peak_frontier.max(level_len - pos + next.len());
+            peak_frontier = peak_frontier.max(level_len + next.len());
+            peak_frontier_bytes = peak_frontier_bytes.max(frontier.bytes() + next.bytes());
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 run.report_progress(g.len(), total_states, depth, "explore");
@@ -850,6 +1064,7 @@ where
         total_states,
         edges,
         peak_frontier,
+        peak_frontier_bytes,
     }
 }
 

@@ -26,6 +26,30 @@ pub(crate) fn fingerprint<T: Hash + ?Sized>(value: &T) -> u64 {
     }
 }
 
+/// 64-bit hash of `value` with the fingerprint's hasher (may be 0): for the components of a
+/// state that [`fingerprint_of_hashes`] combines.
+#[inline]
+pub(crate) fn hash_of<T: Hash + ?Sized>(value: &T) -> u64 {
+    foldhash::quality::FixedState::with_seed(SEED).hash_one(value)
+}
+
+/// Non-zero fingerprint of sequences of component hashes (see [`hash_of`]), taken as one
+/// sequence.
+#[inline]
+pub(crate) fn fingerprint_of_hashes(parts: &[&[u64]]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = foldhash::quality::FixedState::with_seed(SEED).build_hasher();
+    for part in parts {
+        for &x in *part {
+            h.write_u64(x);
+        }
+    }
+    match h.finish() {
+        0 => 1,
+        f => f,
+    }
+}
+
 /// Number of shards is `1 << SHARD_BITS`. Fixed (not derived from the thread count) so that
 /// node numbering, and with it every tie-break, is the same for any number of threads.
 pub(crate) const SHARD_BITS: u32 = 6;

@@ -65,12 +65,12 @@ impl Bits {
 pub(crate) fn analyse<M: Fairness>(run: &Run<'_, M>, g: &Graph, ev: usize) -> Outcome {
     let n = g.len();
     let fairness = run.opts.fairness;
-    let class = |e: usize| g.edges[e].class;
+    let class = |e: usize| g.class(e);
     let in_g = |w: u32| w != OUTSIDE && !g.holds(ev, w);
     let stuck_at = |v: u32| {
         let mut r = g.edge_range(v);
         if fairness {
-            r.all(|e| g.edges[e].class == UNFAIR)
+            r.all(|e| g.class(e) == UNFAIR)
         } else {
             r.is_empty()
         }
@@ -135,7 +135,7 @@ pub(crate) fn analyse<M: Fairness>(run: &Run<'_, M>, g: &Graph, ev: usize) -> Ou
             }
             let end = g.edge_range(v).end;
             if *pos < end {
-                let w = g.edges[*pos].target;
+                let w = g.target(*pos);
                 *pos += 1;
                 if !in_g(w) {
                     continue;
@@ -204,7 +204,7 @@ pub(crate) fn analyse<M: Fairness>(run: &Run<'_, M>, g: &Graph, ev: usize) -> Ou
     'bfs: while found.is_none() {
         let Some(u) = queue.pop_front() else { break };
         for e in g.edge_range(u) {
-            let w = g.edges[e].target;
+            let w = g.target(e);
             if !in_g(w) || par[w as usize] != UNV {
                 continue;
             }
@@ -243,10 +243,10 @@ pub(crate) fn analyse<M: Fairness>(run: &Run<'_, M>, g: &Graph, ev: usize) -> Ou
     // state where one is disabled (both exist because the SCC passed `judge_scc`).
     let comp = node[t as usize][1];
     let in_scc = |w: u32| w != OUTSIDE && done.get(w) && node[w as usize][1] == comp;
-    let enabled = |v: u32, c: u32| g.edge_range(v).any(|e| g.edges[e].class == c);
+    let enabled = |v: u32, c: u32| g.edge_range(v).any(|e| g.class(e) == c);
     let mut always: Vec<u32> = if fairness {
         g.edge_range(t)
-            .map(|e| g.edges[e].class)
+            .map(|e| g.class(e))
             .filter(|&c| c != UNFAIR)
             .collect()
     } else {
@@ -290,7 +290,7 @@ pub(crate) fn analyse<M: Fairness>(run: &Run<'_, M>, g: &Graph, ev: usize) -> Ou
             };
         };
         for e in path {
-            let w = g.edges[e].target;
+            let w = g.target(e);
             let c = class(e);
             if c != UNFAIR && !taken.contains(&c) {
                 taken.push(c);
@@ -327,7 +327,7 @@ fn judge_scc(
     scratch: &mut ClassScratch,
 ) -> bool {
     let first = members[0];
-    let nontrivial = members.len() > 1 || g.edge_range(first).any(|e| g.edges[e].target == first);
+    let nontrivial = members.len() > 1 || g.edge_range(first).any(|e| g.target(e) == first);
     if !nontrivial {
         return false;
     }
@@ -345,7 +345,7 @@ fn judge_scc(
         let epoch = scratch.epoch;
         scratch.epoch += 1;
         for e in g.edge_range(m) {
-            let c = g.edges[e].class;
+            let c = g.class(e);
             if c != UNFAIR && scratch.stamp[c as usize] != epoch {
                 scratch.stamp[c as usize] = epoch;
                 if count[c as usize] == 0 {
@@ -366,10 +366,10 @@ fn judge_scc(
             if left == 0 {
                 break 'scan;
             }
-            if !in_comp(g.edges[e].target) {
+            if !in_comp(g.target(e)) {
                 continue;
             }
-            let c = g.edges[e].class;
+            let c = g.class(e);
             if c != UNFAIR && count[c as usize] == all {
                 // Mark as taken by moving the count out of reach.
                 count[c as usize] = all + 1;
@@ -400,7 +400,7 @@ fn bfs_in_scc(
     let mut hit = None;
     'bfs: while let Some(u) = queue.pop_front() {
         for e in g.edge_range(u) {
-            let w = g.edges[e].target;
+            let w = g.target(e);
             if goal(e, w) {
                 hit = Some((u, e));
                 break 'bfs;
@@ -425,7 +425,7 @@ fn bfs_in_scc(
             .map(|p| {
                 // Invariant: bpar[p[1]] = p[0] was set while scanning an edge p[0] → p[1].
                 g.edge_range(p[0])
-                    .find(|&e| g.edges[e].target == p[1])
+                    .find(|&e| g.target(e) == p[1])
                     .unwrap_or_else(|| unreachable!("BFS parent edge vanished"))
             })
             .collect();

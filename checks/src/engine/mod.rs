@@ -16,6 +16,11 @@
 //!   pointer and action index per state; counterexamples are rebuilt by replaying actions from
 //!   the initial state and checked fingerprint by fingerprint (module `trace`); a mismatch is
 //!   reported in [`Report::errors`], never returned as a trace.
+//! * The frontier (the two BFS levels in flight) is kept packed by the model's [`Codec`]
+//!   (module `pack`): a few words per state naming entries of a dictionary shared by the
+//!   level, each state rebuilt right before its expansion. With [`ActorCodec`] an actor
+//!   system's state costs tens of bytes instead of kilobytes, so a run's memory is the
+//!   fingerprint table and the graph (~100 bytes per state with liveness on), not the states.
 //! * **Liveness** (`Expectation::Eventually`, module `liveness`) is decided on the explored
 //!   graph: a violation is a reachable `¬P` state where the system may stay forever, or a
 //!   weakly-fair cycle of `¬P` states (found with an iterative Tarjan SCC pass). Fairness comes
@@ -29,12 +34,15 @@
 //! not fair). The boundary thus never produces a liveness violation that depends on what lies
 //! beyond it.
 
+mod blocks;
 mod explore;
 mod hash;
 mod liveness;
+mod pack;
 mod table;
 mod trace;
 
+pub use pack::{ActorCodec, Codec, Plain};
 use stateright::{Expectation, Model, Property};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -49,6 +57,17 @@ pub trait Fairness: Model {
     /// The weak-fairness assumption: a behaviour in which some class is enabled in every state
     /// from some point on, but never taken, is not a real behaviour and is never reported.
     fn fair_class(&self, state: &Self::State, action: &Self::Action) -> Option<u64>;
+
+    /// A fresh, empty codec for storing the BFS frontier compactly (see [`Codec`]). The
+    /// default keeps states as values; actor systems should return an [`ActorCodec`], which
+    /// stores a state in a few dozen bytes instead of kilobytes. Called a few times per BFS
+    /// level (once per worker thread).
+    fn codec(&self) -> Box<dyn Codec<Self::State>>
+    where
+        Self::State: Clone + Send + Sync + 'static,
+    {
+        Box::new(Plain::default())
+    }
 }
 
 /// Bounds on exploration. Any bound that stops exploration makes the report incomplete.
@@ -158,14 +177,17 @@ pub struct Report<M: Model> {
     pub scc_count: usize,
     /// Bytes per unique state of the persistent per-state structures (fingerprint tables,
     /// parents, edge offsets, property bits), measured from their capacities. Excludes the
-    /// full states of the BFS frontier, which live only while their level is processed
-    /// (see `peak_frontier`).
+    /// packed states of the BFS frontier, which live only while their level is processed
+    /// (see `peak_frontier_bytes`).
     pub bytes_per_state: f64,
     /// Bytes per edge of the edge arrays (target + fairness class), measured from their
     /// capacities; 0 when no `eventually` property needs the edges stored.
     pub bytes_per_edge: f64,
-    /// Largest number of full states held at once (two adjacent BFS levels).
+    /// Largest number of frontier states held at once (two adjacent BFS levels).
     pub peak_frontier: usize,
+    /// Largest heap size of the packed frontier (two adjacent levels, their codecs'
+    /// dictionaries included), in bytes.
+    pub peak_frontier_bytes: usize,
     /// Threads used.
     pub threads: usize,
     /// One entry per property of the model, in `model.properties()` order.
@@ -305,6 +327,7 @@ where
             .field("bytes_per_state", &self.bytes_per_state)
             .field("bytes_per_edge", &self.bytes_per_edge)
             .field("peak_frontier", &self.peak_frontier)
+            .field("peak_frontier_bytes", &self.peak_frontier_bytes)
             .field("threads", &self.threads)
             .field("properties", &self.properties)
             .finish()
@@ -359,7 +382,7 @@ pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub fn check<M>(model: &M, opts: &Options) -> Report<M>
 where
     M: Fairness + Sync,
-    M::State: Clone + std::hash::Hash + Send + Sync + fmt::Debug,
+    M::State: Clone + std::hash::Hash + Send + Sync + fmt::Debug + 'static,
     M::Action: Clone + Send + Sync + fmt::Debug,
 {
     let start = Instant::now();
@@ -371,6 +394,8 @@ where
     };
     let props: Vec<Property<M>> = model.properties();
     let ex = explore::explore(&run, &props);
+    // Fingerprints of replayed states, computed as exploration computed them.
+    let fpc = model.codec();
 
     let mut errors: Vec<String> = Vec::new();
     let mut stop_reason = ex.stop_reason.clone();
@@ -392,7 +417,7 @@ where
                 r.holds = found.is_none() == is_always;
                 r.conclusive = found.is_some() || ex.exhausted;
                 if let Some(f) = found {
-                    match trace::path_to(model, &ex.graph, f.id) {
+                    match trace::path_to(model, fpc.as_ref(), &ex.graph, f.id) {
                         Ok(t) => r.counterexample = Some(t),
                         Err(e) => errors.push(format!("property {:?}: {e}", p.name)),
                     }
@@ -415,7 +440,8 @@ where
                             scc_count += sccs;
                             r.holds = false;
                             r.conclusive = true;
-                            match trace::liveness_trace(model, &ex.graph, &violation) {
+                            match trace::liveness_trace(model, fpc.as_ref(), &ex.graph, &violation)
+                            {
                                 Ok(t) => r.counterexample = Some(t),
                                 Err(e) => errors.push(format!("property {:?}: {e}", p.name)),
                             }
@@ -450,12 +476,13 @@ where
         } else {
             g.state_bytes() as f64 / unique as f64
         },
-        bytes_per_edge: if g.edges.is_empty() {
+        bytes_per_edge: if g.n_edges() == 0 {
             0.0
         } else {
-            g.edge_bytes() as f64 / g.edges.len() as f64
+            g.edge_bytes() as f64 / g.n_edges() as f64
         },
         peak_frontier: ex.peak_frontier,
+        peak_frontier_bytes: ex.peak_frontier_bytes,
         threads: opts.threads.max(1),
         properties: results,
     }

@@ -8,14 +8,18 @@
 //! collided, and we return an error rather than a trace that was never explored.
 
 use super::explore::{Graph, NO_PARENT, UNFAIR};
-use super::hash::fingerprint;
 use super::liveness::Violation;
-use super::{Fairness, Trace};
+use super::{Codec, Fairness, Trace};
 use std::hash::Hash;
 
 /// The initial state of node `root` (an initial node: its action index is its position in
 /// `init_states()`).
-fn init_state<M>(model: &M, g: &Graph, root: u32) -> Result<M::State, String>
+fn init_state<M>(
+    model: &M,
+    fpc: &dyn Codec<M::State>,
+    g: &Graph,
+    root: u32,
+) -> Result<M::State, String>
 where
     M: Fairness,
     M::State: Hash,
@@ -26,7 +30,7 @@ where
         .into_iter()
         .nth(idx)
         .ok_or_else(|| format!("replay: init_states() no longer has an entry {idx}"))?;
-    if g.lookup(fingerprint(&init)) != Some(root) {
+    if g.lookup(fpc.fingerprint(&init, &mut Vec::new())) != Some(root) {
         return Err(format!(
             "replay: init_states()[{idx}] does not reproduce the explored initial state"
         ));
@@ -39,7 +43,12 @@ fn last<'a, M: Fairness>(init: &'a M::State, steps: &'a [(M::Action, M::State)])
 }
 
 /// Shortest path (BFS tree) from an initial state to node `id`.
-pub(crate) fn path_to<M>(model: &M, g: &Graph, id: u32) -> Result<Trace<M>, String>
+pub(crate) fn path_to<M>(
+    model: &M,
+    fpc: &dyn Codec<M::State>,
+    g: &Graph,
+    id: u32,
+) -> Result<Trace<M>, String>
 where
     M: Fairness,
     M::State: Hash,
@@ -52,34 +61,30 @@ where
         chain.push(v);
         v = g.parent[v as usize];
     }
-    let init = init_state(model, g, v)?;
+    let init = init_state(model, fpc, g, v)?;
     let mut steps: Vec<(M::Action, M::State)> = Vec::with_capacity(chain.len());
     let mut actions = Vec::new();
+    let mut from = v;
     for &node in chain.iter().rev() {
         let cur = last::<M>(&init, &steps);
         let ai = g.action[node as usize] as usize;
         actions.clear();
         model.actions(cur, &mut actions);
-        let n_actions = actions.len();
-        let action = actions.drain(..).nth(ai).ok_or_else(|| {
-            format!(
-                "replay: step {} wants action #{ai} but the state has only {n_actions} actions",
-                steps.len() + 1
-            )
-        })?;
-        let next = model.next_state(cur, action.clone()).ok_or_else(|| {
-            format!(
-                "replay: action #{ai} at step {} is no longer enabled",
-                steps.len() + 1
-            )
-        })?;
-        if g.lookup(fingerprint(&next)) != Some(node) {
-            return Err(format!(
-                "replay: step {} (action #{ai}) does not reproduce the explored state",
-                steps.len() + 1
-            ));
-        }
-        steps.push((action, next));
+        // The stored index names the action in the order `actions()` listed them for the
+        // state as the exploration held it. A state rebuilt from the packed frontier may
+        // iterate its hash maps (the network) in another order than the same state reached
+        // here, so when the indexed action does not lead to `node` the step is found by
+        // fingerprint among all actions, as for liveness paths.
+        let indexed = actions.drain(..).nth(ai).and_then(|a| {
+            let next = model.next_state(cur, a.clone())?;
+            (g.lookup(fpc.fingerprint(&next, &mut Vec::new())) == Some(node)).then_some((a, next))
+        });
+        let step = match indexed {
+            Some(step) => step,
+            None => step_to(model, fpc, g, cur, from, node, None)?,
+        };
+        steps.push(step);
+        from = node;
     }
     Ok(Trace {
         init,
@@ -92,6 +97,7 @@ where
 /// fairness class `class` when given.
 fn step_to<M>(
     model: &M,
+    fpc: &dyn Codec<M::State>,
     g: &Graph,
     cur: &M::State,
     from: u32,
@@ -116,7 +122,9 @@ where
             }
         }
         if let Some(next) = model.next_state(cur, a.clone()) {
-            if model.within_boundary(&next) && g.lookup(fingerprint(&next)) == Some(to) {
+            if model.within_boundary(&next)
+                && g.lookup(fpc.fingerprint(&next, &mut Vec::new())) == Some(to)
+            {
                 return Ok((a, next));
             }
         }
@@ -131,7 +139,12 @@ where
 
 /// Replays a liveness violation: a path of node ids from an initial node, then (for a lasso)
 /// the cycle's edges.
-pub(crate) fn liveness_trace<M>(model: &M, g: &Graph, v: &Violation) -> Result<Trace<M>, String>
+pub(crate) fn liveness_trace<M>(
+    model: &M,
+    fpc: &dyn Codec<M::State>,
+    g: &Graph,
+    v: &Violation,
+) -> Result<Trace<M>, String>
 where
     M: Fairness,
     M::State: Hash,
@@ -144,11 +157,11 @@ where
     let (&root, rest) = prefix
         .split_first()
         .ok_or_else(|| "internal: empty liveness path".to_string())?;
-    let init = init_state(model, g, root)?;
+    let init = init_state(model, fpc, g, root)?;
     let mut steps: Vec<(M::Action, M::State)> = Vec::with_capacity(rest.len() + cycle.len());
     let mut from = root;
     for &node in rest {
-        let step = step_to(model, g, last::<M>(&init, &steps), from, node, None)?;
+        let step = step_to(model, fpc, g, last::<M>(&init, &steps), from, node, None)?;
         steps.push(step);
         from = node;
     }
@@ -157,15 +170,15 @@ where
         Violation::Lasso { .. } => Some(steps.len()),
     };
     for &(node, class) in cycle {
-        let step = step_to(model, g, last::<M>(&init, &steps), from, node, class)?;
+        let step = step_to(model, fpc, g, last::<M>(&init, &steps), from, node, class)?;
         steps.push(step);
         from = node;
     }
     if let Some(i) = loop_start {
         // The cycle must come back to the state that precedes it.
-        let back = fingerprint(last::<M>(&init, &steps));
+        let back = fpc.fingerprint(last::<M>(&init, &steps), &mut Vec::new());
         let start = if i == 0 { &init } else { &steps[i - 1].1 };
-        if back != fingerprint(start) || steps.len() == i {
+        if back != fpc.fingerprint(start, &mut Vec::new()) || steps.len() == i {
             return Err("internal: liveness cycle does not close".to_string());
         }
     }

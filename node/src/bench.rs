@@ -7,13 +7,55 @@
 //! The latency of a write is the whole library call, as an application sees it: the core
 //! client's configuration query, the write, the primary's fsync and its secondaries'
 //! (prepare, ACK), the commit, and the call's own connection setup (see `client.rs`).
+//!
+//! The same load runs against etcd (`--against-etcd`, [`crate::etcd`]): both systems are a
+//! [`Target`], so they get the very same writers, keys, values and clock.
 use crate::client::Client;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A store the bench writes to.
+pub trait Target: Send + Sync + 'static {
+    /// The partition a key's write goes to (the per-partition spread; 0 without partitions).
+    fn partition(&self, key: &[u8]) -> u8;
+    /// One write by writer `writer`, `failed` of whose earlier writes failed (a target
+    /// with several endpoints may move such a writer on to another one).
+    fn put(
+        &self,
+        writer: usize,
+        failed: usize,
+        key: &str,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl Target for Client {
+    fn partition(&self, key: &[u8]) -> u8 {
+        self.gpid_of(key).partition
+    }
+
+    async fn put(
+        &self,
+        _writer: usize,
+        _failed: usize,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        Client::put(self, key, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// After a failed write its writer waits this long before the next one: a store that
+/// refuses at once (a dead endpoint) would otherwise be hammered by a busy loop counting
+/// thousands of failures a second. Failed writes are not in the latencies either way.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_millis(50);
+
 /// What one concurrency level measured.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Level {
     pub clients: usize,
     /// Keys the store held before the level (its preload and earlier levels' writes).
@@ -92,7 +134,12 @@ pub fn value(round: usize, writer: usize, i: usize, size: usize) -> Vec<u8> {
 
 /// `clients` tasks, each writing keys in sequence as `load` says; `round` makes the keys
 /// of different levels (and the preload) differ.
-pub async fn run_level(client: Arc<Client>, clients: usize, load: &Load, round: usize) -> Level {
+pub async fn run_level<T: Target>(
+    client: Arc<T>,
+    clients: usize,
+    load: &Load,
+    round: usize,
+) -> Level {
     let start = Instant::now();
     let deadline = load.duration.map(|d| start + d);
     let mut tasks = Vec::new();
@@ -111,10 +158,10 @@ pub async fn run_level(client: Arc<Client>, clients: usize, load: &Load, round: 
                     _ => {}
                 }
                 let key = key(round, c, i);
-                let partition = client.gpid_of(key.as_bytes()).partition;
+                let partition = client.partition(key.as_bytes());
                 let t0 = Instant::now();
                 match client
-                    .put(key.as_str(), value(round, c, i, load.value_size))
+                    .put(c, failed, key.as_str(), value(round, c, i, load.value_size))
                     .await
                 {
                     Ok(()) => {
@@ -123,7 +170,8 @@ pub async fn run_level(client: Arc<Client>, clients: usize, load: &Load, round: 
                     }
                     Err(e) => {
                         failed += 1;
-                        first_error.get_or_insert_with(|| e.to_string());
+                        first_error.get_or_insert(e);
+                        tokio::time::sleep(PAUSE_AFTER_FAILURE).await;
                     }
                 }
                 i += 1;
@@ -171,7 +219,7 @@ pub async fn run_level(client: Arc<Client>, clients: usize, load: &Load, round: 
 }
 
 /// Write `keys` keys (64 writers) before the levels: the store a level then meets.
-pub async fn preload(client: Arc<Client>, keys: usize, value_size: usize) -> Level {
+pub async fn preload<T: Target>(client: Arc<T>, keys: usize, value_size: usize) -> Level {
     const WRITERS: usize = 64;
     let per = keys.div_ceil(WRITERS);
     let load = Load {
@@ -221,6 +269,94 @@ pub fn table(levels: &[Level]) -> String {
             ms(l.percentile(50.0)),
             ms(l.percentile(99.0)),
             ms(l.max())
+        ));
+    }
+    out
+}
+
+/// The runs of one writer count over several rounds as one: writes, failures and seconds
+/// added, latencies merged (so the rate is writes over time spent, and the percentiles are
+/// over every write, not an average of averages).
+pub fn merge(runs: &[&Level]) -> Level {
+    let mut out = Level::default();
+    for l in runs {
+        out.clients = l.clients;
+        out.preload = out.preload.max(l.preload);
+        out.ok += l.ok;
+        out.failed += l.failed;
+        out.elapsed += l.elapsed;
+        out.latencies.extend_from_slice(&l.latencies);
+        if out.first_error.is_none() {
+            out.first_error.clone_from(&l.first_error);
+        }
+    }
+    out.latencies.sort();
+    out
+}
+
+/// `--against-etcd`: one row per writer count, Petrel and etcd side by side and the ratio
+/// of their rates. `petrel[i]` and `etcd[i]` are the i-th level run of each, interleaved
+/// (same writers, same round); a writer count repeated over rounds is merged into one row,
+/// with each round's own ratio listed so the noise between rounds shows.
+pub fn compare_table(preload: usize, petrel: &[Level], etcd: &[Level]) -> String {
+    let mut counts: Vec<usize> = Vec::new();
+    for l in petrel {
+        if !counts.contains(&l.clients) {
+            counts.push(l.clients);
+        }
+    }
+    let ratio = |p: f64, e: f64| {
+        if e > 0.0 {
+            format!("{:.2}", p / e)
+        } else {
+            "-".to_string()
+        }
+    };
+    let rounds = petrel.len() / counts.len().max(1);
+    let mut out = format!(
+        "{:>7} {:>8} {:>10} {:>10} {:>11} {:>10} {:>9} {:>10} {:>9} {:>13}{}\n",
+        "writers",
+        "preload",
+        "petrel w/s",
+        "etcd w/s",
+        "petrel÷etcd",
+        "petrel p50",
+        "etcd p50",
+        "petrel p99",
+        "etcd p99",
+        "failed p/e",
+        if rounds > 1 { "  ratio per round" } else { "" }
+    );
+    for n in counts {
+        let pairs: Vec<(&Level, &Level)> = petrel
+            .iter()
+            .zip(etcd)
+            .filter(|(p, _)| p.clients == n)
+            .collect();
+        let p = merge(&pairs.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+        let e = merge(&pairs.iter().map(|(_, e)| *e).collect::<Vec<_>>());
+        let per_round = if rounds > 1 {
+            let r: Vec<String> = pairs
+                .iter()
+                .map(|(p, e)| ratio(p.writes_per_sec(), e.writes_per_sec()))
+                .collect();
+            format!("  {}", r.join(" "))
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{:>7} {:>8} {:>10.0} {:>10.0} {:>11} {:>10} {:>9} {:>10} {:>9} {:>13}{}\n",
+            n,
+            preload,
+            p.writes_per_sec(),
+            e.writes_per_sec(),
+            ratio(p.writes_per_sec(), e.writes_per_sec()),
+            ms(p.percentile(50.0)),
+            ms(e.percentile(50.0)),
+            ms(p.percentile(99.0)),
+            ms(e.percentile(99.0)),
+            format!("{}/{}", p.failed, e.failed),
+            per_round
         ));
     }
     out

@@ -10,6 +10,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod delta;
+pub mod etcd;
 pub mod eventlog;
 pub mod launch;
 pub mod metrics;

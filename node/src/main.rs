@@ -134,6 +134,16 @@ enum Cmd {
         /// The table (default: `[client] table` of the config, else its first table).
         #[arg(long)]
         table: Option<u8>,
+        /// Also run the same load against a running etcd (its client URLs, comma
+        /// separated, e.g. http://127.0.0.1:2379,http://127.0.0.1:22379): each level runs
+        /// on Petrel, then on etcd, and one table shows both and Petrel ÷ etcd. Writers are
+        /// spread over the endpoints round-robin; the preload goes to both.
+        #[arg(long, value_name = "ENDPOINTS", conflicts_with = "failover")]
+        against_etcd: Option<String>,
+        /// Run the levels this many times over, interleaved (Petrel and etcd alternate
+        /// level by level), so that noise on a shared machine hits both alike.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Launch a local cluster on 127.0.0.1 (1 meta + N replicas) until Ctrl-C; with
     /// `--clusters 2`, two clusters `a` and `b` that may duplicate into each other.
@@ -423,9 +433,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             value_size,
             json,
             table,
+            against_etcd,
+            rounds,
             ..
         } => {
             let levels = writers.unwrap_or_else(|| vec![1, 4, 16, 64]);
+            // Every level of every round writes keys of its own (the round is in the key,
+            // modulo 100, and 99 is the preload's): more would overwrite earlier keys.
+            if rounds == 0 || levels.is_empty() || rounds * levels.len() > 99 {
+                bail!("--rounds × the number of --writers levels must be between 1 and 99");
+            }
+            let etcd = match against_etcd {
+                Some(list) => Some(petrel_node::etcd::parse_endpoints(&list)?),
+                None => None,
+            };
             let duration = match duration {
                 Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
                 Some(d) => bail!("--duration must be a positive number of seconds, not {d}"),
@@ -436,7 +457,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 duration,
                 value_size,
             };
-            bench(&config, &levels, &load, preload, json, table).await
+            let shape = BenchShape {
+                levels,
+                load,
+                preload,
+                rounds,
+                json,
+            };
+            bench(&config, &shape, table, etcd).await
         }
         Cmd::Bench { .. } => bail!("--config or --failover is required"),
     }
@@ -467,68 +495,153 @@ async fn failover_bench(trials: usize, writers: usize, dir: Option<PathBuf>) -> 
     })
 }
 
+/// What `petrel bench --config` runs.
+struct BenchShape {
+    levels: Vec<usize>,
+    load: petrel_node::bench::Load,
+    preload: usize,
+    rounds: usize,
+    json: bool,
+}
+
 async fn bench(
     path: &std::path::Path,
-    levels: &[usize],
-    load: &petrel_node::bench::Load,
-    preload: usize,
-    json: bool,
+    shape: &BenchShape,
     table: Option<u8>,
+    etcd: Option<Vec<petrel_node::etcd::Endpoint>>,
 ) -> Result<ExitCode> {
     use petrel_node::bench;
+    use std::sync::Arc;
+    let BenchShape {
+        levels,
+        load,
+        preload,
+        rounds,
+        json,
+    } = shape;
+    let (preload, json) = (*preload, *json);
     let cfg = Config::load(path)?;
     let table = match table {
         Some(t) => t,
         None => cfg.client_table()?,
     };
     let client = match Client::connect_table(&cfg, table).await {
-        Ok(c) => std::sync::Arc::new(c),
+        Ok(c) => Arc::new(c),
         Err(e) => return Ok(client_error(&e)),
     };
-    let shape = match load.duration {
+    // etcd's writes get the deadline Petrel's get: a slow write fails alike on both.
+    let etcd = match etcd {
+        Some(endpoints) => {
+            let e = petrel_node::etcd::Etcd::connect(&endpoints, client.deadline()).await?;
+            let list: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+            eprintln!(
+                "etcd: {} endpoint(s) ({}), one HTTP/2 connection each, writers spread round-robin",
+                e.endpoints(),
+                list.join(", ")
+            );
+            Some(Arc::new(e))
+        }
+        None => None,
+    };
+    let how_long = match load.duration {
         Some(d) => format!("for {:.1} s", d.as_secs_f64()),
         None => format!("{} keys", load.ops),
     };
     eprintln!(
-        "table {} ({} partition(s)); each writer puts new 16-byte keys with {}-byte values {shape}, one write in flight",
+        "table {} ({} partition(s)); each writer puts new 16-byte keys with {}-byte values {how_long}, one write in flight",
         table,
         client.partitions(),
         load.value_size,
     );
+    // Rows of the plain table: the levels, and a preload that had failures.
     let mut rows = Vec::new();
+    let mut etcd_rows = Vec::new();
     let mut held = 0;
+    let mut etcd_held = 0;
     if preload > 0 {
+        let report = |system: &str, p: &bench::Level| {
+            eprintln!(
+                "{system}: preloaded {} keys in {:.1} s ({:.0} writes/s, {} failed)",
+                p.ok,
+                p.elapsed.as_secs_f64(),
+                p.writes_per_sec(),
+                p.failed
+            )
+        };
         eprintln!("preloading {preload} keys (64 writers) …");
+        // etcd first: its preload is the one that is known to finish, so a Petrel preload
+        // that stalls still leaves etcd's time (and the members' memory) to look at.
+        if let Some(etcd) = &etcd {
+            let e = bench::preload(etcd.clone(), preload, load.value_size).await;
+            report("etcd", &e);
+            etcd_held = e.ok;
+            if e.failed > 0 {
+                if let Some(err) = &e.first_error {
+                    eprintln!("etcd: the first failed preload write: {err}");
+                }
+            }
+        }
         let p = bench::preload(client.clone(), preload, load.value_size).await;
-        eprintln!(
-            "preloaded {} keys in {:.1} s ({:.0} writes/s, {} failed)",
-            p.ok,
-            p.elapsed.as_secs_f64(),
-            p.writes_per_sec(),
-            p.failed
-        );
+        report("petrel", &p);
         held = p.ok;
         if p.failed > 0 {
             rows.push(p);
         }
     }
-    for (round, &n) in levels.iter().enumerate() {
-        let mut level = bench::run_level(client.clone(), n.max(1), load, round).await;
-        level.preload = held;
-        held += level.ok;
+    let progress = |system: &str, l: &bench::Level| {
         if json {
-            println!("{}", bench::json("petrel", &level));
-        } else {
-            eprintln!(
-                "{n} writer(s): {:.0} writes/s, p99 {:.1} ms",
-                level.writes_per_sec(),
-                level.percentile(99.0).unwrap_or_default().as_secs_f64() * 1e3
-            );
+            return;
         }
-        rows.push(level);
+        eprintln!(
+            "{system}: {} writer(s): {:.0} writes/s, p99 {:.1} ms{}",
+            l.clients,
+            l.writes_per_sec(),
+            l.percentile(99.0).unwrap_or_default().as_secs_f64() * 1e3,
+            if l.failed > 0 {
+                format!(", {} failed", l.failed)
+            } else {
+                String::new()
+            }
+        )
+    };
+    let print_json = |system: &str, l: &bench::Level, round: usize| {
+        if json {
+            let mut v = bench::json(system, l);
+            v["round"] = round.into();
+            println!("{v}");
+        }
+    };
+    let mut petrel_levels = Vec::new();
+    for r in 0..*rounds {
+        for (i, &n) in levels.iter().enumerate() {
+            // Distinct keys for every level of every round (see the --rounds check).
+            let round = r * levels.len() + i;
+            let mut level = bench::run_level(client.clone(), n.max(1), load, round).await;
+            level.preload = held;
+            held += level.ok;
+            progress("petrel", &level);
+            print_json("petrel", &level, r);
+            if let Some(etcd) = &etcd {
+                let mut e = bench::run_level(etcd.clone(), n.max(1), load, round).await;
+                e.preload = etcd_held;
+                etcd_held += e.ok;
+                progress("etcd", &e);
+                print_json("etcd", &e, r);
+                petrel_levels.push(level.clone());
+                etcd_rows.push(e);
+            }
+            rows.push(level);
+        }
     }
     if !json {
-        print!("{}", bench::table(&rows));
+        if etcd.is_some() {
+            print!(
+                "{}",
+                bench::compare_table(preload, &petrel_levels, &etcd_rows)
+            );
+        } else {
+            print!("{}", bench::table(&rows));
+        }
     }
     let mut spread = std::collections::BTreeMap::<u8, usize>::new();
     for r in &rows {
@@ -540,11 +653,15 @@ async fn bench(
         let parts: Vec<String> = spread.iter().map(|(p, n)| format!("{p}: {n}")).collect();
         println!("writes per partition: {}", parts.join(", "));
     }
-    let failed: usize = rows.iter().map(|r| r.failed).sum();
-    if let Some(e) = rows.iter().find_map(|r| r.first_error.as_ref()) {
-        eprintln!("{failed} write(s) failed; the first: {e}");
+    let mut failed = 0;
+    for (system, all) in [("petrel", &rows), ("etcd", &etcd_rows)] {
+        let n: usize = all.iter().map(|r| r.failed).sum();
+        if let Some(e) = all.iter().find_map(|r| r.first_error.as_ref()) {
+            eprintln!("{system}: {n} write(s) failed; the first: {e}");
+        }
+        failed += n;
     }
-    if let Ok(c) = std::sync::Arc::try_unwrap(client) {
+    if let Ok(c) = Arc::try_unwrap(client) {
         c.close().await;
     }
     Ok(if failed == 0 {

@@ -36,6 +36,12 @@ enum Undo {
         rules: Vec<Rule>,
         qdisc: Option<usize>,
     },
+    /// lag-crash: the cut, and the primary to kill at `mid` (then restart at the end).
+    LagCrash {
+        rules: Vec<Rule>,
+        primary: usize,
+        killed: bool,
+    },
 }
 
 /// Whether the kernel has tc's netem (probed once per harness).
@@ -236,6 +242,30 @@ impl Injector<'_> {
                         ))
                     }
                 }
+            }
+            Kind::LagCrash => {
+                let Target::Primary(side, p) = f.target else {
+                    return Err("lag-crash needs a primary".into());
+                };
+                let (primary, secs, known) = self.members(side, p);
+                let Some(&lagging) = secs.first().filter(|_| known) else {
+                    return Err("no primary with a secondary known".into());
+                };
+                let rules = vec![self.drop_rule(primary, lagging)];
+                self.insert(&rules)?;
+                Ok((
+                    format!(
+                        "{} -/-> {}, then {} killed",
+                        self.name(primary),
+                        self.name(lagging),
+                        self.name(primary)
+                    ),
+                    Undo::LagCrash {
+                        rules,
+                        primary,
+                        killed: false,
+                    },
+                ))
             }
             Kind::MetaPrimary => {
                 let Target::Primary(side, p) = f.target else {
@@ -456,6 +486,16 @@ impl Injector<'_> {
                     errors.push(format!("restart failed: {e:#}"));
                 }
             }
+            Undo::LagCrash {
+                rules,
+                primary,
+                killed,
+            } => {
+                self.delete(&rules);
+                if killed {
+                    self.undo(Undo::Restart(primary), errors);
+                }
+            }
             Undo::Net { rules, qdisc } => {
                 self.delete(&rules);
                 if let Some(h) = qdisc {
@@ -475,13 +515,19 @@ impl Injector<'_> {
         t0: Instant,
         stop: &AtomicBool,
     ) -> (Vec<Injected>, Vec<String>) {
-        // (time, fault index, is_start)
-        let mut events: Vec<(f64, usize, bool)> = faults
+        // (time, fault index, phase): 0 start, 1 middle (lag-crash's kill), 2 end.
+        let mut events: Vec<(f64, usize, u8)> = faults
             .iter()
             .enumerate()
-            .flat_map(|(i, f)| [(f.start, i, true), (f.end, i, false)])
+            .flat_map(|(i, f)| {
+                let mid = f.mid.map(|m| (m, i, 1));
+                [(f.start, i, 0)]
+                    .into_iter()
+                    .chain(mid)
+                    .chain([(f.end, i, 2)])
+            })
             .collect();
-        events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        events.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.2.cmp(&a.2)));
         let mut undo: Vec<Option<Undo>> = faults.iter().map(|_| None).collect();
         let mut done: Vec<Injected> = faults
             .iter()
@@ -492,7 +538,8 @@ impl Injector<'_> {
             })
             .collect();
         let mut errors = Vec::new();
-        for (at, i, start) in events {
+        for (at, i, phase) in events {
+            let start = phase == 0;
             let when = t0 + Duration::from_secs_f64(at);
             while Instant::now() < when {
                 if stop.load(Ordering::Relaxed) && start {
@@ -519,6 +566,16 @@ impl Injector<'_> {
                         faults[i].kind,
                         done[i].resolved
                     );
+                }
+            } else if phase == 1 {
+                if let Some(Undo::LagCrash {
+                    primary, killed, ..
+                }) = &mut undo[i]
+                {
+                    if !stop.load(Ordering::Relaxed) {
+                        self.lock().kill(*primary);
+                        *killed = true;
+                    }
                 }
             } else if let Some(u) = undo[i].take() {
                 self.undo(u, &mut errors);

@@ -69,9 +69,14 @@ pub enum Kind {
     /// a copy of its last one) is appended to its storage file, as a crash during an
     /// append leaves it; restarted when the fault ends.
     Torn,
+    /// A secondary lags and the primary then crashes: the primary's packets to its first
+    /// secondary (the one the meta server promotes first) are dropped; 60 % into the fault
+    /// the primary is killed; at the end the cut heals and it restarts. PacificA's promise
+    /// under test: any live secondary holds every committed write.
+    LagCrash,
 }
 
-pub const ALL: [Kind; 10] = [
+pub const ALL: [Kind; 11] = [
     Kind::Kill,
     Kind::Pause,
     Kind::MetaPrimary,
@@ -82,6 +87,7 @@ pub const ALL: [Kind; 10] = [
     Kind::Netem,
     Kind::Wipe,
     Kind::Torn,
+    Kind::LagCrash,
 ];
 
 impl Kind {
@@ -97,12 +103,16 @@ impl Kind {
             Kind::Netem => "netem",
             Kind::Wipe => "wipe",
             Kind::Torn => "torn",
+            Kind::LagCrash => "lag-crash",
         }
     }
 
     /// Stops or restarts a process (at most one such fault per node at a time).
     pub fn is_process(self) -> bool {
-        matches!(self, Kind::Kill | Kind::Pause | Kind::Wipe | Kind::Torn)
+        matches!(
+            self,
+            Kind::Kill | Kind::Pause | Kind::Wipe | Kind::Torn | Kind::LagCrash
+        )
     }
 
     /// Needs the second cluster.
@@ -210,6 +220,8 @@ pub struct Fault {
     pub reverse: bool,
     /// For `netem`: drop probability.
     pub loss: f64,
+    /// For `lag-crash`: when the primary is killed.
+    pub mid: Option<f64>,
 }
 
 impl fmt::Display for Fault {
@@ -225,6 +237,9 @@ impl fmt::Display for Fault {
                 " ({})",
                 if self.reverse { "inbound" } else { "outbound" }
             )?;
+        }
+        if let Some(mid) = self.mid {
+            write!(f, " (primary killed at {mid:.2}s)")?;
         }
         if self.kind == Kind::Netem {
             write!(f, " (loss {:.0}%)", self.loss * 100.0)?;
@@ -263,7 +278,11 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: f64, shape: Shape) -> Vec<F
         attempts += 1;
         let kind = kinds[rng.below(kinds.len() as u64) as usize];
         let start = rng.range(0.3, (duration - 0.8).max(0.4));
-        let len = rng.range(0.5, 2.5_f64.min(duration * 0.5));
+        let len = if kind == Kind::LagCrash {
+            rng.range(1.5, 2.5_f64.min(duration * 0.6).max(1.6))
+        } else {
+            rng.range(0.5, 2.5_f64.min(duration * 0.5))
+        };
         let end = (start + len).min(duration - 0.2);
         let side = if shape.dup && rng.chance(0.3) {
             Side::B
@@ -285,7 +304,9 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: f64, shape: Shape) -> Vec<F
                     Target::Replica(side, replica)
                 }
             }
-            Kind::MetaPrimary | Kind::PrimarySecondaries => Target::Primary(side, part),
+            Kind::MetaPrimary | Kind::PrimarySecondaries | Kind::LagCrash => {
+                Target::Primary(side, part)
+            }
             Kind::Isolate | Kind::Netem => Target::Replica(side, replica),
             Kind::OneWay => {
                 if rng.chance(0.5) {
@@ -305,6 +326,7 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: f64, shape: Shape) -> Vec<F
             target,
             reverse,
             loss,
+            mid: (kind == Kind::LagCrash).then(|| start + 0.6 * (end - start)),
         };
         let overlaps = |f: &Fault| f.start < fault.end + 0.3 && fault.start < f.end + 0.3;
         let same_side = |a: &Target, b: &Target| side_of(a) == side_of(b);
@@ -384,6 +406,7 @@ mod tests {
     #[test]
     fn nemesis_lists_parse() {
         assert_eq!(parse_list("all").map(|v| v.len()), Ok(ALL.len()));
+        assert_eq!(parse_list("lag-crash"), Ok(vec![Kind::LagCrash]));
         assert_eq!(
             parse_list("kill,pause,kill"),
             Ok(vec![Kind::Kill, Kind::Pause])

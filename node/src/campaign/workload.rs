@@ -115,7 +115,10 @@ pub async fn run(plan: &Plan, clients: Vec<Client>, rec: Arc<Recorder>, stop: &'
             let mut n = 0u64;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                 let key = &keys[rng.below(keys.len() as u64) as usize];
-                let roll = rng.below(100);
+                // A quarter of the clients only read (and keep the route of whoever
+                // answered them: where stale reads show).
+                let reader = who % 4 == 3;
+                let roll = if reader { 60 } else { rng.below(100) };
                 let act = if roll < 50 {
                     n += 1;
                     Act::Put(format!("s{seed}c{who}n{n}"))

@@ -326,7 +326,7 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: f64, shape: Shape) -> Vec<F
             target,
             reverse,
             loss,
-            mid: (kind == Kind::LagCrash).then(|| start + 0.6 * (end - start)),
+            mid: (kind == Kind::LagCrash).then_some(start + 0.6 * (end - start)),
         };
         let overlaps = |f: &Fault| f.start < fault.end + 0.3 && fault.start < f.end + 0.3;
         let same_side = |a: &Target, b: &Target| side_of(a) == side_of(b);

@@ -67,6 +67,9 @@ pub struct Args {
     /// One cluster only (no cluster b, no duplication).
     #[arg(long)]
     pub no_dup: bool,
+    /// Process faults (kill, pause, torn, …) never hit a meta server.
+    #[arg(long)]
+    pub spare_meta: bool,
     /// Concurrent clients of the workload.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -400,6 +403,7 @@ fn campaign_inner(
         partitions: args.partitions,
         replicas: REPLICAS,
         dup,
+        spare_meta: args.spare_meta,
     };
     let schedule = nemesis::schedule(seed, &shared.kinds, args.duration, shape);
     std::fs::create_dir_all(run_dir)?;
@@ -495,6 +499,10 @@ fn campaign_inner(
             .unwrap_or_else(|_| (Vec::new(), vec!["the nemesis thread panicked".into()]))
     });
     o.faults = injected;
+    if STOP.load(Ordering::Relaxed) {
+        // Interrupted: no verdict; the guards remove the processes and namespaces.
+        return Ok(());
+    }
     errors.extend(inject::heal_all(&net, &clusters));
     let healed = Instant::now();
     // Recovery: every partition of a (and of b's follower table) back to its replica count.
@@ -506,10 +514,20 @@ fn campaign_inner(
     );
     match recovered {
         Some(()) => o.recovery_s = Some(healed.elapsed().as_secs_f64()),
-        None => o.failures.push(format!(
-            "not every partition was back to {REPLICAS} replicas within {} s of heal",
-            args.recovery_bound
-        )),
+        None => {
+            o.failures.push(format!(
+                "not every partition was back to {REPLICAS} replicas within {} s of heal (see status-after-heal.txt)",
+                args.recovery_bound
+            ));
+            let mut text = String::new();
+            for (name, cfg) in [("a", Some(&cfg_a)), ("b", cfg_b.as_ref())] {
+                if let Some(cfg) = cfg {
+                    let status = inject::cluster_status(&rt, cfg);
+                    text.push_str(&format!("cluster {name}: {status:#?}\n"));
+                }
+            }
+            let _ = std::fs::write(run_dir.join("status-after-heal.txt"), text);
+        }
     }
     // Final reads of every key on a.
     let keys = workload::keys(args.keys);
@@ -520,6 +538,9 @@ fn campaign_inner(
             return out;
         };
         for key in &keys {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
             for _ in 0..4 {
                 if let End::Read(_, v) = workload::call(
                     &rec,
@@ -550,8 +571,22 @@ fn campaign_inner(
         );
         if diff > 0 {
             o.failures.push(format!(
-                "b's follower table differs from a's on {diff} keys"
+                "b's follower table differs from a's on {diff} keys (see dup-list.txt)"
             ));
+            if let Some(admin) = lock().admin_config(Side::A).map(Path::to_path_buf) {
+                if let Ok(admin) = crate::config::Config::load(&admin) {
+                    let listed = rt.block_on(crate::admin::run(
+                        &admin,
+                        &crate::admin::Request::DupList,
+                        Duration::from_secs(3),
+                    ));
+                    let text = match listed {
+                        Ok(out) => format!("{}\n{:#}\n", out.text, out.json),
+                        Err(e) => format!("dup list: {e}\n"),
+                    };
+                    let _ = std::fs::write(run_dir.join("dup-list.txt"), text);
+                }
+            }
         }
         o.dup_diff = Some(diff);
     }

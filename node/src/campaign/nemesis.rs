@@ -254,6 +254,8 @@ pub struct Shape {
     pub partitions: u8,
     pub replicas: usize,
     pub dup: bool,
+    /// Process faults never hit a meta server (`--spare-meta`).
+    pub spare_meta: bool,
 }
 
 /// The schedule of `seed`: 2–4 faults (more for longer runs), kinds drawn from `kinds`,
@@ -293,7 +295,7 @@ pub fn schedule(seed: u64, kinds: &[Kind], duration: f64, shape: Shape) -> Vec<F
         let replica = rng.below(shape.replicas as u64) as usize;
         let target = match kind {
             Kind::Kill | Kind::Pause | Kind::Torn => match rng.below(4) {
-                0 => Target::Meta(side),
+                0 if !shape.spare_meta => Target::Meta(side),
                 1 => Target::Primary(side, part),
                 _ => Target::Replica(side, replica),
             },
@@ -372,6 +374,7 @@ mod tests {
         partitions: 4,
         replicas: 3,
         dup: true,
+        spare_meta: false,
     };
 
     #[test]
@@ -401,6 +404,19 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), ALL.len(), "{seen:?}");
+    }
+
+    #[test]
+    fn spare_meta_spares_the_meta_servers() {
+        let shape = Shape {
+            spare_meta: true,
+            ..SHAPE
+        };
+        for seed in 1..=50 {
+            for f in schedule(seed, &ALL, 6.0, shape) {
+                assert!(!matches!(f.target, Target::Meta(_)), "seed {seed}: {f}");
+            }
+        }
     }
 
     #[test]

@@ -146,6 +146,23 @@ impl Injector<'_> {
         found.unwrap_or_else(|| fallback(&mut self.rng))
     }
 
+    /// Every partition of `node`'s cluster has a live primary and two live secondaries.
+    fn fully_replicated(&self, node: usize) -> bool {
+        let side = self.lock().nodes[node].side;
+        let Some(cfg) = &self.configs[super::cluster::side_index(side)] else {
+            return false;
+        };
+        cluster_status(&self.rt, cfg).is_some_and(|(parts, alive)| {
+            let live = |id: stateright::actor::Id| alive.contains(&crate::transport::raw_of(id));
+            !parts.is_empty()
+                && parts.iter().all(|c| {
+                    c.primary.is_some_and(live)
+                        && c.secondaries.len() == super::cluster::REPLICAS - 1
+                        && c.secondaries.iter().all(|s| live(*s))
+                })
+        })
+    }
+
     /// The single node a process fault (or a one-node network fault) hits.
     fn node_of(&mut self, t: &Target) -> Option<(usize, bool)> {
         match t {
@@ -204,6 +221,13 @@ impl Injector<'_> {
                     .node_of(&f.target)
                     .ok_or_else(|| "no node for the target".to_string())?;
                 let name = self.name(node);
+                if f.kind == Kind::Wipe && !self.fully_replicated(node) {
+                    // Its disk may hold the last copy: losing every copy is data loss no
+                    // replication survives, not a finding.
+                    return Err(format!(
+                        "{name}'s cluster is not fully replicated (a wipe could destroy the last copy)"
+                    ));
+                }
                 let how = if known {
                     ""
                 } else {

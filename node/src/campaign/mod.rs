@@ -537,8 +537,10 @@ fn campaign_inner(
         else {
             return out;
         };
+        // Bounded: 20 s for all of them (an unavailable cluster fails the campaign).
+        let until = Instant::now() + Duration::from_secs(20);
         for key in &keys {
-            if STOP.load(Ordering::Relaxed) {
+            if STOP.load(Ordering::Relaxed) || Instant::now() > until {
                 break;
             }
             for _ in 0..4 {

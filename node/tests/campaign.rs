@@ -37,6 +37,8 @@ struct Run {
     code: Option<i32>,
     json: serde_json::Value,
     stderr: String,
+    /// Where the campaigns ran (removed when the run is dropped).
+    _dir: tempfile::TempDir,
 }
 
 /// Run `petrel campaign ARGS --json` (killed after `limit`).
@@ -107,6 +109,7 @@ fn campaign(args: &[&str], limit: Duration) -> Run {
         code: status.and_then(|s| s.code()),
         json,
         stderr,
+        _dir: dir,
     }
 }
 

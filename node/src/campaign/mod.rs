@@ -643,6 +643,7 @@ fn campaign_inner(
     }
     // Validate every node's event log and the client history.
     o.validate = match &shared.checker {
+        _ if STOP.load(Ordering::Relaxed) => "skipped (interrupted)".into(),
         None if args.no_validate => "skipped".into(),
         None => "not found".into(),
         Some(checker) => {

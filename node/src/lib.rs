@@ -5,6 +5,7 @@
 //! durable storage, timers and an event log — and no protocol logic. See node/README.md.
 pub mod admin;
 pub mod bench;
+pub mod campaign;
 pub mod certs;
 pub mod client;
 pub mod codec;

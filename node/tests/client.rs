@@ -159,28 +159,33 @@ fn keys_are_routed_to_their_partitions_by_the_cli() {
     ]);
     let text = ok(&out);
     assert!(
-        text.contains("clients  writes failed  seconds  writes/s  p50 ms  p99 ms  max ms"),
+        text.contains("writers  preload  writes failed  seconds  writes/s  1st/last sec/s  p50 ms  p99 ms  max ms"),
         "{text}"
     );
-    // The data rows: eight numbers each.
+    // The data rows: ten columns, numbers but for the per-second rates ("-" under 2 s).
     let rows: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.len() == 8 && w.iter().all(|x| x.parse::<f64>().is_ok()))
+        .filter(|w| {
+            w.len() == 10
+                && w.iter()
+                    .enumerate()
+                    .all(|(i, x)| i == 6 || x.parse::<f64>().is_ok())
+        })
         .collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert_eq!(
-        (rows[0][0], rows[0][1], rows[0][2]),
+        (rows[0][0], rows[0][2], rows[0][3]),
         ("1", "10", "0"),
         "{text}"
     );
     assert_eq!(
-        (rows[1][0], rows[1][1], rows[1][2]),
+        (rows[1][0], rows[1][2], rows[1][3]),
         ("3", "30", "0"),
         "{text}"
     );
     for row in &rows {
-        let ms: Vec<f64> = row[5..]
+        let ms: Vec<f64> = row[7..]
             .iter()
             .map(|v| v.parse().expect("a latency"))
             .collect();

@@ -70,11 +70,28 @@ pub enum Bug {
     EmptyDiskSameLife,
     /// A primary serves reads and writes after its lease lapsed.
     LeaseIgnored,
+    /// A duplicator asking the follower cluster for its primary gives up when the follower
+    /// meta server cannot be reached (its query lost with the connection): it asks again
+    /// only if a later reply comes, and none does.
+    DupQueryNotRetried,
+    /// A primary restoring its duplicators takes the meta server's confirmed decree even
+    /// beyond its own commit point (a promoted primary that has not yet re-committed what
+    /// it inherited), and counts it as shipped.
+    DupConfirmedUnclamped,
+    /// A primary asked to add a secondary it is already teaching ignores the request: a
+    /// caught-up learner whose proposal died with a restarted meta server never joins.
+    AddSecondaryIgnoresLearner,
+    /// A client waiting for the meta server's routing answer ignores the meta server's
+    /// `PeerDown`: when the meta restarts, the question is lost and the client waits forever.
+    ClientIgnoresMetaDown,
+    /// A learner taught twice takes whichever lesson arrives last, even the older one: it
+    /// loses what it reported learned after the primary counted it as caught up.
+    LearnerTakesStaleLearn,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Bugs(u32);
+pub struct Bugs(u64);
 
 impl Bugs {
     pub const fn none() -> Self {

@@ -266,6 +266,17 @@ pub fn on_msg(cfg: &ClientCfg, s: &mut ClientState, src: Id, msg: Msg, o: &mut O
             s.phase = Phase::Backoff;
             o.set_timer(Timer::QueryBackoff, QUERY_BACKOFF..QUERY_BACKOFF);
         }
+        // The meta server we asked for the route is gone (crashed, restarting): our
+        // question went with the connection and no answer will come. Ask again after a
+        // pause; this costs no attempt, the partition may be healthy.
+        Msg::PeerDown { .. }
+            if src == cfg.meta
+                && s.phase == Phase::Querying
+                && !cfg.bugs.has(Bug::ClientIgnoresMetaDown) =>
+        {
+            s.phase = Phase::Backoff;
+            o.set_timer(Timer::QueryBackoff, QUERY_BACKOFF..QUERY_BACKOFF);
+        }
         // Only the failure of the life we sent to: a late notice about an earlier life
         // says nothing about the restarted node.
         Msg::PeerDown { incarnation }

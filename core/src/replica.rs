@@ -742,13 +742,34 @@ pub fn on_msg(
                 adopt(cfg, id, s, config.clone(), o);
             }
             if let Some(p) = s.parts.get_mut(&config.gpid) {
-                if p.status == Status::Primary
-                    && config.ballot == p.config.ballot
-                    && !p.config.is_member(node)
-                    && !p.learners.contains_key(&node)
+                if p.status != Status::Primary
+                    || config.ballot != p.config.ballot
+                    || p.config.is_member(node)
                 {
-                    p.learners.insert(node, false);
-                    o.send(node, p.learn_msg());
+                    return;
+                }
+                match p.learners.get(&node).copied() {
+                    None => {
+                        p.learners.insert(node, false);
+                        o.send(node, p.learn_msg());
+                    }
+                    Some(_) if cfg.bugs.has(Bug::AddSecondaryIgnoresLearner) => {}
+                    // Asked again for a learner we already teach: the meta server lost
+                    // track of it (it restarted) or our Learn was lost. Teach it again.
+                    Some(false) => o.send(node, p.learn_msg()),
+                    // Caught up: our proposal must have been lost (with the connection
+                    // to a meta server that restarted): propose again. At this ballot
+                    // the meta accepts at most one proposal, so a repeat is harmless.
+                    Some(true) => {
+                        let next = p.config.next(|c| c.secondaries.push(node));
+                        o.send(
+                            cfg.dir.meta,
+                            Msg::ProposeConfig {
+                                config: next,
+                                incarnation: s.incarnation,
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -768,6 +789,18 @@ pub fn on_msg(
                 .entry(gpid)
                 .or_insert_with(|| Part::new(config.clone(), Status::Inactive));
             if config.ballot < p.config.ballot {
+                return;
+            }
+            // An older lesson than one already taken: the primary taught us again and the
+            // two crossed. At one ballot the primary's log only grows, so the older one
+            // ends earlier; taking it would drop what we reported learned, and the
+            // primary may already count us as caught up.
+            let ends = log.keys().next_back().copied().unwrap_or(snapshot.decree);
+            if p.status == Status::PotentialSecondary
+                && p.config.ballot == config.ballot
+                && ends < p.last_decree()
+                && !cfg.bugs.has(Bug::LearnerTakesStaleLearn)
+            {
                 return;
             }
             set_status(cfg, p, Status::PotentialSecondary, o);
@@ -885,6 +918,17 @@ pub fn on_msg(
             o.set_timer(Timer::Reregister, REREGISTER..REREGISTER);
         }
         Msg::PeerDown { .. } => {
+            // A follower meta server we asked for its primary is unreachable: the question
+            // went with the connection (it may be restarting). Ask again after a pause.
+            let asked = s.parts.values().any(|p| {
+                p.status == Status::Primary
+                    && p.dups
+                        .values()
+                        .any(|d| d.asking && d.entry.remote_meta == src)
+            });
+            if asked && !cfg.bugs.has(Bug::DupQueryNotRetried) {
+                o.set_timer(Timer::DupQuery, DUP_QUERY..DUP_QUERY);
+            }
             // A follower primary we were shipping to is gone: ask B again, resend from the
             // confirmed decree.
             let mut ask = Vec::new();
@@ -1328,9 +1372,19 @@ fn sync_duplicators(
     let mut broken = None;
     for (dupid, entry) in entries.into_iter().filter(|(_, e)| e.status.is_valid()) {
         let committed = p.committed;
+        // What the follower confirmed counts here only up to our own commit point: a
+        // promoted primary may not yet have re-committed what its predecessor committed
+        // and shipped, and it must never count as shipped what it has not committed
+        // (SAFE-13). Shipping that prefix again is harmless: the follower answers a
+        // repeat as done without applying it twice.
+        let heard = if cfg.bugs.has(Bug::DupConfirmedUnclamped) {
+            entry.confirmed
+        } else {
+            entry.confirmed.min(committed)
+        };
         // What this replica collected was confirmed (it collects nothing else), even if
         // the meta server's announcement of that has not reached it yet.
-        let confirmed = entry.confirmed.max(p.snapshot.decree);
+        let confirmed = heard.max(p.snapshot.decree);
         let d = p.dups.entry(dupid).or_insert_with(|| Duplicator {
             entry: entry.clone(),
             // Derived from the applied state on every start (seed S1).
@@ -1351,7 +1405,7 @@ fn sync_duplicators(
             reset_link(d);
         }
         // The meta server's persisted value only ever catches up with ours.
-        d.confirmed = d.confirmed.max(entry.confirmed);
+        d.confirmed = d.confirmed.max(heard);
         d.shipped = d.shipped.max(d.confirmed);
         d.entry = entry;
         let ask = match d.entry.status {
@@ -1482,6 +1536,15 @@ fn ship(cfg: &ReplicaCfg, s: &mut ReplicaState, gpid: Gpid, o: &mut Out<Node>) {
     };
     let mut broken = None;
     for (dupid, d) in p.dups.iter_mut() {
+        // What the meta server recorded as confirmed counts once we committed it too (a
+        // promoted primary re-commits what it inherited; see `sync_duplicators`).
+        if !cfg.bugs.has(Bug::DupConfirmedUnclamped) {
+            let heard = d.entry.confirmed.min(p.committed);
+            if heard > d.confirmed {
+                d.confirmed = heard;
+                d.shipped = d.shipped.max(heard);
+            }
+        }
         let Some(target) = d.target else { continue };
         if d.entry.status != DupStatus::Log || d.shipped != d.confirmed || d.confirmed >= upto {
             continue;

@@ -456,8 +456,7 @@ fn operator_requests_need_an_operator() {
 
 /// A `Learn` sent to a life that is gone never reaches its successor: when the learner's
 /// connection breaks before it caught up, the primary teaches it again; once it caught up
-/// (a commit target), a broken connection sends nothing. (The model delivers `PeerDown`
-/// to the meta server and clients only; this branch is unit-tested — SPEC.md.)
+/// (a commit target), a broken connection sends nothing.
 #[test]
 fn a_primary_teaches_again_a_learner_whose_connection_broke() {
     const L: usize = 3;
@@ -481,7 +480,8 @@ fn a_primary_teaches_again_a_learner_whose_connection_broke() {
         },
     );
     assert_eq!(learns(&o), 1);
-    // The meta server asks again: no second copy while the first may still arrive.
+    // The meta server asks again (it restarted and lost track of the learner): taught
+    // again. The two lessons may cross; the learner ignores the older one (below).
     let o = sim.msg(
         id(META),
         Msg::AddSecondary {
@@ -490,10 +490,53 @@ fn a_primary_teaches_again_a_learner_whose_connection_broke() {
             incarnation: 1,
         },
     );
-    assert_eq!(learns(&o), 0);
+    assert_eq!(learns(&o), 1);
     let o = sim.msg(id(L), Msg::PeerDown { incarnation: 1 });
     assert_eq!(learns(&o), 1, "the learner is taught again: {o:?}");
     // A connection of another node breaking teaches nobody.
     let o = sim.msg(id(S), Msg::PeerDown { incarnation: 1 });
     assert_eq!(learns(&o), 0);
+}
+
+/// Two lessons of one primary at one ballot may cross (it taught again when the restarted
+/// meta server asked again): the learner keeps the newer one. Taking the older one last
+/// would lose what it reported learned after the primary counted it caught up (found by
+/// SAFE-2 in `meta-restart-reconfig`; mutant `learner-takes-stale-learn`).
+#[test]
+fn a_learner_ignores_an_older_lesson_that_arrives_last() {
+    const L: usize = 3;
+    let learned = |bugs: Bugs| {
+        let (mut sim, _) = Sim::start(
+            Node::Replica(replica_cfg(Vec::new(), bugs)),
+            id(L),
+            Some(NodeStorage::Replica(petrel_core::replica::ReplicaStorage {
+                incarnation: 1,
+                parts: Default::default(),
+            })),
+        );
+        let lesson = |log: std::collections::BTreeMap<Decree, Entry>, committed| Msg::Learn {
+            config: pc(1, Some(P), &[S]),
+            snapshot: Snapshot::default(),
+            log,
+            committed,
+            retain: Decree::MAX,
+        };
+        let newer = [(
+            1,
+            Entry {
+                ballot: 1,
+                mutation: mutation(CLIENT, 1, 1),
+            },
+        )]
+        .into_iter()
+        .collect();
+        let o = sim.msg(id(P), lesson(newer, 1));
+        assert!(sends_to(&o, id(P))
+            .iter()
+            .any(|m| matches!(m, Msg::LearnDone { learned: 1, .. })));
+        sim.msg(id(P), lesson(Default::default(), 0));
+        sim.replica().parts[&G].last_decree()
+    };
+    assert_eq!(learned(Bugs::none()), 1);
+    assert_eq!(learned(Bugs::none().with(Bug::LearnerTakesStaleLearn)), 0);
 }

@@ -379,6 +379,58 @@ impl PetrelModel {
         self.replica(s, id).map_or(0, |r| r.incarnation)
     }
 
+    /// The nodes the environment may crash (SPEC.md, "Fault model").
+    pub fn crashable(&self) -> Vec<Id> {
+        let c = self.scenario.crashable;
+        let mut v = Vec::new();
+        if c.meta {
+            v.push(self.meta);
+        }
+        if c.replicas {
+            v.extend(&self.replicas);
+        }
+        if c.follower_meta {
+            v.extend(self.meta_b);
+        }
+        if c.follower_replicas {
+            v.extend(&self.replicas_b);
+        }
+        v
+    }
+
+    /// Who learns that `id`'s connections broke when it crashes: every node whose core
+    /// acts on a `PeerDown` from it (the node's driver tells every connected peer; a
+    /// notice that a core ignores is left out to keep the state space small).
+    fn peer_down_targets(&self, id: Id) -> Vec<Id> {
+        let mut v = Vec::new();
+        let wide = self.scenario.replica_peer_down;
+        if id == self.meta {
+            // Its replicas register again; its clients refresh elsewhere.
+            v.extend(&self.replicas);
+            v.extend(&self.clients);
+        } else if Some(id) == self.meta_b {
+            // Its replicas register again; A's duplicators asking it ask again.
+            v.extend(&self.replicas_b);
+            v.extend(&self.replicas);
+        } else if self.replicas.contains(&id) {
+            // The failure detector (without leases), the clients, and (wide) its peers:
+            // a primary re-teaching a learner, a learner whose primary died.
+            v.push(self.meta);
+            v.extend(&self.clients);
+            if wide {
+                v.extend(self.replicas.iter().filter(|r| **r != id));
+            }
+        } else if self.replicas_b.contains(&id) {
+            v.extend(self.meta_b);
+            if wide {
+                v.extend(self.replicas_b.iter().filter(|r| **r != id));
+                // A's primaries shipping to it look up the follower primary again.
+                v.extend(&self.replicas);
+            }
+        }
+        v
+    }
+
     /// A message to a crashed node is lost (its connections are gone); a client that sent
     /// it learns at once that the connection could not be made. Like the node's QUIC
     /// driver, which cannot know the life of a node it failed to reach, the notice names
@@ -394,7 +446,9 @@ impl PetrelModel {
             if let Network::UnorderedNonDuplicating(map) = &mut s.network {
                 map.remove(&env);
             }
-            if self.clients.contains(&env.src) {
+            let replica_sender = self.scenario.replica_peer_down
+                && (self.replicas.contains(&env.src) || self.replicas_b.contains(&env.src));
+            if self.clients.contains(&env.src) || replica_sender {
                 Self::inject(s, env.dst, env.src, Msg::PeerDown { incarnation: 0 });
             }
         }
@@ -413,6 +467,19 @@ impl PetrelModel {
                     || (e.dst == meta && cut.contains(&e.src)))
             });
         }
+    }
+
+    /// Replica `r` holds its lease, or an acknowledgement in flight can still renew it.
+    fn may_serve(&self, s: &State, r: Id) -> bool {
+        let Some(rs) = self.replica(s, r) else {
+            return false;
+        };
+        let renewable = rs.lease.out
+            && s.network.iter_deliverable().any(|e| {
+                e.dst == r
+                    && matches!(e.msg, Msg::BeaconAck { incarnation, seq, alive: true } if *incarnation == rs.incarnation && *seq == rs.lease.seq)
+            });
+        rs.lease.held || renewable
     }
 
     /// The timing assumptions, as preconditions of timers (SPEC.md, "Timing"):
@@ -435,15 +502,24 @@ impl PetrelModel {
                 if !cut(r) {
                     return false;
                 }
-                let Some(rs) = self.replica(s, *r) else {
-                    return true;
+                !self.may_serve(s, *r)
+            }
+            Timer::MetaGrace => {
+                // A restarted meta server's grace outlasts every lease its previous life
+                // granted, and (without leases, where the meta loses a replica only by its
+                // crash) every live replica's registration: when it ends, a replica the
+                // meta does not know alive serves nothing.
+                let (cluster, meta) = if Some(id) == self.meta_b {
+                    (&self.replicas_b, self.meta_b_state(s))
+                } else {
+                    (&self.replicas, self.meta_state(s))
                 };
-                let renewable = rs.lease.out
-                    && s.network.iter_deliverable().any(|e| {
-                        e.dst == *r
-                            && matches!(e.msg, Msg::BeaconAck { incarnation, seq, alive: true } if *incarnation == rs.incarnation && *seq == rs.lease.seq)
-                    });
-                !rs.lease.held && !renewable
+                let Some(meta) = meta else { return true };
+                cluster.iter().all(|r| {
+                    self.crashed(s, *r)
+                        || meta.alive.contains_key(r)
+                        || (self.scenario.leases && !self.may_serve(s, *r))
+                })
             }
             Timer::LeaseExpiry => cut(&id),
             Timer::Beacon => {
@@ -533,7 +609,7 @@ impl Model for PetrelModel {
             }
         }
         if s.history.crashes_left > 0 {
-            for &r in &self.replicas {
+            for r in self.crashable() {
                 if !self.crashed(s, r) {
                     actions.push(Action::Crash(r));
                 }
@@ -569,7 +645,7 @@ impl Model for PetrelModel {
             actions.extend((0..FORGERIES).map(Action::Forge));
         }
         if self.scenario.recover {
-            for &r in &self.replicas {
+            for r in self.crashable() {
                 if self.crashed(s, r) {
                     actions.push(Action::Recover(r));
                 }
@@ -593,9 +669,10 @@ impl Model for PetrelModel {
                 }
                 // The meta's failure detector fires after its grace period; the node's
                 // lease (shorter) has expired by then, and a crashed node serves nothing.
-                Self::inject(&mut next, id, self.meta, Msg::PeerDown { incarnation: inc });
-                for &c in &self.clients {
-                    Self::inject(&mut next, id, c, Msg::PeerDown { incarnation: inc });
+                for t in self.peer_down_targets(id) {
+                    if !self.crashed(&next, t) {
+                        Self::inject(&mut next, id, t, Msg::PeerDown { incarnation: inc });
+                    }
                 }
                 (next, id)
             }

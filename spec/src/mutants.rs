@@ -73,6 +73,16 @@ pub fn mutants() -> Vec<Mutant> {
           "a primary serves after its lease lapsed: cut off from the meta server, it answers a read with a value its successor overwrote"),
         m("empty-disk-same-life", Bug::EmptyDiskSameLife, "disk-replaced", "SAFE-2",
           "a replica whose disk was replaced comes back as life 1, holding nothing, and the meta keeps it as a member"),
+        m("dup-query-not-retried", Bug::DupQueryNotRetried, "dup-follower-crash", "LIVE-4",
+          "a duplicator whose question to B's meta server died with the connection never asks again: B never converges"),
+        m("dup-confirmed-unclamped", Bug::DupConfirmedUnclamped, "dup-log-promote", "SAFE-13",
+          "a promoted primary counts B's confirmation as shipped beyond its own commit point"),
+        m("add-secondary-ignores-learner", Bug::AddSecondaryIgnoresLearner, "meta-restart-reconfig", "LIVE-5",
+          "asked again for a learner it already teaches, the primary ignores it: after a meta restart the table stays short"),
+        m("client-ignores-meta-down", Bug::ClientIgnoresMetaDown, "meta-restart-reconfig", "LIVE-1",
+          "a client asking the meta server for its route ignores the meta's PeerDown: its question died with the restart, it waits forever"),
+        m("learner-takes-stale-learn", Bug::LearnerTakesStaleLearn, "meta-restart-reconfig", "SAFE-2",
+          "a learner taught twice (the meta server restarted and asked again) takes the older lesson last and becomes a secondary without the committed write"),
     ]
 }
 

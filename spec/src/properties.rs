@@ -104,6 +104,13 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
             condition: foreign_harmless,
         });
     }
+    if m.scenario.expect_full_replication {
+        v.push(Property {
+            expectation: Expectation::Eventually,
+            name: "LIVE-5 full-replication",
+            condition: fully_replicated,
+        });
+    }
     if m.scenario.follower.is_some() {
         v.push(Property {
             expectation: Expectation::Eventually,
@@ -117,6 +124,31 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
         });
     }
     v
+}
+
+/// Every partition of cluster A is back at its replica count, as its live meta server
+/// knows it and its primary holds it: a live primary and live secondaries, as many as the
+/// table asks for (VOPR's liveness mode: after the faults, full replication returns).
+fn fully_replicated(m: &PetrelModel, s: &State) -> bool {
+    if m.crashed(s, m.meta) {
+        return false;
+    }
+    let Some(meta) = m.meta_state(s) else {
+        return false;
+    };
+    meta.configs.values().all(|c| {
+        let live = |r: &Id| !m.crashed(s, *r);
+        c.member_count() == usize::from(c.max_replica_count)
+            && c.members().all(|r| live(&r))
+            && c.primary.is_some_and(|p| {
+                m.replica(s, p)
+                    .and_then(|r| r.parts.get(&c.gpid))
+                    .is_some_and(|part| {
+                        part.config.ballot == c.ballot
+                            && part.status == petrel_core::replica::Status::Primary
+                    })
+            })
+    })
 }
 
 /// The follower meta server never answers "exists" to the duplication that owns the table.

@@ -39,6 +39,39 @@ pub struct Scenario {
     /// Replicas hold leases from the meta server (beacons), and the meta server detects
     /// failures by a grace timer; otherwise the lease is abstracted away (SPEC.md).
     pub leases: bool,
+    /// Which nodes the environment may crash (within `crashes`) and, with `recover`,
+    /// restart.
+    pub crashable: Crashable,
+    /// A crashed replica's connections break at its peers too: the other replicas of its
+    /// cluster (and, for a follower replica, the source primaries shipping to it) get
+    /// `PeerDown`, and so does a replica whose message to a crashed node bounced, as the
+    /// node's driver does. Off in the scenarios that predate it: on, they grow 2.5–7×
+    /// (replication 0.25M → 1.6M states) and find nothing new (SPEC.md, "Environment").
+    pub replica_peer_down: bool,
+    /// LIVE-5 applies: every partition of cluster A gets back to its replica count.
+    pub expect_full_replication: bool,
+}
+
+/// The nodes a scenario's environment may crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crashable {
+    /// Cluster A's replica servers.
+    pub replicas: bool,
+    /// Cluster A's meta server (it restarts from its storage).
+    pub meta: bool,
+    /// The follower cluster's meta server.
+    pub follower_meta: bool,
+    /// The follower cluster's replica servers.
+    pub follower_replicas: bool,
+}
+
+impl Crashable {
+    pub const REPLICAS: Crashable = Crashable {
+        replicas: true,
+        meta: false,
+        follower_meta: false,
+        follower_replicas: false,
+    };
 }
 
 /// The follower cluster of a duplication scenario.
@@ -95,6 +128,9 @@ impl Scenario {
             replaces: 0,
             cuts: 0,
             leases: false,
+            crashable: Crashable::REPLICAS,
+            replica_peer_down: false,
+            expect_full_replication: false,
         }
     }
 
@@ -252,6 +288,49 @@ pub fn scenarios() -> Vec<Scenario> {
             ..Scenario::dup(
                 "foreign-sender",
                 "a node of the partner cluster B, holding a valid certificate, sends A any message kind while A writes and ships to B",
+                Follower { start: DupStatus::Log, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            replica_peer_down: true,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            crashable: Crashable { replicas: false, meta: true, ..Crashable::REPLICAS },
+            recover: true,
+            expect_full_replication: true,
+            ..Scenario::base(
+                "meta-restart-reconfig",
+                "3 replicas, table at 2 of 3: the meta server restarts while it adds the third (a proposal lost with it); the table must get back to 3",
+            )
+        },
+        Scenario {
+            replica_peer_down: true,
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            crashes: 1,
+            recover: true,
+            crashable: Crashable {
+                replicas: false,
+                meta: false,
+                follower_meta: true,
+                follower_replicas: true,
+            },
+            ..Scenario::dup(
+                "dup-follower-crash",
+                "LOG: A writes and ships while B's meta server or B's primary crashes and restarts; A must find B's primary again and B converge",
+                Follower { start: DupStatus::Log, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            replica_peer_down: true,
+            replicas: 3,
+            max_replica_count: 3,
+            bootstrap_members: 3,
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            crashes: 1,
+            gc: true,
+            ..Scenario::dup(
+                "dup-log-promote",
+                "LOG with 3 replicas: A's primary crashes after B confirmed a write its secondaries hold uncommitted; the promoted primary must not count it as shipped before it re-commits",
                 Follower { start: DupStatus::Log, ..Follower::ok() },
             )
         },

@@ -152,6 +152,15 @@ impl LeaseSection {
                 self.grace_ms
             );
         }
+        // A restarted meta server judges nobody dead for META_GRACE: every lease its
+        // previous life granted must have lapsed by then (SPEC.md, MetaGrace).
+        let meta_grace = petrel_core::meta::META_GRACE.as_millis() as f64;
+        if meta_grace <= needed {
+            bail!(
+                "[lease] lease_ms × (1 + max_drift) / (1 − max_drift) + margin_ms = {needed:.0} must stay below the meta server's restart grace ({meta_grace:.0} ms): \
+                 otherwise a restarted meta server could give away the roles of a replica that still serves"
+            );
+        }
         Ok(())
     }
     pub fn replica(&self) -> petrel_core::replica::LeaseCfg {

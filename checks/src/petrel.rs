@@ -77,6 +77,7 @@ fn kind_of(a: &Action) -> (StepKind, Option<Id>, String) {
         Action::Forge(_) => (StepKind::Env, None, "Forge".into()),
         Action::Replace(_) => (StepKind::Crash, None, "Disk replaced".into()),
         Action::Cut(_) => (StepKind::Env, None, "Cut".into()),
+        Action::Break(..) => (StepKind::Env, None, "Break".into()),
         Action::Actor(ActorModelAction::SelectRandom { .. }) => {
             (StepKind::Env, None, "Random".into())
         }

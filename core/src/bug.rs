@@ -87,6 +87,14 @@ pub enum Bug {
     /// A learner taught twice takes whichever lesson arrives last, even the older one: it
     /// loses what it reported learned after the primary counted it as caught up.
     LearnerTakesStaleLearn,
+    /// A primary whose connection to a live secondary broke does not prepare again what
+    /// that secondary has not acknowledged: the prepares or their ACKs died with the
+    /// connection, and the partition never commits again.
+    PrepareNotResent,
+    /// A learner refuses an older lesson only while it is still learning: once its
+    /// primary's connection broke and it aborted, the older lesson arriving late is taken,
+    /// while its report of the newer one is still on its way.
+    LessonForgottenOnAbort,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

@@ -93,6 +93,11 @@ pub struct Part {
     /// Set while learning; a replica that is recovering must not serve reads. Every role
     /// change recomputes it (seed S4: a stale flag makes a promoted primary refuse reads).
     pub recovering: bool,
+    /// The ballot of the newest lesson taken (volatile, kept across role changes): a
+    /// learner whose lesson was aborted (its primary's connection broke) must still refuse
+    /// an older lesson of that ballot arriving late, for its report of the newer one may
+    /// still be on its way and count it as caught up.
+    pub lesson: Option<Ballot>,
     // ---- primary only (volatile, rebuilt empty on every role change) ----
     /// ACKs per uncommitted decree at the current ballot.
     pub acks: BTreeMap<Decree, BTreeSet<Id>>,
@@ -155,6 +160,7 @@ impl Part {
             committed: 0,
             retain: Decree::MAX,
             recovering: false,
+            lesson: None,
             acks: BTreeMap::new(),
             waiting: BTreeMap::new(),
             learners: BTreeMap::new(),
@@ -796,13 +802,21 @@ pub fn on_msg(
             // ends earlier; taking it would drop what we reported learned, and the
             // primary may already count us as caught up.
             let ends = log.keys().next_back().copied().unwrap_or(snapshot.decree);
-            if p.status == Status::PotentialSecondary
-                && p.config.ballot == config.ballot
-                && ends < p.last_decree()
-                && !cfg.bugs.has(Bug::LearnerTakesStaleLearn)
-            {
+            // Having taken a lesson of this ballot, everything we hold came from this
+            // primary at this ballot (a lesson, then its prepares), even if we aborted
+            // since (mutant `lesson-forgotten-on-abort`: only while still learning).
+            let taught = match p.lesson {
+                _ if cfg.bugs.has(Bug::LessonForgottenOnAbort) => {
+                    p.status == Status::PotentialSecondary && p.config.ballot == config.ballot
+                }
+                Some(ballot) => ballot == config.ballot,
+                None => false,
+            };
+            let stale = taught && ends < p.last_decree();
+            if stale && !cfg.bugs.has(Bug::LearnerTakesStaleLearn) {
                 return;
             }
+            p.lesson = Some(config.ballot);
             set_status(cfg, p, Status::PotentialSecondary, o);
             p.recovering = true;
             p.config = config;
@@ -941,6 +955,15 @@ pub fn on_msg(
             }
             for (meta, fgpid) in ask {
                 o.send(meta, Msg::QueryConfig { gpid: fgpid });
+            }
+            // A member we prepare to lost a connection (it crashed, or a partition timed
+            // the connection out while it lives on): prepares or their ACKs may have died
+            // with it, and nothing else sends them again. Prepare again what it has not
+            // acknowledged; a repeat is harmless (the member ACKs what it holds).
+            if !cfg.bugs.has(Bug::PrepareNotResent) {
+                for p in s.parts.values().filter(|p| p.status == Status::Primary) {
+                    resend_prepares(p, src, o);
+                }
             }
             // A learner we are teaching lost a connection: our Learn may have gone with it
             // (a message for a life that is gone never reaches its successor, which the
@@ -1144,6 +1167,36 @@ fn on_write(
         );
     }
     try_commit(cfg, s, gpid, o);
+}
+
+/// Every uncommitted prepare that member `to` has not ACKed, again.
+fn resend_prepares(p: &Part, to: Id, o: &mut Out<Node>) {
+    if !p.targets().contains(&to) {
+        return;
+    }
+    let (config, committed, base, retain) = (&p.config, p.committed, p.base, p.retain);
+    let unacked: Vec<(Decree, &Entry)> = p
+        .log
+        .range(committed.saturating_add(1)..)
+        .filter(|(d, _)| p.acks.get(d).is_some_and(|a| !a.contains(&to)))
+        .map(|(d, e)| (*d, e))
+        .collect();
+    if unacked.is_empty() {
+        return;
+    }
+    for (decree, entry) in unacked {
+        o.send(
+            to,
+            Msg::Prepare {
+                config: config.clone(),
+                decree,
+                entry: entry.clone(),
+                committed,
+                base,
+                retain,
+            },
+        );
+    }
 }
 
 /// Commit, in decree order, every decree that is logged and ACKed by every target.

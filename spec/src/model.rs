@@ -43,6 +43,8 @@ pub struct Aux {
     /// the meta server (for good: every message between them is lost).
     pub cuts_left: u8,
     pub cut: Vec<Id>,
+    /// Links between two live replicas the environment may still break.
+    pub breaks_left: u8,
 }
 
 pub type State = ActorModelState<Node, Aux>;
@@ -70,6 +72,10 @@ pub enum Action {
     /// The link between the meta server and a replica breaks for good (a partition):
     /// clients and the other replicas still reach the replica.
     Cut(Id),
+    /// The connection between two live replicas breaks and is dialed again (a partition
+    /// outlasted its idle timeout): every message in flight between them is lost, and
+    /// each gets the other's `PeerDown`, as the node's driver delivers it.
+    Break(Id, Id),
 }
 
 pub struct PetrelModel {
@@ -280,6 +286,7 @@ impl PetrelModel {
             replaces_left: scenario.replaces,
             cuts_left: scenario.cuts,
             cut: Vec::new(),
+            breaks_left: scenario.link_breaks,
         };
         let inner = ActorModel::new((), aux)
             .actors(actors)
@@ -364,6 +371,7 @@ impl PetrelModel {
             Action::Forge(n) => self.forge_dst(*n),
             Action::Replace(id) => *id,
             Action::Cut(id) => *id,
+            Action::Break(a, _) => *a,
         }
     }
 
@@ -394,6 +402,24 @@ impl PetrelModel {
         }
         if c.follower_replicas {
             v.extend(&self.replicas_b);
+        }
+        v
+    }
+
+    /// The replica↔replica links a scenario's environment may break: within each
+    /// cluster, and from A's replicas to B's (the duplicators shipping to them).
+    fn breakable_links(&self) -> Vec<(Id, Id)> {
+        let mut v = Vec::new();
+        let all: Vec<Id> = self
+            .replicas
+            .iter()
+            .chain(&self.replicas_b)
+            .copied()
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                v.push((*a, *b));
+            }
         }
         v
     }
@@ -608,6 +634,13 @@ impl Model for PetrelModel {
                 actions.push(Action::Cut(r));
             }
         }
+        if s.history.breaks_left > 0 {
+            for (a, b) in self.breakable_links() {
+                if !self.crashed(s, a) && !self.crashed(s, b) {
+                    actions.push(Action::Break(a, b));
+                }
+            }
+        }
         if s.history.crashes_left > 0 {
             for r in self.crashable() {
                 if !self.crashed(s, r) {
@@ -729,6 +762,20 @@ impl Model for PetrelModel {
                     id,
                 )
             }
+            Action::Break(a, b) => {
+                let mut next = s.clone();
+                next.history.breaks_left -= 1;
+                if let Network::UnorderedNonDuplicating(map) = &mut next.network {
+                    map.retain(|e, _| {
+                        !((e.src == a && e.dst == b) || (e.src == b && e.dst == a))
+                            || matches!(e.msg, Msg::PeerDown { .. })
+                    });
+                }
+                let (ia, ib) = (self.incarnation(s, a), self.incarnation(s, b));
+                Self::inject(&mut next, a, b, Msg::PeerDown { incarnation: ia });
+                Self::inject(&mut next, b, a, Msg::PeerDown { incarnation: ib });
+                (next, a)
+            }
             Action::Cut(id) => {
                 let mut next = s.clone();
                 next.history.cuts_left -= 1;
@@ -776,6 +823,11 @@ impl Model for PetrelModel {
             Action::Replace(id) => format!(
                 "disk of {} replaced (restart with empty storage)",
                 self.name(*id)
+            ),
+            Action::Break(a, b) => format!(
+                "connection between {} and {} breaks (in-flight messages lost)",
+                self.name(*a),
+                self.name(*b)
             ),
             Action::Cut(id) => format!(
                 "link between {} and {} cut",

@@ -83,6 +83,12 @@ pub fn mutants() -> Vec<Mutant> {
           "a client asking the meta server for its route ignores the meta's PeerDown: its question died with the restart, it waits forever"),
         m("learner-takes-stale-learn", Bug::LearnerTakesStaleLearn, "meta-restart-reconfig", "SAFE-2",
           "a learner taught twice (the meta server restarted and asked again) takes the older lesson last and becomes a secondary without the committed write"),
+        m("prepare-not-resent", Bug::PrepareNotResent, "link-break-prepare", "LIVE-1",
+          "the primary does not prepare again what a secondary whose connection broke has not ACKed: the write never commits"),
+        m("lesson-forgotten-on-abort", Bug::LessonForgottenOnAbort, "link-break-learn", "SAFE-2",
+          "a learner refuses an older lesson only while learning: after its primary's connection broke it takes a late one and joins without the committed write"),
+        m("follower-prepare-not-resent", Bug::PrepareNotResent, "dup-link-break", "LIVE-4",
+          "B's primary does not prepare again what its secondary has not ACKed after their connection broke: B never applies A's write"),
     ]
 }
 

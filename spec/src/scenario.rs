@@ -50,6 +50,10 @@ pub struct Scenario {
     pub replica_peer_down: bool,
     /// LIVE-5 applies: every partition of cluster A gets back to its replica count.
     pub expect_full_replication: bool,
+    /// Connections between two live replicas the environment may break (SPEC.md, "Fault
+    /// model"): the messages in flight between them are lost and each gets the other's
+    /// `PeerDown`. What a partition shorter than the failure detector does to a node.
+    pub link_breaks: u8,
 }
 
 /// The nodes a scenario's environment may crash.
@@ -131,6 +135,7 @@ impl Scenario {
             crashable: Crashable::REPLICAS,
             replica_peer_down: false,
             expect_full_replication: false,
+            link_breaks: 0,
         }
     }
 
@@ -332,6 +337,48 @@ pub fn scenarios() -> Vec<Scenario> {
                 "dup-log-promote",
                 "LOG with 3 replicas: A's primary crashes after B confirmed a write its secondaries hold uncommitted; the promoted primary must not count it as shipped before it re-commits",
                 Follower { start: DupStatus::Log, ..Follower::ok() },
+            )
+        },
+        Scenario {
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::get("k")]],
+            link_breaks: 1,
+            replica_peer_down: true,
+            ..Scenario::base(
+                "link-break-crash",
+                "3 replicas, a client writes then reads: one replica crashes and one connection between two live replicas breaks",
+            )
+        },
+        Scenario {
+            bootstrap_members: 2,
+            link_breaks: 1,
+            crashes: 0,
+            replica_peer_down: true,
+            expect_full_replication: true,
+            ..Scenario::base(
+                "link-break-learn",
+                "3 replicas, table at 2 of 3, a client writes: the primary↔learner connection breaks once (lessons, reports and prepares lost or crossed); the table must get back to 3 and keep the write",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![vec![ClientOp::put("k", "1"), ClientOp::get("k")]],
+            crashes: 0,
+            link_breaks: 1,
+            ..Scenario::base(
+                "link-break-prepare",
+                "2 replicas, a client writes then reads: the primary↔secondary connection breaks once (a partition that timed it out), losing prepares or their ACKs; the write must still commit",
+            )
+        },
+        Scenario {
+            clients: vec![vec![ClientOp::put("k", "1")]],
+            link_breaks: 1,
+            replica_peer_down: true,
+            ..Scenario::dup(
+                "dup-link-break",
+                "LOG: A writes and ships while a connection breaks once (A↔B shipping, or within B's partition); B must converge",
+                Follower { start: DupStatus::Log, replicas: 2, replica_count: 2, ..Follower::ok() },
             )
         },
     ]

@@ -540,3 +540,44 @@ fn a_learner_ignores_an_older_lesson_that_arrives_last() {
     assert_eq!(learned(Bugs::none()), 1);
     assert_eq!(learned(Bugs::none().with(Bug::LearnerTakesStaleLearn)), 0);
 }
+
+/// A partition longer than QUIC's idle timeout breaks the connection to a live member:
+/// the prepares in flight, or their ACKs, die with it. The primary prepares again what
+/// that member has not ACKed, and only that (found by the fault campaigns, seeds 2 and 4;
+/// `link-break-prepare`, mutant `prepare-not-resent`).
+#[test]
+fn a_primary_prepares_again_for_a_member_whose_connection_broke() {
+    let prepares = |bugs: Bugs| {
+        let (mut sim, _) = Sim::start(
+            Node::Replica(replica_cfg(vec![pc(1, Some(P), &[S])], bugs)),
+            id(P),
+            None,
+        );
+        let count = |o: &Out<Node>| {
+            sends_to(o, id(S))
+                .into_iter()
+                .filter(|m| matches!(m, Msg::Prepare { .. }))
+                .count()
+        };
+        let o = sim.msg(id(CLIENT), write(G, 1, 1));
+        assert_eq!(count(&o), 1);
+        let o = sim.msg(id(CLIENT), write(G, 2, 2));
+        assert_eq!(count(&o), 1);
+        // Decree 1 ACKed, decree 2's prepare or ACK lost with the connection.
+        sim.msg(
+            id(S),
+            Msg::PrepareAck {
+                gpid: G,
+                ballot: 1,
+                decree: 1,
+                ok: true,
+            },
+        );
+        let again = count(&sim.msg(id(S), Msg::PeerDown { incarnation: 1 }));
+        // Another node's connection breaking prepares nothing to S.
+        let other = count(&sim.msg(id(9), Msg::PeerDown { incarnation: 1 }));
+        (again, other)
+    };
+    assert_eq!(prepares(Bugs::none()), (1, 0));
+    assert_eq!(prepares(Bugs::none().with(Bug::PrepareNotResent)), (0, 0));
+}

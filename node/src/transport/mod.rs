@@ -525,12 +525,16 @@ impl Transport {
             incarnation,
         })?;
         *lock(&self.inner.hello) = hello;
+        // Forget the old life's connections before anything is sent again: a message of
+        // the new life (its `Register`) pushed into a connection about to close is lost,
+        // and its next beacon, unregistered, is answered "dead" — a new life every beacon
+        // (found by a fault campaign: seed 7, b's meta server paused).
         let old: Vec<quinn::Connection> = self
             .peers()
             .links
-            .values()
-            .flatten()
-            .map(|l| l.conn.clone())
+            .drain()
+            .flat_map(|(_, v)| v)
+            .map(|l| l.conn)
             .collect();
         for c in old {
             c.close(

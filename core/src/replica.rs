@@ -1174,26 +1174,20 @@ fn resend_prepares(p: &Part, to: Id, o: &mut Out<Node>) {
     if !p.targets().contains(&to) {
         return;
     }
-    let (config, committed, base, retain) = (&p.config, p.committed, p.base, p.retain);
-    let unacked: Vec<(Decree, &Entry)> = p
+    let unacked = p
         .log
-        .range(committed.saturating_add(1)..)
-        .filter(|(d, _)| p.acks.get(d).is_some_and(|a| !a.contains(&to)))
-        .map(|(d, e)| (*d, e))
-        .collect();
-    if unacked.is_empty() {
-        return;
-    }
+        .range(p.committed.saturating_add(1)..)
+        .filter(|(d, _)| p.acks.get(d).is_some_and(|a| !a.contains(&to)));
     for (decree, entry) in unacked {
         o.send(
             to,
             Msg::Prepare {
-                config: config.clone(),
-                decree,
+                config: p.config.clone(),
+                decree: *decree,
                 entry: entry.clone(),
-                committed,
-                base,
-                retain,
+                committed: p.committed,
+                base: p.base,
+                retain: p.retain,
             },
         );
     }
@@ -1814,21 +1808,8 @@ fn adopt_with_base(
                     retain,
                 },
             );
-            for d in &uncommitted {
-                if let Some(e) = p.log.get(d) {
-                    o.send(
-                        t,
-                        Msg::Prepare {
-                            config: config.clone(),
-                            decree: *d,
-                            entry: e.clone(),
-                            committed,
-                            base,
-                            retain,
-                        },
-                    );
-                }
-            }
+            // Every uncommitted decree: their ACKs were just reset.
+            resend_prepares(p, t, o);
         }
         if !uncommitted.is_empty() {
             persist(cfg, s, o);

@@ -95,6 +95,13 @@ pub enum Bug {
     /// primary's connection broke and it aborted, the older lesson arriving late is taken,
     /// while its report of the newer one is still on its way.
     LessonForgottenOnAbort,
+    /// The meta server takes one repair step per event: after promoting a secondary (or
+    /// dropping a dead one) it waits for another event before adding a replica, and when
+    /// the restarted node's `Register` was that event, none comes: the table stays short.
+    CureOneStepPerEvent,
+    /// The meta server keeps waiting for a learner it asked a primary to add after that
+    /// node registered a new life: the restarted node forgot the lesson, nobody asks again.
+    AddingKeptOnRestart,
 }
 
 /// The set of enabled bugs (a bit set; `Bugs::none()` in production).

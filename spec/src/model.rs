@@ -861,6 +861,7 @@ impl PetrelModel {
             }
             Action::Actor(ActorModelAction::Timeout(id, t)) => (1u8, id, t).hash(&mut h),
             Action::Recover(id) if self.scenario.recover => (2u8, id).hash(&mut h),
+            Action::Crash(id) if self.scenario.crash_certain => (3u8, id).hash(&mut h),
             _ => return None,
         }
         Some(h.finish())

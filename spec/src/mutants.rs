@@ -87,6 +87,10 @@ pub fn mutants() -> Vec<Mutant> {
           "the primary does not prepare again what a secondary whose connection broke has not ACKed: the write never commits"),
         m("lesson-forgotten-on-abort", Bug::LessonForgottenOnAbort, "link-break-learn", "SAFE-2",
           "a learner refuses an older lesson only while learning: after its primary's connection broke it takes a late one and joins without the committed write"),
+        m("cure-one-step-per-event", Bug::CureOneStepPerEvent, "restart-before-detected", "LIVE-5",
+          "the meta server promotes a secondary when a restarted node registers, and waits for another event to add the replica now missing: none comes, the table stays short"),
+        m("adding-kept-on-restart", Bug::AddingKeptOnRestart, "learner-restart", "LIVE-5",
+          "a learner restarts as a new life; the meta server still counts it as being added and never asks again: the table stays short"),
         m("follower-prepare-not-resent", Bug::PrepareNotResent, "dup-link-break", "LIVE-4",
           "B's primary does not prepare again what its secondary has not ACKed after their connection broke: B never applies A's write"),
     ]

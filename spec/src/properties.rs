@@ -130,7 +130,7 @@ pub fn all(m: &PetrelModel) -> Vec<Property<PetrelModel>> {
 /// knows it and its primary holds it: a live primary and live secondaries, as many as the
 /// table asks for (VOPR's liveness mode: after the faults, full replication returns).
 fn fully_replicated(m: &PetrelModel, s: &State) -> bool {
-    if m.crashed(s, m.meta) {
+    if m.crashed(s, m.meta) || (m.scenario.crash_certain && s.history.crashes_left > 0) {
         return false;
     }
     let Some(meta) = m.meta_state(s) else {

@@ -54,6 +54,10 @@ pub struct Scenario {
     /// model"): the messages in flight between them are lost and each gets the other's
     /// `PeerDown`. What a partition shorter than the failure detector does to a node.
     pub link_breaks: u8,
+    /// The crash is certain, not just possible: crashes are weakly fair (while one may
+    /// happen, one eventually does), and LIVE-5 is judged after it — so a table that was
+    /// whole at boot must be whole again *after* the fault, not merely once.
+    pub crash_certain: bool,
 }
 
 /// The nodes a scenario's environment may crash.
@@ -136,6 +140,7 @@ impl Scenario {
             replica_peer_down: false,
             expect_full_replication: false,
             link_breaks: 0,
+            crash_certain: false,
         }
     }
 
@@ -369,6 +374,32 @@ pub fn scenarios() -> Vec<Scenario> {
             ..Scenario::base(
                 "link-break-prepare",
                 "2 replicas, a client writes then reads: the primary↔secondary connection breaks once (a partition that timed it out), losing prepares or their ACKs; the write must still commit",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 2,
+            clients: vec![],
+            recover: true,
+            expect_full_replication: true,
+            crash_certain: true,
+            ..Scenario::base(
+                "restart-before-detected",
+                "2 replicas: a member crashes and its new life registers before the meta learnt the old one is gone (its PeerDown, or with leases its grace timer, comes later); the table must get back to 2",
+            )
+        },
+        Scenario {
+            replicas: 2,
+            max_replica_count: 2,
+            bootstrap_members: 1,
+            clients: vec![],
+            recover: true,
+            expect_full_replication: true,
+            crash_certain: true,
+            ..Scenario::base(
+                "learner-restart",
+                "2 replicas, table at 1 of 2: a replica crashes (the learner while it learns, or the primary) and restarts; the table must get back to 2",
             )
         },
         Scenario {

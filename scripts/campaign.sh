@@ -5,9 +5,8 @@
 # (≈ 4–5 min on 2 cores). A soak: `SEEDS=1..500 bash scripts/campaign.sh`;
 # other options of `petrel campaign` may follow (e.g. `--nemesis kill,wipe`).
 #
-# Every nemesis, meta servers killed too. Duplication stays off in CI (--no-dup) until the
-# open seed 12 (a short table after a meta pause and lag-crash, dup on) is fixed.
+# Every nemesis, meta servers killed too, duplication a→b on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p petrel-node --bin petrel -p petrel-checks --bin petrel-check
-exec target/release/petrel campaign --seeds "${SEEDS:-1..50}" --jobs 2 --duration 5 --no-dup "$@"
+exec target/release/petrel campaign --seeds "${SEEDS:-1..50}" --jobs 2 --duration 5 "$@"

@@ -556,6 +556,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // `petrel-check list | head`: a closed stdout ends the process quietly, as it does a
+    // Unix filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+    // SAFETY: restores the default disposition of one signal, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::List => {

@@ -273,3 +273,44 @@ fn incomplete_logs_never_pass() {
         r.text()
     );
 }
+
+/// Write `lines` with a torn line (the first bytes of an event, as a `kill -9` in the
+/// middle of a buffered write leaves them) inserted before line `at`.
+fn verdict_torn_before(lines: &[Value], at: usize) -> validate::Report {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("data").join("n0");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let mut text = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i == at {
+            text.push_str("{\"seq\":99,\"ms\":7,\"even\n");
+        }
+        text.push_str(&format!("{l}\n"));
+    }
+    if at >= lines.len() {
+        text.push_str("{\"seq\":99,\"ms\":7,\"even");
+    }
+    std::fs::write(d.join("events.jsonl"), text).expect("write");
+    validate::validate(&[dir.path().to_path_buf()], &Options::default())
+}
+
+#[test]
+fn a_torn_last_line_of_a_life_is_the_crash_and_a_torn_line_elsewhere_is_damage() {
+    let lines = two_lives();
+    let second_start = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.pointer("/event/start").is_some())
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("a second life");
+    // Before the next life's start, and at the end of the file: the life ended there.
+    for at in [second_start, lines.len()] {
+        let r = verdict_torn_before(&lines, at);
+        assert_eq!(r.exit_code(), 0, "torn before line {at}: {}", r.text());
+    }
+    // Inside a life: lines after it were written, so it is not a crash's torn tail.
+    let r = verdict_torn_before(&lines, 1);
+    assert_eq!(r.exit_code(), 2, "{}", r.text());
+    assert!(r.text().contains("not JSON"), "{}", r.text());
+}

@@ -694,6 +694,21 @@ pub fn on_timeout(cfg: &MetaCfg, id: Id, s: &mut MetaState, timer: &Timer, o: &m
     }
     if *timer == Timer::MetaGrace && s.grace {
         s.grace = false;
+        // A life silent for the whole grace holds no lease (the grace outlasts every lease
+        // the previous life of this meta server granted) and may leave its roles below:
+        // it is declared dead, as `Grace(r)` would have, so a late beacon of it (a healed
+        // partition) is answered "dead" and it comes back as a new life, never as the old
+        // one regaining a lease while it still believes it holds a superseded role.
+        let silent: Vec<(Id, u32)> = s
+            .lives
+            .iter()
+            .filter(|(r, life)| !s.alive.contains_key(r) && s.dead.get(r) != Some(life))
+            .map(|(r, life)| (*r, *life))
+            .collect();
+        if cfg.grace.is_some() && !silent.is_empty() {
+            s.dead.extend(silent);
+            persist(s, o);
+        }
         cure(cfg, s, o);
         return;
     }

@@ -581,3 +581,63 @@ fn a_primary_prepares_again_for_a_member_whose_connection_broke() {
     assert_eq!(prepares(Bugs::none()), (1, 0));
     assert_eq!(prepares(Bugs::none().with(Bug::PrepareNotResent)), (0, 0));
 }
+
+/// Found on real processes (node/tests/partition.rs): the meta server restarted while cut
+/// off from the primary. At the end of its grace it gave the silent primary's role away,
+/// but kept that life as not dead; when the partition healed, the old life's beacon was
+/// answered "alive" and it regained a lease while it still believed it was the primary of
+/// the superseded ballot. A life silent for the whole grace is declared dead.
+#[test]
+fn a_life_silent_through_a_restarted_meta_servers_grace_is_declared_dead() {
+    let mut cfg = meta_cfg(
+        &[P, S, 3],
+        vec![TableSpec {
+            id: G.table,
+            partitions: 1,
+            max_replica_count: 2,
+            source: None,
+        }],
+        2,
+        Bugs::none(),
+    );
+    cfg.grace = Some(Duration::from_millis(750));
+    let (_, o) = Sim::start(Node::Meta(cfg.clone()), id(META), None);
+    let stored = meta_saves(&o).pop().expect("the bootstrap is durable");
+    // The restart: S and 3 beacon within the grace, P (the primary, cut off) does not.
+    let (mut sim, _) = Sim::start(Node::Meta(cfg), id(META), Some(NodeStorage::Meta(stored)));
+    for r in [S, 3] {
+        sim.msg(
+            id(r),
+            Msg::Beacon {
+                incarnation: 1,
+                seq: 1,
+            },
+        );
+    }
+    let o = sim.timeout(Timer::MetaGrace);
+    assert_eq!(sim.meta().configs[&G].primary, Some(id(S)));
+    assert_eq!(
+        meta_saves(&o)
+            .first()
+            .and_then(|s| s.dead.get(&id(P)).copied()),
+        Some(1),
+        "the silent life is durably dead before its role is given away"
+    );
+    // The partition heals: P's late beacon is answered "dead", so it restarts as a new life.
+    let o = sim.msg(
+        id(P),
+        Msg::Beacon {
+            incarnation: 1,
+            seq: 9,
+        },
+    );
+    assert_eq!(
+        sends_to(&o, id(P)),
+        vec![Msg::BeaconAck {
+            incarnation: 1,
+            seq: 9,
+            alive: false
+        }]
+    );
+    assert!(!sim.meta().alive.contains_key(&id(P)));
+}

@@ -151,12 +151,31 @@ pub struct EventLog {
     rotated: u32,
 }
 
+fn ends_with_newline(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 impl EventLog {
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<EventLog> {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let written = file.metadata()?.len();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let mut written = file.metadata()?.len();
+        // A `kill -9` may leave the previous life's last line torn (the buffer reached the
+        // file in pieces). End it, so this life's start line stands on a line of its own
+        // and the validator sees the torn tail for what it is.
+        if written > 0 && !ends_with_newline(&mut file)? {
+            file.write_all(b"\n")?;
+            written += 1;
+        }
         Ok(EventLog {
             path,
             out: BufWriter::new(file),
@@ -390,6 +409,27 @@ mod tests {
             serde_json::from_value(v["event"]["start"]["actor"].clone()).expect("actor decodes");
         assert_eq!(back, a);
         assert_eq!(v["event"]["start"]["format"], FORMAT);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_life_starts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, "{\"seq\":1}\n{\"seq\":2,\"ms\":4,\"ev").expect("write");
+        let mut log = EventLog::open(dir.path(), 1 << 20).expect("open");
+        let a = actor();
+        log.record(start(&a), &Out::new()).expect("record");
+        log.flush().expect("flush");
+        let text = fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "{\"seq\":2,\"ms\":4,\"ev");
+        let v: serde_json::Value = serde_json::from_str(lines[2]).expect("the start line");
+        assert_eq!(v["event"]["start"]["format"], FORMAT);
+        // A whole last line is left as it is.
+        drop(log);
+        let before = fs::read_to_string(&path).expect("read");
+        drop(EventLog::open(dir.path(), 1 << 20).expect("open"));
+        assert_eq!(fs::read_to_string(&path).expect("read"), before);
     }
 
     #[test]

@@ -93,8 +93,10 @@ struct Seen {
 
 /// Write `k = old`, cut the meta server from the primary, wait for a new primary, write
 /// `k = new` through it, then read `k` with a client whose routing still names the old
-/// primary. `bug`: a core mutant switched on in every node (test-only).
-fn partition_run(bug: Option<&str>) -> Seen {
+/// primary. `bug`: a core mutant switched on in every node (test-only). `meta_restart`:
+/// right after the cut, the meta server is killed (`kill -9`) and restarted from its
+/// storage while the cut stands: it has forgotten when it last heard the primary.
+fn partition_run(bug: Option<&str>, meta_restart: bool) -> Seen {
     let env: Vec<(&str, &str)> = bug.map(|b| (TEST_BUG_ENV, b)).into_iter().collect();
     let mut c = Cluster::start_env(&fast_plan("alpha", 3), &env);
     let cc = c.client_config();
@@ -129,6 +131,17 @@ fn partition_run(bug: Option<&str>) -> Seen {
     assert_eq!(gauge(&c, primary, "petrel_replica_lease_held"), Some(1.0));
 
     let cut = Cut::between(meta, old);
+    if meta_restart {
+        let i = c
+            .layout
+            .nodes
+            .iter()
+            .position(|n| n.role == Role::Meta)
+            .expect("a meta server");
+        let name = format!("{}-{}", Role::Meta, c.layout.nodes[i].id);
+        c.proc(&name).kill9();
+        c.start_node(i);
+    }
     let lapsed = wait_until(
         "the cut-off primary's lease lapses",
         Duration::from_secs(5),
@@ -183,7 +196,21 @@ fn partition_run(bug: Option<&str>) -> Seen {
 
 #[test]
 fn a_primary_cut_from_the_meta_server_stops_serving_before_another_is_promoted() {
-    let seen = partition_run(None);
+    let seen = partition_run(None, false);
+    assert_eq!(
+        seen.late_read.as_deref(),
+        Some("new"),
+        "a client routing to the deposed primary must be redirected, not served"
+    );
+    assert_eq!(seen.report.exit_code(), 0, "{}", seen.report.text());
+}
+
+/// The same partition, and the meta server restarts in it: the restarted meta server
+/// knows no beacon times, so it waits a whole grace (`MetaGrace`) before it declares
+/// anyone dead, and the deposed primary's lease lapses first, as without the restart.
+#[test]
+fn a_meta_server_restarted_during_the_partition_still_promotes_only_after_the_lease() {
+    let seen = partition_run(None, true);
     assert_eq!(
         seen.late_read.as_deref(),
         Some("new"),
@@ -197,7 +224,7 @@ fn a_primary_cut_from_the_meta_server_stops_serving_before_another_is_promoted()
 /// above can fail.
 #[test]
 fn with_the_lease_ignored_the_deposed_primary_serves_a_stale_read_and_validation_catches_it() {
-    let seen = partition_run(Some("LeaseIgnored"));
+    let seen = partition_run(Some("LeaseIgnored"), false);
     assert_eq!(
         seen.late_read.as_deref(),
         Some("old"),

@@ -162,7 +162,16 @@ impl Cluster {
 
     /// `start` with extra environment variables for every node process.
     pub fn start_env(plan: &Plan, env: &[(&str, &str)]) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
+        // PETREL_TEST_KEEP=1: the cluster's directory (logs, event logs, data) outlives
+        // the test, to read after a failure.
+        let keep = std::env::var_os("PETREL_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("tempdir");
+        if keep {
+            eprintln!("PETREL_TEST_KEEP: {} is kept", dir.path().display());
+        }
         let layout = up::write_cluster(dir.path(), plan).expect("layout");
         let env = env
             .iter()

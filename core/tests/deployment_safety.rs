@@ -178,7 +178,9 @@ fn a_life_declared_dead_never_serves_again() {
     );
 }
 
-fn leased_meta() -> Sim {
+/// A meta server of replicas P, S and 3, a table of 2 replicas (P primary, S secondary),
+/// with leases and a grace of 750 ms.
+fn leased_meta_cfg() -> petrel_core::meta::MetaCfg {
     let mut cfg = meta_cfg(
         &[P, S, 3],
         vec![TableSpec {
@@ -191,6 +193,11 @@ fn leased_meta() -> Sim {
         Bugs::none(),
     );
     cfg.grace = Some(Duration::from_millis(750));
+    cfg
+}
+
+fn leased_meta() -> Sim {
+    let cfg = leased_meta_cfg();
     let (sim, o) = Sim::start(Node::Meta(cfg), id(META), None);
     let armed: Vec<Timer> = o
         .iter()
@@ -589,18 +596,7 @@ fn a_primary_prepares_again_for_a_member_whose_connection_broke() {
 /// the superseded ballot. A life silent for the whole grace is declared dead.
 #[test]
 fn a_life_silent_through_a_restarted_meta_servers_grace_is_declared_dead() {
-    let mut cfg = meta_cfg(
-        &[P, S, 3],
-        vec![TableSpec {
-            id: G.table,
-            partitions: 1,
-            max_replica_count: 2,
-            source: None,
-        }],
-        2,
-        Bugs::none(),
-    );
-    cfg.grace = Some(Duration::from_millis(750));
+    let cfg = leased_meta_cfg();
     let (_, o) = Sim::start(Node::Meta(cfg.clone()), id(META), None);
     let stored = meta_saves(&o).pop().expect("the bootstrap is durable");
     // The restart: S and 3 beacon within the grace, P (the primary, cut off) does not.

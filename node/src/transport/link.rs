@@ -38,6 +38,8 @@ pub(super) struct Peers {
     pub(super) dialing: HashMap<u64, Vec<Vec<u8>>>,
     /// The last incarnation each peer announced.
     pub(super) known: HashMap<u64, u32>,
+    /// This node's own life, as its connections announce it (`Transport::set_incarnation`).
+    pub(super) own_life: u32,
     /// The last failure per peer, for operators (the client prints these).
     pub(super) errors: BTreeMap<u64, String>,
     /// Node side: the client sessions heard of (`Frame::From`), and the connection that
@@ -64,7 +66,9 @@ impl Transport {
     pub(super) async fn dial(&self, peer: u64) {
         let result = self.try_dial(peer).await;
         match result {
-            Ok((conn, hello, send, recv)) => self.register(conn, Kind::Node, hello, send, recv),
+            Ok((conn, own, hello, send, recv)) => {
+                self.register(conn, Kind::Node, own, true, hello, send, recv)
+            }
             Err(reason) => {
                 let addr = self
                     .inner
@@ -100,7 +104,7 @@ impl Transport {
     async fn try_dial(
         &self,
         peer: u64,
-    ) -> Result<(Connection, Hello, SendStream, RecvStream), String> {
+    ) -> Result<(Connection, u32, Hello, SendStream, RecvStream), String> {
         let Some(p) = self.inner.book.get(&peer) else {
             return Err("not in the address book".into());
         };
@@ -123,7 +127,7 @@ impl Transport {
                 Ok(Err(e)) => return Err(format!("TLS handshake failed: {}", describe(&e))),
                 Ok(Ok(c)) => c,
             };
-        let (hello, send, recv) = match self.exchange_hello(&conn).await {
+        let (own, hello, send, recv) = match self.exchange_hello(&conn).await {
             Ok(x) => x,
             Err(reason) => {
                 conn.close(VarInt::from_u32(close::PROTOCOL), reason.as_bytes());
@@ -138,20 +142,21 @@ impl Transport {
             conn.close(VarInt::from_u32(close::REFUSED), reason.as_bytes());
             return Err(reason);
         }
-        Ok((conn, hello, send, recv))
+        Ok((conn, own, hello, send, recv))
     }
 
-    /// Send our `Hello` on a new stream and read the peer's from the first stream it opens.
+    /// Send our `Hello` on a new stream and read the peer's from the first stream it opens;
+    /// also says which of this node's lives the `Hello` announced.
     async fn exchange_hello(
         &self,
         conn: &Connection,
-    ) -> Result<(Hello, SendStream, RecvStream), String> {
+    ) -> Result<(u32, Hello, SendStream, RecvStream), String> {
         let limit = self.inner.settings.handshake_timeout;
         let mut send = conn
             .open_uni()
             .await
             .map_err(|e| format!("cannot open a stream: {}", describe(&e)))?;
-        let hello = lock(&self.inner.hello).clone();
+        let (own, hello) = lock(&self.inner.hello).clone();
         send.write_all(&hello)
             .await
             .map_err(|e| format!("cannot send Hello: {e}"))?;
@@ -161,7 +166,7 @@ impl Transport {
             Ok(Ok(r)) => r,
         };
         let hello = read_hello(&mut recv, limit, self.inner.settings.max_frame).await?;
-        Ok((hello, send, recv))
+        Ok((own, hello, send, recv))
     }
 
     pub(super) async fn accept_loop(self) {
@@ -186,7 +191,7 @@ impl Transport {
             Ok(Ok(c)) => c,
         };
         let cert = peer_cert(&conn);
-        let (hello, send, recv) = match self.exchange_hello(&conn).await {
+        let (own, hello, send, recv) = match self.exchange_hello(&conn).await {
             Ok(x) => x,
             Err(reason) => {
                 tracing::warn!(%remote, "incoming connection closed: {reason}");
@@ -195,7 +200,7 @@ impl Transport {
             }
         };
         match self.check_accepted(&hello, cert.as_ref()) {
-            Ok(kind) => self.register(conn, kind, hello, send, recv),
+            Ok(kind) => self.register(conn, kind, own, false, hello, send, recv),
             Err(reason) => {
                 tracing::warn!(%remote, claimed_id = hello.id, claimed_cluster = %hello.cluster, "refused peer: {reason}");
                 conn.close(
@@ -282,11 +287,15 @@ impl Transport {
     }
 
     /// Make a checked connection live: writer, readers, and the watcher that turns its end
-    /// into `PeerDown`.
+    /// into `PeerDown`. `own` is the life of this node its `Hello` announced; `dialed`,
+    /// whether this node dialed it.
+    #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
         conn: Connection,
         kind: Kind,
+        own: u32,
+        dialed: bool,
         hello: Hello,
         send: SendStream,
         recv: RecvStream,
@@ -315,6 +324,26 @@ impl Transport {
         let mut superseded = Vec::new();
         {
             let mut peers = self.peers();
+            // A handshake that announced an older life of this node and finishes after it
+            // started a new one (`Transport::set_incarnation`, which drains what registered
+            // before it: hence the check under the same lock) never carries a send: the
+            // peer takes it for the old life and closes it when it hears the new one, and
+            // what this life sent into it would be lost with no `PeerDown`. Close it as
+            // the old life's; a dial of ours is made again with the new `Hello` (frames of
+            // the new life wait for it).
+            if own < peers.own_life {
+                let redial = dialed && peers.dialing.contains_key(&peer);
+                drop(peers);
+                tracing::debug!(peer, "a connection of this node's previous life: closed");
+                conn.close(
+                    VarInt::from_u32(close::SHUTDOWN),
+                    b"this node started a new life",
+                );
+                if redial {
+                    self.spawn_dial(peer);
+                }
+                return;
+            }
             if peer < CLIENT_ID_BASE {
                 if let Some(v) = peers.links.get_mut(&peer) {
                     let (old, keep): (Vec<Link>, Vec<Link>) =

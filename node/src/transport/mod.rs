@@ -197,8 +197,9 @@ struct Inner {
     client_cfg: quinn::ClientConfig,
     me: u64,
     cluster: String,
-    /// This life's `Hello` (replaced when the node starts a new life in-process).
-    hello: Mutex<Vec<u8>>,
+    /// This life's `Hello` and the life it announces (replaced when the node starts a
+    /// new life in-process).
+    hello: Mutex<(u32, Vec<u8>)>,
     book: BTreeMap<u64, PeerAddr>,
     settings: Settings,
     inbound: mpsc::Sender<(Id, Msg)>,
@@ -302,11 +303,14 @@ impl Transport {
                 client_cfg,
                 me,
                 cluster: cluster.to_string(),
-                hello: Mutex::new(hello),
+                hello: Mutex::new((incarnation, hello)),
                 book,
                 settings,
                 inbound,
-                peers: Mutex::new(Peers::default()),
+                peers: Mutex::new(Peers {
+                    own_life: incarnation,
+                    ..Peers::default()
+                }),
                 stopping: AtomicBool::new(false),
                 sessions: Mutex::new(HashMap::new()),
                 stats: Arc::new(Stats::default()),
@@ -524,18 +528,30 @@ impl Transport {
             id: self.inner.me,
             incarnation,
         })?;
-        *lock(&self.inner.hello) = hello;
         // Forget the old life's connections before anything is sent again: a message of
         // the new life (its `Register`) pushed into a connection about to close is lost,
         // and its next beacon, unregistered, is answered "dead" — a new life every beacon
-        // (found by a fault campaign: seed 7, b's meta server paused).
-        let old: Vec<quinn::Connection> = self
-            .peers()
-            .links
-            .drain()
-            .flat_map(|(_, v)| v)
-            .map(|l| l.conn)
-            .collect();
+        // (found by a fault campaign: seed 7, b's meta server paused). The new life is
+        // recorded with the drain, *before* the new `Hello` is used: a handshake that sent
+        // the old `Hello` and registers after this is refused (`register`), else a peer
+        // would close it on hearing the new life, and what this life sent into it would be
+        // lost with no `PeerDown` (found by a fault campaign: seed 18, a's meta paused, a
+        // primary's `Learn` for a learner lost, the partition left at one replica). Frames
+        // still waiting for a dial were sent by the old life: they die with it.
+        let old: Vec<quinn::Connection> = {
+            let mut peers = self.peers();
+            peers.own_life = incarnation;
+            for q in peers.dialing.values_mut() {
+                q.clear();
+            }
+            peers
+                .links
+                .drain()
+                .flat_map(|(_, v)| v)
+                .map(|l| l.conn)
+                .collect()
+        };
+        *lock(&self.inner.hello) = (incarnation, hello);
         for c in old {
             c.close(
                 VarInt::from_u32(close::SHUTDOWN),
